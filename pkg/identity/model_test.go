@@ -1,0 +1,44 @@
+package identity
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+func TestDetectModel(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  license.Model
+	}{
+		{"hypervisor flag", map[string]string{"proc/cpuinfo": "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n"}, license.ModelVM},
+		{"hypervisor flag last", map[string]string{"proc/cpuinfo": "flags\t\t: fpu hypervisor\n"}, license.ModelVM},
+		{"QEMU vendor", map[string]string{"proc/cpuinfo": "flags\t\t: fpu\n", "sys/class/dmi/id/sys_vendor": "QEMU\n"}, license.ModelVM},
+		{"VMware product", map[string]string{"proc/cpuinfo": "flags\t\t: fpu\n", "sys/class/dmi/id/product_name": "VMware Virtual Platform\n"}, license.ModelVM},
+		{"bare metal", map[string]string{"proc/cpuinfo": "flags\t\t: fpu hypervisorx\n", "sys/class/dmi/id/sys_vendor": "Supermicro\n"}, license.ModelHW},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			for name, content := range tt.files {
+				path := filepath.Join(root, name)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := DetectModel(root)
+			if err != nil || got != tt.want {
+				t.Errorf("DetectModel = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := DetectModel(t.TempDir()); err == nil {
+		t.Error("DetectModel without /proc/cpuinfo: no error")
+	}
+}
