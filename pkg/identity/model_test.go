@@ -3,6 +3,7 @@ package identity
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
@@ -40,5 +41,31 @@ func TestDetectModel(t *testing.T) {
 	}
 	if _, err := DetectModel(t.TempDir()); err == nil {
 		t.Error("DetectModel without /proc/cpuinfo: no error")
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	root := t.TempDir()
+	if _, err := Fingerprint(root, "pbx-1", ""); err == nil {
+		t.Error("Fingerprint with no machine id: no error")
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Fingerprint(root, "pbx-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Fingerprint(root, "pbx-2", "")
+	c, _ := Fingerprint(root, "pbx-1", "SN-42")
+	again, _ := Fingerprint(root, "pbx-1", "")
+	if a != again || a == b || a == c {
+		t.Errorf("fingerprints: same machine and PBX %q/%q, other PBX %q, serial override %q: want stable and distinct", a, again, b, c)
+	}
+	if strings.Contains(a, "0123456789abcdef") {
+		t.Error("the fingerprint reveals the machine id")
 	}
 }

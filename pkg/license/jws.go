@@ -200,3 +200,11 @@ func decodeUnverified(s string) ([]byte, bool) {
 	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
 	return payload, err == nil
 }
+
+// PeekHeader returns the key id and type of a compact JWS without verifying
+// anything, so a receiver can pick the key to verify with. Never trust them
+// before Verify.
+func PeekHeader(compact string) (kid, typ string, err error) {
+	hdr, err := inspectCompact(compact, "document")
+	return hdr.KeyID, hdr.Type, err
+}
