@@ -1,6 +1,7 @@
-// Command pbx-portal-sim is the reference portal: it issues PBX keys and,
-// as it grows, licences under the portal's rules and commands, so that
-// pbx-agent can be demonstrated and tested with no real portal.
+// Command pbx-portal-sim is the reference portal: it serves the agent API
+// (activation and heartbeats, signed with its own key) and an admin API,
+// and its subcommands drive a running simulator: PBXs and their licences,
+// its movable clock, and the faults it injects for reliability tests.
 package main
 
 import (
@@ -8,33 +9,74 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+)
+
+// Defaults of the simulator's address.
+const (
+	defaultListen = "127.0.0.1:8780"
+	defaultPortal = "http://" + defaultListen
+	portalEnv     = "PBX_PORTAL_SIM_URL"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := execute(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	os.Exit(code)
 }
 
-func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// env is what the commands take from the process, so tests can supply it.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// listen opens the serve command's listener; nil listens on TCP.
+	listen func(addr string) (net.Listener, error)
+	// now is the real clock the simulator's clock runs on; nil is time.Now.
+	now func() time.Time
+}
+
+// execute runs the CLI and returns the exit code: 0, or 2 with one line on
+// stderr.
+func execute(ctx context.Context, args []string, e *env) int {
+	if e.getenv == nil {
+		e.getenv = func(string) string { return "" }
+	}
+	if e.listen == nil {
+		e.listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
 	root := &cobra.Command{
-		Use:           "pbx-portal-sim",
-		Short:         "Reference portal for pbx-agent",
+		Use:   "pbx-portal-sim",
+		Short: "Reference portal for pbx-agent",
+		Long: "Reference portal for pbx-agent: `serve` runs it; the other commands drive a running\n" +
+			"simulator through its admin API, which has NO authentication: it is a test tool,\n" +
+			"to be served on loopback only.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newPBXCmd(stdout))
+	portal := e.getenv(portalEnv)
+	if portal == "" {
+		portal = defaultPortal
+	}
+	root.PersistentFlags().StringVar(&portal, "portal", portal, "`URL` of the running simulator (env "+portalEnv+")")
+	client := func() *portalsim.Client { return portalsim.NewClient(portal) }
+	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client))
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
 	if err := root.ExecuteContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "pbx-portal-sim: %v\n", err)
+		fmt.Fprintf(e.stderr, "pbx-portal-sim: %v\n", err)
 		return 2
 	}
 	return 0

@@ -1,33 +1,153 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pbx-agent/pbx-agent/internal/portalsim"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
-func newPBXCmd(stdout io.Writer) *cobra.Command {
-	pbx := &cobra.Command{Use: "pbx", Short: "Manage PBXs"}
+// clientFunc gives the admin client for the --portal flag as parsed.
+type clientFunc func() *portalsim.Client
+
+func newPBXCmd(e *env, client clientFunc) *cobra.Command {
+	pbx := &cobra.Command{Use: "pbx", Short: "Manage the simulator's PBXs (by name or id)"}
+	pbx.AddCommand(newPBXCreateCmd(e, client))
+
+	pbx.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List every PBX, deleted ones included",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pbxs, err := client().ListPBXs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tID\tMODEL\tTERM\tREV\tSTATUS\tDEVICE\tLAST HEARTBEAT\tPROFILES")
+			for _, p := range pbxs {
+				dev, hb := "-", "-"
+				if p.Device != nil {
+					dev = p.Device.ID
+				}
+				if p.LastHeartbeat != nil {
+					hb = p.LastHeartbeat.Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n",
+					p.Name, p.ID, p.Model, p.Term, p.Revision, status(p), dev, hb, p.Profiles)
+			}
+			return tw.Flush()
+		},
+	})
+
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a PBX: licence, binding, last heartbeat",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := client().PBX(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(p)
+			}
+			return printPBX(e.stdout, p)
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print the admin API's JSON")
+	pbx.AddCommand(show)
+
+	pbx.AddCommand(&cobra.Command{
+		Use:   "licenses NAME PROFILE=COUNT...",
+		Short: "Change licence counts; profiles not named keep theirs",
+		Long: "Change licence counts. The change names only the profiles it changes; the others\n" +
+			"keep their counts. A real change makes a new licence revision, which the PBX\n" +
+			"receives with its next heartbeat.",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			counts, err := parseUsers("", args[1:])
+			if err != nil {
+				return err
+			}
+			res, err := client().ChangeLicenses(cmd.Context(), args[0], portalsim.LicenseChange{Profiles: counts})
+			if err != nil {
+				return err
+			}
+			note := ""
+			if !res.Changed {
+				note = " (unchanged)"
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s: revision %d%s: %s\n", res.PBX.Name, res.PBX.Revision, note, res.PBX.Profiles)
+			return err
+		},
+	})
+
+	pbx.AddCommand(&cobra.Command{
+		Use:   "rebind NAME",
+		Short: "Release a PBX from its appliance (hardware replacement)",
+		Long: "Release a PBX from its appliance, as for a hardware replacement: the old appliance's\n" +
+			"next heartbeat is told, in a signed answer, that the PBX was re-bound; the next\n" +
+			"activation with the PBX's key, from any appliance, binds it.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := client().Rebind(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if res.UnboundDevice == "" {
+				_, err = fmt.Fprintf(e.stdout, "%s: not bound to any appliance; the next activation binds it\n", res.PBX.Name)
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s: released from appliance %s; the next activation binds it\n", res.PBX.Name, res.UnboundDevice)
+			return err
+		},
+	})
+
+	pbx.AddCommand(&cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a PBX: its appliance is told it is gone",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := client().Delete(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s (%s): deleted\n", p.Name, p.ID)
+			return err
+		},
+	})
+	return pbx
+}
+
+func newPBXCreateCmd(e *env, client clientFunc) *cobra.Command {
 	var (
-		dataDir, name, model, term string
-		users                      []string
-		keyTTL                     time.Duration
+		name, model, term string
+		users             []string
+		keyTTL            time.Duration
 	)
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a PBX and print its PBX key alone on standard output",
-		Long: "Create a PBX and print its PBX key alone on standard output.\n" +
-			"The key is signed with the simulator's key in --data, made on first use\n" +
-			"with its public keyring in DATA/keyring/ for agents to trust.",
+		Long: "Create a PBX on the running simulator and print its PBX key alone on standard\n" +
+			"output. The key is a credential: redirect it to a file.",
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return errors.New("--name is required: the PBX's domain name")
+			}
 			m, err := license.ParseModel(model)
 			if err != nil {
 				return err
@@ -36,64 +156,104 @@ func newPBXCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			counts, err := parseUsers(users)
+			counts, err := parseUsers("--users ", users)
 			if err != nil {
 				return err
 			}
-			if name == "" {
-				return errors.New("--name is required: the PBX's domain name")
+			req := portalsim.CreatePBXRequest{Name: name, Model: string(m), Term: string(t), Profiles: counts}
+			if keyTTL > 0 {
+				d := portalsim.Duration(keyTTL)
+				req.KeyTTL = &d
 			}
-			s, err := openSigner(dataDir)
+			res, err := client().CreatePBX(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
-			now := time.Now().UTC().Truncate(time.Second)
-			key, err := s.Sign(license.TypeKey, license.Key{
-				Version:   license.KeyVersion,
-				ID:        "key-" + randomHex(8),
-				PBX:       license.PBX{ID: "pbx-" + randomHex(6), Name: name, Model: m},
-				Term:      t,
-				Counts:    counts,
-				IssuedAt:  now,
-				ExpiresAt: now.Add(keyTTL),
-			})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, key)
+			_, err = fmt.Fprintln(e.stdout, res.Key)
 			return err
 		},
 	}
 	f := create.Flags()
-	f.StringVar(&dataDir, "data", "portal-data", "simulator data `DIR`")
 	f.StringVar(&name, "name", "", "PBX domain `NAME`")
 	f.StringVar(&model, "model", string(license.ModelVM), "`MODEL`: WPBX-HW or WPBX-VM")
 	f.StringVar(&term, "term", string(license.Monthly), "billing `TERM`: monthly, yearly or lifetime")
-	f.StringArrayVar(&users, "users", nil, "users of a profile, `PROFILE=COUNT` (repeatable)")
-	f.DurationVar(&keyTTL, "key-ttl", 30*24*time.Hour, "how long the key may be used to activate")
-	pbx.AddCommand(create)
-	return pbx
+	f.StringArrayVar(&users, "users", nil, "users of a profile, `PROFILE=COUNT` (repeatable, or comma-separated)")
+	f.DurationVar(&keyTTL, "key-ttl", 0, "how long the key may be used to activate (default 720h)")
+	return create
 }
 
-// parseUsers reads PROFILE=COUNT pairs; a later pair for a profile wins.
-func parseUsers(pairs []string) (license.Counts, error) {
+// parseUsers reads PROFILE=COUNT pairs (each argument may hold several,
+// comma-separated); a later pair for a profile wins. label prefixes errors.
+func parseUsers(label string, pairs []string) (license.Counts, error) {
 	counts := license.Counts{}
 	for _, pair := range pairs {
 		for _, item := range strings.Split(pair, ",") {
 			id, n, ok := strings.Cut(item, "=")
 			if !ok {
-				return nil, fmt.Errorf("--users %q: want PROFILE=COUNT, e.g. uc-premium=10", item)
+				return nil, fmt.Errorf("%s%q: want PROFILE=COUNT, e.g. uc-premium=10", label, item)
 			}
 			p, err := license.ParseProfile(id)
 			if err != nil {
-				return nil, fmt.Errorf("--users %q: %w", item, err)
+				return nil, fmt.Errorf("%s%q: %w", label, item, err)
 			}
 			count, err := strconv.Atoi(strings.TrimSpace(n))
 			if err != nil || count < 0 {
-				return nil, fmt.Errorf("--users %q: the count must be a whole number, 0 or more", item)
+				return nil, fmt.Errorf("%s%q: the count must be a whole number, 0 or more", label, item)
 			}
 			counts[p] = count
 		}
 	}
 	return counts, nil
+}
+
+func status(p portalsim.PBX) string {
+	switch {
+	case p.Deleted:
+		return "deleted"
+	case p.Device != nil:
+		return "bound"
+	}
+	return "unbound"
+}
+
+func printPBX(w io.Writer, p *portalsim.PBX) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t"+format+"\n", append([]any{k}, args...)...)
+	}
+	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	row("name", "%s", p.Name)
+	row("id", "%s", p.ID)
+	row("model", "%s", p.Model)
+	if p.TermEnd != nil {
+		row("term", "%s, ends %s", p.Term, ts(*p.TermEnd))
+	} else {
+		row("term", "%s", p.Term)
+	}
+	row("profiles", "%s", p.Profiles)
+	row("revision", "%d", p.Revision)
+	row("status", "%s", status(*p))
+	row("created", "%s", ts(p.CreatedAt))
+	row("key", "%s, activate before %s", p.KeyID, ts(p.KeyExpiresAt))
+	if d := p.Device; d != nil {
+		row("device", "%s, %s, bound %s", d.ID, d.Model, ts(d.BoundAt))
+		if len(d.Overrides) > 0 {
+			row("overrides", "%s (serial %q)", strings.Join(d.Overrides, ", "), d.Serial)
+		}
+	}
+	for _, d := range p.FormerDevices {
+		unbound := "-"
+		if d.UnboundAt != nil {
+			unbound = ts(*d.UnboundAt)
+		}
+		row("former device", "%s, bound %s, released %s", d.ID, ts(d.BoundAt), unbound)
+	}
+	if p.LastHeartbeat != nil {
+		row("last heartbeat", "%s, state %s, agent %s", ts(*p.LastHeartbeat), p.LastState, p.AgentVersion)
+		row("usage", "%s", p.LastUsage)
+	}
+	if p.DeletedAt != nil {
+		row("deleted", "%s", ts(*p.DeletedAt))
+	}
+	return tw.Flush()
 }

@@ -1,4 +1,4 @@
-package main
+package portalsim
 
 import (
 	"crypto/rand"
@@ -12,14 +12,15 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
-// The simulator's data folder holds its signing key and exports the public
-// keyring that agents must trust.
+// Files of the data folder.
 const (
 	signingKeyFile = "signing-key.pem"
 	keyringDir     = "keyring"
+	stateFile      = "state.json"
+	lockFile       = "lock"
 )
 
-// openSigner loads the simulator's signing key from dir, making one (and
+// openSigner loads the portal's signing key from dir, making one (and
 // writing its public key to dir/keyring/) on first use.
 func openSigner(dir string) (*license.Signer, error) {
 	path := filepath.Join(dir, signingKeyFile)
@@ -44,6 +45,25 @@ func openSigner(dir string) (*license.Signer, error) {
 	}
 	if err := license.SaveSigner(path, s); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// loadSigner loads the signing key that the saved state was made with.
+// Making a new one would orphan every PBX key and licence already issued.
+func loadSigner(dir, kid string) (*license.Signer, error) {
+	path := filepath.Join(dir, signingKeyFile)
+	s, err := license.LoadSigner(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is missing, but %s holds PBXs issued with it: restore the key, or move the folder aside to start afresh",
+			path, filepath.Join(dir, stateFile))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if kid != "" && s.KeyID() != kid {
+		return nil, fmt.Errorf("%s is key %q, but the state was made with key %q: restore the right key, or move the folder aside to start afresh",
+			path, s.KeyID(), kid)
 	}
 	return s, nil
 }

@@ -1,0 +1,427 @@
+package portalsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// The admin API's JSON documents. Times are RFC 3339 UTC, durations Go text.
+
+// PBX is a PBX as the admin API shows it.
+type PBX struct {
+	ID            string         `json:"id"`
+	Name          string         `json:"name"`
+	Model         license.Model  `json:"model"`
+	Term          license.Term   `json:"term"`
+	TermEnd       *time.Time     `json:"term_end,omitempty"`
+	Profiles      license.Counts `json:"profiles"`
+	Revision      int64          `json:"revision"`
+	CreatedAt     time.Time      `json:"created_at"`
+	KeyID         string         `json:"key_id"` // jti of the current PBX key (not the key)
+	KeyExpiresAt  time.Time      `json:"key_expires_at"`
+	Device        *Device        `json:"device,omitempty"` // the bound appliance
+	FormerDevices []Device       `json:"former_devices,omitempty"`
+	LastHeartbeat *time.Time     `json:"last_heartbeat,omitempty"`
+	LastUsage     license.Counts `json:"last_usage,omitempty"`
+	LastState     string         `json:"last_state,omitempty"`
+	AgentVersion  string         `json:"agent_version,omitempty"`
+	Deleted       bool           `json:"deleted"`
+	DeletedAt     *time.Time     `json:"deleted_at,omitempty"`
+}
+
+// Device is an appliance bound, or once bound, to a PBX.
+type Device struct {
+	ID           string        `json:"id"` // device key id
+	Fingerprint  string        `json:"fingerprint,omitempty"`
+	Model        license.Model `json:"model"`
+	Serial       string        `json:"serial,omitempty"`
+	Overrides    []string      `json:"overrides,omitempty"`
+	AgentVersion string        `json:"agent_version,omitempty"`
+	BoundAt      time.Time     `json:"bound_at"`
+	UnboundAt    *time.Time    `json:"unbound_at,omitempty"`
+}
+
+// CreatePBXRequest is the body of POST /admin/v1/pbxs.
+type CreatePBXRequest struct {
+	Name     string         `json:"name"`
+	Model    string         `json:"model"`             // WPBX-HW or WPBX-VM, any case
+	Term     string         `json:"term"`              // monthly, yearly or lifetime
+	Profiles license.Counts `json:"profiles"`          // users per profile id
+	KeyTTL   *Duration      `json:"key_ttl,omitempty"` // default Config.KeyTTL
+}
+
+// CreatePBXResponse carries the new PBX and its key, a bearer credential.
+type CreatePBXResponse struct {
+	PBX PBX    `json:"pbx"`
+	Key string `json:"key"`
+}
+
+// PBXList is the body of GET /admin/v1/pbxs.
+type PBXList struct {
+	PBXs []PBX `json:"pbxs"`
+}
+
+// LicenseChange is the body of POST /admin/v1/pbxs/{ref}/licenses: the
+// profiles it names get the new counts, the others keep theirs.
+type LicenseChange struct {
+	Profiles license.Counts `json:"profiles"`
+}
+
+// LicenseChangeResult says whether the change made a new revision.
+type LicenseChangeResult struct {
+	PBX     PBX  `json:"pbx"`
+	Changed bool `json:"changed"`
+}
+
+// RebindResult names the device the PBX was released from, if any.
+type RebindResult struct {
+	PBX           PBX    `json:"pbx"`
+	UnboundDevice string `json:"unbound_device,omitempty"`
+}
+
+// Clock is the portal's clock.
+type Clock struct {
+	Now    time.Time `json:"now"`
+	Offset Duration  `json:"offset"` // from the real clock
+}
+
+// ClockAdvance is the body of POST /admin/v1/clock/advance.
+type ClockAdvance struct {
+	By Duration `json:"by"`
+}
+
+// ClockSet is the body of PUT /admin/v1/clock.
+type ClockSet struct {
+	Now time.Time `json:"now"`
+}
+
+// adminFunc handles an admin request and returns the value to answer.
+type adminFunc func(r *http.Request) (any, error)
+
+// created marks a value answered with 201.
+type created struct{ v any }
+
+func (p *Portal) admin(fn adminFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if c, ok := v.(created); ok {
+			writeJSON(w, http.StatusCreated, c.v)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+}
+
+// decode reads a JSON body strictly: a misspelt field is an error.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errBadRequest("reading the JSON body: %v", err)
+	}
+	return nil
+}
+
+// pbxNamePattern: a PBX is named by its domain.
+var pbxNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+
+func (p *Portal) createPBX(r *http.Request) (any, error) {
+	var in CreatePBXRequest
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if !pbxNamePattern.MatchString(in.Name) {
+		return nil, errBadRequest("PBX name %q: use the PBX's domain name (letters, digits, '.', '-', '_')", in.Name)
+	}
+	model, err := license.ParseModel(in.Model)
+	if err != nil {
+		return nil, errBadRequest("%v", err)
+	}
+	term, err := license.ParseTerm(in.Term)
+	if err != nil {
+		return nil, errBadRequest("%v", err)
+	}
+	if err := in.Profiles.Validate(); err != nil {
+		return nil, errBadRequest("%v", err)
+	}
+	ttl := p.keyTTL
+	if in.KeyTTL != nil {
+		if ttl = time.Duration(*in.KeyTTL); ttl <= 0 {
+			return nil, errBadRequest("key_ttl %v: must be positive", ttl)
+		}
+	}
+	var out CreatePBXResponse
+	err = p.update(func(now time.Time) error {
+		for _, o := range p.st.PBXs {
+			if o.Name == in.Name && !o.deleted() {
+				return errConflict("a PBX named %q exists already (%s)", in.Name, o.ID)
+			}
+		}
+		now = now.Truncate(time.Second)
+		info := license.PBX{ID: "pbx-" + randomHex(6), Name: in.Name, Model: model}
+		key := license.Key{
+			Version:   license.KeyVersion,
+			ID:        "key-" + randomHex(8),
+			PBX:       info,
+			Term:      term,
+			Counts:    in.Profiles,
+			IssuedAt:  now,
+			ExpiresAt: now.Add(ttl),
+		}
+		signed, err := p.signer.Sign(license.TypeKey, key)
+		if err != nil {
+			return err
+		}
+		rec := &pbxRecord{
+			ID:           info.ID,
+			Name:         info.Name,
+			CreatedAt:    now,
+			KeyID:        key.ID,
+			KeyExpiresAt: key.ExpiresAt,
+			License:      newLicense(info, term, in.Profiles, now),
+		}
+		rec.License.HeartbeatTolerance = p.tolerance
+		if rec.License.Counts == nil {
+			rec.License.Counts = license.Counts{}
+		}
+		if err := rec.License.Validate(); err != nil {
+			return errBadRequest("%v", err)
+		}
+		p.st.PBXs = append(p.st.PBXs, rec)
+		p.byID[rec.ID] = rec
+		p.markDirty()
+		p.log.Info("PBX created", "pbx", rec.Name, "pbx_id", rec.ID, "model", model, "term", term, "profiles", in.Profiles.String())
+		out = CreatePBXResponse{PBX: rec.view(), Key: signed}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return created{out}, nil
+}
+
+func (p *Portal) listPBXs(*http.Request) (any, error) {
+	out := PBXList{PBXs: []PBX{}}
+	err := p.update(func(time.Time) error {
+		for _, r := range p.st.PBXs {
+			out.PBXs = append(out.PBXs, r.view())
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) getPBX(r *http.Request) (any, error) {
+	var out PBX
+	err := p.update(func(time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		out = rec.view()
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) changeLicenses(r *http.Request) (any, error) {
+	var in LicenseChange
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if len(in.Profiles) == 0 {
+		return nil, errBadRequest("name at least one profile to change")
+	}
+	var out LicenseChangeResult
+	err := p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		if rec.deleted() {
+			return errConflict("PBX %q was deleted", rec.Name)
+		}
+		changed, err := applyLicense(rec, now, mergeCounts(in.Profiles))
+		if err != nil {
+			return errBadRequest("%v", err)
+		}
+		if changed {
+			p.markDirty()
+			p.log.Info("licence changed", "pbx", rec.Name, "revision", rec.License.Revision, "profiles", rec.License.Counts.String())
+		}
+		out = LicenseChangeResult{PBX: rec.view(), Changed: changed}
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) rebindPBX(r *http.Request) (any, error) {
+	var out RebindResult
+	err := p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		if rec.deleted() {
+			return errConflict("PBX %q was deleted", rec.Name)
+		}
+		if rec.Device != nil {
+			old := *rec.Device
+			t := now
+			old.UnboundAt = &t
+			rec.Former = append(rec.Former, old)
+			rec.Device = nil
+			out.UnboundDevice = old.DeviceID
+			p.markDirty()
+			p.log.Info("PBX released for re-binding", "pbx", rec.Name, "former_device", old.DeviceID)
+		}
+		out.PBX = rec.view()
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) deletePBX(r *http.Request) (any, error) {
+	var out PBX
+	err := p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"))
+		if err != nil {
+			return err
+		}
+		if !rec.deleted() {
+			t := now
+			rec.DeletedAt = &t
+			p.markDirty()
+			p.log.Info("PBX deleted", "pbx", rec.Name, "pbx_id", rec.ID)
+		}
+		out = rec.view()
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) clock(now time.Time) Clock {
+	return Clock{Now: now, Offset: Duration(p.st.ClockOffset)}
+}
+
+func (p *Portal) getClock(*http.Request) (any, error) {
+	var out Clock
+	err := p.update(func(now time.Time) error {
+		out = p.clock(now)
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) advanceClock(r *http.Request) (any, error) {
+	var in ClockAdvance
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	return p.moveClock(func(now time.Time) time.Duration { return time.Duration(in.By) })
+}
+
+func (p *Portal) setClock(r *http.Request) (any, error) {
+	var in ClockSet
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Now.IsZero() {
+		return nil, errBadRequest(`give the new time as {"now": "2026-11-30T10:00:00Z"}`)
+	}
+	return p.moveClock(func(now time.Time) time.Duration { return in.Now.Sub(now) })
+}
+
+// moveClock shifts the portal's clock by what by returns for the current time.
+func (p *Portal) moveClock(by func(now time.Time) time.Duration) (any, error) {
+	var out Clock
+	err := p.update(func(now time.Time) error {
+		d := by(now)
+		p.st.ClockOffset += d
+		p.markDirty()
+		now = p.nowLocked()
+		p.log.Info("portal clock moved", "by", d, "now", now, "offset", p.st.ClockOffset)
+		out = p.clock(now)
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) getFaults(*http.Request) (any, error) {
+	var out Faults
+	err := p.update(func(time.Time) error {
+		out = p.st.Faults
+		return nil
+	})
+	return out, err
+}
+
+// patchFaults changes the settings the body names and keeps the others.
+func (p *Portal) patchFaults(r *http.Request) (any, error) {
+	return p.changeFaults(r, true)
+}
+
+// putFaults replaces every setting; those the body leaves out become zero.
+func (p *Portal) putFaults(r *http.Request) (any, error) {
+	return p.changeFaults(r, false)
+}
+
+func (p *Portal) changeFaults(r *http.Request, merge bool) (any, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return nil, errBadRequest("reading the body: %v", err)
+	}
+	var out Faults
+	err = p.update(func(time.Time) error {
+		var f Faults
+		if merge {
+			f = p.st.Faults
+		}
+		if err := decodeBytes(body, &f); err != nil {
+			return err
+		}
+		if err := f.Validate(); err != nil {
+			return errBadRequest("%v", err)
+		}
+		p.st.Faults = f
+		p.markDirty()
+		p.log.Info("faults set", "faults", f.String())
+		out = f
+		return nil
+	})
+	return out, err
+}
+
+func (p *Portal) clearFaults(*http.Request) (any, error) {
+	err := p.update(func(time.Time) error {
+		p.st.Faults = Faults{}
+		p.markDirty()
+		p.log.Info("faults cleared")
+		return nil
+	})
+	return Faults{}, err
+}
+
+func decodeBytes(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || errors.Is(err, io.EOF) {
+			return errBadRequest("the body is not JSON: %v", err)
+		}
+		return errBadRequest("reading the JSON body: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,352 @@
+package portalsim
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+)
+
+// maxNonceLen bounds a request's nonce; the agent sends 22 characters.
+const maxNonceLen = 128
+
+// reply is what an agent endpoint answers before it is signed.
+type reply struct {
+	answer protocol.Answer
+	// previous is the PBX's previous licence revision, for the replay_old
+	// fault; nil when there is none.
+	previous *license.Document
+}
+
+// agentFunc verifies and handles one agent request body, returning the
+// reply to sign or a refusal.
+type agentFunc func(body string) (*reply, error)
+
+// agent wraps an agent endpoint: faults before and after it, reading the
+// body, signing the answer. Refusals are unsigned JSON.
+func (p *Portal) agent(name string, fn agentFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, err := p.drawFaults()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if f.latency > 0 {
+			t := time.NewTimer(f.latency)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				// The client went away, or the server is shutting down:
+				// nothing was done.
+				t.Stop()
+				writeError(w, &apiError{status: http.StatusServiceUnavailable, code: protocol.CodeUnavailable,
+					msg: "the request ended during injected latency; nothing was done"})
+				return
+			case <-p.done:
+				t.Stop()
+				writeError(w, errClosed())
+				return
+			}
+		}
+		if err := f.refusal(); err != nil {
+			p.log.Debug("fault injected", "endpoint", name, "err", err)
+			writeError(w, err)
+			return
+		}
+		body, err := readBody(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		rep, err := fn(body)
+		if err != nil {
+			p.log.Info("agent request refused", "endpoint", name, "err", err)
+			writeError(w, err)
+			return
+		}
+		out, err := p.signAnswer(rep, f.replayOld)
+		if err != nil {
+			p.log.Error("signing answer", "endpoint", name, "err", err)
+			writeError(w, err)
+			return
+		}
+		out = f.damage(out)
+		w.Header().Set("Content-Type", protocol.ContentType)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, out)
+	})
+}
+
+// readBody reads a signed request body: the right media type, at most
+// protocol.MaxBodySize bytes.
+func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != protocol.ContentType {
+		return "", &apiError{status: http.StatusUnsupportedMediaType, code: protocol.CodeBadRequest,
+			msg: fmt.Sprintf("the body must be a compact JWS sent as %s", protocol.ContentType)}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxBodySize))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return "", &apiError{status: http.StatusRequestEntityTooLarge, code: protocol.CodeBadRequest,
+			msg: fmt.Sprintf("the body exceeds %d bytes", protocol.MaxBodySize)}
+	case err != nil:
+		return "", errBadRequest("reading the body: %v", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// signAnswer signs a reply as a portal answer. With replayOld, an ok
+// answer carries the previous licence revision instead, validly signed.
+func (p *Portal) signAnswer(rep *reply, replayOld bool) (string, error) {
+	a := rep.answer
+	if replayOld && a.Status == protocol.StatusOK && rep.previous != nil {
+		lic, err := p.signLicense(*rep.previous, a.Time)
+		if err != nil {
+			return "", err
+		}
+		a.License = lic
+	}
+	s, err := p.signer.Sign(protocol.TypeAnswer, a)
+	if err != nil {
+		return "", fmt.Errorf("signing answer: %w", err)
+	}
+	return s, nil
+}
+
+// activate binds a PBX to the appliance whose device key signed the request.
+func (p *Portal) activate(body string) (*reply, error) {
+	dev, err := claimedDeviceKey(body)
+	if err != nil {
+		return nil, err
+	}
+	kid := protocol.DeviceKeyID(dev)
+	if hk, _, err := license.PeekHeader(body); err != nil {
+		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)
+	} else if hk != kid {
+		return nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeBadSignature,
+			msg: fmt.Sprintf("the request is signed under key id %q, but the device key it carries is %q", hk, kid)}
+	}
+	var req protocol.ActivateRequest
+	if err := protocol.VerifyRequest(body, protocol.TypeActivate, dev, &req); err != nil {
+		return nil, requestError(err, kid)
+	}
+	if err := checkRequest(req.Request); err != nil {
+		return nil, err
+	}
+	if !req.Model.Valid() {
+		return nil, errBadRequest("unknown appliance model %q: use %s or %s", req.Model, license.ModelHW, license.ModelVM)
+	}
+
+	var rep *reply
+	err = p.update(func(now time.Time) error {
+		if stale(req.Time, now) {
+			rep = p.staleReply(req.Request, "", now)
+			return nil
+		}
+		if err := p.useNonce(kid, req.Nonce, now); err != nil {
+			return err
+		}
+		key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
+		if err != nil {
+			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey, msg: err.Error()}
+		}
+		r := p.byID[key.PBX.ID]
+		switch {
+		case r == nil:
+			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey,
+				msg: fmt.Sprintf("the portal knows no PBX %q: create it on the portal and use its key", key.PBX.Name)}
+		case r.deleted():
+			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey,
+				msg: fmt.Sprintf("PBX %q was deleted on the portal: create a new PBX and use its key", r.Name)}
+		case key.ID != r.KeyID:
+			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey,
+				msg: fmt.Sprintf("this key of PBX %q has been replaced by a newer one: copy the current key from the portal", r.Name)}
+		case r.Device != nil && r.Device.DeviceID != kid:
+			return &apiError{status: http.StatusConflict, code: protocol.CodeBoundElsewhere,
+				msg: fmt.Sprintf("PBX %q is bound to another appliance since %s; a hardware replacement needs the portal to re-bind it (pbx-portal-sim pbx rebind %s)",
+					r.Name, r.Device.BoundAt.Format(time.RFC3339), r.Name)}
+		case r.Device == nil:
+			r.Device = &binding{
+				DeviceID:     kid,
+				PublicKey:    dev,
+				Fingerprint:  req.Fingerprint,
+				Model:        req.Model,
+				Serial:       req.Serial,
+				Overrides:    req.Overrides,
+				AgentVersion: req.AgentVersion,
+				BoundAt:      now,
+			}
+			r.AgentVersion = req.AgentVersion
+			p.devices[kid] = dev
+			p.markDirty()
+			p.log.Info("PBX bound", "pbx", r.Name, "pbx_id", r.ID, "device", kid, "overrides", req.Overrides)
+		default:
+			p.log.Info("PBX activated again by its appliance", "pbx", r.Name, "device", kid)
+		}
+		lic, err := p.signLicense(r.License, now)
+		if err != nil {
+			return err
+		}
+		rep = p.okReply(req.Request, r, now)
+		rep.answer.License = lic
+		return nil
+	})
+	return rep, err
+}
+
+// heartbeat records an appliance's report and answers what changed.
+func (p *Portal) heartbeat(body string) (*reply, error) {
+	kid, _, err := license.PeekHeader(body)
+	if err != nil {
+		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)
+	}
+	p.mu.Lock()
+	dev := p.devices[kid]
+	p.mu.Unlock()
+	if dev == nil {
+		return nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
+			msg: fmt.Sprintf("the portal knows no appliance with device key %q: activate first", kid)}
+	}
+	var req protocol.HeartbeatRequest
+	if err := protocol.VerifyRequest(body, protocol.TypeHeartbeat, dev, &req); err != nil {
+		return nil, requestError(err, kid)
+	}
+	if err := checkRequest(req.Request); err != nil {
+		return nil, err
+	}
+	if err := req.Usage.Validate(); err != nil {
+		return nil, errBadRequest("usage: %v", err)
+	}
+
+	var rep *reply
+	err = p.update(func(now time.Time) error {
+		if stale(req.Time, now) {
+			rep = p.staleReply(req.Request, req.PBXID, now)
+			return nil
+		}
+		if err := p.useNonce(kid, req.Nonce, now); err != nil {
+			return err
+		}
+		r := p.byID[req.PBXID]
+		bound := r != nil && r.Device != nil && r.Device.DeviceID == kid
+		switch {
+		case !bound && r != nil && r.formerDevice(kid):
+			p.log.Info("told a former appliance its PBX was re-bound", "pbx", r.Name, "device", kid)
+			rep = p.goneReply(req.Request, r.ID, protocol.GoneRebound, now)
+			return nil
+		case !bound:
+			return &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
+				msg: fmt.Sprintf("appliance %q holds no PBX %q", kid, req.PBXID)}
+		case r.deleted():
+			p.log.Info("told an appliance its PBX was deleted", "pbx", r.Name, "device", kid)
+			rep = p.goneReply(req.Request, r.ID, protocol.GoneDeleted, now)
+			return nil
+		}
+		t := now
+		r.LastHeartbeat = &t
+		r.LastUsage = req.Usage
+		r.LastState = req.State
+		r.AgentVersion = req.AgentVersion
+		r.Device.AgentVersion = req.AgentVersion
+		p.markDirty()
+		rep = p.okReply(req.Request, r, now)
+		if r.License.Revision > req.Revision {
+			lic, err := p.signLicense(r.License, now)
+			if err != nil {
+				return err
+			}
+			rep.answer.License = lic
+		}
+		p.log.Debug("heartbeat", "pbx", r.Name, "state", req.State, "revision_held", req.Revision,
+			"revision_sent", r.License.Revision > req.Revision)
+		return nil
+	})
+	return rep, err
+}
+
+func (p *Portal) okReply(req protocol.Request, r *pbxRecord, now time.Time) *reply {
+	rep := &reply{answer: protocol.Answer{
+		Status:   protocol.StatusOK,
+		Time:     now,
+		Nonce:    req.Nonce,
+		PBXID:    r.ID,
+		Interval: license.Seconds(p.interval / time.Second),
+	}}
+	if r.Previous != nil {
+		prev := *r.Previous
+		rep.previous = &prev
+	}
+	return rep
+}
+
+func (p *Portal) staleReply(req protocol.Request, pbxID string, now time.Time) *reply {
+	p.log.Info("stale request", "pbx_id", pbxID, "request_time", req.Time, "portal_time", now)
+	return &reply{answer: protocol.Answer{Status: protocol.StatusStale, Time: now, Nonce: req.Nonce, PBXID: pbxID}}
+}
+
+func (p *Portal) goneReply(req protocol.Request, pbxID, reason string, now time.Time) *reply {
+	return &reply{answer: protocol.Answer{Status: protocol.StatusGone, Time: now, Nonce: req.Nonce, PBXID: pbxID, Reason: reason}}
+}
+
+// stale reports a request time outside the freshness window.
+func stale(t, now time.Time) bool {
+	d := t.Sub(now)
+	return d > protocol.FreshnessWindow || d < -protocol.FreshnessWindow
+}
+
+func checkRequest(req protocol.Request) error {
+	if req.Nonce == "" || len(req.Nonce) > maxNonceLen {
+		return errBadRequest("the request needs a nonce of 1 to %d characters", maxNonceLen)
+	}
+	return nil
+}
+
+// requestError maps a failed request verification to a refusal: a bad
+// signature is 401, a malformed request 400.
+func requestError(err error, kid string) error {
+	switch {
+	case errors.Is(err, license.ErrBadSignature), errors.Is(err, license.ErrUnknownSigner):
+		return &apiError{status: http.StatusUnauthorized, code: protocol.CodeBadSignature,
+			msg: fmt.Sprintf("the request's signature does not verify with device key %q", kid)}
+	case errors.Is(err, license.ErrWrongType):
+		return errBadRequest("wrong endpoint for this request: %v", err)
+	}
+	return errBadRequest("malformed request: %v", err)
+}
+
+// claimedDeviceKey reads the device key an activation request carries,
+// without verifying anything: the signature is checked with it next.
+func claimedDeviceKey(body string) (ed25519.PublicKey, error) {
+	parts := strings.Split(body, ".")
+	if len(parts) != 3 {
+		return nil, errBadRequest("the request is not a compact JWS (HEADER.PAYLOAD.SIGNATURE)")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, errBadRequest("the request's payload is not base64url")
+	}
+	var claim struct {
+		DeviceKey []byte `json:"device_key"`
+	}
+	if err := json.Unmarshal(payload, &claim); err != nil {
+		return nil, errBadRequest("the request's payload is not an activation request: %v", err)
+	}
+	if len(claim.DeviceKey) != ed25519.PublicKeySize {
+		return nil, errBadRequest("device_key must be an Ed25519 public key (%d bytes), got %d bytes",
+			ed25519.PublicKeySize, len(claim.DeviceKey))
+	}
+	return slices.Clone(claim.DeviceKey), nil
+}
