@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pbx-agent/pbx-agent/agent"
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -46,14 +47,11 @@ func (a *app) keyInspect(keyFile string) error {
 	if err != nil {
 		return err
 	}
-	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
+	v, err := a.keyVerifier(cfg)
 	if err != nil {
 		return err
 	}
-	model, modelSource := a.applianceModel(cfg.Identity.Model)
-	check := license.KeyCheck{Now: time.Now().UTC(), Model: model}
-
-	k, err := license.ParseKey(raw, kr, check)
+	k, err := v.parse(raw)
 	verified := k != nil
 	if !verified {
 		// Show what a key that fails its signature claims, marked as such:
@@ -63,12 +61,34 @@ func (a *app) keyInspect(keyFile string) error {
 		}
 	}
 	if k != nil {
-		printKey(a.stdout, k, verified, err, model, modelSource, check.Now)
+		printKey(a.stdout, k, verified, err, v.check.Model, v.modelSource, v.check.Now)
 	}
 	if err != nil {
 		return &codedError{code: exitError, err: err}
 	}
 	return nil
+}
+
+// keyVerifier is what a key is checked against on this appliance: the
+// portal keyring, the local clock and the appliance's model. key inspect and
+// activate share it.
+type keyVerifier struct {
+	keyring     *license.Keyring
+	check       license.KeyCheck
+	modelSource string // how the model was found, for people
+}
+
+func (a *app) keyVerifier(cfg agent.Config) (keyVerifier, error) {
+	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
+	if err != nil {
+		return keyVerifier{}, err
+	}
+	model, modelSource := a.applianceModel(cfg.Identity.Model)
+	return keyVerifier{keyring: kr, check: license.KeyCheck{Now: time.Now().UTC(), Model: model}, modelSource: modelSource}, nil
+}
+
+func (v keyVerifier) parse(raw string) (*license.Key, error) {
+	return license.ParseKey(raw, v.keyring, v.check)
 }
 
 // readKey reads the key from a file, or from stdin when file is "" or "-".
@@ -129,7 +149,7 @@ func printKey(w io.Writer, k *license.Key, verified bool, keyErr error, model li
 	fmt.Fprintf(tw, "Term\t%s\n", k.Term)
 	fmt.Fprintf(tw, "Users\t%s\n", formatCounts(k.Counts))
 	fmt.Fprintf(tw, "Issued\t%s\n", k.IssuedAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Expires\t%s (%s)\n", k.ExpiresAt.UTC().Format(time.RFC3339), relative(k.ExpiresAt, now))
+	fmt.Fprintf(tw, "Expires\t%s (%s)\n", k.ExpiresAt.UTC().Format(time.RFC3339), license.Relative(k.ExpiresAt, now))
 	if k.Portal != "" {
 		fmt.Fprintf(tw, "Portal\t%s\n", k.Portal)
 	}
@@ -169,26 +189,4 @@ func formatCounts(c license.Counts) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// relative says how far t is from now in whole days or hours.
-func relative(t, now time.Time) string {
-	d := t.Sub(now)
-	past := d < 0
-	if past {
-		d = -d
-	}
-	var s string
-	switch {
-	case d >= 48*time.Hour:
-		s = fmt.Sprintf("%d days", int(d.Round(24*time.Hour)/(24*time.Hour)))
-	case d >= 2*time.Hour:
-		s = fmt.Sprintf("%d hours", int(d.Round(time.Hour)/time.Hour))
-	default:
-		s = fmt.Sprintf("%d minutes", int(d.Round(time.Minute)/time.Minute))
-	}
-	if past {
-		return s + " ago"
-	}
-	return "in " + s
 }

@@ -1,0 +1,202 @@
+package localapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// perm is what a route asks of its peer.
+type perm int
+
+const (
+	permUnset perm = iota // a route must say; a test checks
+	permAny               // any peer, even one with no rights: health probes
+	permRead              // the read group, write peers, and TCP peers
+	permWrite             // root, the daemon's user, api.write_groups; never TCP, never a browser
+	// POST /v1/admission will need a level of its own: read permission, but
+	// refused to browsers through browserGuard as writes are.
+)
+
+func (p perm) String() string {
+	return [...]string{"unset", "any", "read", "write"}[p]
+}
+
+// handler serves one route. It opens with its own permission check, and
+// returns errors for handleError to answer.
+type handler func(*Server, http.ResponseWriter, *http.Request) error
+
+type route struct {
+	perm perm
+	h    handler
+}
+
+// routes is the whole API, keyed "METHOD /path". Keep it sorted (a test
+// checks) and give every route a permission.
+var routes = map[string]route{
+	"GET /healthz":      {permAny, (*Server).serveHealthz},
+	"GET /readyz":       {permAny, (*Server).serveReadyz},
+	"GET /v1/status":    {permRead, (*Server).serveStatus},
+	"POST /v1/activate": {permWrite, (*Server).serveActivate},
+	"POST /v1/refresh":  {permWrite, (*Server).serveRefresh},
+}
+
+// ServeHTTP routes a request: 404 or 405 when no route matches, otherwise the
+// route's permission, then its handler, with one place answering errors.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var err error
+	if rt, ok := routes[r.Method+" "+r.URL.Path]; ok {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if err = s.permit(r, rt.perm); err == nil {
+			err = rt.h(s, w, r)
+		}
+	} else {
+		err = notRouted(w, r)
+	}
+	if err != nil {
+		s.handleError(w, r, err)
+	}
+}
+
+func notRouted(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for key := range routes {
+		method, path, _ := strings.Cut(key, " ")
+		if path == r.URL.Path {
+			allow = append(allow, method)
+		}
+	}
+	if len(allow) == 0 {
+		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "no such endpoint: " + r.URL.Path}
+	}
+	slices.Sort(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	return &apiError{status: http.StatusMethodNotAllowed, code: CodeMethod,
+		msg: fmt.Sprintf("%s %s is not allowed: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))}
+}
+
+// permit is the door: nil when the request's peer has the permission need.
+// Write endpoints also refuse requests made by a web browser, so that a web
+// page cannot drive the API through CSRF or DNS rebinding.
+func (s *Server) permit(r *http.Request, need perm) error {
+	ci := connFrom(r.Context())
+	switch need {
+	case permAny:
+		return nil
+	case permRead:
+		if ci.access >= accessRead {
+			return nil
+		}
+	case permWrite:
+		if ci.access >= accessWrite {
+			return browserGuard(r, ci)
+		}
+	}
+	return &apiError{status: http.StatusForbidden, code: CodeForbidden, msg: s.deniedMessage(ci, need)}
+}
+
+// browserGuard refuses requests carrying an Origin header, or a Host other
+// than the listener's own names.
+func browserGuard(r *http.Request, ci *connInfo) error {
+	if _, ok := r.Header["Origin"]; ok {
+		return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+			msg: "requests from web pages (with an Origin header) are refused on this endpoint"}
+	}
+	if !slices.Contains(ci.hosts, strings.ToLower(r.Host)) {
+		return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+			msg: fmt.Sprintf("Host %q is refused on this endpoint: address the listener by its own name", r.Host)}
+	}
+	return nil
+}
+
+func (s *Server) serveHealthz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permAny); err != nil {
+		return err
+	}
+	writeText(w, http.StatusOK, "ok\n")
+	return nil
+}
+
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permAny); err != nil {
+		return err
+	}
+	if !s.ready() {
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotReady, msg: "pbx-agent is starting: state not loaded or listeners not bound yet"}
+	}
+	writeText(w, http.StatusOK, "ok\n")
+	return nil
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permRead); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.backend.Status())
+}
+
+// ActivateRequest is the body of POST /v1/activate.
+type ActivateRequest struct {
+	Key string `json:"key"`
+}
+
+func (s *Server) serveActivate(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permWrite); err != nil {
+		return err
+	}
+	var req ActivateRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Key) == "" {
+		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, msg: `no key: the body is {"key": "<PBX key>"}`}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), backendTO)
+	defer cancel()
+	// The key is never logged: only the outcome and who asked.
+	if err := s.backend.Activate(ctx, req.Key); err != nil {
+		s.log.Info("activation through the local API failed", peerAttr(r), "err", err)
+		return activationError(err)
+	}
+	st := s.backend.Status()
+	s.log.Info("activated through the local API", peerAttr(r), "state", st.State)
+	return writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permWrite); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), backendTO)
+	defer cancel()
+	if err := s.backend.Refresh(ctx); err != nil {
+		switch {
+		case errors.Is(err, ErrNotActivated):
+			return &apiError{status: http.StatusConflict, code: CodeNotActivated, msg: err.Error()}
+		case errors.Is(err, ErrRefused):
+			return &apiError{status: http.StatusConflict, code: CodeRefused, msg: err.Error()}
+		}
+		// Any other failure is the portal's: not reached, or answered badly.
+		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
+	}
+	return writeJSON(w, http.StatusOK, s.backend.Status())
+}
+
+// activationError maps a Backend.Activate error to its answer.
+func activationError(err error) error {
+	var le *license.Error
+	switch {
+	case errors.As(err, &le):
+		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, msg: le.Error()}
+	case errors.Is(err, ErrRefused):
+		return &apiError{status: http.StatusConflict, code: CodeRefused, msg: err.Error()}
+	case errors.Is(err, ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
+	}
+	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "activation failed: " + err.Error(), err: err}
+}

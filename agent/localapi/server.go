@@ -1,0 +1,419 @@
+package localapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Kind says what a listener is, and so what its peers may do.
+type Kind int
+
+const (
+	// Unix is the unix socket: the full API, as the peer's credentials allow.
+	Unix Kind = iota + 1
+	// TCP is the loopback HTTP listener: read-only for every peer.
+	TCP
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Unix:
+		return "unix"
+	case TCP:
+		return "tcp"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// DefaultReadGroup is the group whose members may read the API.
+const DefaultReadGroup = "pbx-agent"
+
+// Limits of the HTTP servers. Peers are local programs (the CLI, WMS,
+// monitoring): the numbers bound a misbehaving one, not real load.
+const (
+	maxBodyBytes    = 64 << 10
+	maxHeaderBytes  = 16 << 10
+	maxConnsUnix    = 64
+	maxConnsTCP     = 32
+	readHeaderTO    = 5 * time.Second
+	readTO          = 30 * time.Second
+	backendTO       = 90 * time.Second // activation and refresh talk to the portal
+	writeTO         = backendTO + 10*time.Second
+	idleTO          = 2 * time.Minute
+	shutdownTimeout = 5 * time.Second
+)
+
+// Config configures New.
+type Config struct {
+	Backend Backend
+	Logger  *slog.Logger // nil discards
+	// WriteGroups are the groups (names, api.write_groups) whose members may
+	// write besides root and the daemon's own user. Each must exist.
+	WriteGroups []string
+	// ReadGroup is the group whose members may read; "" means
+	// DefaultReadGroup. A group that does not exist (a development machine)
+	// is tolerated: then only root, the daemon's user and WriteGroups read.
+	ReadGroup string
+	// Ready reports whether the daemon is ready (state loaded, listeners
+	// bound) for GET /readyz. nil means always ready.
+	Ready func() bool
+}
+
+// Server is the local API. One Server serves any number of listeners.
+type Server struct {
+	backend Backend
+	log     *slog.Logger
+	ready   func() bool
+
+	selfUID     uint32
+	writeGIDs   map[uint32]bool
+	writeGroups []string // names, for messages
+	readGID     uint32
+	readGroup   string // name, for messages
+	hasReadGID  bool
+}
+
+// New resolves the groups of cfg and returns the API.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("localapi: no backend")
+	}
+	s := &Server{
+		backend:     cfg.Backend,
+		log:         cfg.Logger,
+		ready:       cfg.Ready,
+		selfUID:     uint32(os.Getuid()),
+		writeGIDs:   map[uint32]bool{},
+		writeGroups: cfg.WriteGroups,
+		readGroup:   cfg.ReadGroup,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.ready == nil {
+		s.ready = func() bool { return true }
+	}
+	for _, name := range cfg.WriteGroups {
+		gid, err := lookupGID(name)
+		if err != nil {
+			return nil, fmt.Errorf("api.write_groups: %w", err)
+		}
+		s.writeGIDs[gid] = true
+	}
+	if s.readGroup == "" {
+		s.readGroup = DefaultReadGroup
+	}
+	gid, err := lookupGID(s.readGroup)
+	var unknown user.UnknownGroupError
+	switch {
+	case err == nil:
+		s.readGID, s.hasReadGID = gid, true
+	case errors.As(err, &unknown):
+		s.log.Info("read group does not exist: only root, the daemon's user and api.write_groups may read the local API",
+			"group", s.readGroup)
+	default:
+		return nil, fmt.Errorf("local API read group: %w", err)
+	}
+	return s, nil
+}
+
+func lookupGID(name string) (uint32, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		var unknown user.UnknownGroupError
+		if errors.As(err, &unknown) {
+			return 0, fmt.Errorf("group %q does not exist: %w", name, err)
+		}
+		return 0, fmt.Errorf("looking up group %q: %w", name, err)
+	}
+	gid, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("group %q has a non-numeric gid %q", name, g.Gid)
+	}
+	return uint32(gid), nil
+}
+
+// ListenUnix listens on the unix socket at path, which it owns from then on.
+// It creates the parent folder if missing (0755) and refuses to start if
+// something answers on path ("another pbx-agent is running"); a stale socket
+// file left by a crash is replaced. The socket is given to group when that
+// group exists (in tests and the demo it may not: skipped) and set to mode.
+func (s *Server) ListenUnix(ctx context.Context, path, group string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("local API socket folder: %w", err)
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("local API socket: %w", err)
+	case fi.Mode().Type() != os.ModeSocket:
+		return nil, fmt.Errorf("local API socket %s exists and is not a socket: move it away", path)
+	default:
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "unix", path)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another pbx-agent is running on %s", path)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			// Not proof that nobody listens (a full backlog answers
+			// EAGAIN): leave the socket alone.
+			return nil, fmt.Errorf("checking for another pbx-agent on %s: %w", path, err)
+		}
+		// Nothing answers: the file is left over from a process that died.
+		s.log.Info("removing stale local API socket", "path", path, "dial", err)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("removing stale socket: %w", err)
+		}
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	fail := func(err error) (net.Listener, error) {
+		ln.Close()
+		return nil, err
+	}
+	if group != "" {
+		gid, err := lookupGID(group)
+		var unknown user.UnknownGroupError
+		switch {
+		case errors.As(err, &unknown):
+			s.log.Debug("socket group does not exist: socket keeps the daemon's group", "group", group, "path", path)
+		case err != nil:
+			return fail(fmt.Errorf("local API socket group: %w", err))
+		default:
+			if err := os.Chown(path, -1, int(gid)); err != nil {
+				return fail(fmt.Errorf("local API socket: %w", err))
+			}
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fail(fmt.Errorf("local API socket: %w", err))
+	}
+	return ln, nil
+}
+
+// Serve serves the API on ln until ctx ends, then shuts down gracefully
+// (in-flight requests get a few seconds). kind says what the listener is:
+// Unix for the full API subject to peer credentials, TCP for read-only.
+// It returns nil after a shutdown through ctx.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
+	var hosts []string
+	limit := maxConnsUnix
+	switch kind {
+	case Unix:
+		hosts = []string{"", "localhost", "local"}
+	case TCP:
+		limit = maxConnsTCP
+		port := "0"
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			port = strconv.Itoa(a.Port)
+		}
+		hosts = []string{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port}
+	default:
+		return fmt.Errorf("localapi: unknown listener kind %v", kind)
+	}
+	lis := newLimitListener(ln, limit)
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: readHeaderTO,
+		ReadTimeout:       readTO,
+		WriteTimeout:      writeTO,
+		IdleTimeout:       idleTO,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Requests outlive ctx by up to shutdownTimeout: a graceful stop
+		// lets an activation in flight finish.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext: func(cctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(cctx, connKey{}, s.connInfo(c, kind, hosts))
+		},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	s.log.Debug("local API serving", "kind", kind, "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("local API on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("local API on %s: shutdown: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// access is what a peer may do.
+type access int
+
+const (
+	accessNone access = iota
+	accessRead
+	accessWrite
+)
+
+// connInfo is what the door learnt of a connection: attached by ConnContext,
+// read by every request on it.
+type connInfo struct {
+	kind   Kind
+	hosts  []string // Host values accepted on guarded endpoints
+	access access
+	creds  *peerCreds // unix peers only; nil when unknown
+}
+
+type connKey struct{}
+
+func connFrom(ctx context.Context) *connInfo {
+	ci, _ := ctx.Value(connKey{}).(*connInfo)
+	if ci == nil {
+		return &connInfo{} // not through Serve: no rights
+	}
+	return ci
+}
+
+// connInfo decides, once per connection, what its peer may do.
+func (s *Server) connInfo(c net.Conn, kind Kind, hosts []string) *connInfo {
+	ci := &connInfo{kind: kind, hosts: hosts}
+	if kind == TCP {
+		ci.access = accessRead
+		return ci
+	}
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		s.log.Warn("local API: unix listener gave a non-unix connection; no rights", "type", fmt.Sprintf("%T", c))
+		return ci
+	}
+	creds, err := peerCredentials(uc)
+	if err != nil {
+		s.log.Warn("local API: cannot read peer credentials; no rights", "err", err)
+		return ci
+	}
+	ci.creds = creds
+	ci.access = s.accessOf(creds)
+	return ci
+}
+
+func (s *Server) accessOf(p *peerCreds) access {
+	if p.uid == 0 || p.uid == s.selfUID {
+		return accessWrite
+	}
+	gids := append([]uint32{p.gid}, p.groups...)
+	for _, g := range gids {
+		if s.writeGIDs[g] {
+			return accessWrite
+		}
+	}
+	for _, g := range gids {
+		if s.hasReadGID && g == s.readGID {
+			return accessRead
+		}
+	}
+	return accessNone
+}
+
+// deniedMessage tells a refused peer what would let it in.
+func (s *Server) deniedMessage(ci *connInfo, need perm) string {
+	who := "this peer"
+	if ci.creds != nil {
+		who = "uid " + strconv.FormatUint(uint64(ci.creds.uid), 10)
+	}
+	if need == permWrite {
+		if ci.kind == TCP {
+			return "the TCP listener is read-only: writes go through the unix socket (the pbx-agent command)"
+		}
+		switch len(s.writeGroups) {
+		case 0:
+			return who + " may not change pbx-agent: writes need root (or a group named in api.write_groups)"
+		case 1:
+			return who + " may not change pbx-agent: writes need root or membership in group " + s.writeGroups[0]
+		default:
+			return who + " may not change pbx-agent: writes need root or membership in one of the groups " + strings.Join(s.writeGroups, ", ")
+		}
+	}
+	if !s.hasReadGID {
+		return who + " may not read pbx-agent: reads need root or group " + s.readGroup + ", which does not exist on this system"
+	}
+	return who + " may not read pbx-agent: join the group " + s.readGroup + " (then log in again)"
+}
+
+// limitListener caps concurrent connections: Accept waits for a free slot,
+// and closing a connection frees its slot.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newLimitListener(ln net.Listener, n int) *limitListener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitConn struct {
+	net.Conn
+	releaseOnce sync.Once
+	release     func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.releaseOnce.Do(c.release)
+	return err
+}
+
+// NetConn returns the connection underneath, for peer credentials.
+func (c *limitConn) NetConn() net.Conn { return c.Conn }

@@ -1,0 +1,675 @@
+package localapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// fakeBackend records what the API asked of it.
+type fakeBackend struct {
+	mu          sync.Mutex
+	status      Status
+	activateErr error
+	refreshErr  error
+	keys        []string
+	refreshes   int
+}
+
+func (f *fakeBackend) Status() Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
+func (f *fakeBackend) Activate(_ context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, key)
+	return f.activateErr
+}
+
+func (f *fakeBackend) Refresh(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refreshes++
+	return f.refreshErr
+}
+
+func (f *fakeBackend) calls() (keys []string, refreshes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.keys...), f.refreshes
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func sampleStatus() Status {
+	t0 := time.Date(2026, 5, 31, 10, 0, 0, 0, time.UTC)
+	return Status{
+		State:   "active",
+		Summary: "Licensed and in touch with the portal.",
+		PBX:     &PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
+		License: &LicenseStatus{
+			Term: "monthly", TermEnd: ptr(t0.Add(24 * time.Hour)), Revision: 7,
+			Profiles: map[string]ProfileStatus{"uc-premium": {Licensed: 10, Used: 8, Reserved: 1}, "pbx-basic": {Licensed: 3}},
+			Overuse:  map[string]int{"uc-business": 2},
+		},
+		Heartbeat: HeartbeatStatus{LastSuccess: ptr(t0.Add(-time.Minute)), Next: ptr(t0.Add(time.Minute))},
+		Deadlines: Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
+		SSH:       SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(time.Hour))},
+		WMS:       WMSStatus{Version: "7.02.20250609.3"},
+		Commands:  []CommandStatus{{ID: "c1", Type: "ssh.open", State: "done", Result: "ok"}},
+		Clock:     ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+	}
+}
+
+// logBuffer collects the server's logs, safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// harness is an API served on a unix socket and a TCP listener.
+type harness struct {
+	backend *fakeBackend
+	ready   *atomic.Bool
+	logs    *logBuffer
+	sock    string
+	tcpAddr string
+	unix    *http.Client
+	tcp     *http.Client
+}
+
+func unixClient(sock string) *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+}
+
+func newHarness(t *testing.T, edit func(*Config)) *harness {
+	t.Helper()
+	h := &harness{backend: &fakeBackend{status: sampleStatus()}, ready: new(atomic.Bool), logs: new(logBuffer)}
+	h.ready.Store(true)
+	cfg := Config{
+		Backend: h.backend,
+		Logger:  slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Ready:   h.ready.Load,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.sock = filepath.Join(t.TempDir(), "run", "api.sock")
+	uln, err := srv.ListenUnix(ctx, h.sock, "", 0o660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.tcpAddr = tln.Addr().String()
+	done := make(chan error, 2)
+	go func() { done <- srv.Serve(ctx, uln, Unix) }()
+	go func() { done <- srv.Serve(ctx, tln, TCP) }()
+	h.unix = unixClient(h.sock)
+	h.tcp = &http.Client{Timeout: 10 * time.Second}
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", h.logs)
+		}
+	})
+	return h
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) errorBody(t *testing.T) ErrorBody {
+	t.Helper()
+	var eb ErrorBody
+	if err := json.Unmarshal(a.body, &eb); err != nil {
+		t.Fatalf("error body %q: %v", a.body, err)
+	}
+	return eb
+}
+
+type request struct {
+	via    string // "unix" (default) or "tcp"
+	method string
+	path   string
+	body   string
+	ctype  string // Content-Type; "" sends application/json when there is a body
+	host   string
+	origin string
+}
+
+func (h *harness) do(t *testing.T, rq request) answer {
+	t.Helper()
+	base, client := "http://local", h.unix
+	if rq.via == "tcp" {
+		base, client = "http://"+h.tcpAddr, h.tcp
+	}
+	var body io.Reader
+	if rq.body != "" {
+		body = strings.NewReader(rq.body)
+	}
+	req, err := http.NewRequest(rq.method, base+rq.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case rq.ctype != "":
+		req.Header.Set("Content-Type", rq.ctype)
+	case rq.body != "":
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if rq.host != "" {
+		req.Host = rq.host
+	}
+	if rq.origin != "" {
+		req.Header.Set("Origin", rq.origin)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", rq.method, rq.path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, resp.Header, b}
+}
+
+const testKey = "eyJhbGciOiJFZERTQSJ9.c2VjcmV0LWtleS1wYXlsb2Fk.c2lnbmF0dXJl"
+
+func TestAPI(t *testing.T) {
+	h := newHarness(t, nil)
+	invalid := &license.Error{Doc: "PBX key", Kind: license.ErrExpired, Detail: "it expired on 2026-01-01", Fix: "ask the portal for a new key"}
+	activate := request{method: "POST", path: "/v1/activate", body: `{"key": "` + testKey + `"}`}
+	with := func(r request, edit func(*request)) request { edit(&r); return r }
+
+	tests := []struct {
+		name        string
+		req         request
+		activateErr error
+		refreshErr  error
+		wantStatus  int
+		wantCode    string // error code; "" for a success
+		wantMsg     string // part of the error message
+		wantKeys    int    // Activate calls
+		wantRefresh int    // Refresh calls
+		wantStatusJSON,
+		wantText bool
+	}{
+		{name: "status over unix", req: request{method: "GET", path: "/v1/status"}, wantStatus: 200, wantStatusJSON: true},
+		{name: "status over tcp", req: request{via: "tcp", method: "GET", path: "/v1/status"}, wantStatus: 200, wantStatusJSON: true},
+		{name: "status with origin is a read", req: request{method: "GET", path: "/v1/status", origin: "http://evil.example"}, wantStatus: 200, wantStatusJSON: true},
+		{name: "healthz over unix", req: request{method: "GET", path: "/healthz"}, wantStatus: 200, wantText: true},
+		{name: "healthz over tcp", req: request{via: "tcp", method: "GET", path: "/healthz"}, wantStatus: 200, wantText: true},
+
+		{name: "activate", req: activate, wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
+		{name: "activate with host localhost", req: with(activate, func(r *request) { r.host = "localhost" }), wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
+		{name: "activate invalid key", req: activate, activateErr: fmt.Errorf("activating: %w", invalid),
+			wantStatus: 400, wantCode: CodeInvalidKey, wantMsg: invalid.Error(), wantKeys: 1},
+		{name: "activate refused", req: activate, activateErr: fmt.Errorf("PBX pbx-42 is bound to another appliance: %w", ErrRefused),
+			wantStatus: 409, wantCode: CodeRefused, wantMsg: "bound to another appliance", wantKeys: 1},
+		{name: "activate unreachable", req: activate, activateErr: fmt.Errorf("dial tcp: connection refused: %w", ErrUnreachable),
+			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "connection refused", wantKeys: 1},
+		{name: "activate internal", req: activate, activateErr: errors.New("disk full"),
+			wantStatus: 500, wantCode: CodeInternal, wantMsg: "disk full", wantKeys: 1},
+		{name: "activate without json content type", req: with(activate, func(r *request) { r.ctype = "text/plain" }),
+			wantStatus: 415, wantCode: CodeUnsupportedMediaType},
+		{name: "activate json with charset", req: with(activate, func(r *request) { r.ctype = "application/json; charset=utf-8" }),
+			wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
+		{name: "activate bad json", req: with(activate, func(r *request) { r.body = `{"key":` }), wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "activate unknown field", req: with(activate, func(r *request) { r.body = `{"kee": "x"}` }), wantStatus: 400, wantCode: CodeBadRequest, wantMsg: "kee"},
+		{name: "activate two values", req: with(activate, func(r *request) { r.body = `{"key": "a"} {}` }), wantStatus: 400, wantCode: CodeBadRequest},
+		{name: "activate empty key", req: with(activate, func(r *request) { r.body = `{"key": " "}` }), wantStatus: 400, wantCode: CodeInvalidKey},
+		{name: "activate over tcp", req: with(activate, func(r *request) { r.via = "tcp" }),
+			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "writes go through the unix socket"},
+		{name: "activate with origin", req: with(activate, func(r *request) { r.origin = "http://evil.example" }),
+			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "Origin"},
+		{name: "activate with empty origin", req: with(activate, func(r *request) { r.origin = "null" }),
+			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "Origin"},
+		{name: "activate with foreign host", req: with(activate, func(r *request) { r.host = "evil.example" }),
+			wantStatus: 403, wantCode: CodeForbidden, wantMsg: `"evil.example"`},
+		{name: "activate with loopback host on unix", req: with(activate, func(r *request) { r.host = "127.0.0.1:9731" }),
+			wantStatus: 403, wantCode: CodeForbidden},
+
+		{name: "refresh", req: request{method: "POST", path: "/v1/refresh"}, wantStatus: 200, wantRefresh: 1, wantStatusJSON: true},
+		{name: "refresh unreachable", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("portal timed out: %w", ErrUnreachable),
+			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "portal timed out", wantRefresh: 1},
+		{name: "refresh other error", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: errors.New("bad answer"),
+			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "bad answer", wantRefresh: 1},
+		{name: "refresh not activated", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: ErrNotActivated,
+			wantStatus: 409, wantCode: CodeNotActivated, wantMsg: "pbx-agent activate", wantRefresh: 1},
+		{name: "refresh refused", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("%w: suspended", ErrRefused),
+			wantStatus: 409, wantCode: CodeRefused, wantMsg: "suspended", wantRefresh: 1},
+		{name: "refresh over tcp", req: request{via: "tcp", method: "POST", path: "/v1/refresh"}, wantStatus: 403, wantCode: CodeForbidden},
+		{name: "refresh with origin", req: request{method: "POST", path: "/v1/refresh", origin: "https://evil.example"}, wantStatus: 403, wantCode: CodeForbidden},
+		{name: "refresh with foreign host over tcp", req: request{via: "tcp", method: "POST", path: "/v1/refresh", host: "evil.example:9731"},
+			wantStatus: 403, wantCode: CodeForbidden},
+
+		{name: "unknown path", req: request{method: "GET", path: "/v1/nothing"}, wantStatus: 404, wantCode: CodeNotFound},
+		{name: "unknown path over tcp", req: request{via: "tcp", method: "POST", path: "/"}, wantStatus: 404, wantCode: CodeNotFound},
+		{name: "get activate", req: request{method: "GET", path: "/v1/activate"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use POST"},
+		{name: "delete status", req: request{method: "DELETE", path: "/v1/status"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use GET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.backend.mu.Lock()
+			h.backend.activateErr, h.backend.refreshErr = tt.activateErr, tt.refreshErr
+			h.backend.keys, h.backend.refreshes = nil, 0
+			h.backend.mu.Unlock()
+
+			a := h.do(t, tt.req)
+			if a.status != tt.wantStatus {
+				t.Errorf("status = %d, want %d; body %s", a.status, tt.wantStatus, a.body)
+			}
+			if got := a.header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q", got)
+			}
+			if got := a.header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q", got)
+			}
+			ctype := a.header.Get("Content-Type")
+			switch {
+			case tt.wantText:
+				if ctype != "text/plain; charset=utf-8" || string(a.body) != "ok\n" {
+					t.Errorf("text answer %q %q", ctype, a.body)
+				}
+			case ctype != "application/json":
+				t.Errorf("Content-Type = %q, want application/json", ctype)
+			}
+			if tt.wantCode != "" {
+				eb := a.errorBody(t)
+				if eb.Code != tt.wantCode || !strings.Contains(eb.Error, tt.wantMsg) || eb.Error == "" {
+					t.Errorf("error body = %+v, want code %q and a message with %q", eb, tt.wantCode, tt.wantMsg)
+				}
+			}
+			if tt.wantStatus == 405 && a.header.Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
+			if tt.wantStatusJSON {
+				var got Status
+				if err := json.Unmarshal(a.body, &got); err != nil {
+					t.Fatal(err)
+				}
+				if want := sampleStatus(); !reflect.DeepEqual(got, want) {
+					t.Errorf("status round trip:\n got %+v\nwant %+v", got, want)
+				}
+			}
+			keys, refreshes := h.backend.calls()
+			if len(keys) != tt.wantKeys || refreshes != tt.wantRefresh {
+				t.Errorf("backend saw %d activations and %d refreshes, want %d and %d", len(keys), refreshes, tt.wantKeys, tt.wantRefresh)
+			}
+			if tt.wantKeys > 0 && keys[0] != testKey {
+				t.Errorf("backend got key %q", keys[0])
+			}
+		})
+	}
+	if strings.Contains(h.logs.String(), "c2VjcmV0") {
+		t.Errorf("the key reached the log:\n%s", h.logs)
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ready.Store(false)
+	for _, via := range []string{"unix", "tcp"} {
+		t.Run("not ready over "+via, func(t *testing.T) {
+			a := h.do(t, request{via: via, method: "GET", path: "/readyz"})
+			if a.status != 503 || a.errorBody(t).Code != CodeNotReady {
+				t.Errorf("readyz = %d %s, want 503 not_ready", a.status, a.body)
+			}
+		})
+	}
+	h.ready.Store(true)
+	for _, via := range []string{"unix", "tcp"} {
+		t.Run("ready over "+via, func(t *testing.T) {
+			a := h.do(t, request{via: via, method: "GET", path: "/readyz"})
+			if a.status != 200 || string(a.body) != "ok\n" {
+				t.Errorf("readyz = %d %q, want 200 ok", a.status, a.body)
+			}
+		})
+	}
+}
+
+// TestLargeBody sends 10 MB: the answer is 413 without the server reading
+// it all, and the server goes on serving. The request is written by hand so
+// the answer is read while the body is still being sent.
+func TestLargeBody(t *testing.T) {
+	h := newHarness(t, nil)
+	const size = 10 << 20
+	tests := []struct {
+		name    string
+		chunked bool // no Content-Length: the limit is found while reading
+	}{
+		{name: "declared length"},
+		{name: "chunked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("unix", h.sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(20 * time.Second))
+			head := "POST /v1/activate HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+			if tt.chunked {
+				head += "Transfer-Encoding: chunked\r\n\r\n"
+			} else {
+				head += fmt.Sprintf("Content-Length: %d\r\n\r\n", size)
+			}
+			wrote := make(chan struct{})
+			go func() {
+				defer close(wrote)
+				w := bufio.NewWriter(conn)
+				w.WriteString(head)
+				chunk := bytes.Repeat([]byte("a"), 32<<10)
+				w.WriteString(`{"key": "`)
+				for n := 0; n < size; n += len(chunk) {
+					if tt.chunked {
+						fmt.Fprintf(w, "%x\r\n", len(chunk))
+					}
+					if _, err := w.Write(chunk); err != nil {
+						return // the server closed: expected
+					}
+					if tt.chunked {
+						w.WriteString("\r\n")
+					}
+				}
+				if tt.chunked {
+					w.WriteString("0\r\n\r\n")
+				}
+				w.Flush()
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			conn.Close() // ends the writer if it is still going
+			<-wrote
+			if resp.StatusCode != 413 || !strings.Contains(string(body), CodeTooLarge) {
+				t.Errorf("answer = %d %s, want 413 too_large", resp.StatusCode, body)
+			}
+			if keys, _ := h.backend.calls(); len(keys) != 0 {
+				t.Error("the backend saw the oversized request")
+			}
+			if a := h.do(t, request{method: "GET", path: "/v1/status"}); a.status != 200 {
+				t.Errorf("next request = %d, want 200", a.status)
+			}
+		})
+	}
+}
+
+// TestConnectionLimit fills every connection slot: a further client waits,
+// and gets in when one slot frees.
+func TestConnectionLimit(t *testing.T) {
+	h := newHarness(t, nil)
+	var held []net.Conn
+	for range maxConnsUnix {
+		c, err := net.Dial("unix", h.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	// Each held connection must have been accepted before the next waits:
+	// a request on the first proves the server is accepting.
+	fmt.Fprint(held[0], "GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(held[0]), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("held connection: %v %v", resp, err)
+	}
+	got := make(chan int, 1)
+	go func() {
+		c := unixClient(h.sock)
+		resp, err := c.Get("http://local/healthz")
+		if err != nil {
+			got <- -1
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	select {
+	case code := <-got:
+		t.Fatalf("a connection past the limit was served (%d)", code)
+	case <-time.After(200 * time.Millisecond): // a bound on waiting, not a sleep: the answer must not come
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	select {
+	case code := <-got:
+		if code != 200 {
+			t.Errorf("after slots freed: %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting client was never served")
+	}
+}
+
+func TestBrowserGuard(t *testing.T) {
+	unixHosts := []string{"", "localhost", "local"}
+	tcpHosts := []string{"127.0.0.1:9731", "localhost:9731", "[::1]:9731"}
+	tests := []struct {
+		name   string
+		hosts  []string
+		host   string
+		origin bool
+		ok     bool
+	}{
+		{"unix empty host", unixHosts, "", false, true},
+		{"unix localhost", unixHosts, "localhost", false, true},
+		{"unix local upper case", unixHosts, "LOCAL", false, true},
+		{"unix loopback address", unixHosts, "127.0.0.1", false, false},
+		{"unix foreign", unixHosts, "evil.example", false, false},
+		{"unix origin", unixHosts, "local", true, false},
+		{"tcp ipv4", tcpHosts, "127.0.0.1:9731", false, true},
+		{"tcp localhost", tcpHosts, "localhost:9731", false, true},
+		{"tcp ipv6", tcpHosts, "[::1]:9731", false, true},
+		{"tcp other port", tcpHosts, "127.0.0.1:9732", false, false},
+		{"tcp no port", tcpHosts, "127.0.0.1", false, false},
+		{"tcp rebound name", tcpHosts, "evil.example:9731", false, false},
+		{"tcp empty", tcpHosts, "", false, false},
+		{"tcp origin", tcpHosts, "127.0.0.1:9731", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := http.NewRequest("POST", "http://x/v1/activate", nil)
+			r.Host = tt.host
+			if tt.origin {
+				r.Header.Set("Origin", "http://127.0.0.1:9731")
+			}
+			err := browserGuard(r, &connInfo{hosts: tt.hosts})
+			if (err == nil) != tt.ok {
+				t.Errorf("browserGuard = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestAccessOf(t *testing.T) {
+	s := &Server{selfUID: 1000, writeGIDs: map[uint32]bool{50: true}, readGID: 60, hasReadGID: true}
+	noRead := &Server{selfUID: 1000, writeGIDs: map[uint32]bool{}}
+	tests := []struct {
+		name  string
+		s     *Server
+		creds peerCreds
+		want  access
+	}{
+		{"root", s, peerCreds{uid: 0, gid: 0}, accessWrite},
+		{"daemon's own user", s, peerCreds{uid: 1000, gid: 1000}, accessWrite},
+		{"write group primary", s, peerCreds{uid: 2000, gid: 50}, accessWrite},
+		{"write group supplementary", s, peerCreds{uid: 2000, gid: 2000, groups: []uint32{7, 50}}, accessWrite},
+		{"read group primary", s, peerCreds{uid: 2000, gid: 60}, accessRead},
+		{"read group supplementary", s, peerCreds{uid: 2000, gid: 2000, groups: []uint32{60}}, accessRead},
+		{"stranger", s, peerCreds{uid: 2000, gid: 2000, groups: []uint32{7}}, accessNone},
+		{"no read group, gid 0 is not it", noRead, peerCreds{uid: 2000, gid: 0}, accessNone},
+		{"no read group, root still writes", noRead, peerCreds{uid: 0, gid: 0}, accessWrite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.accessOf(&tt.creds); got != tt.want {
+				t.Errorf("accessOf = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "defaults", cfg: Config{Backend: &fakeBackend{}}},
+		{name: "missing read group tolerated", cfg: Config{Backend: &fakeBackend{}, ReadGroup: "pbx-agent-test-missing"}},
+		{name: "unknown write group", cfg: Config{Backend: &fakeBackend{}, WriteGroups: []string{"root", "pbx-admins-test-missing"}},
+			wantErr: `api.write_groups: group "pbx-admins-test-missing" does not exist`},
+		{name: "no backend", cfg: Config{}, wantErr: "no backend"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(tt.cfg)
+			if tt.wantErr == "" {
+				if err != nil || s == nil {
+					t.Fatalf("New = %v", err)
+				}
+				if tt.cfg.ReadGroup == "pbx-agent-test-missing" && s.hasReadGID {
+					t.Error("a missing read group resolved")
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("New error = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newJSONRequest(method, url string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err == nil && body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, err
+}
+
+// blockingBackend holds Activate until released.
+type blockingBackend struct {
+	fakeBackend
+	entered, release chan struct{}
+}
+
+func (b *blockingBackend) Activate(ctx context.Context, key string) error {
+	close(b.entered)
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return b.fakeBackend.Activate(ctx, key)
+}
+
+// TestGracefulShutdown ends Serve's context while an activation is in
+// flight: the activation finishes and is answered, then Serve returns.
+func TestGracefulShutdown(t *testing.T) {
+	b := &blockingBackend{fakeBackend: fakeBackend{status: sampleStatus()}, entered: make(chan struct{}), release: make(chan struct{})}
+	srv, err := New(Config{Backend: b, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := srv.ListenUnix(ctx, sock, "", 0o660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln, Unix) }()
+
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := newJSONRequest("POST", "http://local/v1/activate", strings.NewReader(`{"key": "k"}`))
+		resp, err := unixClient(sock).Do(req)
+		if err != nil {
+			answered <- -1
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	<-b.entered
+	cancel()
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned with a request in flight: %v", err)
+	case code := <-answered:
+		t.Fatalf("answered %d before the backend finished", code)
+	default:
+	}
+	close(b.release)
+	if code := <-answered; code != 200 {
+		t.Errorf("in-flight activation answered %d, want 200", code)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v, want nil after a graceful stop", err)
+	}
+}

@@ -1,0 +1,139 @@
+// Package localapi serves the agent's local API: the unix socket for the
+// CLI and WMS (read, admission, and writes for privileged peers) and the
+// read-only TCP listener (status page, JSON, metrics, health). Its types are
+// the JSON contract of DESIGN.md section 4.
+package localapi
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Status is the body of GET /v1/status. Optional parts are nil or empty when
+// they do not apply, and are then left out.
+type Status struct {
+	State     string          `json:"state"`
+	Summary   string          `json:"summary"` // one sentence for admins: where the PBX stands and what happens next
+	PBX       *PBXStatus      `json:"pbx,omitempty"`
+	License   *LicenseStatus  `json:"license,omitempty"`
+	Heartbeat HeartbeatStatus `json:"heartbeat"`
+	Deadlines Deadlines       `json:"deadlines"`
+	SSH       SSHStatus       `json:"ssh"`
+	WMS       WMSStatus       `json:"wms"`
+	Commands  []CommandStatus `json:"commands"`
+	Clock     ClockStatus     `json:"clock"`
+}
+
+// PBXStatus names the PBX.
+type PBXStatus struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Model string `json:"model"`
+}
+
+// LicenseStatus is the licence held and its use.
+type LicenseStatus struct {
+	Term     string                   `json:"term"`
+	TermEnd  *time.Time               `json:"term_end,omitempty"`
+	Revision int64                    `json:"revision"`
+	Profiles map[string]ProfileStatus `json:"profiles"`
+	Overuse  map[string]int           `json:"overuse,omitempty"`
+}
+
+// ProfileStatus is one profile's counts.
+type ProfileStatus struct {
+	Licensed int `json:"licensed"`
+	Used     int `json:"used"`
+	Reserved int `json:"reserved"`
+}
+
+// HeartbeatStatus is how the conversation with the portal goes.
+type HeartbeatStatus struct {
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	LastError   string     `json:"last_error,omitempty"`
+	Next        *time.Time `json:"next,omitempty"`
+}
+
+// Deadlines are the instants at which the state changes by itself.
+type Deadlines struct {
+	StopAt          *time.Time `json:"stop_at,omitempty"`
+	DeleteAt        *time.Time `json:"delete_at,omitempty"`
+	OfflineGraceEnd *time.Time `json:"offline_grace_end,omitempty"`
+}
+
+// SSHStatus is the temporary support access.
+type SSHStatus struct {
+	Open  bool       `json:"open"`
+	Port  int        `json:"port,omitempty"`
+	Until *time.Time `json:"until,omitempty"`
+}
+
+// WMSStatus is the PBX's management software.
+type WMSStatus struct {
+	Version string `json:"version,omitempty"`
+	Upgrade string `json:"upgrade,omitempty"`
+}
+
+// CommandStatus is one pending or recent portal command.
+type CommandStatus struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	State  string `json:"state"`
+	Result string `json:"result,omitempty"`
+}
+
+// ClockStatus is the licence clock: the time licences are judged by.
+type ClockStatus struct {
+	Now time.Time `json:"now"`
+	// LocalBehind is how far the local clock lags the licence clock, when
+	// it does (a clock set back is ignored, and reported here).
+	LocalBehind string `json:"local_behind,omitempty"`
+}
+
+// Backend is what the API needs of the daemon.
+type Backend interface {
+	// Status returns a snapshot; it must not block on the portal.
+	Status() Status
+	// Activate validates key and activates it with the portal. Its errors
+	// are classified by ActivationErrorCode.
+	Activate(ctx context.Context, key string) error
+	// Refresh runs a heartbeat now and returns its outcome.
+	Refresh(ctx context.Context) error
+}
+
+// Errors a Backend returns for activation, besides a *license.Error for an
+// invalid key.
+var (
+	// ErrRefused: the portal refused the activation (for example the PBX
+	// is bound to another appliance).
+	ErrRefused = errors.New("refused by the portal")
+	// ErrUnreachable: the portal could not be reached or answered badly.
+	ErrUnreachable = errors.New("portal unreachable")
+	// ErrNotActivated: Refresh has nothing to refresh, the PBX holds no
+	// licence (never activated, or deleted).
+	ErrNotActivated = errors.New("not activated: activate a PBX key first (pbx-agent activate)")
+)
+
+// Error codes of {"error", "code"} bodies that clients branch on.
+const (
+	CodeInvalidKey        = "invalid_key"        // 400; CLI exit 2
+	CodeRefused           = "refused"            // 409; CLI exit 3
+	CodePortalUnreachable = "portal_unreachable" // 503; CLI exit 4
+	CodeForbidden         = "forbidden"          // 403
+	CodeBadRequest        = "bad_request"        // 400
+	CodeTooLarge          = "too_large"          // 413
+	// CodeUnsupportedMediaType: a body sent without Content-Type: application/json.
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415
+	CodeNotFound             = "not_found"              // 404
+	CodeMethod               = "method_not_allowed"     // 405
+	CodeNotReady             = "not_ready"              // 503
+	CodeInternal             = "internal"               // 500
+	CodeNotActivated         = "not_activated"          // 409; refresh before activation
+)
+
+// ErrorBody is every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+func newActivateCmd(a *app) *cobra.Command {
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "activate",
+		Short: "Activate this PBX with its key, through the running daemon",
+		Long: "Reads the PBX key from standard input (or --key-file), never from the command line,\n" +
+			"checks it against portal.keyring, then has the running daemon activate it with the portal.\n" +
+			"Exits 2 for an invalid key, 3 when the portal refuses, 4 when the portal cannot be reached.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.activate(cmd.Context(), keyFile)
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "key-file", "", "read the key from `FILE` instead of standard input")
+	return cmd
+}
+
+func (a *app) activate(ctx context.Context, keyFile string) error {
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	raw, err := a.readKey(keyFile)
+	if err != nil {
+		return err
+	}
+	// A key that cannot be valid is refused here, with the precise reason,
+	// before the daemon and the portal hear of it.
+	v, err := a.keyVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := v.parse(raw); err != nil {
+		return &codedError{code: exitError, err: err}
+	}
+	var st localapi.Status
+	req := localapi.ActivateRequest{Key: license.NormalizeKey(raw)}
+	if err := newAPIClient(cfg.Listen.Socket).do(ctx, "POST", "/v1/activate", req, &st); err != nil {
+		return exitFor(err)
+	}
+	_, err = fmt.Fprintf(a.stdout, "Activated PBX %s: %s\n", pbxName(st.PBX), st.State)
+	return err
+}
+
+// pbxName names a PBX for people: "acme.example (pbx-42)".
+func pbxName(p *localapi.PBXStatus) string {
+	switch {
+	case p == nil:
+		return "(none)"
+	case p.Name == "":
+		return p.ID
+	}
+	return fmt.Sprintf("%s (%s)", p.Name, p.ID)
+}

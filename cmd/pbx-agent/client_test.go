@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+)
+
+// fakeBackend stands in for the daemon behind a real local API server.
+type fakeBackend struct {
+	mu          sync.Mutex
+	status      localapi.Status
+	activateErr error
+	refreshErr  error
+	keys        []string
+	refreshes   int
+}
+
+func (f *fakeBackend) Status() localapi.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
+func (f *fakeBackend) Activate(_ context.Context, key string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys = append(f.keys, key)
+	return f.activateErr
+}
+
+func (f *fakeBackend) Refresh(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refreshes++
+	return f.refreshErr
+}
+
+func (f *fakeBackend) set(activateErr, refreshErr error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.activateErr, f.refreshErr = activateErr, refreshErr
+	f.keys, f.refreshes = nil, 0
+}
+
+func (f *fakeBackend) calls() ([]string, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.keys...), f.refreshes
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func activeStatus() localapi.Status {
+	t0 := time.Date(2026, 5, 20, 10, 0, 0, 0, time.UTC)
+	return localapi.Status{
+		State:   "active",
+		Summary: "Licensed and in touch with the portal.",
+		PBX:     &localapi.PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
+		License: &localapi.LicenseStatus{
+			Term: "monthly", TermEnd: ptr(t0.Add(11*24*time.Hour + 14*time.Hour)), Revision: 7,
+			Profiles: map[string]localapi.ProfileStatus{
+				"uc-premium": {Licensed: 10, Used: 8, Reserved: 1},
+				"pbx-basic":  {Licensed: 3, Used: 2},
+				"uc-future":  {Licensed: 1},
+			},
+			Overuse: map[string]int{"uc-business": 2},
+		},
+		Heartbeat: localapi.HeartbeatStatus{LastSuccess: ptr(t0.Add(-3 * time.Minute)), Next: ptr(t0.Add(time.Minute)), LastError: "portal timed out"},
+		Deadlines: localapi.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
+		SSH:       localapi.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
+		WMS:       localapi.WMSStatus{Version: "7.02.20250609.3"},
+		Commands:  []localapi.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened"}},
+		Clock:     localapi.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+	}
+}
+
+// daemon is a local API with a fake backend, served on a socket in a test
+// folder; its path goes to the CLI as --socket.
+func daemon(t *testing.T) (*fakeBackend, string) {
+	t.Helper()
+	fb := &fakeBackend{status: activeStatus()}
+	srv, err := localapi.New(localapi.Config{Backend: fb, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := srv.ListenUnix(ctx, sock, "", 0o660)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln, localapi.Unix) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return fb, sock
+}
+
+// oneLine checks the CLI's error contract: at most one line on stderr.
+func oneLine(t *testing.T, r result) {
+	t.Helper()
+	if strings.Count(r.stderr, "\n") > 1 {
+		t.Errorf("stderr has more than one line: %q", r.stderr)
+	}
+}
+
+func TestConnError(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	group := "pbx-agent"
+	if g, err := user.LookupGroup("nogroup"); err == nil && os.Geteuid() == 0 {
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(sock, -1, gid); err != nil {
+			t.Fatal(err)
+		}
+		group = "nogroup"
+	}
+	c := newAPIClient(sock)
+	connect := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", errno)}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"not running", connect(syscall.ECONNREFUSED), "cannot reach pbx-agent on " + sock + ": is the daemon running? (systemctl status pbx-agent)"},
+		{"no socket", connect(syscall.ENOENT), "is the daemon running?"},
+		{"permission", connect(syscall.EACCES), "permission denied on " + sock + ": join the group " + group},
+		{"other", errors.New("boom"), "talking to pbx-agent on " + sock + ": boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := c.connError(tt.err).Error(); !strings.Contains(got, tt.want) {
+				t.Errorf("connError = %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("forbidden answer", func(t *testing.T) {
+		de := &daemonError{status: 403, body: localapi.ErrorBody{Error: "uid 1000 may not read pbx-agent: join the group pbx-agent", Code: "forbidden"}}
+		if got := de.Error(); got != "permission denied: uid 1000 may not read pbx-agent: join the group pbx-agent" {
+			t.Errorf("403 = %q", got)
+		}
+	})
+}

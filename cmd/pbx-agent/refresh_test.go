@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+)
+
+func TestRefresh(t *testing.T) {
+	fb, sock := daemon(t)
+	tests := []struct {
+		name       string
+		refreshErr error
+		socket     string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+		wantCalls  int
+	}{
+		{name: "ok", wantStdout: "State: active: Licensed and in touch with the portal.\n", wantCalls: 1},
+		{name: "portal unreachable", refreshErr: fmt.Errorf("%w: dial tcp: i/o timeout", localapi.ErrUnreachable),
+			wantCode: 4, wantStdout: "State: active", wantStderr: "pbx-agent: portal unreachable: dial tcp: i/o timeout\n", wantCalls: 1},
+		{name: "refused", refreshErr: fmt.Errorf("%w: licence suspended", localapi.ErrRefused),
+			wantCode: 3, wantStderr: "licence suspended", wantCalls: 1},
+		{name: "not activated", refreshErr: localapi.ErrNotActivated, wantCode: 2, wantStderr: "pbx-agent: not activated: activate a PBX key first", wantCalls: 1},
+		{name: "daemon not running", socket: "/nonexistent/agent.sock", wantCode: 2, wantStderr: "is the daemon running?"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fb.set(nil, tt.refreshErr)
+			socket := sock
+			if tt.socket != "" {
+				socket = tt.socket
+			}
+			r := run(t, "", "--socket", socket, "refresh")
+			if r.code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", r.code, tt.wantCode, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.wantStdout) || tt.wantStdout == "" && r.stdout != "" {
+				t.Errorf("stdout = %q, want %q", r.stdout, tt.wantStdout)
+			}
+			if !strings.Contains(r.stderr, tt.wantStderr) || tt.wantStderr == "" && r.stderr != "" {
+				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
+			}
+			oneLine(t, r)
+			if _, n := fb.calls(); n != tt.wantCalls {
+				t.Errorf("the daemon saw %d refreshes, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}

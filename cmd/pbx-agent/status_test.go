@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+)
+
+func TestStatus(t *testing.T) {
+	fb, sock := daemon(t)
+	t.Run("human", func(t *testing.T) {
+		r := run(t, "", "--socket", sock, "status")
+		if r.code != 0 || r.stderr != "" {
+			t.Fatalf("status = %+v", r)
+		}
+		for _, want := range []string{
+			"State               active: Licensed and in touch with the portal.\n",
+			"PBX                 acme.example (pbx-42), WPBX-VM\n",
+			"Term                monthly, ends 2026-06-01T00:00:00Z (in 12 days)\n",
+			"Licence revision    7\n",
+			"  Profile      Licensed    Used  Reserved  Over-use\n",
+			"  PBX-BASIC           3       2         0\n",
+			"  UC-Premium         10       8         1\n",
+			"  UC-Business         0       0         0         2\n",
+			"  uc-future           1       0         0\n",
+			"Last heartbeat      2026-05-20T09:57:00Z (3 minutes ago)\n",
+			"Next heartbeat      2026-05-20T10:01:00Z (in 60 seconds)\n",
+			"Last error          portal timed out\n",
+			"Offline grace ends  2026-06-19T10:00:00Z (in 30 days)\n",
+			"Licence clock       2026-05-20T10:00:00Z (the local clock is 3h0m0s behind: ignored)\n",
+			"Support SSH         open on port 2222 until 2026-05-20T13:00:00Z (in 3 hours)\n",
+			"WMS                 7.02.20250609.3\n",
+			"Command             cmd-1 ssh.open: done (opened)\n",
+		} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("status lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		order := []string{"PBX-BASIC", "UC-Business", "UC-Premium", "uc-future"}
+		for i := 1; i < len(order); i++ {
+			if strings.Index(r.stdout, order[i-1]) > strings.Index(r.stdout, order[i]) {
+				t.Errorf("%s listed after %s: profiles must follow the catalogue", order[i-1], order[i])
+			}
+		}
+		if strings.Contains(r.stdout, "\x1b[") {
+			t.Error("colour written to a non-terminal")
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		r := run(t, "", "--socket", sock, "status", "--json")
+		if r.code != 0 || r.stderr != "" {
+			t.Fatalf("status --json = %+v", r)
+		}
+		if !strings.HasPrefix(r.stdout, "{\n  \"state\": \"active\",\n") {
+			t.Errorf("not indented JSON:\n%s", r.stdout)
+		}
+		var got localapi.Status
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatal(err)
+		}
+		if want := activeStatus(); !reflect.DeepEqual(got, want) {
+			t.Errorf("status --json:\n got %+v\nwant %+v", got, want)
+		}
+	})
+	t.Run("unactivated", func(t *testing.T) {
+		fb.mu.Lock()
+		fb.status = localapi.Status{State: "unactivated", Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}}
+		fb.mu.Unlock()
+		defer func() { fb.mu.Lock(); fb.status = activeStatus(); fb.mu.Unlock() }()
+		r := run(t, "", "--socket", sock, "status")
+		for _, want := range []string{"State               unactivated: No key yet", "Licence             none", "Last heartbeat      never"} {
+			if r.code != 0 || !strings.Contains(r.stdout, want) {
+				t.Errorf("status lacks %q (exit %d):\n%s", want, r.code, r.stdout)
+			}
+		}
+	})
+	t.Run("colour", func(t *testing.T) {
+		var b bytes.Buffer
+		printStatus(&b, activeStatus(), true)
+		if !strings.HasPrefix(b.String(), "State               \x1b[1;32mactive\x1b[0m: Licensed") {
+			t.Errorf("coloured state: %q", strings.SplitN(b.String(), "\n", 2)[0])
+		}
+	})
+	t.Run("daemon not running", func(t *testing.T) {
+		r := run(t, "", "--socket", "/nonexistent/agent.sock", "status")
+		if r.code != 2 || !strings.Contains(r.stderr, "is the daemon running?") || r.stdout != "" {
+			t.Errorf("status without a daemon = %+v", r)
+		}
+		oneLine(t, r)
+	})
+}
