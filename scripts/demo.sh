@@ -1,49 +1,90 @@
 #!/usr/bin/env bash
-# The demo: a portal issues a PBX key, and the agent checks it offline the
-# way a partner's paste would reach it: intact, wrapped and quoted by a mail
-# client, cut short, and signed by a portal this PBX does not trust.
-set -uo pipefail
+# The demo: the reference portal and pbx-agent on loopback. The portal
+# creates a PBX, the agent is given its key and becomes active, and the
+# status shows the licensed counts. Everything lives in a temporary folder;
+# no root needed. Ctrl-C stops both.
+set -euo pipefail
 
 bin=${1:-bin}
+portal_addr=${PORTAL_ADDR:-127.0.0.1:8780}
+agent_http=${AGENT_HTTP:-127.0.0.1:9731}
+portal="http://$portal_addr"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
 
-sim() { "$bin/pbx-portal-sim" "$@"; }
+cleanup() {
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+	echo "stopped; removed $work"
+}
+trap cleanup EXIT INT TERM
+
+sim() { "$bin/pbx-portal-sim" --portal "$portal" "$@"; }
 agent() { "$bin/pbx-agent" --config "$work/agent.yaml" "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# wait_for runs a command until it succeeds, for at most 10 seconds.
+wait_for() {
+	for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "gave up waiting for: $*" >&2
+	return 1
+}
+
+step "Starting the reference portal on $portal"
+# Started directly, not through the helper functions, so that $! is the
+# program itself and cleanup stops it.
+"$bin/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 15s 2> "$work/portal.log" &
+pids+=($!)
+wait_for sim clock
+
+step "The portal creates a PBX: 10 UC-Premium, 3 PBX-BASIC, 1 UC-Wizyconf"
+sim pbx create --name acme.example --model WPBX-VM --term monthly \
+	--users uc-premium=10 --users pbx-basic=3 --users uc-wizyconf=1 > "$work/key"
+echo "PBX key: $(head -c 24 "$work/key")… (kept off the screen: it is a credential)"
+
 cat > "$work/agent.yaml" <<YAML
 portal:
+  url: $portal
   keyring: $work/portal/keyring
+state_dir: $work/agent/state
+runtime_dir: $work/agent/run
+listen:
+  http: $agent_http
+  socket: $work/agent/run/agent.sock
 identity:
   model: WPBX-VM
 YAML
 
-step "The portal creates a PBX (10 UC-Premium, 3 PBX-BASIC users) and prints its key"
-sim pbx create --data "$work/portal" --name acme.example --model WPBX-VM --term monthly \
-	--users uc-premium=10 --users pbx-basic=3 > "$work/key"
-echo "key: $(head -c 24 "$work/key")… ($(wc -c < "$work/key") characters, kept off the screen: it is a credential)"
-echo "trusted portal keys: $(ls "$work/portal/keyring")"
+step "Starting pbx-agent (logs in $work/agent.log)"
+"$bin/pbx-agent" --config "$work/agent.yaml" run 2> "$work/agent.log" &
+pids+=($!)
+wait_for agent status
 
-step "pbx-agent key inspect < key"
-agent key inspect < "$work/key"
-echo "exit $?"
+step "pbx-agent status, before activation"
+agent status
 
-step "The same key wrapped at 64 columns in quotes, as a mail client sends it"
-{ printf '"'; fold -w 64 "$work/key" | tr -d '\n' | fold -w 64; printf '"\n'; } > "$work/key-wrapped"
-agent key inspect --key-file "$work/key-wrapped" | tail -n 1
-echo "exit $?"
+step "pbx-agent activate < key"
+agent activate < "$work/key"
 
-step "A key cut short by a bad copy"
-head -c 300 "$work/key" | agent key inspect
-echo "exit $?"
+step "pbx-agent status"
+agent status
 
-step "A key from a portal this PBX does not trust"
-sim pbx create --data "$work/other-portal" --name intruder.example --users uc-premium=500 |
-	agent key inspect
-echo "exit $?"
+cat <<TXT
 
-step "A key for a hardware appliance pasted into this VM"
-sim pbx create --data "$work/portal" --name hw.example --model WPBX-HW --users pbx-basic=1 |
-	agent key inspect >/dev/null
-echo "exit $?"
+Open:
+  http://$agent_http/v1/status   the agent's status, JSON
+  http://$agent_http/readyz      readiness
+The portal:
+  $bin/pbx-portal-sim --portal $portal pbx list
+Try:
+  $bin/pbx-portal-sim --portal $portal pbx licenses acme.example uc-premium=20
+  $bin/pbx-agent --config $work/agent.yaml refresh
+TXT
+
+if [ -t 0 ]; then
+	echo
+	echo "Press Ctrl-C to stop the portal and the agent."
+	wait
+fi

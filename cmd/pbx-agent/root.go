@@ -36,7 +36,7 @@ func newRootCmd(a *app) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", agent.DefaultConfigPath, "configuration `FILE`")
 	pf.String("socket", "", "local API socket `PATH` (overrides listen.socket)")
-	root.AddCommand(newVersionCmd(a), newKeyCmd(a))
+	root.AddCommand(newRunCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
 	return root
 }
 

@@ -1,0 +1,314 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
+	"github.com/pbx-agent/pbx-agent/pkg/identity"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/state"
+)
+
+// ErrNotActivated is returned by Refresh before a key is activated.
+var ErrNotActivated = localapi.ErrNotActivated
+
+// Options are the parts of the agent tests replace.
+type Options struct {
+	Time license.TimeSource // nil: the machine's clocks
+	Root string             // prefix of the machine files read for identity; "" is "/"
+}
+
+// Agent is the daemon's core: it owns the persisted state, the licence
+// clock and every exchange with the portal.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	keyring *license.Keyring
+	clock   *license.Clock
+	store   *state.File[persisted]
+	portal  *portalClient
+	root    string
+	model   license.Model
+	version string
+
+	// exchangeMu serialises exchanges with the portal, so an activation
+	// and a heartbeat never interleave their state changes.
+	exchangeMu sync.Mutex
+
+	mu        sync.Mutex // guards the fields below
+	st        persisted
+	doc       *license.Document // the verified licence of st.License
+	device    *license.Signer   // nil until the first activation
+	lastError string
+	next      time.Time // the next heartbeat, for status
+
+	refreshCh chan chan error // Refresh asks the heartbeat loop to run now
+	resched   chan struct{}   // an activation restarts the heartbeat schedule
+}
+
+// New loads the keyring and the persisted state. A state file that cannot
+// be read is an error that names it; a licence that no longer verifies is
+// reported and the agent starts unactivated, keeping the file.
+func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
+	if err != nil {
+		return nil, err
+	}
+	bi := buildinfo.Read()
+	portal, err := newPortalClient(cfg.Portal, kr, "pbx-agent/"+bi.Version)
+	if err != nil {
+		return nil, err
+	}
+	root := opts.Root
+	if root == "" {
+		root = "/"
+	}
+	model, source, err := identity.ResolveModel(cfg.Identity.Model, root)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if source == "identity.model" {
+		log.Info("appliance model set by configuration", "model", model)
+	}
+	store, err := state.Open[persisted](state.Options{
+		Dir: cfg.StateDir, Name: stateFileName, Version: stateSchema, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, info, err := store.Load()
+	switch {
+	case errors.Is(err, state.ErrNotExist):
+		log.Info("no saved state: first start", "dir", cfg.StateDir)
+	case err != nil:
+		return nil, fmt.Errorf("loading state: %w", err)
+	case info.Recovered:
+		log.Warn("state recovered from the previous good copy", "reason", info.RecoveredReason)
+	}
+	src := opts.Time
+	if src == nil {
+		src = license.NewSystemTime()
+	}
+	a := &Agent{
+		cfg: cfg, log: log, keyring: kr, portal: portal, store: store,
+		root: root, model: model, version: bi.Version, st: st,
+		clock:     license.NewClock(src, st.HighWater),
+		refreshCh: make(chan chan error),
+		resched:   make(chan struct{}, 1),
+	}
+	if st.License != "" {
+		doc, err := a.verifyLicense(st.License)
+		if err != nil {
+			a.lastError = "the saved licence no longer verifies: " + err.Error()
+			log.Error("saved licence refused; starting unactivated", "err", err)
+		}
+		a.doc = doc
+	}
+	device, err := license.LoadSigner(filepath.Join(cfg.StateDir, deviceKeyFile))
+	switch {
+	case err == nil:
+		a.device = device
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("loading the device key: %w", err)
+	}
+	return a, nil
+}
+
+func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
+	doc, err := license.ParseDocument(compact, a.keyring, license.DocumentCheck{})
+	if err != nil {
+		return nil, err
+	}
+	// Revocations the licence announces apply from now on, to itself too.
+	if _, err := license.ParseDocument(compact, a.keyring.WithRevoked(doc.RevokedKeyIDs), license.DocumentCheck{}); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// verdict evaluates the lifecycle now. Callers hold a.mu.
+func (a *Agent) verdictLocked(now time.Time) license.Verdict {
+	return license.Evaluate(license.Facts{Now: now, Doc: a.doc, LastSuccess: a.st.LastSuccess, Gone: a.st.Gone})
+}
+
+// State returns the current lifecycle state.
+func (a *Agent) State() license.State {
+	now := a.clock.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.verdictLocked(now).State
+}
+
+// Activate validates a pasted key and activates it with the portal.
+func (a *Agent) Activate(ctx context.Context, raw string) error {
+	a.exchangeMu.Lock()
+	defer a.exchangeMu.Unlock()
+
+	key, err := license.ParseKey(raw, a.keyring, license.KeyCheck{Now: a.clock.Now(), Model: a.model})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	held := a.doc
+	gone := a.st.Gone
+	a.mu.Unlock()
+	if held != nil && gone == "" && held.PBX.ID != key.PBX.ID {
+		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", localapi.ErrRefused, held.PBX.ID, held.PBX.Name)
+	}
+	device, err := a.ensureDevice()
+	if err != nil {
+		return err
+	}
+	fingerprint, err := identity.Fingerprint(a.root, key.PBX.ID, a.cfg.Identity.Serial)
+	if err != nil {
+		return err
+	}
+	var overrides []string
+	if a.cfg.Identity.Model != "" {
+		overrides = append(overrides, "identity.model")
+	}
+	if a.cfg.Identity.Serial != "" {
+		overrides = append(overrides, "identity.serial")
+	}
+	req := protocol.ActivateRequest{
+		Key:         license.NormalizeKey(raw),
+		DeviceKey:   device.Public(),
+		Fingerprint: fingerprint, Model: a.model, Serial: a.cfg.Identity.Serial,
+		Overrides: overrides, AgentVersion: a.version,
+	}
+	ans, err := a.signedExchange(ctx, protocol.PathActivate, protocol.TypeActivate, key.PBX.ID, func(r protocol.Request) any {
+		req.Request = r
+		return req
+	})
+	if err != nil {
+		return classifyActivation(err)
+	}
+	if ans.Status == protocol.StatusGone {
+		return fmt.Errorf("%w: the portal says PBX %s is gone (%s)", localapi.ErrRefused, key.PBX.ID, ans.Reason)
+	}
+	doc, err := a.acceptLicense(ans.License, key.PBX.ID, true)
+	if err != nil {
+		return fmt.Errorf("%w: activation answer: %v", localapi.ErrUnreachable, err)
+	}
+	a.mu.Lock()
+	a.doc = doc
+	a.st = persisted{
+		License: ans.License, PBX: &doc.PBX, ActivatedAt: a.clock.Now(),
+		LastSuccess: a.clock.Now(), Interval: ans.Interval, HighWater: a.clock.Now(),
+	}
+	a.lastError = ""
+	err = a.saveLocked()
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	a.log.Info("activated", "pbx", doc.PBX.ID, "name", doc.PBX.Name, "revision", doc.Revision, "users", doc.Counts.String())
+	select {
+	case a.resched <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// classifyActivation maps a failed exchange to the errors the local API
+// turns into exit codes: refused (3) or unreachable (4).
+func classifyActivation(err error) error {
+	var re *refusedError
+	if errors.As(err, &re) && !re.transient() {
+		return fmt.Errorf("%w: %s", localapi.ErrRefused, re.body.Message)
+	}
+	return fmt.Errorf("%w: %v", localapi.ErrUnreachable, err)
+}
+
+// ensureDevice returns the device key, making and saving one (0600) on
+// first use. It identifies this appliance to the portal from then on.
+func (a *Agent) ensureDevice() (*license.Signer, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.device != nil {
+		return a.device, nil
+	}
+	s, err := protocol.NewDeviceKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := license.SaveSigner(filepath.Join(a.cfg.StateDir, deviceKeyFile), s); err != nil {
+		return nil, fmt.Errorf("saving the device key: %w", err)
+	}
+	a.device = s
+	return s, nil
+}
+
+// signedExchange signs a request with the device key and the licence clock,
+// posts it, and verifies the answer. A "stale" answer means the clocks
+// disagree: the portal's signed time is adopted and the request signed
+// again and retried once, at once.
+func (a *Agent) signedExchange(ctx context.Context, path, typ, pbxID string, build func(protocol.Request) any) (*protocol.Answer, error) {
+	a.mu.Lock()
+	device := a.device
+	a.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		meta := protocol.Request{Time: a.clock.Now(), Nonce: newNonce()}
+		body, err := device.Sign(typ, build(meta))
+		if err != nil {
+			return nil, err
+		}
+		ans, err := a.portal.exchange(ctx, path, body, meta.Nonce, pbxID)
+		if err != nil {
+			return nil, err
+		}
+		a.clock.AdoptPortal(ans.Time)
+		if ans.Status != protocol.StatusStale {
+			return ans, nil
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("the portal found the request stale twice (portal time %s)", ans.Time.Format(time.RFC3339))
+		}
+		a.log.Warn("portal found the request stale; adopted its time and signed again",
+			"portal_time", ans.Time, "request_time", meta.Time)
+	}
+}
+
+// acceptLicense verifies a licence from the portal for pbxID and checks its
+// revision against the one held: revisions only go forward. With first set
+// (activation), any revision is taken.
+func (a *Agent) acceptLicense(compact, pbxID string, first bool) (*license.Document, error) {
+	if compact == "" {
+		return nil, errors.New("the answer carries no licence")
+	}
+	doc, err := a.verifyLicense(compact)
+	if err != nil {
+		return nil, err
+	}
+	if doc.PBX.ID != pbxID {
+		return nil, fmt.Errorf("licence for PBX %q, not %q", doc.PBX.ID, pbxID)
+	}
+	a.mu.Lock()
+	held := a.doc
+	a.mu.Unlock()
+	if !first && held != nil && doc.Revision < held.Revision {
+		return nil, fmt.Errorf("licence revision %d is older than the %d held: refused", doc.Revision, held.Revision)
+	}
+	return doc, nil
+}
+
+// saveLocked persists the state with the licence clock's mark. Callers hold a.mu.
+func (a *Agent) saveLocked() error {
+	a.st.HighWater = a.clock.Now()
+	if err := a.store.Save(a.st); err != nil {
+		return fmt.Errorf("saving state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+)
+
+// defaultInterval is the heartbeat interval until the portal sets one.
+const defaultInterval = 60 * time.Second
+
+// jitterFraction spreads each interval by ±10 %, so PBXs that booted
+// together drift apart.
+const jitterFraction = 0.1
+
+// heartbeatLoop runs heartbeats on schedule, on Refresh and after an
+// activation, until ctx ends. It is the only caller of heartbeat, so one
+// runs at a time.
+func (a *Agent) heartbeatLoop(ctx context.Context) {
+	// The first heartbeat after boot waits a random part of a tenth of the
+	// interval: a fleet coming back from a power cut does not arrive at once.
+	first := time.Duration(rand.Float64() * float64(a.interval()) / 10)
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	a.setNext(time.Now().Add(first))
+	failures := 0
+	for {
+		var reply chan error
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case reply = <-a.refreshCh:
+		case <-a.resched:
+			failures = 0
+			delay := protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
+			timer.Reset(delay)
+			a.setNext(time.Now().Add(delay))
+			continue
+		}
+		err := a.heartbeat(ctx)
+		if reply != nil {
+			reply <- err
+		}
+		var delay time.Duration
+		switch {
+		case err == nil, errors.Is(err, ErrNotActivated):
+			failures = 0
+			delay = protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
+		default:
+			failures++
+			var retryAfter time.Duration
+			var re *refusedError
+			if errors.As(err, &re) {
+				retryAfter = re.retryAfter
+			}
+			delay = protocol.DefaultBackoff.Delay(failures, retryAfter, rand.Float64())
+			// A heartbeat interval set short for tests or by the portal
+			// caps the backoff too: retrying slower than the schedule
+			// would be odd.
+			delay = min(delay, max(a.interval(), time.Second))
+			a.log.Warn("heartbeat failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
+		}
+		timer.Reset(delay)
+		a.setNext(time.Now().Add(delay))
+	}
+}
+
+// interval is the configured override, else the portal's, else the default.
+func (a *Agent) interval() time.Duration {
+	if a.cfg.Heartbeat.Interval > 0 {
+		return a.cfg.Heartbeat.Interval
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.st.Interval > 0 {
+		return a.st.Interval.Duration()
+	}
+	return defaultInterval
+}
+
+func (a *Agent) setNext(t time.Time) {
+	a.mu.Lock()
+	a.next = t
+	a.mu.Unlock()
+}
+
+// Refresh runs a heartbeat now, through the loop, and returns its outcome.
+func (a *Agent) Refresh(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case a.refreshCh <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// heartbeat reports to the portal once and applies its answer. A bad answer
+// changes nothing but the error shown.
+func (a *Agent) heartbeat(ctx context.Context) error {
+	a.exchangeMu.Lock()
+	defer a.exchangeMu.Unlock()
+
+	now := a.clock.Now()
+	a.mu.Lock()
+	doc, gone, device := a.doc, a.st.Gone, a.device
+	state := a.verdictLocked(now).State
+	a.mu.Unlock()
+	if doc == nil || gone != "" || device == nil {
+		return ErrNotActivated
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, portalTimeout)
+	defer cancel()
+	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, State: string(state), AgentVersion: a.version}
+	ans, err := a.signedExchange(ctx, protocol.PathHeartbeat, protocol.TypeHeartbeat, doc.PBX.ID, func(r protocol.Request) any {
+		req.Request = r
+		return req
+	})
+	if err != nil {
+		a.recordError(err)
+		return err
+	}
+
+	// Verify a new licence before taking the lock: verification is the
+	// slow part, and the status endpoint must not wait on it.
+	var next *license.Document
+	var nextErr error
+	if ans.Status == protocol.StatusOK && ans.License != "" {
+		next, nextErr = a.acceptLicense(ans.License, doc.PBX.ID, false)
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch ans.Status {
+	case protocol.StatusGone:
+		a.st.Gone = goneReason(ans.Reason)
+		a.st.GoneAt = a.clock.Now()
+		a.st.License, a.doc = "", nil
+		a.lastError = ""
+		a.log.Warn("the portal says this appliance no longer holds the PBX; licence wiped", "pbx", doc.PBX.ID, "reason", ans.Reason)
+		return a.saveLocked()
+	case protocol.StatusOK:
+		a.st.LastSuccess = a.clock.Now()
+		a.st.Interval = ans.Interval
+		a.lastError = ""
+		switch {
+		case nextErr != nil:
+			a.lastError = "licence from the portal refused: " + nextErr.Error()
+			a.log.Error("licence from the portal refused", "err", nextErr)
+		case next != nil && next.Revision > a.doc.Revision:
+			a.log.Info("licence updated", "revision", next.Revision, "users", next.Counts.String())
+			a.doc, a.st.License = next, ans.License
+		}
+		return a.saveLocked()
+	}
+	return fmt.Errorf("unexpected answer status %q", ans.Status)
+}
+
+func goneReason(reason string) string {
+	if reason == protocol.GoneRebound {
+		return "re-bound to another appliance"
+	}
+	return "deleted on the portal"
+}
+
+func (a *Agent) recordError(err error) {
+	a.mu.Lock()
+	a.lastError = err.Error()
+	a.mu.Unlock()
+}
+
+// persistClock saves the licence clock's mark, so a restart cannot go back
+// further than this.
+func (a *Agent) persistClock() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.saveLocked()
+}

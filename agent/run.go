@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+)
+
+// clockPersistInterval is how often the licence clock's mark is saved: a
+// power cut loses at most this much of it.
+const clockPersistInterval = time.Minute
+
+// Run serves the local API and runs the heartbeat loop until ctx ends. The
+// start is all or nothing: if a listener cannot be bound, what was started
+// is stopped and the error returned.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var ready atomic.Bool
+	api, err := localapi.New(localapi.Config{
+		Backend: a, Logger: a.log.With("component", "localapi"),
+		WriteGroups: a.cfg.API.WriteGroups, Ready: ready.Load,
+	})
+	if err != nil {
+		return err
+	}
+	unixLn, err := api.ListenUnix(ctx, a.cfg.Listen.Socket, localapi.DefaultReadGroup, 0o660)
+	if err != nil {
+		return err
+	}
+	var tcpLn net.Listener
+	if a.cfg.Listen.HTTP != "" {
+		if tcpLn, err = net.Listen("tcp", a.cfg.Listen.HTTP); err != nil {
+			unixLn.Close()
+			return fmt.Errorf("config listen.http: %w", err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	serve := func(ln net.Listener, kind localapi.Kind) {
+		defer wg.Done()
+		if err := api.Serve(ctx, ln, kind); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("local API (%s): %w", kind, err)
+			cancel()
+		}
+	}
+	wg.Add(1)
+	go serve(unixLn, localapi.Unix)
+	if tcpLn != nil {
+		wg.Add(1)
+		go serve(tcpLn, localapi.TCP)
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+	go func() { defer wg.Done(); a.clockLoop(ctx) }()
+
+	ready.Store(true)
+	attrs := []any{"socket", a.cfg.Listen.Socket, "state", a.State()}
+	if tcpLn != nil {
+		attrs = append(attrs, "http", tcpLn.Addr().String())
+	}
+	a.log.Info("pbx-agent running", attrs...)
+
+	<-ctx.Done()
+	ready.Store(false)
+	wg.Wait()
+	if err := a.persistClock(); err != nil {
+		a.log.Error("saving the licence clock at shutdown", "err", err)
+	}
+	a.log.Info("pbx-agent stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// clockLoop saves the licence clock's mark now and then, so a restart with
+// the local clock set back starts from it.
+func (a *Agent) clockLoop(ctx context.Context) {
+	t := time.NewTicker(clockPersistInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.persistClock(); err != nil {
+				a.log.Error("saving the licence clock", "err", err)
+			}
+		}
+	}
+}

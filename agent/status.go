@@ -1,0 +1,59 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// Status returns a snapshot for the local API. It never waits on the portal.
+func (a *Agent) Status() localapi.Status {
+	now := a.clock.Now()
+	offset := a.clock.LocalOffset()
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v := a.verdictLocked(now)
+	s := localapi.Status{
+		State:    string(v.State),
+		Summary:  v.Summary,
+		Commands: []localapi.CommandStatus{},
+		Clock:    localapi.ClockStatus{Now: now},
+		SSH:      localapi.SSHStatus{Port: a.cfg.SSH.Port},
+	}
+	if offset < -time.Second {
+		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
+	}
+	if p := a.st.PBX; p != nil {
+		s.PBX = &localapi.PBXStatus{ID: p.ID, Name: p.Name, Model: string(p.Model)}
+	}
+	if d := a.doc; d != nil {
+		ls := &localapi.LicenseStatus{Term: string(d.Term), Revision: d.Revision, Profiles: map[string]localapi.ProfileStatus{}}
+		if !d.TermEnd.IsZero() {
+			ls.TermEnd = utc(d.TermEnd)
+		}
+		for _, p := range license.Profiles() {
+			ls.Profiles[string(p.ID)] = localapi.ProfileStatus{Licensed: d.Counts[p.ID]}
+		}
+		s.License = ls
+		s.Deadlines.StopAt, s.Deadlines.DeleteAt = d.StopAt, d.DeleteAt
+	}
+	if !v.OfflineGraceEnd.IsZero() {
+		s.Deadlines.OfflineGraceEnd = utc(v.OfflineGraceEnd)
+	}
+	if !a.st.LastSuccess.IsZero() {
+		s.Heartbeat.LastSuccess = utc(a.st.LastSuccess)
+	}
+	if a.doc != nil && !a.next.IsZero() {
+		// The schedule runs on the machine's timers; shown in licence time.
+		s.Heartbeat.Next = utc(now.Add(time.Until(a.next)).Truncate(time.Second))
+	}
+	s.Heartbeat.LastError = a.lastError
+	return s
+}
+
+func utc(t time.Time) *time.Time {
+	t = t.UTC()
+	return &t
+}
