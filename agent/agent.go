@@ -25,6 +25,9 @@ var ErrNotActivated = localapi.ErrNotActivated
 type Options struct {
 	Time license.TimeSource // nil: the machine's clocks
 	Root string             // prefix of the machine files read for identity; "" is "/"
+	// Telephony is called on entering and leaving the states that stop
+	// telephony; nil logs only (see lifecycle.go).
+	Telephony Telephony
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -39,10 +42,15 @@ type Agent struct {
 	root    string
 	model   license.Model
 	version string
+	// setupErr is a configuration problem (no portal keyring, no
+	// portal.url) that stops every exchange with the portal.
+	setupErr error
 
 	// exchangeMu serialises exchanges with the portal, so an activation
 	// and a heartbeat never interleave their state changes.
 	exchangeMu sync.Mutex
+
+	lc lifecycle // audit log, telephony seam, evaluation (lifecycle.go)
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -51,8 +59,9 @@ type Agent struct {
 	lastError string
 	next      time.Time // the next heartbeat, for status
 
-	refreshCh chan chan error // Refresh asks the heartbeat loop to run now
-	resched   chan struct{}   // an activation restarts the heartbeat schedule
+	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
+	resched   chan struct{}      // an activation restarts the heartbeat schedule
+	probe     chan chan struct{} // the watchdog asks the heartbeat loop to answer
 }
 
 // New loads the keyring and the persisted state. A state file that cannot
@@ -62,24 +71,32 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// A missing keyring or portal URL keeps the agent from its portal but
+	// not from running: a fresh install starts, and says what to configure.
+	var setupErr error
 	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
 	if err != nil {
-		return nil, err
+		setupErr = err
 	}
 	bi := buildinfo.Read()
 	portal, err := newPortalClient(cfg.Portal, kr, "pbx-agent/"+bi.Version)
-	if err != nil {
-		return nil, err
+	if err != nil && setupErr == nil {
+		setupErr = err
+	}
+	if setupErr != nil {
+		log.Error("the agent cannot reach its portal until this is fixed", "err", setupErr)
 	}
 	root := opts.Root
 	if root == "" {
 		root = "/"
 	}
+	// Only activation needs the model: a machine that hides it still runs.
 	model, source, err := identity.ResolveModel(cfg.Identity.Model, root)
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	if source == "identity.model" {
+	switch {
+	case err != nil && setupErr == nil:
+		setupErr = err
+		log.Error("the appliance model is unknown; activation needs it", "err", err)
+	case source == "identity.model":
 		log.Info("appliance model set by configuration", "model", model)
 	}
 	store, err := state.Open[persisted](state.Options{
@@ -102,19 +119,26 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		src = license.NewSystemTime()
 	}
 	a := &Agent{
-		cfg: cfg, log: log, keyring: kr, portal: portal, store: store,
+		cfg: cfg, log: log, keyring: kr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
 		clock:     license.NewClock(src, st.HighWater),
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
+		probe:     make(chan chan struct{}),
 	}
-	if st.License != "" {
+	if setupErr != nil {
+		a.lastError = setupErr.Error()
+	}
+	if st.License != "" && kr != nil {
 		doc, err := a.verifyLicense(st.License)
 		if err != nil {
 			a.lastError = "the saved licence no longer verifies: " + err.Error()
 			log.Error("saved licence refused; starting unactivated", "err", err)
 		}
 		a.doc = doc
+	}
+	if err := a.initLifecycle(opts); err != nil {
+		return nil, err
 	}
 	device, err := license.LoadSigner(filepath.Join(cfg.StateDir, deviceKeyFile))
 	switch {
@@ -156,15 +180,19 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	a.exchangeMu.Lock()
 	defer a.exchangeMu.Unlock()
 
+	if a.setupErr != nil {
+		return fmt.Errorf("%w: %v", localapi.ErrUnreachable, a.setupErr)
+	}
 	key, err := license.ParseKey(raw, a.keyring, license.KeyCheck{Now: a.clock.Now(), Model: a.model})
 	if err != nil {
 		return err
 	}
+	now := a.clock.Now()
 	a.mu.Lock()
 	held := a.doc
-	gone := a.st.Gone
+	deleted := a.verdictLocked(now).State == license.Deleted
 	a.mu.Unlock()
-	if held != nil && gone == "" && held.PBX.ID != key.PBX.ID {
+	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
 		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", localapi.ErrRefused, held.PBX.ID, held.PBX.Name)
 	}
 	device, err := a.ensureDevice()
@@ -207,14 +235,22 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	a.st = persisted{
 		License: ans.License, PBX: &doc.PBX, ActivatedAt: a.clock.Now(),
 		LastSuccess: a.clock.Now(), Interval: ans.Interval, HighWater: a.clock.Now(),
+		State: a.st.State,
 	}
 	a.lastError = ""
 	err = a.saveLocked()
+	if err == nil {
+		fields := licenceFields(doc)
+		fields["pbx"], fields["name"], fields["model"] = doc.PBX.ID, doc.PBX.Name, string(doc.PBX.Model)
+		a.auditLocked(a.clock.Now(), auditActivated, fields)
+	}
 	a.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	a.log.Info("activated", "pbx", doc.PBX.ID, "name", doc.PBX.Name, "revision", doc.Revision, "users", doc.Counts.String())
+	a.evaluate(context.WithoutCancel(ctx))
+	a.wakeLifecycle()
 	select {
 	case a.resched <- struct{}{}:
 	default:

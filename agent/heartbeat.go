@@ -36,6 +36,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		case reply = <-a.refreshCh:
+		case ack := <-a.probe:
+			ack <- struct{}{}
+			continue
 		case <-a.resched:
 			failures = 0
 			delay := protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
@@ -106,9 +109,10 @@ func (a *Agent) Refresh(ctx context.Context) error {
 	}
 }
 
-// heartbeat reports to the portal once and applies its answer. A bad answer
-// changes nothing but the error shown.
-func (a *Agent) heartbeat(ctx context.Context) error {
+// exchangeHeartbeat reports to the portal once and applies its answer. A
+// bad answer changes nothing but the error shown. heartbeat (lifecycle.go)
+// wraps it with an evaluation of the lifecycle.
+func (a *Agent) exchangeHeartbeat(ctx context.Context) error {
 	a.exchangeMu.Lock()
 	defer a.exchangeMu.Unlock()
 
@@ -119,6 +123,9 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	a.mu.Unlock()
 	if doc == nil || gone != "" || device == nil {
 		return ErrNotActivated
+	}
+	if a.setupErr != nil {
+		return a.setupErr
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, portalTimeout)
@@ -143,12 +150,17 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.doc == nil || a.st.Gone != "" {
+		// The lifecycle wiped the licence meanwhile (past its delete_at).
+		return nil
+	}
 	switch ans.Status {
 	case protocol.StatusGone:
 		a.st.Gone = goneReason(ans.Reason)
 		a.st.GoneAt = a.clock.Now()
 		a.st.License, a.doc = "", nil
 		a.lastError = ""
+		a.auditLocked(a.clock.Now(), auditDeleted, map[string]any{"pbx": doc.PBX.ID, "name": doc.PBX.Name, "reason": a.st.Gone})
 		a.log.Warn("the portal says this appliance no longer holds the PBX; licence wiped", "pbx", doc.PBX.ID, "reason", ans.Reason)
 		return a.saveLocked()
 	case protocol.StatusOK:
@@ -159,8 +171,12 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 		case nextErr != nil:
 			a.lastError = "licence from the portal refused: " + nextErr.Error()
 			a.log.Error("licence from the portal refused", "err", nextErr)
+			a.auditLocked(a.clock.Now(), auditLicenceRefused, map[string]any{"held": a.doc.Revision, "error": nextErr.Error()})
 		case next != nil && next.Revision > a.doc.Revision:
 			a.log.Info("licence updated", "revision", next.Revision, "users", next.Counts.String())
+			fields := licenceFields(next)
+			fields["previous"] = a.doc.Revision
+			a.auditLocked(a.clock.Now(), auditLicenceAccepted, fields)
 			a.doc, a.st.License = next, ans.License
 		}
 		return a.saveLocked()

@@ -28,4 +28,8 @@ type persisted struct {
 	HighWater   time.Time       `json:"clock_high_water,omitzero"`  // the licence clock's persisted mark
 	Gone        string          `json:"gone,omitempty"`             // why the PBX left this appliance
 	GoneAt      time.Time       `json:"gone_at,omitzero"`
+	// State is the lifecycle state last evaluated and recorded in the audit
+	// log, so a restart records only real changes. Optional: a schema 1
+	// file without it records its first state as a change from "none".
+	State string `json:"state,omitempty"`
 }

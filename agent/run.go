@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 )
 
@@ -58,11 +60,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go serve(tcpLn, localapi.TCP)
 	}
-	wg.Add(2)
+	n := notifier{log: a.log}
+	wg.Add(3)
 	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
 	go func() { defer wg.Done(); a.clockLoop(ctx) }()
+	go func() { defer wg.Done(); a.watchdogLoop(ctx, n) }()
 
+	// Ready once the state is loaded (New) and the listeners are bound.
 	ready.Store(true)
+	n.send(daemon.SdNotifyReady)
 	attrs := []any{"socket", a.cfg.Listen.Socket, "state", a.State()}
 	if tcpLn != nil {
 		attrs = append(attrs, "http", tcpLn.Addr().String())
@@ -70,6 +77,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("pbx-agent running", attrs...)
 
 	<-ctx.Done()
+	n.send(daemon.SdNotifyStopping)
 	ready.Store(false)
 	wg.Wait()
 	if err := a.persistClock(); err != nil {

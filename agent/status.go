@@ -37,10 +37,12 @@ func (a *Agent) Status() localapi.Status {
 			ls.Profiles[string(p.ID)] = localapi.ProfileStatus{Licensed: d.Counts[p.ID]}
 		}
 		s.License = ls
-		s.Deadlines.StopAt, s.Deadlines.DeleteAt = d.StopAt, d.DeleteAt
 	}
-	if !v.OfflineGraceEnd.IsZero() {
-		s.Deadlines.OfflineGraceEnd = utc(v.OfflineGraceEnd)
+	s.Deadlines = localapi.Deadlines{
+		StopAt:          optional(v.StopAt),
+		DeleteAt:        optional(v.DeleteAt),
+		OfflineGraceEnd: optional(v.OfflineGraceEnd),
+		LapseGraceEnd:   optional(v.LapseGraceEnd),
 	}
 	if !a.st.LastSuccess.IsZero() {
 		s.Heartbeat.LastSuccess = utc(a.st.LastSuccess)
@@ -51,6 +53,14 @@ func (a *Agent) Status() localapi.Status {
 	}
 	s.Heartbeat.LastError = a.lastError
 	return s
+}
+
+// optional is t in UTC, or nil for the zero time: a deadline that does not apply.
+func optional(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return utc(t)
 }
 
 func utc(t time.Time) *time.Time {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -41,6 +43,7 @@ type route struct {
 var routes = map[string]route{
 	"GET /healthz":      {permAny, (*Server).serveHealthz},
 	"GET /readyz":       {permAny, (*Server).serveReadyz},
+	"GET /v1/audit":     {permRead, (*Server).serveAudit},
 	"GET /v1/status":    {permRead, (*Server).serveStatus},
 	"POST /v1/activate": {permWrite, (*Server).serveActivate},
 	"POST /v1/refresh":  {permWrite, (*Server).serveRefresh},
@@ -138,6 +141,33 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, s.backend.Status())
+}
+
+// maxAuditLimit bounds ?limit= of GET /v1/audit; the log itself is capped.
+const maxAuditLimit = 100000
+
+// serveAudit answers the audit log, oldest first; ?limit=N keeps the last N.
+func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permRead); err != nil {
+		return err
+	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > maxAuditLimit {
+			return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+				msg: fmt.Sprintf("limit %q: want a whole number from 0 (everything) to %d", v, maxAuditLimit)}
+		}
+		limit = n
+	}
+	evs, err := s.backend.Audit(r.Context(), limit)
+	if err != nil {
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "reading the audit log: " + err.Error(), err: err}
+	}
+	if evs == nil {
+		evs = []audit.Event{}
+	}
+	return writeJSON(w, http.StatusOK, AuditLog{Events: evs})
 }
 
 // ActivateRequest is the body of POST /v1/activate.

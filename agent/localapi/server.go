@@ -200,6 +200,9 @@ func (s *Server) ListenUnix(ctx context.Context, path, group string, mode os.Fil
 			s.log.Debug("socket group does not exist: socket keeps the daemon's group", "group", group, "path", path)
 		case err != nil:
 			return fail(fmt.Errorf("local API socket group: %w", err))
+		case int(gid) == os.Getegid():
+			// Already the socket's group: the daemon runs as pbx-agent
+			// under a unit that forbids chown (@privileged).
 		default:
 			if err := os.Chown(path, -1, int(gid)); err != nil {
 				return fail(fmt.Errorf("local API socket: %w", err))

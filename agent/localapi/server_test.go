@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -30,6 +31,9 @@ type fakeBackend struct {
 	refreshErr  error
 	keys        []string
 	refreshes   int
+	events      []audit.Event
+	auditErr    error
+	limits      []int // the limit of each Audit call
 }
 
 func (f *fakeBackend) Status() Status {
@@ -50,6 +54,17 @@ func (f *fakeBackend) Refresh(context.Context) error {
 	defer f.mu.Unlock()
 	f.refreshes++
 	return f.refreshErr
+}
+
+func (f *fakeBackend) Audit(_ context.Context, limit int) ([]audit.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.limits = append(f.limits, limit)
+	evs := f.events
+	if limit > 0 && len(evs) > limit {
+		evs = evs[len(evs)-limit:]
+	}
+	return evs, f.auditErr
 }
 
 func (f *fakeBackend) calls() (keys []string, refreshes int) {
@@ -358,6 +373,67 @@ func TestAPI(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "c2VjcmV0") {
 		t.Errorf("the key reached the log:\n%s", h.logs)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	h := newHarness(t, nil)
+	t0 := time.Date(2027, 1, 31, 10, 0, 0, 0, time.UTC)
+	events := []audit.Event{
+		{Time: t0, Kind: "activated", Fields: map[string]any{"pbx": "pbx-42"}},
+		{Time: t0.Add(time.Minute), Kind: "state.changed", Fields: map[string]any{"from": "active", "to": "stopping", "why": "every licence at zero"}},
+		{Time: t0.Add(2 * time.Minute), Kind: "deleted"},
+	}
+	tests := []struct {
+		name       string
+		req        request
+		events     []audit.Event
+		auditErr   error
+		wantStatus int
+		wantKinds  []string
+		wantLimit  int // -1: Audit not called
+	}{
+		{name: "over unix", req: request{method: "GET", path: "/v1/audit"}, events: events, wantStatus: 200,
+			wantKinds: []string{"activated", "state.changed", "deleted"}},
+		{name: "over tcp: a read", req: request{via: "tcp", method: "GET", path: "/v1/audit"}, events: events, wantStatus: 200,
+			wantKinds: []string{"activated", "state.changed", "deleted"}},
+		{name: "the last two", req: request{method: "GET", path: "/v1/audit?limit=2"}, events: events, wantStatus: 200,
+			wantKinds: []string{"state.changed", "deleted"}, wantLimit: 2},
+		{name: "no events is an empty list", req: request{method: "GET", path: "/v1/audit"}, wantStatus: 200, wantKinds: []string{}},
+		{name: "a bad limit", req: request{method: "GET", path: "/v1/audit?limit=-1"}, wantStatus: 400, wantLimit: -1},
+		{name: "an unreadable log", req: request{method: "GET", path: "/v1/audit"}, auditErr: errors.New("permission denied"), wantStatus: 500},
+		{name: "post", req: request{method: "POST", path: "/v1/audit"}, wantStatus: 405, wantLimit: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.backend.mu.Lock()
+			h.backend.events, h.backend.auditErr, h.backend.limits = tt.events, tt.auditErr, nil
+			h.backend.mu.Unlock()
+			a := h.do(t, tt.req)
+			if a.status != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", a.status, tt.wantStatus, a.body)
+			}
+			h.backend.mu.Lock()
+			limits := h.backend.limits
+			h.backend.mu.Unlock()
+			if tt.wantLimit == -1 && len(limits) != 0 || tt.wantLimit >= 0 && (len(limits) != 1 || limits[0] != tt.wantLimit) {
+				t.Errorf("Audit calls with limits %v, want %d", limits, tt.wantLimit)
+			}
+			if tt.wantKinds == nil {
+				return
+			}
+			var got AuditLog
+			if err := json.Unmarshal(a.body, &got); err != nil || got.Events == nil {
+				t.Fatalf("body %s: %v", a.body, err)
+			}
+			var kinds []string
+			for _, e := range got.Events {
+				kinds = append(kinds, e.Kind)
+			}
+			if !reflect.DeepEqual(append([]string{}, kinds...), tt.wantKinds) {
+				t.Errorf("kinds = %v, want %v", kinds, tt.wantKinds)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
 // Status is the body of GET /v1/status. Optional parts are nil or empty when
@@ -55,11 +57,20 @@ type HeartbeatStatus struct {
 	Next        *time.Time `json:"next,omitempty"`
 }
 
-// Deadlines are the instants at which the state changes by itself.
+// Deadlines are the instants at which the state changes by itself; each is
+// absent when it does not apply.
 type Deadlines struct {
-	StopAt          *time.Time `json:"stop_at,omitempty"`
-	DeleteAt        *time.Time `json:"delete_at,omitempty"`
+	// StopAt and DeleteAt are the zero-licence countdown signed by the
+	// portal: telephony stops at stop_at, the PBX is deleted at delete_at.
+	StopAt   *time.Time `json:"stop_at,omitempty"`
+	DeleteAt *time.Time `json:"delete_at,omitempty"`
+	// OfflineGraceEnd is when new users stop being admitted if the portal
+	// is not reached: the last heartbeat plus the offline grace.
 	OfflineGraceEnd *time.Time `json:"offline_grace_end,omitempty"`
+	// LapseGraceEnd is when telephony stops if the portal is still not
+	// reached (or the suspension not lifted): present while offline (as a
+	// forecast), lapsed, or stopped for that reason.
+	LapseGraceEnd *time.Time `json:"lapse_grace_end,omitempty"`
 }
 
 // SSHStatus is the temporary support access.
@@ -100,6 +111,14 @@ type Backend interface {
 	Activate(ctx context.Context, key string) error
 	// Refresh runs a heartbeat now and returns its outcome.
 	Refresh(ctx context.Context) error
+	// Audit returns the audit log, oldest first; with limit > 0, only the
+	// last limit events.
+	Audit(ctx context.Context, limit int) ([]audit.Event, error)
+}
+
+// AuditLog is the body of GET /v1/audit.
+type AuditLog struct {
+	Events []audit.Event `json:"events"`
 }
 
 // Errors a Backend returns for activation, besides a *license.Error for an

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
 // fakeBackend stands in for the daemon behind a real local API server.
@@ -26,6 +27,7 @@ type fakeBackend struct {
 	refreshErr  error
 	keys        []string
 	refreshes   int
+	events      []audit.Event
 }
 
 func (f *fakeBackend) Status() localapi.Status {
@@ -46,6 +48,16 @@ func (f *fakeBackend) Refresh(context.Context) error {
 	defer f.mu.Unlock()
 	f.refreshes++
 	return f.refreshErr
+}
+
+func (f *fakeBackend) Audit(_ context.Context, limit int) ([]audit.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	evs := f.events
+	if limit > 0 && len(evs) > limit {
+		evs = evs[len(evs)-limit:]
+	}
+	return evs, nil
 }
 
 func (f *fakeBackend) set(activateErr, refreshErr error) {

@@ -36,7 +36,8 @@ func newRootCmd(a *app) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", agent.DefaultConfigPath, "configuration `FILE`")
 	pf.String("socket", "", "local API socket `PATH` (overrides listen.socket)")
-	root.AddCommand(newRunCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
+	root.AddCommand(newRunCmd(a), newHelperCmd(a), newManpagesCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
+	root.AddCommand(newAuditCmd(a))
 	return root
 }
 

@@ -72,10 +72,73 @@ func stateColour(state string) string {
 	switch state {
 	case "active":
 		return "32"
-	case "offline", "unactivated", "stopping":
+	case "offline", "unactivated", "lapsed", "stopping":
 		return "33"
 	}
 	return "31"
+}
+
+// Layout of the human status: labels in a column, lines wrapped to fit a
+// terminal.
+const (
+	labelWidth  = 20
+	statusWidth = 80
+)
+
+// whatNext says, after the state's name, what happens next and when, as
+// countdowns from the licence clock now; the summary below it explains.
+func whatNext(st localapi.Status, now time.Time) string {
+	in := func(t *time.Time) string { return license.Relative(*t, now) }
+	dl := st.Deadlines
+	switch st.State {
+	case "unactivated":
+		return "no PBX key activated yet"
+	case "active":
+		return "licensed by the portal"
+	case "offline":
+		if dl.OfflineGraceEnd != nil && dl.LapseGraceEnd != nil {
+			return fmt.Sprintf("new users refused %s, telephony stops %s", in(dl.OfflineGraceEnd), in(dl.LapseGraceEnd))
+		}
+		return "the portal is not reached"
+	case "lapsed":
+		if dl.LapseGraceEnd != nil {
+			return fmt.Sprintf("no new users; telephony stops %s", in(dl.LapseGraceEnd))
+		}
+		return "no new users"
+	case "stopping":
+		if dl.StopAt != nil && dl.DeleteAt != nil {
+			return fmt.Sprintf("no new users; telephony stops %s, PBX deleted %s", in(dl.StopAt), in(dl.DeleteAt))
+		}
+		return "no new users"
+	case "stopped":
+		if dl.DeleteAt != nil {
+			return fmt.Sprintf("telephony stopped; PBX deleted %s", in(dl.DeleteAt))
+		}
+		return "telephony stopped"
+	case "deleted":
+		return "telephony stays stopped; a new PBX key is needed"
+	}
+	return ""
+}
+
+// wrap splits s into lines of at most width characters, at spaces.
+func wrap(s string, width int) []string {
+	var lines []string
+	var cur strings.Builder
+	for _, word := range strings.Fields(s) {
+		if cur.Len() > 0 && cur.Len()+1+len(word) > width {
+			lines = append(lines, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte(' ')
+		}
+		cur.WriteString(word)
+	}
+	if cur.Len() > 0 {
+		lines = append(lines, cur.String())
+	}
+	return lines
 }
 
 func printStatus(w io.Writer, st localapi.Status, colour bool) {
@@ -84,7 +147,7 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 		now = time.Now()
 	}
 	line := func(label, format string, args ...any) {
-		fmt.Fprintf(w, "%-20s"+format+"\n", append([]any{label}, args...)...)
+		fmt.Fprintf(w, "%-*s"+format+"\n", append([]any{labelWidth, label}, args...)...)
 	}
 	at := func(t *time.Time) string {
 		return t.UTC().Format(time.RFC3339) + " (" + license.Relative(*t, now) + ")"
@@ -94,10 +157,13 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 	if colour {
 		state = "\x1b[1;" + stateColour(st.State) + "m" + state + "\x1b[0m"
 	}
-	if st.Summary != "" {
-		state += ": " + st.Summary
+	if next := whatNext(st, now); next != "" {
+		state += ": " + next
 	}
 	line("State", "%s", state)
+	for _, l := range wrap(st.Summary, statusWidth-labelWidth) {
+		line("", "%s", l)
+	}
 	if st.PBX != nil {
 		line("PBX", "%s, %s", pbxName(st.PBX), st.PBX.Model)
 	}
@@ -127,15 +193,21 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 	if hb.LastError != "" {
 		line("Last error", "%s", hb.LastError)
 	}
-	if d := st.Deadlines.OfflineGraceEnd; d != nil {
-		line("Offline grace ends", "%s", at(d))
+	deadline := func(future, past string, t *time.Time) {
+		if t == nil {
+			return
+		}
+		label := future
+		if !t.After(now) {
+			label = past
+		}
+		line(label, "%s", at(t))
 	}
-	if d := st.Deadlines.StopAt; d != nil {
-		line("Stops at", "%s", at(d))
-	}
-	if d := st.Deadlines.DeleteAt; d != nil {
-		line("Deleted at", "%s", at(d))
-	}
+	dl := st.Deadlines
+	deadline("Offline grace ends", "Offline grace ended", dl.OfflineGraceEnd)
+	deadline("Lapse grace ends", "Lapse grace ended", dl.LapseGraceEnd)
+	deadline("Telephony stops", "Telephony stopped", dl.StopAt)
+	deadline("PBX deleted", "PBX deleted", dl.DeleteAt)
 	clock := now.UTC().Format(time.RFC3339)
 	if st.Clock.LocalBehind != "" {
 		clock += " (the local clock is " + st.Clock.LocalBehind + " behind: ignored)"

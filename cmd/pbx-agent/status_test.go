@@ -18,7 +18,7 @@ func TestStatus(t *testing.T) {
 			t.Fatalf("status = %+v", r)
 		}
 		for _, want := range []string{
-			"State               active: Licensed and in touch with the portal.\n",
+			"State               active: licensed by the portal\n                    Licensed and in touch with the portal.\n",
 			"PBX                 acme.example (pbx-42), WPBX-VM\n",
 			"Term                monthly, ends 2026-06-01T00:00:00Z (in 12 days)\n",
 			"Licence revision    7\n",
@@ -72,7 +72,7 @@ func TestStatus(t *testing.T) {
 		fb.mu.Unlock()
 		defer func() { fb.mu.Lock(); fb.status = activeStatus(); fb.mu.Unlock() }()
 		r := run(t, "", "--socket", sock, "status")
-		for _, want := range []string{"State               unactivated: No key yet", "Licence             none", "Last heartbeat      never"} {
+		for _, want := range []string{"State               unactivated: no PBX key activated yet\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
 			if r.code != 0 || !strings.Contains(r.stdout, want) {
 				t.Errorf("status lacks %q (exit %d):\n%s", want, r.code, r.stdout)
 			}
@@ -81,7 +81,7 @@ func TestStatus(t *testing.T) {
 	t.Run("colour", func(t *testing.T) {
 		var b bytes.Buffer
 		printStatus(&b, activeStatus(), true)
-		if !strings.HasPrefix(b.String(), "State               \x1b[1;32mactive\x1b[0m: Licensed") {
+		if !strings.HasPrefix(b.String(), "State               \x1b[1;32mactive\x1b[0m: licensed by the portal\n") {
 			t.Errorf("coloured state: %q", strings.SplitN(b.String(), "\n", 2)[0])
 		}
 	})

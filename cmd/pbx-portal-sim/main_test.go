@@ -238,3 +238,51 @@ func TestParseDuration(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIPortalRules: the rules' refusals and warnings reach the person at
+// the command line.
+func TestCLIPortalRules(t *testing.T) {
+	url, _ := startServe(t)
+	portal := []string{"--portal", url}
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return run(t, nil, append(portal, args...)...)
+	}
+	if code, _, errs := cli("clock", "set", "2027-01-31T10:00:00Z"); code != 0 {
+		t.Fatalf("clock set: %s", errs)
+	}
+	if code, _, errs := cli("pbx", "create", "--name", "acme.example", "--users", "uc-premium=10,pbx-basic=3"); code != 0 {
+		t.Fatalf("create: %s", errs)
+	}
+
+	code, out, errs := cli("pbx", "licenses", "acme.example", "uc-premium=5")
+	if code != 2 || out != "" || strings.Count(errs, "\n") != 1 ||
+		!strings.Contains(errs, `refused by the portal rule "no decrease on the last day of a month"`) ||
+		!strings.Contains(errs, "uc-premium 10 → 5") {
+		t.Errorf("decrease on 31 January: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = cli("pbx", "licenses", "acme.example", "uc-premium=12")
+	if code != 0 || !strings.HasPrefix(out, "acme.example: revision ") || !strings.Contains(out, "uc-premium=12") ||
+		!strings.HasPrefix(errs, "pbx-portal-sim: warning: this change was made less than 2 days before the term ends (2027-01-31 23:59:59 UTC") {
+		t.Errorf("increase on 31 January: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	cli("clock", "set", "2027-02-01T10:00:00Z")
+	code, out, errs = cli("pbx", "licenses", "acme.example", "uc-premium=0", "pbx-basic=0")
+	if code != 0 || errs != "" || !strings.Contains(out, "every licence is at zero: stops at 2027-02-06T00:00:00Z, deleted at 2027-02-15T00:00:00Z") {
+		t.Errorf("all to zero on 1 February: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if _, out, _ := cli("pbx", "show", "acme.example"); !strings.Contains(out, "countdown:") || !strings.Contains(out, "stops 2027-02-06T00:00:00Z, deleted 2027-02-15T00:00:00Z") {
+		t.Errorf("pbx show during the countdown:\n%s", out)
+	}
+	if code, out, errs := cli("pbx", "suspend", "acme.example"); code != 0 || !strings.HasSuffix(out, ": suspended\n") {
+		t.Errorf("suspend: exit %d, %q, %q", code, out, errs)
+	}
+	if code, out, errs := cli("pbx", "resume", "acme.example"); code != 0 || !strings.HasSuffix(out, ": active\n") {
+		t.Errorf("resume: exit %d, %q, %q", code, out, errs)
+	}
+	cli("clock", "advance", "15d")
+	if _, out, _ := cli("pbx", "list"); !strings.Contains(out, "deleted") {
+		t.Errorf("pbx list after the countdown:\n%s", out)
+	}
+}

@@ -75,7 +75,11 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 		Short: "Change licence counts; profiles not named keep theirs",
 		Long: "Change licence counts. The change names only the profiles it changes; the others\n" +
 			"keep their counts. A real change makes a new licence revision, which the PBX\n" +
-			"receives with its next heartbeat.",
+			"receives with its next heartbeat.\n\n" +
+			"The portal's rules apply: no count may decrease on the last day of a month (the\n" +
+			"whole change is refused); a change less than 2 days before the term ends is taken\n" +
+			"with a warning (on stderr); every count at zero starts the countdown (stopped\n" +
+			"after 5 calendar days, deleted after 14), and a licence added back clears it.",
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			counts, err := parseUsers("", args[1:])
@@ -90,10 +94,51 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 			if !res.Changed {
 				note = " (unchanged)"
 			}
-			_, err = fmt.Fprintf(e.stdout, "%s: revision %d%s: %s\n", res.PBX.Name, res.PBX.Revision, note, res.PBX.Profiles)
+			for _, w := range res.Warnings {
+				fmt.Fprintf(e.stderr, "pbx-portal-sim: warning: %s\n", w)
+			}
+			if _, err := fmt.Fprintf(e.stdout, "%s: revision %d%s: %s\n", res.PBX.Name, res.PBX.Revision, note, res.PBX.Profiles); err != nil {
+				return err
+			}
+			if res.PBX.StopAt != nil && res.Changed {
+				_, err = fmt.Fprintf(e.stdout, "%s: every licence is at zero: stops at %s, deleted at %s unless a licence is added back\n",
+					res.PBX.Name, res.PBX.StopAt.UTC().Format(time.RFC3339), res.PBX.DeleteAt.UTC().Format(time.RFC3339))
+			}
 			return err
 		},
 	})
+
+	for _, suspend := range []bool{true, false} {
+		use, short, long := "suspend NAME", "Suspend a PBX's licence: its appliance lapses",
+			"Suspend a PBX's licence in a new revision: its appliance admits no new users, and\n"+
+				"stops its telephony once the licence's lapse grace (default 14 days) is over."
+		if !suspend {
+			use, short, long = "resume NAME", "Lift a suspension", "Lift a PBX's suspension in a new revision."
+		}
+		pbx.AddCommand(&cobra.Command{
+			Use: use, Short: short, Long: long,
+			Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				call := client().Resume
+				if suspend {
+					call = client().Suspend
+				}
+				res, err := call(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				state, note := "active", ""
+				if res.PBX.Suspended {
+					state = "suspended"
+				}
+				if !res.Changed {
+					note = " (unchanged)"
+				}
+				_, err = fmt.Fprintf(e.stdout, "%s: revision %d%s: %s\n", res.PBX.Name, res.PBX.Revision, note, state)
+				return err
+			},
+		})
+	}
 
 	pbx.AddCommand(&cobra.Command{
 		Use:   "rebind NAME",
@@ -231,6 +276,12 @@ func printPBX(w io.Writer, p *portalsim.PBX) error {
 		row("term", "%s", p.Term)
 	}
 	row("profiles", "%s", p.Profiles)
+	if p.ZeroSince != nil {
+		row("countdown", "every licence at zero since %s: stops %s, deleted %s", ts(*p.ZeroSince), ts(*p.StopAt), ts(*p.DeleteAt))
+	}
+	if p.Suspended {
+		row("suspended", "yes")
+	}
 	row("revision", "%d", p.Revision)
 	row("status", "%s", status(*p))
 	row("created", "%s", ts(p.CreatedAt))

@@ -34,6 +34,11 @@ type PBX struct {
 	AgentVersion  string         `json:"agent_version,omitempty"`
 	Deleted       bool           `json:"deleted"`
 	DeletedAt     *time.Time     `json:"deleted_at,omitempty"`
+	Suspended     bool           `json:"suspended,omitempty"`
+	// The zero-licence countdown, as signed in the licence.
+	ZeroSince *time.Time `json:"zero_since,omitempty"`
+	StopAt    *time.Time `json:"stop_at,omitempty"`
+	DeleteAt  *time.Time `json:"delete_at,omitempty"`
 }
 
 // Device is an appliance bound, or once bound, to a PBX.
@@ -74,10 +79,13 @@ type LicenseChange struct {
 	Profiles license.Counts `json:"profiles"`
 }
 
-// LicenseChangeResult says whether the change made a new revision.
+// LicenseChangeResult says whether the change made a new revision, with
+// the portal's warnings about it (a change less than 2 days before the term
+// ends).
 type LicenseChangeResult struct {
-	PBX     PBX  `json:"pbx"`
-	Changed bool `json:"changed"`
+	PBX      PBX      `json:"pbx"`
+	Changed  bool     `json:"changed"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // RebindResult names the device the PBX was released from, if any.
@@ -164,7 +172,10 @@ func (p *Portal) createPBX(r *http.Request) (any, error) {
 	var out CreatePBXResponse
 	err = p.update(func(now time.Time) error {
 		for _, o := range p.st.PBXs {
-			if o.Name == in.Name && !o.deleted() {
+			if o.Name != in.Name {
+				continue
+			}
+			if p.settle(o, now); !o.deleted() {
 				return errConflict("a PBX named %q exists already (%s)", in.Name, o.ID)
 			}
 		}
@@ -213,8 +224,9 @@ func (p *Portal) createPBX(r *http.Request) (any, error) {
 
 func (p *Portal) listPBXs(*http.Request) (any, error) {
 	out := PBXList{PBXs: []PBX{}}
-	err := p.update(func(time.Time) error {
+	err := p.update(func(now time.Time) error {
 		for _, r := range p.st.PBXs {
+			p.settle(r, now)
 			out.PBXs = append(out.PBXs, r.view())
 		}
 		return nil
@@ -224,8 +236,8 @@ func (p *Portal) listPBXs(*http.Request) (any, error) {
 
 func (p *Portal) getPBX(r *http.Request) (any, error) {
 	var out PBX
-	err := p.update(func(time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"))
+	err := p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"), now)
 		if err != nil {
 			return err
 		}
@@ -245,36 +257,108 @@ func (p *Portal) changeLicenses(r *http.Request) (any, error) {
 	}
 	var out LicenseChangeResult
 	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"))
+		rec, err := p.lookup(r.PathValue("ref"), now)
 		if err != nil {
 			return err
 		}
 		if rec.deleted() {
-			return errConflict("PBX %q was deleted", rec.Name)
+			return errDeleted(rec)
 		}
 		changed, err := applyLicense(rec, now, mergeCounts(in.Profiles))
 		if err != nil {
-			return errBadRequest("%v", err)
+			return asAPIError(err)
 		}
+		out = LicenseChangeResult{PBX: rec.view(), Changed: changed}
 		if changed {
 			p.markDirty()
 			p.log.Info("licence changed", "pbx", rec.Name, "revision", rec.License.Revision, "profiles", rec.License.Counts.String())
+			if w := changeWarning(rec.License, now); w != "" {
+				out.Warnings = append(out.Warnings, w)
+				p.log.Info("licence change warning", "pbx", rec.Name, "warning", w)
+			}
 		}
-		out = LicenseChangeResult{PBX: rec.view(), Changed: changed}
 		return nil
 	})
 	return out, err
 }
 
-func (p *Portal) rebindPBX(r *http.Request) (any, error) {
-	var out RebindResult
+// SuspendResult is the answer of suspend and resume.
+type SuspendResult struct {
+	PBX     PBX  `json:"pbx"`
+	Changed bool `json:"changed"`
+}
+
+// suspendPBX suspends a PBX's licence in a new revision: its appliance
+// lapses, and stops after the licence's lapse grace.
+func (p *Portal) suspendPBX(r *http.Request) (any, error) {
+	return p.setSuspended(r, true)
+}
+
+// resumePBX lifts a suspension in a new revision.
+func (p *Portal) resumePBX(r *http.Request) (any, error) {
+	return p.setSuspended(r, false)
+}
+
+func (p *Portal) setSuspended(r *http.Request, suspend bool) (any, error) {
+	var out SuspendResult
 	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"))
+		rec, err := p.lookup(r.PathValue("ref"), now)
 		if err != nil {
 			return err
 		}
 		if rec.deleted() {
-			return errConflict("PBX %q was deleted", rec.Name)
+			return errDeleted(rec)
+		}
+		changed, err := applyLicense(rec, now, func(d *license.Document) error {
+			switch {
+			case suspend && !d.Suspended:
+				since := now.Truncate(time.Second).UTC()
+				d.Suspended, d.SuspendedSince = true, &since
+			case !suspend:
+				d.Suspended, d.SuspendedSince = false, nil
+			}
+			return nil
+		})
+		if err != nil {
+			return asAPIError(err)
+		}
+		if changed {
+			p.markDirty()
+			p.log.Info("licence suspension changed", "pbx", rec.Name, "suspended", suspend, "revision", rec.License.Revision)
+		}
+		out = SuspendResult{PBX: rec.view(), Changed: changed}
+		return nil
+	})
+	return out, err
+}
+
+// errDeleted refuses a change to a deleted PBX, saying when and why it went.
+func errDeleted(r *pbxRecord) error {
+	why := ""
+	if r.License.DeleteAt != nil && r.DeletedAt != nil && r.DeletedAt.Equal(*r.License.DeleteAt) {
+		why = ", at the end of its zero-licence countdown"
+	}
+	return errConflict("PBX %q was deleted on %s%s", r.Name, r.DeletedAt.UTC().Format(time.RFC3339), why)
+}
+
+// asAPIError passes a refusal through and makes anything else a bad request.
+func asAPIError(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errBadRequest("%v", err)
+}
+
+func (p *Portal) rebindPBX(r *http.Request) (any, error) {
+	var out RebindResult
+	err := p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"), now)
+		if err != nil {
+			return err
+		}
+		if rec.deleted() {
+			return errDeleted(rec)
 		}
 		if rec.Device != nil {
 			old := *rec.Device
@@ -295,7 +379,7 @@ func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 func (p *Portal) deletePBX(r *http.Request) (any, error) {
 	var out PBX
 	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"))
+		rec, err := p.lookup(r.PathValue("ref"), now)
 		if err != nil {
 			return err
 		}
@@ -351,6 +435,9 @@ func (p *Portal) moveClock(by func(now time.Time) time.Duration) (any, error) {
 		p.st.ClockOffset += d
 		p.markDirty()
 		now = p.nowLocked()
+		for _, r := range p.st.PBXs {
+			p.settle(r, now)
+		}
 		p.log.Info("portal clock moved", "by", d, "now", now, "offset", p.st.ClockOffset)
 		out = p.clock(now)
 		return nil

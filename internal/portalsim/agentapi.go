@@ -164,6 +164,9 @@ func (p *Portal) activate(body string) (*reply, error) {
 			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey, msg: err.Error()}
 		}
 		r := p.byID[key.PBX.ID]
+		if r != nil {
+			p.settle(r, now)
+		}
 		switch {
 		case r == nil:
 			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey,
@@ -241,6 +244,9 @@ func (p *Portal) heartbeat(body string) (*reply, error) {
 			return err
 		}
 		r := p.byID[req.PBXID]
+		if r != nil {
+			p.settle(r, now)
+		}
 		bound := r != nil && r.Device != nil && r.Device.DeviceID == kid
 		switch {
 		case !bound && r != nil && r.formerDevice(kid):

@@ -64,6 +64,18 @@ func (c *Client) Rebind(ctx context.Context, ref string) (*RebindResult, error) 
 	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/rebind"), nil, &out)
 }
 
+// Suspend suspends a PBX's licence: its appliance lapses.
+func (c *Client) Suspend(ctx context.Context, ref string) (*SuspendResult, error) {
+	var out SuspendResult
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/suspend"), nil, &out)
+}
+
+// Resume lifts a suspension.
+func (c *Client) Resume(ctx context.Context, ref string) (*SuspendResult, error) {
+	var out SuspendResult
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/resume"), nil, &out)
+}
+
 // Delete marks a PBX deleted.
 func (c *Client) Delete(ctx context.Context, ref string) (*PBX, error) {
 	var out PBX

@@ -15,6 +15,9 @@ import (
 const (
 	CodeNotFound = "not_found"
 	CodeConflict = "conflict"
+	// CodeRuleRefused: a licence change the portal's rules forbid (409);
+	// the message names the rule.
+	CodeRuleRefused = "rule_refused"
 )
 
 // apiError is a refusal: an HTTP status and a protocol.Error body.

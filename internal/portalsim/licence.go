@@ -3,7 +3,9 @@ package portalsim
 import (
 	"fmt"
 	"maps"
+	"net/http"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
@@ -13,8 +15,7 @@ import (
 // monthly term the last second of from's month, for a yearly term the last
 // second of the same month a year later, and none for a lifetime term.
 //
-// Auto-renewal (a later issue) moves a PBX to the next term by calling this
-// again with the first instant after the old end.
+// Renewal moves a PBX to the next term: see nextTermEnd.
 func termEnd(term license.Term, from time.Time) time.Time {
 	t := from.UTC()
 	switch term {
@@ -22,6 +23,20 @@ func termEnd(term license.Term, from time.Time) time.Time {
 		return time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
 	case license.Yearly:
 		return time.Date(t.Year()+1, t.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	}
+	return time.Time{}
+}
+
+// nextTermEnd is the end of the term that follows one ending at end: a
+// month later for a monthly term, twelve months later for a yearly one,
+// always the last second of a month.
+func nextTermEnd(term license.Term, end time.Time) time.Time {
+	e := end.UTC()
+	switch term {
+	case license.Monthly:
+		return time.Date(e.Year(), e.Month()+2, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	case license.Yearly:
+		return time.Date(e.Year()+1, e.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
 	}
 	return time.Time{}
 }
@@ -44,9 +59,11 @@ func newLicense(pbx license.PBX, term license.Term, counts license.Counts, now t
 // revision and the current one is kept as the previous. It reports whether
 // anything changed.
 //
-// The portal's rules go here as they come: refusing decreases on the last
-// day of a month, and the zero-count countdown (zero_since, stop_at,
-// delete_at) computed from the new counts.
+// The portal's rules on the counts apply to every change, whatever made it:
+// no count may decrease on the last day of a month (the whole change is
+// refused), and the zero-licence countdown (zero_since, stop_at, delete_at)
+// follows the new counts: it starts when every count goes to zero and is
+// cleared when one comes back.
 func applyLicense(r *pbxRecord, now time.Time, change func(*license.Document) error) (bool, error) {
 	cur := r.License
 	next := cur
@@ -54,6 +71,17 @@ func applyLicense(r *pbxRecord, now time.Time, change func(*license.Document) er
 	next.RevokedKeyIDs = append([]string(nil), cur.RevokedKeyIDs...)
 	if err := change(&next); err != nil {
 		return false, err
+	}
+	if err := checkNoDecreaseOnLastDay(cur.Counts, next.Counts, now); err != nil {
+		return false, err
+	}
+	switch zero := next.Counts.Total() == 0; {
+	case zero && next.ZeroSince == nil && cur.Counts.Total() > 0:
+		since := now.Truncate(time.Second).UTC()
+		stop, del := license.Countdown(since)
+		next.ZeroSince, next.StopAt, next.DeleteAt = &since, &stop, &del
+	case !zero && next.ZeroSince != nil:
+		next.ZeroSince, next.StopAt, next.DeleteAt = nil, nil, nil
 	}
 	if sameLicense(cur, next) {
 		return false, nil
@@ -66,6 +94,120 @@ func applyLicense(r *pbxRecord, now time.Time, change func(*license.Document) er
 	r.Previous = &cur
 	r.License = next
 	return true, nil
+}
+
+// RuleNoDecreaseOnLastDay names the rule in its refusals.
+const RuleNoDecreaseOnLastDay = "no decrease on the last day of a month"
+
+// checkNoDecreaseOnLastDay refuses a change that lowers any count, to zero
+// included, on the last day of a month (UTC). Increases are taken any day;
+// a change that mixes both is refused whole.
+func checkNoDecreaseOnLastDay(cur, next license.Counts, now time.Time) error {
+	if !license.LastDayOfMonth(now) {
+		return nil
+	}
+	var down []string
+	for _, info := range license.Profiles() {
+		if a, b := cur[info.ID], next[info.ID]; b < a {
+			down = append(down, fmt.Sprintf("%s %d → %d", info.ID, a, b))
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	day := now.UTC()
+	return &apiError{status: http.StatusConflict, code: CodeRuleRefused, msg: fmt.Sprintf(
+		"refused by the portal rule %q: today, %s, is the last day of %s, and this change lowers %s; "+
+			"increases are taken today, decreases again from %s (nothing was changed)",
+		RuleNoDecreaseOnLastDay, day.Format(time.DateOnly), day.Month(), strings.Join(down, ", "),
+		license.StartOfDay(day).AddDate(0, 0, 1).Format(time.DateOnly))}
+}
+
+// changeWarningPeriod: licence changes are best made at least this long
+// before the term ends; the portal warns about those made later.
+const changeWarningPeriod = 48 * time.Hour
+
+// changeWarning is the warning for a licence change made at now, or "".
+func changeWarning(d license.Document, now time.Time) string {
+	end := currentTermEnd(d.Term, d.TermEnd, now)
+	if end.IsZero() || end.Sub(now) >= changeWarningPeriod || now.After(end) {
+		return ""
+	}
+	return fmt.Sprintf("this change was made less than 2 days before the term ends (%s, in %s): licence changes are best made at least 2 days before the term ends",
+		end.UTC().Format("2006-01-02 15:04:05 UTC"), end.Sub(now).Round(time.Minute))
+}
+
+// currentTermEnd is the end of the billing term that holds now, for a
+// licence whose latest term ends at end. On the last day of a term the
+// licence already carries the next term's end (it renews that day), but
+// the day still belongs to the term that ends at midnight. Zero for a
+// lifetime term.
+func currentTermEnd(term license.Term, end, now time.Time) time.Time {
+	if end.IsZero() {
+		return time.Time{}
+	}
+	e := end.UTC()
+	var prev time.Time
+	switch term {
+	case license.Monthly:
+		prev = time.Date(e.Year(), e.Month(), 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	case license.Yearly:
+		prev = time.Date(e.Year()-1, e.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	default:
+		return time.Time{}
+	}
+	if !now.After(prev) {
+		return prev
+	}
+	return e
+}
+
+// renewedTermEnd is the term end of d once renewed up to now: a subscription
+// renews on the last day of its term (UTC), term after term if the clock
+// jumped several. It reports false when nothing is due.
+func renewedTermEnd(d license.Document, now time.Time) (time.Time, bool) {
+	if d.Term == license.Lifetime || d.TermEnd.IsZero() {
+		return time.Time{}, false
+	}
+	end := d.TermEnd.UTC()
+	for !now.Before(license.StartOfDay(end)) {
+		end = nextTermEnd(d.Term, end)
+	}
+	return end, !end.Equal(d.TermEnd)
+}
+
+// settle brings a PBX up to the portal's clock, lazily: whenever the portal
+// reads a PBX or answers its appliance, with the portal's now, so a moved
+// clock takes effect at the next look. Past delete_at the PBX is deleted
+// (at delete_at); otherwise a subscription due for renewal gets its next
+// term end in a new revision. Callers hold p.mu.
+func (p *Portal) settle(r *pbxRecord, now time.Time) {
+	if r.deleted() {
+		return
+	}
+	if del := r.License.DeleteAt; del != nil && !now.Before(*del) {
+		t := del.UTC()
+		r.DeletedAt = &t
+		p.markDirty()
+		p.log.Info("PBX deleted: its zero-licence countdown is over", "pbx", r.Name, "pbx_id", r.ID,
+			"zero_since", r.License.ZeroSince, "delete_at", t)
+		return
+	}
+	if end, due := renewedTermEnd(r.License, now); due {
+		old := r.License.TermEnd
+		changed, err := applyLicense(r, now, func(d *license.Document) error {
+			d.TermEnd = end
+			return nil
+		})
+		if err != nil {
+			p.log.Error("renewing the term", "pbx", r.Name, "err", err)
+			return
+		}
+		if changed {
+			p.markDirty()
+			p.log.Info("term renewed", "pbx", r.Name, "term", r.License.Term, "old_end", old, "new_end", end, "revision", r.License.Revision)
+		}
+	}
 }
 
 // sameLicense compares two licences as an agent would see them: issue

@@ -260,6 +260,8 @@ func (p *Portal) routes() []route {
 		{"GET /admin/v1/pbxs/{ref}", p.admin(p.getPBX)},
 		{"POST /admin/v1/pbxs/{ref}/licenses", p.admin(p.changeLicenses)},
 		{"POST /admin/v1/pbxs/{ref}/rebind", p.admin(p.rebindPBX)},
+		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},
+		{"POST /admin/v1/pbxs/{ref}/suspend", p.admin(p.suspendPBX)},
 		{"POST " + protocol.PathActivate, p.agent("activate", p.activate)},
 		{"POST " + protocol.PathHeartbeat, p.agent("heartbeat", p.heartbeat)},
 	}

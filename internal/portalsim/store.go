@@ -111,9 +111,10 @@ func (p *Portal) reindex() {
 }
 
 // lookup finds a PBX by id, or else by name: the live PBX of that name, or
-// the last deleted one.
-func (p *Portal) lookup(ref string) (*pbxRecord, error) {
+// the last deleted one. The PBXs it considers are settled at now first.
+func (p *Portal) lookup(ref string, now time.Time) (*pbxRecord, error) {
 	if r, ok := p.byID[ref]; ok {
+		p.settle(r, now)
 		return r, nil
 	}
 	var found *pbxRecord
@@ -121,6 +122,7 @@ func (p *Portal) lookup(ref string) (*pbxRecord, error) {
 		if r.Name != ref {
 			continue
 		}
+		p.settle(r, now)
 		if !r.deleted() {
 			return r, nil
 		}
@@ -174,6 +176,10 @@ func (r *pbxRecord) view() PBX {
 		AgentVersion:  r.AgentVersion,
 		Deleted:       r.deleted(),
 		DeletedAt:     r.DeletedAt,
+		Suspended:     r.License.Suspended,
+		ZeroSince:     r.License.ZeroSince,
+		StopAt:        r.License.StopAt,
+		DeleteAt:      r.License.DeleteAt,
 	}
 	if !r.License.TermEnd.IsZero() {
 		te := r.License.TermEnd

@@ -18,17 +18,19 @@ var hypervisorVendors = []string{"qemu", "kvm", "vmware", "virtualbox", "innotek
 // DetectModel tells a virtual machine (WPBX-VM) from a hardware appliance
 // (WPBX-HW). root relocates every path read, so tests run on fixtures; use
 // "/" on a live system. The CPU's hypervisor flag decides when present, then
-// the DMI vendor and product names.
+// the DMI vendor and product names. The daemon's unit hides /proc/cpuinfo
+// (ProcSubset=pid), so the DMI names alone must do there; with neither
+// readable, detection fails rather than guess.
 func DetectModel(root string) (license.Model, error) {
-	cpuinfo, err := os.ReadFile(filepath.Join(root, "proc/cpuinfo"))
-	if err != nil {
-		return "", fmt.Errorf("detecting model: %w (set identity.model to WPBX-HW or WPBX-VM)", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "flags") && strings.Contains(line+" ", " hypervisor ") {
-			return license.ModelVM, nil
+	sources := 0
+	if cpuinfo, err := os.ReadFile(filepath.Join(root, "proc/cpuinfo")); err == nil {
+		sources++
+		sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "flags") && strings.Contains(line+" ", " hypervisor ") {
+				return license.ModelVM, nil
+			}
 		}
 	}
 	for _, f := range []string{"sys/class/dmi/id/sys_vendor", "sys/class/dmi/id/product_name"} {
@@ -36,12 +38,16 @@ func DetectModel(root string) (license.Model, error) {
 		if err != nil {
 			continue
 		}
+		sources++
 		v := strings.ToLower(strings.TrimSpace(string(b)))
 		for _, h := range hypervisorVendors {
 			if strings.Contains(v, h) {
 				return license.ModelVM, nil
 			}
 		}
+	}
+	if sources == 0 {
+		return "", fmt.Errorf("detecting model: neither /proc/cpuinfo nor DMI names are readable; set identity.model to %s or %s", license.ModelHW, license.ModelVM)
 	}
 	return license.ModelHW, nil
 }

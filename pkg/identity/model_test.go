@@ -20,6 +20,8 @@ func TestDetectModel(t *testing.T) {
 		{"QEMU vendor", map[string]string{"proc/cpuinfo": "flags\t\t: fpu\n", "sys/class/dmi/id/sys_vendor": "QEMU\n"}, license.ModelVM},
 		{"VMware product", map[string]string{"proc/cpuinfo": "flags\t\t: fpu\n", "sys/class/dmi/id/product_name": "VMware Virtual Platform\n"}, license.ModelVM},
 		{"bare metal", map[string]string{"proc/cpuinfo": "flags\t\t: fpu hypervisorx\n", "sys/class/dmi/id/sys_vendor": "Supermicro\n"}, license.ModelHW},
+		{"cpuinfo hidden, DMI says KVM", map[string]string{"sys/class/dmi/id/product_name": "KVM\n"}, license.ModelVM},
+		{"cpuinfo hidden, DMI says hardware", map[string]string{"sys/class/dmi/id/sys_vendor": "Dell Inc.\n"}, license.ModelHW},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +42,7 @@ func TestDetectModel(t *testing.T) {
 		})
 	}
 	if _, err := DetectModel(t.TempDir()); err == nil {
-		t.Error("DetectModel without /proc/cpuinfo: no error")
+		t.Error("DetectModel with nothing readable: no error")
 	}
 }
 

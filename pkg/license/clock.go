@@ -90,6 +90,15 @@ func (c *Clock) AdoptPortal(portal time.Time) {
 	c.portalAt, c.fromPortal = at, true
 }
 
+// PortalBacked reports whether the licence time is the portal's own: a
+// portal answer arrived within PortalTrust, so the local clock plays no
+// part in it. Irreversible decisions wait for it.
+func (c *Clock) PortalBacked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fromPortal && c.src.Elapsed()-c.portalAt < PortalTrust
+}
+
 // LocalOffset returns the local clock minus the licence clock: negative
 // when the local clock is behind, which is ignored and worth reporting.
 func (c *Clock) LocalOffset() time.Duration {

@@ -50,7 +50,11 @@ type Document struct {
 	OfflineGrace       Seconds `json:"offline_grace_seconds,omitempty"`
 	HeartbeatTolerance Seconds `json:"heartbeat_tolerance_seconds,omitempty"`
 	LapseGrace         Seconds `json:"lapse_grace_seconds,omitempty"`
-	Suspended          bool    `json:"suspended,omitempty"`
+
+	// Suspended: the portal suspended the licence, and the PBX lapses from
+	// SuspendedSince (when the portal leaves it out, from IssuedAt).
+	Suspended      bool       `json:"suspended,omitempty"`
+	SuspendedSince *time.Time `json:"suspended_since,omitempty"`
 
 	// The countdown the portal runs once every count is zero. It is
 	// authoritative: the agent never computes these dates itself.
@@ -73,6 +77,15 @@ func (d *Document) OfflineGracePeriod() time.Duration {
 // LapseGracePeriod is how long a lapsed PBX runs before it is stopped.
 func (d *Document) LapseGracePeriod() time.Duration {
 	return orDefault(d.LapseGrace, DefaultLapseGrace)
+}
+
+// SuspendedAt is when the suspension began: SuspendedSince, or else the
+// issue time of the revision held. Meaningful only when Suspended.
+func (d *Document) SuspendedAt() time.Time {
+	if d.SuspendedSince != nil {
+		return d.SuspendedSince.UTC()
+	}
+	return d.IssuedAt.UTC()
 }
 
 // HeartbeatTolerancePeriod is how long after a heartbeat the PBX still counts as active.
@@ -156,6 +169,9 @@ func (d *Document) Validate() error {
 	}
 	if so := d.SoftOverage; so != nil && (so.Factor < 1 || so.Factor > 2 || so.Until.IsZero()) {
 		return invalid("soft overage factor %g until %v: the factor must be within 1 to 2 and have an end", so.Factor, so.Until)
+	}
+	if d.SuspendedSince != nil && !d.Suspended {
+		return invalid("suspended_since without suspended")
 	}
 	zero := d.ZeroSince != nil
 	if zero != (d.StopAt != nil) || zero != (d.DeleteAt != nil) {

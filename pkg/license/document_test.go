@@ -28,6 +28,8 @@ func TestParseDocument(t *testing.T) {
 			d.Counts = Counts{}
 			d.ZeroSince, d.StopAt, d.DeleteAt = at(0), at(5), at(14)
 		}},
+		{name: "valid suspension", edit: func(d *Document) { d.Suspended, d.SuspendedSince = true, at(-1) }},
+		{name: "suspended_since without suspended", edit: func(d *Document) { d.SuspendedSince = at(-1) }, wantErr: ErrInvalid},
 		{name: "valid soft overage", edit: func(d *Document) { d.SoftOverage = &SoftOverage{Factor: 1.1, Until: testNow.Add(72 * time.Hour)} }},
 		{name: "another PBX", check: DocumentCheck{PBXID: "pbx-43"}, wantErr: ErrInvalid},
 		{name: "a key is not a licence", typ: TypeKey, wantErr: ErrWrongType},
@@ -88,7 +90,7 @@ func TestDocumentRoundTripKeepsEveryField(t *testing.T) {
 	d.HigherCoversLower = true
 	d.SoftOverage = &SoftOverage{Factor: 1.1, Until: testNow.Add(72 * time.Hour)}
 	d.OfflineGrace, d.HeartbeatTolerance, d.LapseGrace = 7*86400, 300, 86400
-	d.Suspended = true
+	d.Suspended, d.SuspendedSince = true, &zero
 	d.ZeroSince, d.StopAt, d.DeleteAt = &zero, &stop, &del
 	d.RevokedKeyIDs = []string{"portal-0"}
 
@@ -99,6 +101,7 @@ func TestDocumentRoundTripKeepsEveryField(t *testing.T) {
 	got.SignerKeyID = ""
 	if !got.HigherCoversLower || *got.SoftOverage != *d.SoftOverage || got.OfflineGrace != d.OfflineGrace ||
 		got.HeartbeatTolerance != d.HeartbeatTolerance || got.LapseGrace != d.LapseGrace || !got.Suspended ||
+		!got.SuspendedSince.Equal(zero) ||
 		!got.ZeroSince.Equal(zero) || !got.StopAt.Equal(stop) || !got.DeleteAt.Equal(del) ||
 		len(got.RevokedKeyIDs) != 1 || got.RevokedKeyIDs[0] != "portal-0" || !got.TermEnd.Equal(d.TermEnd) {
 		t.Errorf("round trip lost a field:\n got %+v\nwant %+v", got, d)

@@ -28,44 +28,130 @@ func States() []State {
 type Facts struct {
 	Now         time.Time // the licence clock
 	Doc         *Document // the licence held; nil before activation or after deletion
-	LastSuccess time.Time // the last heartbeat the portal answered
+	LastSuccess time.Time // the last heartbeat the portal answered; zero counts from Doc.IssuedAt
 	Gone        string    // non-empty once the portal said the PBX is gone: why
 }
 
 // Verdict is the state with the deadlines that apply and one sentence for
-// admins saying where the PBX stands and what happens next.
+// admins saying where the PBX stands and what happens next. A deadline is
+// the zero time when it does not apply.
 type Verdict struct {
-	State           State
-	Summary         string
-	OfflineGraceEnd time.Time // zero when it does not apply
+	State   State
+	Summary string // for admins: where the PBX stands, what happens next and when
+	Reason  string // why this state, in a few words: for the audit log
+
+	// OfflineGraceEnd is when a PBX that does not reach the portal stops
+	// admitting new users: the last heartbeat plus the offline grace. Set
+	// whenever a licence is held.
+	OfflineGraceEnd time.Time
+	// LapseGraceEnd is when a lapsed PBX is stopped: the end of the offline
+	// grace (or the suspension) plus the lapse grace. Set while the portal
+	// is not reached (a forecast while offline) or the licence is suspended.
+	LapseGraceEnd time.Time
+	// StopAt and DeleteAt are the signed zero-licence countdown.
+	StopAt   time.Time
+	DeleteAt time.Time
+
+	// Next is the earliest deadline after Now at which the verdict may
+	// change by itself, for a timer; zero when none is known.
+	Next time.Time
 }
 
 // Evaluate computes the state from the facts. It is a pure function: the
 // same facts give the same verdict, whatever the time of the call.
+//
+// When several causes apply, the most severe state wins: deleted, then
+// stopped (the countdown's stop_at or an exhausted lapse grace), stopping,
+// lapsed, offline, active. The zero-licence countdown is the portal's and
+// runs on the licence clock whether or not the portal is reached.
 func Evaluate(f Facts) Verdict {
 	switch {
 	case f.Gone != "":
-		return Verdict{State: Deleted, Summary: fmt.Sprintf(
-			"This appliance no longer holds the PBX (%s); the PBX stays stopped until a new PBX key is activated.", f.Gone)}
+		return Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, Summary: fmt.Sprintf(
+			"This appliance no longer holds the PBX (%s); the PBX stays stopped until a new PBX key is activated (pbx-agent activate).", f.Gone)}
 	case f.Doc == nil:
-		return Verdict{State: Unactivated, Summary: "No PBX key activated yet: paste the PBX key from the portal into `pbx-agent activate`."}
+		return Verdict{State: Unactivated, Reason: "no licence held",
+			Summary: "No PBX key activated yet: paste the PBX key from the portal into `pbx-agent activate`."}
 	}
-	graceEnd := f.LastSuccess.Add(f.Doc.OfflineGracePeriod())
-	since := f.Now.Sub(f.LastSuccess)
+	d, now := f.Doc, f.Now
+	last := f.LastSuccess
+	if last.IsZero() {
+		last = d.IssuedAt
+	}
+	v := Verdict{OfflineGraceEnd: last.Add(d.OfflineGracePeriod()).UTC()}
+	reachedUntil := last.Add(d.HeartbeatTolerancePeriod())
+	reached := !now.After(reachedUntil)
+
+	// The lapse runs from the end of the offline grace while the portal is
+	// not reached, or from the suspension, whichever comes first.
+	var lapseFrom time.Time
+	suspended := false
+	if !reached {
+		lapseFrom = v.OfflineGraceEnd
+	}
+	if d.Suspended {
+		if s := d.SuspendedAt(); lapseFrom.IsZero() || s.Before(lapseFrom) {
+			lapseFrom, suspended = s, true
+		}
+	}
+	lapsing := !lapseFrom.IsZero()
+	if lapsing {
+		v.LapseGraceEnd = lapseFrom.Add(d.LapseGracePeriod()).UTC()
+	}
+	countdown := d.ZeroSince != nil
+	if countdown {
+		v.StopAt, v.DeleteAt = d.StopAt.UTC(), d.DeleteAt.UTC()
+	}
+
 	switch {
-	case since <= f.Doc.HeartbeatTolerancePeriod():
-		return Verdict{State: Active, OfflineGraceEnd: graceEnd,
-			Summary: fmt.Sprintf("Licensed by the portal, last reached %s.", stamp(f.LastSuccess))}
-	case f.Now.Before(graceEnd):
-		return Verdict{State: Offline, OfflineGraceEnd: graceEnd, Summary: fmt.Sprintf(
-			"The portal has not been reached since %s; the PBX runs normally until %s (%s), then admits no new users.",
-			stamp(f.LastSuccess), stamp(graceEnd), Relative(graceEnd, f.Now))}
+	case countdown && !now.Before(v.DeleteAt):
+		v.State, v.Reason = Deleted, "delete_at passed: the zero-licence countdown is over"
+		v.Summary = fmt.Sprintf("The PBX was deleted on the portal at %s, at the end of the countdown that began when every licence went to zero on %s: telephony stays stopped and a new PBX key is needed (pbx-agent activate).",
+			stamp(v.DeleteAt), stamp(*d.ZeroSince))
+	case countdown && !now.Before(v.StopAt):
+		v.State, v.Reason = Stopped, "stop_at passed: every licence at zero"
+		v.Summary = fmt.Sprintf("Every licence has been at zero since %s: telephony is stopped, and the PBX is deleted for good at %s (%s) unless a licence is added back on the portal first.",
+			stamp(*d.ZeroSince), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
+	case lapsing && !now.Before(v.LapseGraceEnd) && suspended:
+		v.State, v.Reason = Stopped, "lapse grace exhausted: the licence is suspended"
+		v.Summary = fmt.Sprintf("Telephony is stopped: the portal suspended this licence on %s and the lapse grace ended %s; it starts again when the portal lifts the suspension.",
+			stamp(lapseFrom), stamp(v.LapseGraceEnd))
+	case lapsing && !now.Before(v.LapseGraceEnd):
+		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal not reached"
+		v.Summary = fmt.Sprintf("Telephony is stopped: the portal has not been reached since %s and the lapse grace ended %s; it starts again as soon as the portal is reached.",
+			stamp(last), stamp(v.LapseGraceEnd))
+	case countdown:
+		v.State, v.Reason = Stopping, "every licence at zero"
+		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s), unless a licence is added back on the portal first.",
+			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
+	case lapsing && !now.Before(lapseFrom) && suspended:
+		v.State, v.Reason = Lapsed, "the portal suspended the licence"
+		v.Summary = fmt.Sprintf("The portal suspended this licence on %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal lifts the suspension first.",
+			stamp(lapseFrom), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
+	case lapsing && !now.Before(lapseFrom):
+		v.State, v.Reason = Lapsed, "offline grace exhausted"
+		v.Summary = fmt.Sprintf("The portal has not been reached since %s and the offline grace ended %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal is reached first.",
+			stamp(last), stamp(v.OfflineGraceEnd), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
+	case !reached:
+		v.State, v.Reason = Offline, "the portal not reached within the heartbeat tolerance"
+		v.Summary = fmt.Sprintf("The portal has not been reached since %s: the PBX runs normally until %s (%s), then admits no new users, and telephony stops at %s (%s) unless the portal is reached first.",
+			stamp(last), stamp(v.OfflineGraceEnd), Relative(v.OfflineGraceEnd, now), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	default:
-		return Verdict{State: Lapsed, OfflineGraceEnd: graceEnd, Summary: fmt.Sprintf(
-			"The portal has not been reached since %s and the offline grace is over: existing users keep working, no new users are admitted until the portal is reached.",
-			stamp(f.LastSuccess))}
+		v.State, v.Reason = Active, "licensed, the portal reached"
+		v.Summary = fmt.Sprintf("Licensed by the portal, last reached %s.", stamp(last))
 	}
+
+	for _, t := range []time.Time{reachedUntil, v.OfflineGraceEnd, lapseFrom, v.LapseGraceEnd, v.StopAt, v.DeleteAt} {
+		if t.After(now) && (v.Next.IsZero() || t.Before(v.Next)) {
+			v.Next = t.UTC()
+		}
+	}
+	return v
 }
+
+// StopsTelephony reports whether the PBX's telephony is to be stopped in
+// state s: stopped, and deleted, where the PBX stays stopped.
+func (s State) StopsTelephony() bool { return s == Stopped || s == Deleted }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 

@@ -1,0 +1,261 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// Telephony is the seam to the PBX's telephony: the agent calls Stop on
+// entering a state that stops it (stopped, deleted) and Start on leaving
+// one, and again after a failed call, at every evaluation, until one
+// succeeds. At start-up it calls the one its state asks for, so a stop
+// survives a restart. Calls may block; ctx ends with the daemon.
+//
+// The default only logs: stopping the telephony units (through
+// pbx-licence-stopped.target) is a later piece of work.
+type Telephony interface {
+	Stop(ctx context.Context, why string) error
+	Start(ctx context.Context, why string) error
+}
+
+// logTelephony is the default Telephony: it logs what it would do.
+type logTelephony struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (l *logTelephony) Stop(_ context.Context, why string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	l.log.Warn("the licence stops telephony; stopping the telephony units is not implemented yet, nothing was stopped", "why", why)
+	return nil
+}
+
+func (l *logTelephony) Start(_ context.Context, why string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	level := slog.LevelDebug
+	if l.stopped {
+		level = slog.LevelInfo
+	}
+	l.stopped = false
+	l.log.Log(context.Background(), level, "the licence lets telephony run", "why", why)
+	return nil
+}
+
+// Audit event kinds.
+const (
+	auditActivated       = "activated"        // a PBX key activated: pbx, name, revision, profiles
+	auditLicenceAccepted = "licence.accepted" // a licence revision taken from the portal
+	auditLicenceRefused  = "licence.refused"  // a licence from the portal refused: error
+	auditStateChanged    = "state.changed"    // from, to, why
+	auditDeleted         = "deleted"          // the licence wiped: pbx, reason
+	auditTelephony       = "telephony"        // action stop|start, state, error
+)
+
+// Evaluation timing: the lifecycle is evaluated at least every
+// evaluateEvery, and at the next deadline when it comes sooner.
+const (
+	evaluateEvery  = time.Minute
+	deadlineMargin = 10 * time.Millisecond // past the deadline, so the evaluation sees it passed
+)
+
+// lifecycle is what the agent keeps for its lifecycle besides the
+// persisted state: the audit log, the telephony seam and what it last did.
+type lifecycle struct {
+	audit     *audit.Log
+	telephony Telephony
+	wake      chan struct{} // asks lifecycleLoop to evaluate and re-arm its timer
+
+	mu      sync.Mutex // serialises evaluations; held across telephony calls
+	stopped *bool      // the telephony state last applied; nil before the first
+}
+
+// initLifecycle opens the audit log in the state folder and sets the
+// telephony seam.
+func (a *Agent) initLifecycle(opts Options) error {
+	log, err := audit.Open(a.cfg.StateDir, audit.Options{})
+	if err != nil {
+		return err
+	}
+	a.lc.audit = log
+	a.lc.telephony = opts.Telephony
+	if a.lc.telephony == nil {
+		a.lc.telephony = &logTelephony{log: a.log.With("component", "telephony")}
+	}
+	a.lc.wake = make(chan struct{}, 1)
+	return nil
+}
+
+// lifecycleLoop evaluates the lifecycle at start, at least every minute,
+// at the next deadline, and when woken, until ctx ends.
+func (a *Agent) lifecycleLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-a.lc.wake:
+		}
+		v := a.evaluate(ctx)
+		timer.Reset(a.untilNextEvaluation(v))
+	}
+}
+
+// untilNextEvaluation is how long lifecycleLoop waits after verdict v. The
+// timer runs on the machine's monotonic clock, as the licence clock does
+// between portal answers.
+func (a *Agent) untilNextEvaluation(v license.Verdict) time.Duration {
+	d := evaluateEvery
+	if !v.Next.IsZero() {
+		d = min(d, v.Next.Sub(a.clock.Now())+deadlineMargin)
+	}
+	return max(d, deadlineMargin)
+}
+
+// wakeLifecycle has lifecycleLoop evaluate again and re-arm its timer for
+// deadlines a new licence may have brought.
+func (a *Agent) wakeLifecycle() {
+	select {
+	case a.lc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeat reports to the portal once, then evaluates the lifecycle with
+// what it learnt.
+func (a *Agent) heartbeat(ctx context.Context) error {
+	err := a.exchangeHeartbeat(ctx)
+	a.evaluate(ctx)
+	a.wakeLifecycle()
+	return err
+}
+
+// evaluate computes the lifecycle state now and acts on it: a change is
+// recorded in the audit log and persisted; a licence past its delete_at is
+// wiped, once the licence clock is the portal's own; and the telephony
+// seam is told to stop or start when the state asks for it.
+//
+// A licence past delete_at on a clock the local machine set (the portal not
+// reached) is deleted in state, telephony stays stopped, but the signed
+// licence stays on disk until the portal confirms: a local clock that ran
+// ahead must not destroy a licence for good.
+func (a *Agent) evaluate(ctx context.Context) license.Verdict {
+	a.lc.mu.Lock()
+	defer a.lc.mu.Unlock()
+
+	now := a.clock.Now()
+	portalTime := a.clock.PortalBacked()
+	a.mu.Lock()
+	v := a.verdictLocked(now)
+	dirty := false
+	if v.State == license.Deleted && a.doc != nil && portalTime {
+		pbx := a.doc.PBX
+		a.st.Gone = fmt.Sprintf("deleted on the portal at %s, at the end of its zero-licence countdown", v.DeleteAt.Format(time.RFC3339))
+		a.st.GoneAt = now
+		a.st.License, a.doc = "", nil
+		a.lastError = ""
+		a.auditLocked(now, auditDeleted, map[string]any{"pbx": pbx.ID, "name": pbx.Name, "reason": a.st.Gone})
+		a.log.Warn("the PBX's zero-licence countdown is over; licence wiped", "pbx", pbx.ID, "delete_at", v.DeleteAt)
+		v, dirty = a.verdictLocked(now), true
+	}
+	if from := license.State(a.st.State); from != v.State {
+		if from == "" {
+			from = "none"
+		}
+		a.st.State, dirty = string(v.State), true
+		a.auditLocked(now, auditStateChanged, map[string]any{"from": string(from), "to": string(v.State), "why": v.Reason})
+		a.log.Info("licence state changed", "from", from, "to", v.State, "why", v.Reason)
+	}
+	if dirty {
+		if err := a.saveLocked(); err != nil {
+			a.log.Error("saving the licence state", "err", err)
+		}
+	}
+	a.mu.Unlock()
+
+	a.applyTelephony(ctx, now, v)
+	return v
+}
+
+// applyTelephony calls the telephony seam when the state asks for other
+// than what was last applied. Callers hold a.lc.mu.
+func (a *Agent) applyTelephony(ctx context.Context, now time.Time, v license.Verdict) {
+	stop := v.State.StopsTelephony()
+	if a.lc.stopped != nil && *a.lc.stopped == stop {
+		return
+	}
+	first := a.lc.stopped == nil
+	action, call := "start", a.lc.telephony.Start
+	if stop {
+		action, call = "stop", a.lc.telephony.Stop
+	}
+	err := call(ctx, v.Summary)
+	fields := map[string]any{"action": action, "state": string(v.State)}
+	if err != nil {
+		fields["error"] = err.Error()
+		a.log.Error("telephony "+action+" failed; retried at the next evaluation", "state", v.State, "err", err)
+	} else {
+		a.lc.stopped = &stop
+	}
+	// Letting telephony run at start-up is the normal case, not an event.
+	if !first || stop || err != nil {
+		a.mu.Lock()
+		a.auditLocked(now, auditTelephony, fields)
+		a.mu.Unlock()
+	}
+}
+
+// auditLocked appends an event stamped with the licence time now. A failed
+// write is logged: the audit log never stops the agent. Callers hold a.mu,
+// which orders events as the state changes they record.
+func (a *Agent) auditLocked(now time.Time, kind string, fields map[string]any) {
+	if a.lc.audit == nil {
+		return
+	}
+	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
+		a.log.Error("writing the audit log", "kind", kind, "err", err)
+	}
+}
+
+// licenceFields describes a licence revision for the audit log.
+func licenceFields(d *license.Document) map[string]any {
+	f := map[string]any{"revision": d.Revision, "profiles": d.Counts.String(), "term": string(d.Term)}
+	if !d.TermEnd.IsZero() {
+		f["term_end"] = d.TermEnd.UTC().Format(time.RFC3339)
+	}
+	if d.ZeroSince != nil {
+		f["zero_since"] = d.ZeroSince.UTC().Format(time.RFC3339)
+		f["stop_at"] = d.StopAt.UTC().Format(time.RFC3339)
+		f["delete_at"] = d.DeleteAt.UTC().Format(time.RFC3339)
+	}
+	if d.Suspended {
+		f["suspended_since"] = d.SuspendedAt().Format(time.RFC3339)
+	}
+	return f
+}
+
+// Audit returns the audit log, oldest first; with limit > 0, only the
+// last limit events.
+// It reads the files as they are, so it never waits on an evaluation.
+func (a *Agent) Audit(_ context.Context, limit int) ([]audit.Event, error) {
+	evs, err := audit.Read(a.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(evs) > limit {
+		evs = evs[len(evs)-limit:]
+	}
+	return evs, nil
+}
