@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# The real-appliance rig: boot a Debian 12 container with systemd as PID 1
+# (systemd-nspawn -b, on the host's network), install the pbx-agent .deb,
+# and exercise it through systemd, D-Bus and polkit for real, against the
+# reference portal running on the host's loopback.
+#
+# Needs root. Installs debootstrap and systemd-container when missing, and
+# caches the container's root file system (PBX_E2E_CACHE, default
+# /var/cache/pbx-agent-e2e); the container runs on a throwaway overlay.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+cache=${PBX_E2E_CACHE:-/var/cache/pbx-agent-e2e}
+mirror=${PBX_E2E_MIRROR:-http://deb.debian.org/debian}
+work=$(mktemp -d /tmp/pbx-e2e.XXXXXX)
+rootfs=$cache/rootfs
+portal_addr=127.0.0.1:${PBX_E2E_PORTAL_PORT:-18780}
+nspawn_pid= container_pid= portal_pid=
+steps=() failed=0
+
+log() { printf '\033[1m[e2e]\033[0m %s\n' "$*"; }
+die() { log "FATAL: $*"; exit 1; }
+
+teardown() {
+	if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+		kill -TERM "$nspawn_pid" 2>/dev/null # nspawn shuts the container down
+		for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$nspawn_pid" 2>/dev/null || true
+	fi
+	[ -n "$portal_pid" ] && kill "$portal_pid" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$work"
+}
+trap teardown EXIT
+
+# ct runs a command inside the container as root, through its systemd's
+# namespaces.
+# Every command is bounded, so a hung step fails instead of hanging the rig.
+ct() { nsenter -t "$container_pid" -m -u -i -n -p -C -- timeout 60 "$@"; }
+# ct_as runs a command inside the container as another user, with that user's groups.
+ct_as() { local user=$1; shift; ct setpriv --reuid="$user" --regid="$user" --init-groups "$@"; }
+
+# step NAME FUNCTION runs one assertion step, timing it; a failed step is
+# recorded and the rig goes on to the summary.
+step() {
+	local name=$1; shift
+	local start=$(date +%s.%N)
+	log "── $name"
+	if ( set -e; "$@" ) > "$work/step.log" 2>&1; then
+		steps+=("PASS  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
+	else
+		steps+=("FAIL  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
+		failed=$((failed + 1))
+		sed 's/^/    /' "$work/step.log"
+	fi
+}
+
+# eventually runs a command until it succeeds, for at most $1 seconds.
+eventually() {
+	local secs=$1; shift
+	for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	"$@"
+}
+
+require() {
+	[ "$(id -u)" -eq 0 ] || die "the rig needs root (systemd-nspawn)"
+	local missing=()
+	command -v debootstrap >/dev/null || missing+=(debootstrap)
+	command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+	command -v bc >/dev/null || missing+=(bc)
+	command -v lintian >/dev/null || missing+=(lintian)
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing ${missing[*]}"
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+			die "cannot install ${missing[*]}"
+	fi
+}
+
+make_rootfs() {
+	if [ -x "$rootfs/usr/lib/systemd/systemd" ]; then
+		log "container root file system: $rootfs (cached)"
+		return
+	fi
+	log "making the container root file system with debootstrap (cached in $rootfs)"
+	rm -rf "$rootfs.tmp"
+	mkdir -p "$cache"
+	debootstrap --variant=minbase \
+		--include=systemd,dbus,systemd-sysv,libpam-systemd,polkitd,openssh-server \
+		bookworm "$rootfs.tmp" "$mirror" > "$work/debootstrap.log" 2>&1 ||
+		{ tail -20 "$work/debootstrap.log"; die "debootstrap failed"; }
+	# A machine id and a hostname of its own; no getty on the console.
+	rm -f "$rootfs.tmp/etc/machine-id"
+	echo pbx-e2e > "$rootfs.tmp/etc/hostname"
+	mv "$rootfs.tmp" "$rootfs"
+}
+
+build() {
+	log "building the .deb (twice: the second, a newer version, for the upgrade) and the portal"
+	make -s deb >/dev/null || die "make deb failed"
+	version=$(scripts/version.sh)
+	deb1=$(ls dist/pbx-agent_"${version}"_amd64.deb)
+	mkdir -p "$work/dist"
+	cp "$deb1" "$work/dist/pbx-agent-1.deb"
+	if ! lintian --fail-on error,warning "$deb1" > "$work/lintian.log" 2>&1; then
+		grep -v 'running with root privileges' "$work/lintian.log"
+		die "lintian found problems in $deb1 (fix them, or override one with a reason in packaging/lintian-overrides)"
+	fi
+	log "lintian: no errors or warnings"
+	make -s deb DEB_VERSION="${version}+e2e" >/dev/null || die "make deb (upgrade) failed"
+	cp "dist/pbx-agent_${version}+e2e_amd64.deb" "$work/dist/pbx-agent-2.deb"
+	go build -o "$work/" ./cmd/pbx-portal-sim || die "building pbx-portal-sim failed"
+}
+
+start_portal() {
+	"$work/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 2s 2> "$work/portal.log" &
+	portal_pid=$!
+	eventually 10 sim clock || die "the portal did not start: $(cat "$work/portal.log")"
+}
+sim() { "$work/pbx-portal-sim" --portal "http://$portal_addr" "$@"; }
+
+boot() {
+	log "booting the container"
+	systemd-nspawn --quiet --register=no --keep-unit --volatile=overlay --console=passive \
+		--machine=pbx-e2e -D "$rootfs" \
+		--bind-ro="$work/dist:/mnt/dist" --bind-ro="$work/portal/keyring:/mnt/keyring" \
+		-b > "$work/nspawn.log" 2>&1 &
+	nspawn_pid=$!
+	local self_ns=$(readlink /proc/self/ns/pid)
+	for _ in $(seq 300); do
+		for pid in $(pgrep -x systemd); do
+			if [ "$(readlink /proc/"$pid"/ns/pid)" != "$self_ns" ] && grep -q "^PPid:\s*$nspawn_pid$" /proc/"$pid"/status 2>/dev/null; then
+				container_pid=$pid
+			fi
+		done
+		[ -n "$container_pid" ] && break
+		kill -0 "$nspawn_pid" 2>/dev/null || die "systemd-nspawn exited: $(cat "$work/nspawn.log")"
+		sleep 0.1
+	done
+	[ -n "$container_pid" ] || die "no systemd in the container"
+	local state
+	eventually 30 ct test -S /run/systemd/private || die "the container's systemd never listened: $(cat "$work/nspawn.log")"
+	state=$(ct timeout 60 systemctl is-system-running --wait 2>"$work/boot.err")
+	log "container systemd (pid $container_pid): $state"
+	case $state in
+	running | degraded) ;;
+	*) die "the container did not boot: $state $(cat "$work/boot.err" "$work/nspawn.log")" ;;
+	esac
+}
+
+# ── the steps ──────────────────────────────────────────────────────────────
+
+install_first() {
+	ct dpkg -i /mnt/dist/pbx-agent-1.deb
+	ct sh -c 'install -m 0644 /mnt/keyring/*.pem /etc/pbx-agent/portal-keys/'
+	ct sh -c "cat > /etc/pbx-agent/agent.yaml" <<YAML
+portal:
+  url: http://$portal_addr
+identity:
+  model: WPBX-VM
+heartbeat:
+  interval: 1s
+YAML
+	ct systemctl restart pbx-agent.service
+	eventually 10 ct systemctl is-active --quiet pbx-agent.service
+}
+
+verify_units() {
+	ct systemd-analyze verify /usr/lib/systemd/system/pbx-agent.service \
+		/usr/lib/systemd/system/pbx-agent-sshd@.service /usr/lib/systemd/system/pbx-agent-wms-upgrade@.service \
+		/usr/lib/systemd/system/pbx-licence-active.target /usr/lib/systemd/system/pbx-licence-stopped.target
+}
+
+service_hardened_and_watched() {
+	ct systemctl is-active pbx-agent.service
+	local pid user watchdog
+	pid=$(ct systemctl show -P MainPID pbx-agent.service)
+	user=$(ct stat -c %U "/proc/$pid")
+	[ "$user" = pbx-agent ] || { echo "runs as $user"; return 1; }
+	watchdog=$(ct systemctl show -P WatchdogUSec pbx-agent.service)
+	[ "$watchdog" != 0 ] && [ "$watchdog" != infinity ] || { echo "watchdog: $watchdog"; return 1; }
+	# Armed: systemd has seen a ping since the start.
+	eventually 40 test "$(ct systemctl show -P WatchdogTimestampMonotonic pbx-agent.service)" != 0
+	ct systemctl is-active pbx-licence-active.target
+}
+
+activate() {
+	sim pbx create --name e2e.example --model WPBX-VM --term monthly --users uc-premium=10 --users pbx-basic=3 > "$work/key"
+	ct pbx-agent activate < "$work/key"
+	ct pbx-agent status --json | grep -q '"state": "active"'
+}
+
+status_by_group() {
+	ct useradd --create-home --groups pbx-agent admin
+	ct useradd --create-home outsider
+	ct pbx-agent status | grep -q '^State *active'
+	ct_as admin pbx-agent status | grep -q '^State *active'
+	if ct_as outsider pbx-agent status > "$work/outsider" 2>&1; then
+		echo "a user outside pbx-agent read the status"; return 1
+	fi
+	grep -qi "permission" "$work/outsider"
+}
+
+restart_after_kill() {
+	local before after
+	before=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct sh -c "kill -9 $before"
+	eventually 20 sh -c "p=\$(nsenter -t $container_pid -m -p -- systemctl show -P MainPID pbx-agent.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $before ]"
+	eventually 10 ct pbx-agent status --json
+	ct pbx-agent status --json | grep -q '"uc-premium": {'
+	ct pbx-agent status --json | grep -q '"state": "active"'
+}
+
+polkit_allows_only_the_helpers() {
+	local sc="systemctl --no-ask-password"
+	ct_as pbx-agent $sc start pbx-licence-stopped.target
+	ct systemctl is-active pbx-licence-stopped.target
+	ct_as pbx-agent $sc start pbx-licence-active.target
+	ct systemctl is-active pbx-licence-active.target
+	ct sh -c 'printf "[Service]\nType=oneshot\nExecStart=/bin/true\n" > /etc/systemd/system/e2e-other.service'
+	ct systemctl daemon-reload
+	if ct_as pbx-agent $sc start e2e-other.service 2> "$work/denied"; then echo "started another unit"; return 1; fi
+	grep -qiE "access denied|not authorized|interactive authentication required" "$work/denied"
+	if ct_as pbx-agent $sc start dbus.service 2>/dev/null; then echo "(re)started dbus"; return 1; fi
+	if ct_as pbx-agent systemd-run --no-ask-password --unit=e2e-transient /bin/true 2> "$work/denied"; then
+		echo "started a transient unit"; return 1
+	fi
+	if ct_as pbx-agent $sc daemon-reload 2> "$work/denied"; then echo "reloaded systemd"; return 1; fi
+	if ct_as pbx-agent $sc start pbx-agent-sshd@0.service 2>/dev/null; then echo "started an out-of-range instance"; return 1; fi
+	true
+}
+
+upgrade_keeps_licence() {
+	ct dpkg -i /mnt/dist/pbx-agent-2.deb
+	ct pbx-agent version | grep -q '+e2e'
+	eventually 20 ct systemctl is-active --quiet pbx-agent.service
+	eventually 10 ct pbx-agent status --json
+	ct pbx-agent status --json | grep -q '"state": "active"'
+	ct pbx-agent status --json | grep -q '"name": "e2e.example"'
+}
+
+purge_leaves_nothing() {
+	ct dpkg --purge pbx-agent
+	if ct sh -c 'ls /usr/lib/systemd/system/pbx-* /etc/systemd/system/*/pbx-* 2>/dev/null' | grep .; then return 1; fi
+	if ct getent passwd pbx-agent; then echo "user left"; return 1; fi
+	if ct getent group pbx-agent; then echo "group left"; return 1; fi
+	for d in /var/lib/pbx-agent /etc/pbx-agent /usr/bin/pbx-agent; do
+		if ct test -e "$d"; then echo "$d left"; return 1; fi
+	done
+	! ct systemctl cat pbx-agent.service >/dev/null 2>&1
+}
+
+# ── main ───────────────────────────────────────────────────────────────────
+
+require
+build
+make_rootfs
+start_portal
+boot
+step "install the .deb; the service starts" install_first
+step "systemd-analyze verify on the installed units" verify_units
+step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
+step "activate with a key from the portal on the host" activate
+step "status: root and the pbx-agent group read, others refused" status_by_group
+step "kill -9: systemd restarts the daemon, the licence intact" restart_after_kill
+step "polkit: the helper targets only; no other unit, transient or reload" polkit_allows_only_the_helpers
+step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
+step "purge leaves no unit, user, state or configuration" purge_leaves_nothing
+
+echo
+log "summary"
+printf '  %s\n' "${steps[@]}"
+if [ "$failed" -gt 0 ]; then
+	log "$failed step(s) failed; the agent's journal:"
+	ct journalctl -u pbx-agent.service --no-pager -n 40 2>/dev/null | sed 's/^/    /'
+	exit 1
+fi
+log "all ${#steps[@]} steps passed"
