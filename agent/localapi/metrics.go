@@ -1,0 +1,16 @@
+package localapi
+
+import "net/http"
+
+// serveMetrics answers GET /metrics from the daemon's registry
+// (agent/metrics): read permission, as the status it is made of.
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permRead); err != nil {
+		return err
+	}
+	if s.metrics == nil {
+		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "this server has no metrics"}
+	}
+	s.metrics.ServeHTTP(w, r)
+	return nil
+}

@@ -1,0 +1,125 @@
+package metrics
+
+import (
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// Deadline kinds, the values of pbx_license_deadline_timestamp_seconds{kind}.
+// lapse_grace is an addition to the contract's three: the lapse grace's
+// end, when a lapsed (or suspended) PBX stops its telephony.
+const (
+	DeadlineStop         = "stop"
+	DeadlineDelete       = "delete"
+	DeadlineOfflineGrace = "offline_grace"
+	DeadlineLapseGrace   = "lapse_grace"
+)
+
+// WMSUnknown is the version pbx_wms_version_info reports when no WMS is
+// installed (or its version is not known yet).
+const WMSUnknown = "unknown"
+
+// statusCollector turns the agent's status snapshot into gauges at every
+// scrape: one source of truth, nothing to keep in sync.
+//
+// A timestamp that does not apply (no deadline, a lifetime term, no
+// heartbeat yet, SSH closed) is NaN: the series still exists from start-up,
+// as the contract asks, and NaN fails every comparison, so an alert such as
+// `deadline - time() < 3 * 86400` ignores it.
+type statusCollector struct {
+	status func() localapi.Status
+
+	licensed, used, overuse *prometheus.Desc
+	state                   *prometheus.Desc
+	termEnd, deadline       *prometheus.Desc
+	lastSuccess             *prometheus.Desc
+	sshOpen, sshUntil       *prometheus.Desc
+	wms                     *prometheus.Desc
+}
+
+func newStatusCollector(status func() localapi.Status) *statusCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &statusCollector{
+		status:   status,
+		licensed: d("pbx_license_users_licensed", "Users licensed per profile by the licence held; 0 without a licence.", "profile"),
+		used:     d("pbx_license_users_used", "Users counted per profile on the PBX.", "profile"),
+		overuse:  d("pbx_license_users_overuse", "Users beyond the licence per profile, after any cover by higher profiles; 0 when within it.", "profile"),
+		state:    d("pbx_license_state", "The licence state: 1 for the current state, 0 for the others.", "state"),
+		termEnd:  d("pbx_license_term_end_timestamp_seconds", "End of the licence's billing term (Unix time); NaN for a lifetime term or without a licence."),
+		deadline: d("pbx_license_deadline_timestamp_seconds",
+			"When the licence state changes by itself (Unix time): stop and delete of the zero-licence countdown, the end of the offline grace, the end of the lapse grace; NaN when it does not apply.", "kind"),
+		lastSuccess: d("pbx_agent_heartbeat_last_success_timestamp_seconds", "Last heartbeat the portal answered (Unix time, licence clock); NaN before the first."),
+		sshOpen:     d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
+		sshUntil:    d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
+		wms:         d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
+	}
+}
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.sshOpen, c.sshUntil, c.wms} {
+		ch <- d
+	}
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	var profiles map[string]localapi.ProfileStatus
+	var overuse map[string]int
+	var termEnd *time.Time
+	if s.License != nil {
+		profiles, overuse, termEnd = s.License.Profiles, s.License.Overuse, s.License.TermEnd
+	}
+	for _, p := range license.Profiles() {
+		id := string(p.ID)
+		ps := profiles[id]
+		gauge(c.licensed, float64(ps.Licensed), id)
+		gauge(c.used, float64(ps.Used), id)
+		gauge(c.overuse, float64(overuse[id]), id)
+	}
+	for _, st := range license.States() {
+		gauge(c.state, boolValue(string(st) == s.State), string(st))
+	}
+	gauge(c.termEnd, timestamp(termEnd))
+	gauge(c.deadline, timestamp(s.Deadlines.StopAt), DeadlineStop)
+	gauge(c.deadline, timestamp(s.Deadlines.DeleteAt), DeadlineDelete)
+	gauge(c.deadline, timestamp(s.Deadlines.OfflineGraceEnd), DeadlineOfflineGrace)
+	gauge(c.deadline, timestamp(s.Deadlines.LapseGraceEnd), DeadlineLapseGrace)
+	gauge(c.lastSuccess, timestamp(s.Heartbeat.LastSuccess))
+	gauge(c.sshOpen, boolValue(s.SSH.Open))
+	var until *time.Time
+	if s.SSH.Open {
+		until = s.SSH.Until
+	}
+	gauge(c.sshUntil, timestamp(until))
+	version := s.WMS.Version
+	if version == "" {
+		version = WMSUnknown
+	}
+	gauge(c.wms, 1, version)
+}
+
+// timestamp is t in Unix seconds, or NaN when t does not apply.
+func timestamp(t *time.Time) float64 {
+	if t == nil || t.IsZero() {
+		return math.NaN()
+	}
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
