@@ -1,0 +1,110 @@
+package admission
+
+import (
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// Book holds the seats reserved by admissions: users admitted whom no
+// count shows yet. A reservation ends when a count shows its users (the
+// count of its profile rose by as many since the last count) or when its
+// time to live runs out, whichever comes first. Time is the caller's
+// (monotonic, in the daemon); the Book is not safe for concurrent use:
+// its owner serialises it with its decisions, so that no two admissions
+// can take the same seat.
+type Book struct {
+	ttl   time.Duration
+	held  []reservation // oldest first
+	total license.Counts
+}
+
+type reservation struct {
+	profile license.Profile
+	seats   int
+	expires time.Time
+}
+
+// NewBook returns an empty book whose reservations last ttl.
+func NewBook(ttl time.Duration) *Book {
+	return &Book{ttl: ttl, total: license.Counts{}}
+}
+
+// Reserve holds n seats of p from now for the book's time to live.
+func (b *Book) Reserve(now time.Time, p license.Profile, n int) {
+	if n <= 0 {
+		return
+	}
+	b.held = append(b.held, reservation{profile: p, seats: n, expires: now.Add(b.ttl)})
+	b.total[p] += n
+}
+
+// Reserved returns the seats held per profile at now, after dropping the
+// reservations that expired. The map is a copy.
+func (b *Book) Reserved(now time.Time) license.Counts {
+	b.expire(now)
+	out := make(license.Counts, len(b.total))
+	for p, n := range b.total {
+		if n > 0 {
+			out[p] = n
+		}
+	}
+	return out
+}
+
+// ReservedOf returns the seats held for p at now, after expiry.
+func (b *Book) ReservedOf(now time.Time, p license.Profile) int {
+	b.expire(now)
+	return b.total[p]
+}
+
+// Counted takes a new count of users: for each profile, the rise since the
+// previous count (prev; nil for the first count, which releases nothing)
+// shows that many reserved users added, and releases as many seats, oldest
+// reservation first. It returns the seats released.
+func (b *Book) Counted(now time.Time, prev, next license.Counts) int {
+	b.expire(now)
+	if prev == nil {
+		return 0
+	}
+	released := 0
+	rise := license.Counts{}
+	for p, n := range next {
+		if d := n - prev[p]; d > 0 {
+			rise[p] = d
+		}
+	}
+	kept := b.held[:0]
+	for _, r := range b.held {
+		if take := min(rise[r.profile], r.seats); take > 0 {
+			rise[r.profile] -= take
+			r.seats -= take
+			b.total[r.profile] -= take
+			released += take
+		}
+		if r.seats > 0 {
+			kept = append(kept, r)
+		}
+	}
+	clear(b.held[len(kept):])
+	b.held = kept
+	return released
+}
+
+// expire drops the reservations whose time has come.
+func (b *Book) expire(now time.Time) {
+	if len(b.held) == 0 || now.Before(b.held[0].expires) {
+		// Oldest first and one time to live: the first is the next to go.
+		return
+	}
+	kept := b.held[:0]
+	for _, r := range b.held {
+		if now.Before(r.expires) {
+			kept = append(kept, r)
+		} else {
+			b.total[r.profile] -= r.seats
+		}
+	}
+	clear(b.held[len(kept):])
+	b.held = kept
+}
