@@ -1,0 +1,167 @@
+package localapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"net/http"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// The status page is one self-contained document: its style and script are
+// inline, it loads nothing else, and html/template escapes every value it
+// shows. Every ten seconds the script fetches the page's main part again
+// (GET /?part=main) and swaps it in, so nothing reloads as a whole.
+//
+//go:embed page/status.html.tmpl
+var pageSource string
+
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
+	"pct": func(n, of int) string {
+		if of <= 0 {
+			return "0"
+		}
+		return fmt.Sprintf("%.1f", 100*float64(min(n, of))/float64(of))
+	},
+}).Parse(pageSource))
+
+// pageCSP allows the page's own inline style and its one inline script
+// (by hash), and fetches to itself; nothing else loads or runs.
+var pageCSP = func() string {
+	m := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindStringSubmatch(pageSource)
+	sum := sha256.Sum256([]byte(m[1]))
+	return "default-src 'none'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'; " +
+		"script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}()
+
+// pageView is what the template shows, computed from a Status.
+type pageView struct {
+	Status    Status
+	StateName string
+	Tone      string // ok, warn, bad: the state's colour
+	Profiles  []profileRow
+	Deadlines []timeRow
+	Heartbeat []timeRow
+	Now       string
+}
+
+type profileRow struct {
+	Name                      string
+	Licensed, Used, Reserved  int
+	Scale                     int // the bar's full width: the largest of licensed and used+reserved
+	Overuse                   int
+	UsedText, RemainingPhrase string
+}
+
+type timeRow struct {
+	Label, When, Relative string
+	Past                  bool
+}
+
+func newPageView(st Status) pageView {
+	v := pageView{Status: st, StateName: st.State, Tone: stateTone(st.State)}
+	now := st.Clock.Now
+	if now.IsZero() {
+		now = time.Now().UTC()
+	}
+	v.Now = now.UTC().Format("2006-01-02 15:04:05 UTC")
+	if l := st.License; l != nil {
+		v.Profiles = profileRows(l)
+	}
+	add := func(rows *[]timeRow, label string, t *time.Time) {
+		if t == nil || t.IsZero() {
+			return
+		}
+		*rows = append(*rows, timeRow{Label: label, When: t.UTC().Format("2006-01-02 15:04 UTC"),
+			Relative: license.Relative(*t, now), Past: t.Before(now)})
+	}
+	d := st.Deadlines
+	add(&v.Deadlines, "Telephony stops", d.StopAt)
+	add(&v.Deadlines, "PBX deleted", d.DeleteAt)
+	add(&v.Deadlines, "Offline grace ends", d.OfflineGraceEnd)
+	add(&v.Deadlines, "Lapse grace ends", d.LapseGraceEnd)
+	if l := st.License; l != nil {
+		add(&v.Deadlines, "Term ends", l.TermEnd)
+	}
+	sort.SliceStable(v.Deadlines, func(i, j int) bool { return v.Deadlines[i].When < v.Deadlines[j].When })
+	add(&v.Heartbeat, "Last heartbeat", st.Heartbeat.LastSuccess)
+	add(&v.Heartbeat, "Next heartbeat", st.Heartbeat.Next)
+	return v
+}
+
+// profileRows lists the profiles in catalogue order, then any unknown ones.
+func profileRows(l *LicenseStatus) []profileRow {
+	var rows []profileRow
+	seen := map[string]bool{}
+	row := func(id, name string) {
+		p := l.Profiles[id]
+		seen[id] = true
+		r := profileRow{Name: name, Licensed: p.Licensed, Used: p.Used, Reserved: p.Reserved, Overuse: l.Overuse[id]}
+		r.Scale = max(r.Licensed, r.Used+r.Reserved, 1)
+		r.UsedText = fmt.Sprintf("%d of %d", r.Used, r.Licensed)
+		switch free := r.Licensed - r.Used - r.Reserved; {
+		case r.Overuse > 0:
+			r.RemainingPhrase = fmt.Sprintf("%d over the licence", r.Overuse)
+		case free <= 0 && r.Licensed > 0:
+			r.RemainingPhrase = "full"
+		case r.Licensed > 0:
+			r.RemainingPhrase = fmt.Sprintf("%d free", free)
+		}
+		rows = append(rows, r)
+	}
+	for _, p := range license.Profiles() {
+		if pr, ok := l.Profiles[string(p.ID)]; ok && (pr.Licensed > 0 || pr.Used > 0 || pr.Reserved > 0) {
+			row(string(p.ID), p.Name)
+		}
+	}
+	var other []string
+	for id := range l.Profiles {
+		if !seen[id] && !license.Profile(id).Valid() {
+			other = append(other, id)
+		}
+	}
+	sort.Strings(other)
+	for _, id := range other {
+		row(id, id)
+	}
+	return rows
+}
+
+func stateTone(state string) string {
+	switch license.State(state) {
+	case license.Active:
+		return "ok"
+	case license.Offline, license.Unactivated:
+		return "warn"
+	}
+	return "bad"
+}
+
+// servePage answers the status page, or only its main part for ?part=main.
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permRead); err != nil {
+		return err
+	}
+	name := "page"
+	if r.URL.Query().Get("part") == "main" {
+		name = "main"
+	}
+	var buf bytes.Buffer
+	if err := pageTemplate.ExecuteTemplate(&buf, name, newPageView(s.backend.Status())); err != nil {
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "rendering the status page", err: err}
+	}
+	setCommonHeaders(w.Header(), "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", pageCSP)
+	w.Header().Set("X-Frame-Options", "DENY")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(buf.Bytes())
+	return err
+}

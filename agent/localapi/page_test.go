@@ -1,0 +1,81 @@
+package localapi
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pageBackend is a Backend that only answers Status.
+type pageBackend struct {
+	Backend
+	st Status
+}
+
+func (b pageBackend) Status() Status { return b.st }
+
+func TestStatusPage(t *testing.T) {
+	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
+	stop, del := now.AddDate(0, 0, 5), now.AddDate(0, 0, 14)
+	st := Status{
+		State:   "stopping",
+		Summary: `Every licence is at zero <script>alert("x")</script>`,
+		PBX:     &PBXStatus{ID: "pbx-1", Name: `acme"><img src=x onerror=alert(1)>`, Model: "WPBX-VM"},
+		License: &LicenseStatus{Term: "monthly", Revision: 4, Profiles: map[string]ProfileStatus{
+			"uc-premium": {Licensed: 10, Used: 12, Reserved: 1},
+			"pbx-basic":  {Licensed: 3, Used: 1},
+		}, Overuse: map[string]int{"uc-premium": 2}},
+		Deadlines: Deadlines{StopAt: &stop, DeleteAt: &del},
+		Clock:     ClockStatus{Now: now},
+		Commands:  []CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
+	}
+	s, err := New(Config{Backend: pageBackend{st: st}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (*http.Response, string) {
+		req := httptest.NewRequest("GET", path, nil)
+		req = req.WithContext(context.WithValue(req.Context(), connKey{}, &connInfo{kind: TCP, access: accessRead}))
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		body, _ := io.ReadAll(rec.Result().Body)
+		return rec.Result(), string(body)
+	}
+
+	resp, body := get("/")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'sha256-") {
+		t.Errorf("CSP = %q", csp)
+	}
+	for _, want := range []string{
+		"stopping", "UC-Premium", "12 of 10", "2 over the licence", "PBX-BASIC", "2 free",
+		"Telephony stops", "2027-03-15 10:00 UTC", "(in 5 days)", "PBX deleted", "(in 14 days)", "cmd-1",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, bad := range []string{`<script>alert("x")`, `<img src=x`, "<b>opened</b>"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("page shows %q unescaped", bad)
+		}
+	}
+	if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Error("page refers to an outside address: it must work offline")
+	}
+	if strings.Index(body, "PBX-BASIC") > strings.Index(body, "UC-Premium") {
+		t.Error("profiles are not in catalogue order")
+	}
+
+	_, part := get("/?part=main")
+	if !strings.HasPrefix(part, "<main>") || strings.Contains(part, "<html") || !strings.Contains(part, "12 of 10") {
+		t.Errorf("?part=main is not the main part alone: %.80q", part)
+	}
+}
