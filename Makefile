@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps check fmt-check vet test unit-security e2e-if-possible fuzz demo bench deb e2e clean
+.PHONY: all build deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz demo bench deb e2e clean
 
 all: build
 
@@ -32,13 +32,19 @@ deps:
 # check is every test: formatting, vet, the tests under the race detector.
 # `go test` also runs each fuzz target over its committed seeds
 # (testdata/fuzz/FuzzXxx), so a past finding stays fixed.
-check: deps fmt-check vet unit-security test e2e-if-possible
+check: deps fmt-check vet unit-security promtool test e2e-if-possible
 
 # unit-security fails when the daemon's unit exposes more than 2.0.
 unit-security:
 	@out=$$(systemd-analyze security --offline=true --threshold=20 systemd/pbx-agent.service 2>&1) || { \
 		echo "$$out"; echo "systemd/pbx-agent.service: exposure above 2.0"; exit 1; }; \
 	echo "$$out" | tail -n 1
+
+# promtool checks the alert rules (promtool check rules, promtool test
+# rules) and the metrics of a running, activated agent (promtool check
+# metrics), installing Debian's prometheus package when promtool is missing.
+promtool: build
+	scripts/promtool-check.sh $(BIN)
 
 fmt-check:
 	@out=$$(gofmt -l $(GO_FILES)); if [ -n "$$out" ]; then \
@@ -59,8 +65,10 @@ fuzz:
 		done; \
 	done
 
+# bench runs the benchmarks and prints each against the baseline measured
+# in the same run (a sub-benchmark named baseline=...), as a ratio.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/bench.sh
 
 demo: deps build
 	@scripts/demo.sh $(BIN)

@@ -7,15 +7,18 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
+	"github.com/pbx-agent/pbx-agent/pkg/users"
 )
 
 // ErrNotActivated is returned by Refresh before a key is activated.
@@ -28,6 +31,8 @@ type Options struct {
 	// Telephony is called on entering and leaving the states that stop
 	// telephony; nil logs only (see lifecycle.go).
 	Telephony Telephony
+	// Users counts the PBX's users; nil is the source of users.source.
+	Users users.Source
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -51,6 +56,10 @@ type Agent struct {
 	exchangeMu sync.Mutex
 
 	lc lifecycle // audit log, telephony seam, evaluation (lifecycle.go)
+
+	users usersState // user counts, reservations, over-use (users.go, admission.go)
+
+	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -126,6 +135,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
 	}
+	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics")})
 	if setupErr != nil {
 		a.lastError = setupErr.Error()
 	}
@@ -138,6 +148,9 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		a.doc = doc
 	}
 	if err := a.initLifecycle(opts); err != nil {
+		return nil, err
+	}
+	if err := a.initUsers(opts, src); err != nil {
 		return nil, err
 	}
 	device, err := license.LoadSigner(filepath.Join(cfg.StateDir, deviceKeyFile))
@@ -156,8 +169,9 @@ func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
 		return nil, err
 	}
 	// Revocations the licence announces apply from now on, to itself too.
-	if _, err := license.ParseDocument(compact, a.keyring.WithRevoked(doc.RevokedKeyIDs), license.DocumentCheck{}); err != nil {
-		return nil, err
+	if slices.Contains(doc.RevokedKeyIDs, doc.SignerKeyID) {
+		return nil, &license.Error{Doc: "licence", Kind: license.ErrUnknownSigner,
+			Detail: fmt.Sprintf("it is signed by portal key %q, which it revokes itself", doc.SignerKeyID)}
 	}
 	return doc, nil
 }

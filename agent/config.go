@@ -5,9 +5,12 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strings"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/actions"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -30,6 +33,7 @@ type Config struct {
 	Enforcement EnforcementConfig `mapstructure:"enforcement"`
 	Upgrade     UpgradeConfig     `mapstructure:"upgrade"`
 	SSH         SSHConfig         `mapstructure:"ssh"`
+	Metrics     MetricsConfig     `mapstructure:"metrics"`
 }
 
 // PortalConfig says where the portal is and which of its keys to trust.
@@ -57,8 +61,25 @@ type HeartbeatConfig struct {
 
 // UsersConfig chooses where user counts come from.
 type UsersConfig struct {
-	Source string            `mapstructure:"source"` // sqlite, command or http
-	SQLite SQLiteUsersConfig `mapstructure:"sqlite"`
+	Source   string             `mapstructure:"source"`   // sqlite, command or http
+	Interval time.Duration      `mapstructure:"interval"` // how often users are counted
+	SQLite   SQLiteUsersConfig  `mapstructure:"sqlite"`
+	Command  CommandUsersConfig `mapstructure:"command"`
+	HTTP     HTTPUsersConfig    `mapstructure:"http"`
+}
+
+// CommandUsersConfig runs a program, no shell, that prints
+// {"profiles": {"<profile>": <count>, ...}} on stdout.
+type CommandUsersConfig struct {
+	Argv    []string      `mapstructure:"argv"`
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// HTTPUsersConfig asks a WMS endpoint that answers
+// {"profiles": {"<profile>": <count>, ...}}.
+type HTTPUsersConfig struct {
+	URL     string        `mapstructure:"url"`
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // SQLiteUsersConfig reads counts from the WMS's SQLite database.
@@ -78,9 +99,25 @@ type AdmissionConfig struct {
 	ReservationTTL time.Duration `mapstructure:"reservation_ttl"`
 }
 
-// EnforcementConfig lists what a stopped licence stops.
+// EnforcementConfig lists what a stopped licence stops, and how.
 type EnforcementConfig struct {
+	// StopUnits are the telephony units: `pbx-agent helper
+	// telephony-units` (run by the package scripts, as root) makes
+	// pbx-licence-stopped.target stop them and pbx-licence-active.target
+	// start them.
 	StopUnits []string `mapstructure:"stop_units"`
+	// StopCommand and StartCommand stop and start telephony without
+	// systemd's targets: programs run with no shell. When set, they are
+	// used instead of the targets.
+	StopCommand  []string `mapstructure:"stop_command"`
+	StartCommand []string `mapstructure:"start_command"`
+	// OveruseHook runs when the over-use changes (after a decrease, more
+	// users than licences), with the over-use as JSON on stdin, so the
+	// WMS can decide which users to downgrade. The agent itself never
+	// removes a user.
+	OveruseHook []string `mapstructure:"overuse_hook"`
+	// CommandTimeout bounds each run of the commands above.
+	CommandTimeout time.Duration `mapstructure:"command_timeout"`
 }
 
 // UpgradeConfig describes the WMS package and its health check.
@@ -94,6 +131,18 @@ type SSHConfig struct {
 	Port int `mapstructure:"port"`
 }
 
+// MetricsConfig is the remote metrics listener, for a Prometheus off the
+// PBX. The local listeners serve GET /metrics in any case.
+type MetricsConfig struct {
+	// Listen is the address of a listener that serves GET /metrics alone
+	// (flag --web.listen-address of run); "" has none.
+	Listen string `mapstructure:"listen"`
+	// WebConfigFile is an exporter-toolkit web configuration (TLS, basic
+	// auth), as node_exporter's --web.config.file (flag of the same name
+	// of run); "" serves plain HTTP without authentication.
+	WebConfigFile string `mapstructure:"web_config_file"`
+}
+
 // DefaultConfig returns the configuration of a packaged install.
 func DefaultConfig() Config {
 	return Config{
@@ -102,17 +151,23 @@ func DefaultConfig() Config {
 		RuntimeDir: "/run/pbx-agent",
 		Listen:     ListenConfig{HTTP: "127.0.0.1:9731", Socket: "/run/pbx-agent/agent.sock"},
 		Users: UsersConfig{
-			Source: "sqlite",
+			Source:   "sqlite",
+			Interval: 10 * time.Second,
 			SQLite: SQLiteUsersConfig{
 				Path:  "/var/lib/wms/users.db",
 				Query: "SELECT profile, COUNT(*) FROM users GROUP BY profile",
 			},
+			Command: CommandUsersConfig{Argv: []string{}, Timeout: 10 * time.Second},
+			HTTP:    HTTPUsersConfig{Timeout: 10 * time.Second},
 		},
-		Admission:   AdmissionConfig{ReservationTTL: 60 * time.Second},
-		Enforcement: EnforcementConfig{StopUnits: []string{}},
-		Upgrade:     UpgradeConfig{Package: "wms"},
-		SSH:         SSHConfig{Port: 2222},
-		API:         APIConfig{WriteGroups: []string{}},
+		Admission: AdmissionConfig{ReservationTTL: 60 * time.Second},
+		Enforcement: EnforcementConfig{
+			StopUnits: []string{}, StopCommand: []string{}, StartCommand: []string{}, OveruseHook: []string{},
+			CommandTimeout: 2 * time.Minute,
+		},
+		Upgrade: UpgradeConfig{Package: "wms"},
+		SSH:     SSHConfig{Port: 2222},
+		API:     APIConfig{WriteGroups: []string{}},
 	}
 }
 
@@ -141,9 +196,40 @@ func (c *Config) Validate() error {
 		bad("heartbeat.interval", "%v is outside 100ms to 1h (0 follows the portal)", iv)
 	}
 	switch c.Users.Source {
-	case "sqlite", "command", "http":
+	case "sqlite":
+		if c.Users.SQLite.Path == "" || strings.TrimSpace(c.Users.SQLite.Query) == "" {
+			bad("users.sqlite", "the sqlite source needs users.sqlite.path and users.sqlite.query")
+		}
+	case "command":
+		if len(c.Users.Command.Argv) == 0 || c.Users.Command.Argv[0] == "" {
+			bad("users.command.argv", "empty: the command source needs the program and its arguments, e.g. [/usr/lib/wms/count-users, --json]")
+		}
+	case "http":
+		if u, err := url.Parse(c.Users.HTTP.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("users.http.url", "%q: the http source needs an http(s) URL", c.Users.HTTP.URL)
+		}
 	default:
 		bad("users.source", "%q: use sqlite, command or http", c.Users.Source)
+	}
+	if iv := c.Users.Interval; iv < 100*time.Millisecond || iv > time.Hour {
+		bad("users.interval", "%v is outside 100ms to 1h", iv)
+	}
+	if c.Users.Command.Timeout <= 0 {
+		bad("users.command.timeout", "%v: must be positive", c.Users.Command.Timeout)
+	}
+	if c.Users.HTTP.Timeout <= 0 {
+		bad("users.http.timeout", "%v: must be positive", c.Users.HTTP.Timeout)
+	}
+	for _, u := range c.Enforcement.StopUnits {
+		if !actions.ValidUnitName(u) {
+			bad("enforcement.stop_units", "%q is not a unit name (e.g. asterisk.service)", u)
+		}
+	}
+	if (len(c.Enforcement.StopCommand) == 0) != (len(c.Enforcement.StartCommand) == 0) {
+		bad("enforcement.stop_command", "set with enforcement.start_command or not at all: what stops telephony must start it again")
+	}
+	if c.Enforcement.CommandTimeout <= 0 {
+		bad("enforcement.command_timeout", "%v: must be positive", c.Enforcement.CommandTimeout)
 	}
 	if c.Identity.Model != "" {
 		if _, err := license.ParseModel(c.Identity.Model); err != nil {
@@ -155,6 +241,13 @@ func (c *Config) Validate() error {
 	}
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
 		bad("ssh.port", "%d is not a TCP port", c.SSH.Port)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%v", err)
+		}
+	} else if c.Metrics.WebConfigFile != "" {
+		bad("metrics.web_config_file", "set, but metrics.listen is empty: the web configuration applies to the remote metrics listener")
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/agent/metrics"
+	"github.com/pbx-agent/pbx-agent/pkg/admission"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
@@ -95,6 +97,10 @@ func (a *Agent) setNext(t time.Time) {
 
 // Refresh runs a heartbeat now, through the loop, and returns its outcome.
 func (a *Agent) Refresh(ctx context.Context) error {
+	// Count the users first, so the heartbeat reports them as they are
+	// now; a failed count is logged and shown in the status, and the
+	// heartbeat goes on with the last good one.
+	a.countUsers(ctx) // users.go
 	reply := make(chan error, 1)
 	select {
 	case a.refreshCh <- reply:
@@ -125,20 +131,27 @@ func (a *Agent) exchangeHeartbeat(ctx context.Context) error {
 		return ErrNotActivated
 	}
 	if a.setupErr != nil {
+		a.metrics.Heartbeat(metrics.HeartbeatUnreachable, 0) // no exchange: not timed
 		return a.setupErr
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, portalTimeout)
 	defer cancel()
 	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, State: string(state), AgentVersion: a.version}
+	if used, _, _ := a.usersSnapshot(); used != nil { // usage only once counted
+		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
+	}
+	began := time.Now()
 	ans, err := a.signedExchange(ctx, protocol.PathHeartbeat, protocol.TypeHeartbeat, doc.PBX.ID, func(r protocol.Request) any {
 		req.Request = r
 		return req
 	})
 	if err != nil {
+		a.metrics.Heartbeat(heartbeatResult(err), time.Since(began))
 		a.recordError(err)
 		return err
 	}
+	a.metrics.Heartbeat(answerResult(ans.Status), time.Since(began))
 
 	// Verify a new licence before taking the lock: verification is the
 	// slow part, and the status endpoint must not wait on it.

@@ -17,11 +17,19 @@ import (
 // succeeds. At start-up it calls the one its state asks for, so a stop
 // survives a restart. Calls may block; ctx ends with the daemon.
 //
-// The default only logs: stopping the telephony units (through
-// pbx-licence-stopped.target) is a later piece of work.
+// pkg/actions has the real ones: pbx-licence-stopped.target and
+// pbx-licence-active.target over D-Bus under systemd, or configured
+// commands; cmd/pbx-agent chooses. The default only logs.
 type Telephony interface {
 	Stop(ctx context.Context, why string) error
 	Start(ctx context.Context, why string) error
+}
+
+// telephonyChecker is a Telephony that can tell whether telephony is still
+// held down: someone may start a telephony unit by hand while the licence
+// stops it (which, under systemd, stops pbx-licence-stopped.target).
+type telephonyChecker interface {
+	Stopped(ctx context.Context) (bool, error)
 }
 
 // logTelephony is the default Telephony: it logs what it would do.
@@ -36,7 +44,7 @@ func (l *logTelephony) Stop(_ context.Context, why string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stopped = true
-	l.log.Warn("the licence stops telephony; stopping the telephony units is not implemented yet, nothing was stopped", "why", why)
+	l.log.Warn("the licence stops telephony, but no way to stop it is set up (not run by systemd, no enforcement.stop_command): nothing was stopped", "why", why)
 	return nil
 }
 
@@ -139,6 +147,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	err := a.exchangeHeartbeat(ctx)
 	a.evaluate(ctx)
 	a.wakeLifecycle()
+	a.checkOveruse() // a new licence may change it (users.go)
 	return err
 }
 
@@ -194,7 +203,14 @@ func (a *Agent) evaluate(ctx context.Context) license.Verdict {
 func (a *Agent) applyTelephony(ctx context.Context, now time.Time, v license.Verdict) {
 	stop := v.State.StopsTelephony()
 	if a.lc.stopped != nil && *a.lc.stopped == stop {
-		return
+		chk, ok := a.lc.telephony.(telephonyChecker)
+		if !stop || !ok {
+			return
+		}
+		if held, err := chk.Stopped(ctx); err != nil || held {
+			return
+		}
+		a.log.Warn("telephony was started again while the licence stops it: stopping it again", "state", v.State)
 	}
 	first := a.lc.stopped == nil
 	action, call := "start", a.lc.telephony.Start

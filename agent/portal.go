@@ -42,6 +42,12 @@ func (e *refusedError) Error() string {
 	return fmt.Sprintf("portal refused: %s", e.body.Message)
 }
 
+// unreachableError is a portal not reached: no answer at all.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return "reaching the portal: " + e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
 // transient reports a refusal worth retrying later: the portal is busy or
 // broken, not saying no.
 func (e *refusedError) transient() bool {
@@ -98,7 +104,7 @@ func checkPortalURL(raw string) error {
 func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID string) (*protocol.Answer, error) {
 	resp, err := p.http.R().SetContext(ctx).SetBody(body).Post(path)
 	if err != nil {
-		return nil, fmt.Errorf("reaching the portal: %w", err)
+		return nil, &unreachableError{err}
 	}
 	if resp.StatusCode() != http.StatusOK {
 		re := &refusedError{

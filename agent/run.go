@@ -29,6 +29,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	api, err := localapi.New(localapi.Config{
 		Backend: a, Logger: a.log.With("component", "localapi"),
 		WriteGroups: a.cfg.API.WriteGroups, Ready: ready.Load,
+		Metrics: a.metrics.Handler(),
 	})
 	if err != nil {
 		return err
@@ -44,9 +45,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("config listen.http: %w", err)
 		}
 	}
+	metricsLn, err := a.listenMetrics() // metrics.listen: metrics.go
+	if err != nil {
+		unixLn.Close()
+		if tcpLn != nil {
+			tcpLn.Close()
+		}
+		return err
+	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(ln net.Listener, kind localapi.Kind) {
 		defer wg.Done()
 		if err := api.Serve(ctx, ln, kind); err != nil && !errors.Is(err, context.Canceled) {
@@ -60,10 +69,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go serve(tcpLn, localapi.TCP)
 	}
+	if metricsLn != nil {
+		wg.Go(func() {
+			if err := a.metrics.Serve(ctx, metricsLn, a.cfg.Metrics.WebConfigFile); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+	}
 	n := notifier{log: a.log}
 	wg.Add(3)
 	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
 	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
+	wg.Go(func() { a.usersLoop(ctx) })     // user counts: users.go
 	go func() { defer wg.Done(); a.clockLoop(ctx) }()
 	go func() { defer wg.Done(); a.watchdogLoop(ctx, n) }()
 
@@ -73,6 +91,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	attrs := []any{"socket", a.cfg.Listen.Socket, "state", a.State()}
 	if tcpLn != nil {
 		attrs = append(attrs, "http", tcpLn.Addr().String())
+	}
+	if metricsLn != nil {
+		attrs = append(attrs, "metrics", metricsLn.Addr().String())
 	}
 	a.log.Info("pbx-agent running", attrs...)
 

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/admission"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -11,6 +12,7 @@ import (
 func (a *Agent) Status() localapi.Status {
 	now := a.clock.Now()
 	offset := a.clock.LocalOffset()
+	used, reserved, us := a.usersSnapshot()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -21,6 +23,7 @@ func (a *Agent) Status() localapi.Status {
 		Commands: []localapi.CommandStatus{},
 		Clock:    localapi.ClockStatus{Now: now},
 		SSH:      localapi.SSHStatus{Port: a.cfg.SSH.Port},
+		Users:    us,
 	}
 	if offset < -time.Second {
 		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
@@ -34,8 +37,18 @@ func (a *Agent) Status() localapi.Status {
 			ls.TermEnd = utc(d.TermEnd)
 		}
 		for _, p := range license.Profiles() {
-			ls.Profiles[string(p.ID)] = localapi.ProfileStatus{Licensed: d.Counts[p.ID]}
+			ls.Profiles[string(p.ID)] = localapi.ProfileStatus{Licensed: d.Counts[p.ID], Used: used[p.ID], Reserved: reserved[p.ID]}
 		}
+		for p, n := range admission.Overuse(d, used) {
+			if ls.Overuse == nil {
+				ls.Overuse = map[string]int{}
+			}
+			ls.Overuse[string(p)] = n
+		}
+		if so := d.SoftOverage; so != nil && now.Before(so.Until) {
+			ls.SoftOverage = &localapi.SoftOverageStatus{Factor: so.Factor, Until: so.Until.UTC()}
+		}
+		ls.HigherCoversLower = d.HigherCoversLower
 		s.License = ls
 	}
 	s.Deadlines = localapi.Deadlines{

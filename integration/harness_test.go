@@ -190,6 +190,7 @@ type appliance struct {
 	t      *testing.T
 	name   string
 	config string
+	http   string // the read-only HTTP listener
 	proc   *proc
 }
 
@@ -199,6 +200,7 @@ func newAppliance(t *testing.T, name string, p *portal, interval string) *applia
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	httpAddr := freeAddr(t)
 	cfg := fmt.Sprintf(`portal:
   url: %s
   keyring: %s
@@ -211,8 +213,8 @@ heartbeat:
   interval: %s
 identity:
   model: WPBX-VM
-`, p.url(), filepath.Join(p.data, "keyring"), dir, dir, freeAddr(t), dir, interval)
-	a := &appliance{t: t, name: name, config: filepath.Join(dir, "agent.yaml")}
+`, p.url(), filepath.Join(p.data, "keyring"), dir, dir, httpAddr, dir, interval)
+	a := &appliance{t: t, name: name, config: filepath.Join(dir, "agent.yaml"), http: httpAddr}
 	if err := os.WriteFile(a.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

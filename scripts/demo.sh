@@ -44,6 +44,22 @@ sim pbx create --name acme.example --model WPBX-VM --term monthly \
 	--users uc-premium=10 --users pbx-basic=3 --users uc-wizyconf=1 > "$work/key"
 echo "PBX key: $(head -c 24 "$work/key")… (kept off the screen: it is a credential)"
 
+step "A WMS user database: 7 UC-Premium, 2 PBX-BASIC, 1 UC-Wizyconf users"
+mkdir -p "$work/wms"
+users_db=$work/wms/users.db
+if command -v sqlite3 >/dev/null; then
+	sqlite3 "$users_db" <<SQL
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, profile TEXT NOT NULL);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 7)
+INSERT INTO users (name, profile) SELECT 'premium ' || i, 'uc-premium' FROM n;
+INSERT INTO users (name, profile) VALUES ('door phone', 'pbx-basic'), ('fax', 'pbx-basic'), ('room 1', 'uc-wizyconf');
+SQL
+	echo "made with the sqlite3 command: $users_db"
+else
+	(cd "$(dirname "$0")/.." && go run ./internal/tools/seedusers -db "$users_db" uc-premium=7 pbx-basic=2 uc-wizyconf=1)
+	echo "made with internal/tools/seedusers (no sqlite3 command here): $users_db"
+fi
+
 cat > "$work/agent.yaml" <<YAML
 portal:
   url: $portal
@@ -55,6 +71,10 @@ listen:
   socket: $work/agent/run/agent.sock
 identity:
   model: WPBX-VM
+users:
+  interval: 2s
+  sqlite:
+    path: $users_db
 YAML
 
 step "Starting pbx-agent (logs in $work/agent.log)"
@@ -68,8 +88,13 @@ agent status
 step "pbx-agent activate < key"
 agent activate < "$work/key"
 
-step "pbx-agent status"
+step "pbx-agent status (used: counted from the user database)"
 agent status
+
+step "pbx-agent check uc-premium --count 2: may the WMS add two UC-Premium users?"
+agent check uc-premium --count 2 || true
+step "pbx-agent check uc-premium --count 4: and four? (exit 1, the reason on stderr)"
+agent check uc-premium --count 4 || echo "(exit $?)"
 
 cat <<TXT
 
@@ -81,6 +106,9 @@ The portal:
 Try:
   $bin/pbx-portal-sim --portal $portal pbx licenses acme.example uc-premium=20
   $bin/pbx-agent --config $work/agent.yaml refresh
+  $bin/pbx-agent --config $work/agent.yaml check uc-premium --count 3 --reserve
+  sqlite3 $users_db "INSERT INTO users (name, profile) VALUES ('new', 'uc-premium')"
+  $bin/pbx-agent --config $work/agent.yaml status
 TXT
 
 if [ -t 0 ]; then

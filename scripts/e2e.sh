@@ -6,7 +6,8 @@
 #
 # Needs root. Installs debootstrap and systemd-container when missing, and
 # caches the container's root file system (PBX_E2E_CACHE, default
-# /var/cache/pbx-agent-e2e); the container runs on a throwaway overlay.
+# /var/cache/pbx-agent-e2e); the container runs on a throwaway overlay,
+# mounted on the host so that it survives a reboot of the container.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ mirror=${PBX_E2E_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d /tmp/pbx-e2e.XXXXXX)
 rootfs=$cache/rootfs
 portal_addr=127.0.0.1:${PBX_E2E_PORTAL_PORT:-18780}
-nspawn_pid= container_pid= portal_pid=
+nspawn_pid= container_pid= portal_pid= root_mounted=
 steps=() failed=0
 
 log() { printf '\033[1m[e2e]\033[0m %s\n' "$*"; }
@@ -29,6 +30,11 @@ teardown() {
 	fi
 	[ -n "$portal_pid" ] && kill "$portal_pid" 2>/dev/null
 	wait 2>/dev/null
+	if [ -n "$root_mounted" ] && ! umount "$work/root" 2>/dev/null; then
+		umount -l "$work/root" 2>/dev/null
+		rm -rf "$work/dist" "$work/portal" # not the overlay: rm would go through it
+		return
+	fi
 	rm -rf "$work"
 }
 trap teardown EXIT
@@ -109,6 +115,8 @@ build() {
 	make -s deb DEB_VERSION="${version}+e2e" >/dev/null || die "make deb (upgrade) failed"
 	cp "dist/pbx-agent_${version}+e2e_amd64.deb" "$work/dist/pbx-agent-2.deb"
 	go build -o "$work/" ./cmd/pbx-portal-sim || die "building pbx-portal-sim failed"
+	# A WMS stand-in that writes a SQLite user database (static: pure Go).
+	CGO_ENABLED=0 go build -o "$work/dist/" ./internal/tools/seedusers || die "building seedusers failed"
 }
 
 start_portal() {
@@ -118,10 +126,22 @@ start_portal() {
 }
 sim() { "$work/pbx-portal-sim" --portal "http://$portal_addr" "$@"; }
 
+# mount_root mounts the container's root: an overlay of the cached root file
+# system on the host, so the cache stays untouched and what the rig installs
+# survives a reboot of the container (nspawn's --volatile=overlay keeps it in
+# a tmpfs that goes with nspawn, which exits when the container reboots).
+mount_root() {
+	mkdir -p "$work/upper" "$work/overlay-work" "$work/root"
+	mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$work/upper,workdir=$work/overlay-work" "$work/root" ||
+		die "cannot mount the container's overlay root"
+	root_mounted=1
+}
+
 boot() {
 	log "booting the container"
-	systemd-nspawn --quiet --register=no --keep-unit --volatile=overlay --console=passive \
-		--machine=pbx-e2e -D "$rootfs" \
+	container_pid=
+	systemd-nspawn --quiet --register=no --keep-unit --console=passive \
+		--machine=pbx-e2e -D "$work/root" \
 		--bind-ro="$work/dist:/mnt/dist" --bind-ro="$work/portal/keyring:/mnt/keyring" \
 		-b > "$work/nspawn.log" 2>&1 &
 	nspawn_pid=$!
@@ -189,6 +209,18 @@ activate() {
 	ct pbx-agent status --json | grep -q '"state": "active"'
 }
 
+# metrics_under_the_unit scrapes GET /metrics on listen.http inside the
+# container (bash alone: no curl there): served under the hardened unit,
+# with the process and Go collectors; the alert rules are installed.
+metrics_under_the_unit() {
+	ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/9731 && printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' > "$work/metrics"
+	grep -q '^pbx_license_state{state="active"} 1' "$work/metrics"
+	grep -q '^pbx_license_users_licensed{profile="uc-premium"} 10' "$work/metrics"
+	grep -q '^process_resident_memory_bytes ' "$work/metrics"
+	grep -q '^go_goroutines ' "$work/metrics"
+	ct test -f /usr/share/pbx-agent/prometheus/pbx-agent.rules.yml
+}
+
 status_by_group() {
 	ct useradd --create-home --groups pbx-agent admin
 	ct useradd --create-home outsider
@@ -240,7 +272,8 @@ upgrade_keeps_licence() {
 
 purge_leaves_nothing() {
 	ct dpkg --purge pbx-agent
-	if ct sh -c 'ls /usr/lib/systemd/system/pbx-* /etc/systemd/system/*/pbx-* 2>/dev/null' | grep .; then return 1; fi
+	if ct sh -c 'ls -d /usr/lib/systemd/system/pbx-* /etc/systemd/system/*/pbx-* /etc/systemd/system/pbx-licence-* 2>/dev/null' |
+		grep -v pbx-telephony-standin | grep .; then return 1; fi
 	if ct getent passwd pbx-agent; then echo "user left"; return 1; fi
 	if ct getent group pbx-agent; then echo "group left"; return 1; fi
 	for d in /var/lib/pbx-agent /etc/pbx-agent /usr/bin/pbx-agent; do
@@ -249,20 +282,163 @@ purge_leaves_nothing() {
 	! ct systemctl cat pbx-agent.service >/dev/null 2>&1
 }
 
+# ── users, admission and telephony (pbx-agent's enforcement) ──────────────
+
+# enforcement_configured: the agent counts users every second from the
+# default SQLite database, and a stand-in telephony unit (sleep infinity) is
+# listed in enforcement.stop_units and attached by the root helper.
+enforcement_configured() {
+	ct sh -c 'printf "[Unit]\nDescription=Stand-in for the PBX telephony\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n" > /etc/systemd/system/pbx-telephony-standin.service'
+	ct systemctl daemon-reload
+	ct systemctl enable --now pbx-telephony-standin.service
+	ct sh -c 'cat >> /etc/pbx-agent/agent.yaml' <<YAML
+users:
+  interval: 1s
+enforcement:
+  stop_units: [pbx-telephony-standin.service]
+YAML
+	ct pbx-agent helper telephony-units | grep -q 'drop-ins written'
+	ct systemctl show -P ConflictedBy pbx-telephony-standin.service | grep -q pbx-licence-stopped.target
+	ct systemctl show -P WantedBy pbx-telephony-standin.service | grep -q pbx-licence-active.target
+	ct pbx-agent helper telephony-units | grep -q 'unchanged'
+	ct systemctl restart pbx-agent.service
+	eventually 10 ct pbx-agent status --json
+	ct systemctl is-active pbx-telephony-standin.service
+}
+
+# users_from_a_wal_database: a WMS stand-in (user wms) keeps a SQLite user
+# database open in WAL mode in /var/lib/wms, group pbx-agent and setgid as
+# the README asks; another process of wms adds users, which live in the -wal
+# file only; the agent (pbx-agent, on its read-only view of the system)
+# counts them all.
+users_from_a_wal_database() {
+	ct useradd --system --no-create-home --shell /usr/sbin/nologin wms
+	ct install -d -o wms -g pbx-agent -m 2750 /var/lib/wms
+	ct systemd-run --quiet --unit=wms-standin --uid=wms --gid=wms \
+		/mnt/dist/seedusers -db /var/lib/wms/users.db -wal -hold uc-premium=3 pbx-basic=1
+	eventually 10 ct test -e /var/lib/wms/users.db-shm
+	ct stat -c '%n %U %G %a' /var/lib/wms/users.db /var/lib/wms/users.db-wal /var/lib/wms/users.db-shm > "$work/stat"
+	if grep -v ' wms pbx-agent 640$' "$work/stat"; then echo "want the WMS's files wms:pbx-agent 0640"; return 1; fi
+	eventually 15 status_has '^  UC-Premium +10 +3 +0'
+	status_has '^  PBX-BASIC +3 +1 +0'
+	ct setpriv --reuid=wms --regid=wms --clear-groups /mnt/dist/seedusers -db /var/lib/wms/users.db uc-premium=2
+	eventually 15 status_has '^  UC-Premium +10 +5 +0'
+	ct pbx-agent status | grep -q '^Users counted .*from sqlite /var/lib/wms/users.db'
+	if ct pbx-agent status | grep '^Counting fails'; then return 1; fi
+}
+
+# admission_through_the_socket: the pbx-agent group asks on the socket (a
+# dry run, then reserving); outsiders and the TCP listener may not.
+admission_through_the_socket() {
+	ct_as admin pbx-agent check uc-premium --count 5
+	if ct_as admin pbx-agent check uc-premium --count 6 2> "$work/denied"; then echo "6 admitted, 5 free"; return 1; fi
+	grep -q 'asked for 6 UC-Premium users but 5 are free: 10 licensed, 5 used, 0 reserved' "$work/denied"
+	ct_as admin pbx-agent check uc-premium --count 5 --reserve | grep -q 'allowed and reserved'
+	local rc=0
+	ct_as admin pbx-agent check uc-premium --reserve 2> "$work/denied" || rc=$?
+	[ "$rc" = 1 ] || { echo "denied: exit $rc, want 1"; return 1; }
+	grep -q 'UC-Premium is full: 10 licensed, 5 used, 5 reserved' "$work/denied"
+	ct pbx-agent status | grep -Eq '^  UC-Premium +10 +5 +5'
+	ct pbx-agent audit | grep -q 'admission.denied'
+	rc=0
+	ct_as outsider pbx-agent check uc-premium 2> "$work/denied" || rc=$?
+	[ "$rc" = 2 ] && grep -qi 'permission' "$work/denied" || { echo "outsider: exit $rc"; cat "$work/denied"; return 1; }
+	local body='{"profile": "uc-premium"}'
+	ct bash -c "exec 3<>/dev/tcp/127.0.0.1/9731 && printf 'POST /v1/admission HTTP/1.0\r\nHost: 127.0.0.1:9731\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n%s' '$body' >&3 && cat <&3" > "$work/tcp"
+	head -1 "$work/tcp" | grep -q ' 403 ' || { cat "$work/tcp"; return 1; }
+	grep -q 'admission is asked on the unix socket' "$work/tcp"
+}
+
+inactive() { ! ct systemctl is-active --quiet "$1"; }
+status_has() { ct pbx-agent status | grep -Eq "$1"; }
+state_is() { ct pbx-agent status --json | grep -q "\"state\": \"$1\""; }
+
+# licence_zero_stops_telephony: every licence to zero, the portal's clock 6
+# days on: the agent, as pbx-agent through polkit, starts the stopped
+# target, which stops the stand-in.
+licence_zero_stops_telephony() {
+	# The portal refuses decreases on a month's last day.
+	if [ "$(date -u -d "$(sim clock | cut -c1-10) + 1 day" +%d)" = 01 ]; then sim clock advance 1d; fi
+	sim pbx licenses e2e.example uc-premium=0 pbx-basic=0
+	eventually 15 state_is stopping
+	ct systemctl is-active pbx-telephony-standin.service
+	sim clock advance 6d
+	eventually 30 inactive pbx-telephony-standin.service
+	ct systemctl is-active pbx-licence-stopped.target
+	inactive pbx-licence-active.target
+	ct pbx-agent status --json | grep -q '"state": "stopped"'
+	ct journalctl -u pbx-agent.service --no-pager | grep -q 'telephony stopped by the licence'
+	ct pbx-agent audit | grep -Eq 'telephony +action=stop'
+}
+
+# reboot_container reboots the container (in the rig's own shell: the
+# steps run in subshells) and finds its new PID 1.
+reboot_container() {
+	local before=$container_pid
+	log "rebooting the container"
+	ct systemctl reboot >/dev/null 2>&1 || true
+	for _ in $(seq 600); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$nspawn_pid" 2>/dev/null && die "the container did not shut down for its reboot"
+	wait "$nspawn_pid" 2>/dev/null
+	boot
+	[ "$container_pid" != "$before" ] || die "no new PID 1 after the reboot"
+}
+
+# telephony_stays_stopped_after_reboot: at boot the active target starts the
+# stand-in; the agent, seeing its state still stopped, stops it again.
+telephony_stays_stopped_after_reboot() {
+	eventually 30 ct pbx-agent status --json
+	ct pbx-agent status --json | grep -q '"state": "stopped"'
+	eventually 30 inactive pbx-telephony-standin.service
+	ct systemctl is-active pbx-licence-stopped.target
+	ct journalctl -b -u pbx-agent.service --no-pager | grep -q 'telephony stopped by the licence'
+	# It did come up with the boot, and was stopped by the agent.
+	ct journalctl -b -u pbx-telephony-standin.service --no-pager > "$work/standin.log"
+	grep -q 'Started pbx-telephony-standin.service' "$work/standin.log" && grep -q 'Stopped pbx-telephony-standin.service' "$work/standin.log" ||
+		{ cat "$work/standin.log"; return 1; }
+	# The WMS starts again with the appliance.
+	ct systemd-run --quiet --unit=wms-standin --uid=wms --gid=wms /mnt/dist/seedusers -db /var/lib/wms/users.db -wal -hold
+}
+
+# licence_back_restarts_telephony: one licence added back: active again, the
+# stand-in runs; 5 UC-Premium users for 1 licence is over-use, reported to
+# the status, the portal and the audit log, and it blocks new UC-Premium users.
+licence_back_restarts_telephony() {
+	sim pbx licenses e2e.example uc-premium=1
+	eventually 30 ct systemctl is-active --quiet pbx-telephony-standin.service
+	ct systemctl is-active pbx-licence-active.target
+	inactive pbx-licence-stopped.target
+	ct pbx-agent status --json | grep -q '"state": "active"'
+	eventually 15 status_has '^  UC-Premium +1 +5 +0 +4'
+	eventually 15 sh -c "'$work/pbx-portal-sim' --portal http://$portal_addr pbx show e2e.example | grep -q 'over-use.*uc-premium=4'"
+	ct pbx-agent audit | grep -q 'overuse'
+	if ct_as admin pbx-agent check uc-premium 2> "$work/denied"; then echo "admitted while over-used"; return 1; fi
+	grep -q 'UC-Premium is over-used: 5 users for 1 licence, 4 of them without a licence' "$work/denied"
+}
+
 # ── main ───────────────────────────────────────────────────────────────────
 
 require
 build
 make_rootfs
 start_portal
+mount_root
 boot
 step "install the .deb; the service starts" install_first
 step "systemd-analyze verify on the installed units" verify_units
 step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
 step "activate with a key from the portal on the host" activate
+step "metrics: served under the hardened unit; rules installed" metrics_under_the_unit
 step "status: root and the pbx-agent group read, others refused" status_by_group
 step "kill -9: systemd restarts the daemon, the licence intact" restart_after_kill
 step "polkit: the helper targets only; no other unit, transient or reload" polkit_allows_only_the_helpers
+step "enforcement: users counted every second; a stand-in telephony unit attached" enforcement_configured
+step "users: a WAL database written by another user, read on a read-only view" users_from_a_wal_database
+step "admission: the group asks on the socket; outsiders and TCP refused" admission_through_the_socket
+step "licences to zero, 6 days on: the agent stops the telephony unit" licence_zero_stops_telephony
+reboot_container
+step "after a reboot the agent stops the telephony unit again" telephony_stays_stopped_after_reboot
+step "a licence added back: telephony runs again; over-use reported" licence_back_restarts_telephony
 step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
 step "purge leaves no unit, user, state or configuration" purge_leaves_nothing
 

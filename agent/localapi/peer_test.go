@@ -36,10 +36,13 @@ func TestHelperPeer(t *testing.T) {
 		t.Skip("helper process for TestPeerPermissions")
 	}
 	c := unixClient(sock)
-	for _, rq := range []string{"GET /healthz", "GET /v1/status", "POST /v1/activate", "POST /v1/refresh"} {
+	for _, rq := range []string{"GET /healthz", "GET /v1/status", "POST /v1/activate", "POST /v1/refresh", "POST /v1/admission"} {
 		method, path, _ := strings.Cut(rq, " ")
 		var body io.Reader
-		if method == "POST" {
+		switch path {
+		case "/v1/admission":
+			body = strings.NewReader(`{"profile": "uc-premium"}`)
+		case "/v1/activate", "/v1/refresh":
 			body = strings.NewReader(`{"key": "k"}`)
 		}
 		req, _ := newJSONRequest(method, "http://local"+path, body)
@@ -98,19 +101,20 @@ func TestPeerPermissions(t *testing.T) {
 		msg    map[string]string // part of the error message, per request
 	}{
 		{name: "in no group", cfg: Config{ReadGroup: missing},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403},
-			msg:  map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root"}},
+			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 403},
+			msg: map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root",
+				"POST /v1/admission": "may not ask for admission: join the group " + missing}},
 		{name: "read group as primary group", cfg: Config{ReadGroup: "nogroup"},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403}},
+			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200}},
 		{name: "read group as supplementary group", cfg: Config{ReadGroup: "users", WriteGroups: []string{"root"}}, groups: []uint32{uint32(usersGID)},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403},
+			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200},
 			msg:  map[string]string{"POST /v1/activate": "membership in group root"}},
 		{name: "write group as supplementary group", cfg: Config{ReadGroup: missing, WriteGroups: []string{"users"}}, groups: []uint32{uint32(usersGID)},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 200, "POST /v1/refresh": 200}},
+			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 200, "POST /v1/refresh": 200, "POST /v1/admission": 200}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := &fakeBackend{status: sampleStatus()}
+			fb := &fakeBackend{status: sampleStatus(), admit: AdmissionAnswer{Allowed: true, Remaining: ptr(2)}}
 			tt.cfg.Backend, tt.cfg.Logger = fb, discardLogger()
 			srv, err := New(tt.cfg)
 			if err != nil {

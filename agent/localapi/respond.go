@@ -121,3 +121,13 @@ func peerAttr(r *http.Request) slog.Attr {
 	}
 	return slog.Group("peer", "kind", ci.kind.String(), "uid", ci.creds.uid, "gid", ci.creds.gid, "pid", ci.creds.pid)
 }
+
+// peerString describes the request's peer for the audit log: "uid 1001
+// pid 4242", or the listener's kind when the peer is unknown.
+func peerString(r *http.Request) string {
+	ci := connFrom(r.Context())
+	if ci.creds == nil {
+		return ci.kind.String()
+	}
+	return fmt.Sprintf("uid %d pid %d", ci.creds.uid, ci.creds.pid)
+}

@@ -21,12 +21,11 @@ const (
 	permAny               // any peer, even one with no rights: health probes
 	permRead              // the read group, write peers, and TCP peers
 	permWrite             // root, the daemon's user, api.write_groups; never TCP, never a browser
-	// POST /v1/admission will need a level of its own: read permission, but
-	// refused to browsers through browserGuard as writes are.
+	permAdmit             // the read group and write peers, on the unix socket only; never a browser
 )
 
 func (p perm) String() string {
-	return [...]string{"unset", "any", "read", "write"}[p]
+	return [...]string{"unset", "any", "read", "write", "admit"}[p]
 }
 
 // handler serves one route. It opens with its own permission check, and
@@ -41,12 +40,15 @@ type route struct {
 // routes is the whole API, keyed "METHOD /path". Keep it sorted (a test
 // checks) and give every route a permission.
 var routes = map[string]route{
-	"GET /healthz":      {permAny, (*Server).serveHealthz},
-	"GET /readyz":       {permAny, (*Server).serveReadyz},
-	"GET /v1/audit":     {permRead, (*Server).serveAudit},
-	"GET /v1/status":    {permRead, (*Server).serveStatus},
-	"POST /v1/activate": {permWrite, (*Server).serveActivate},
-	"POST /v1/refresh":  {permWrite, (*Server).serveRefresh},
+	"GET /":              {permRead, (*Server).servePage},
+	"GET /healthz":       {permAny, (*Server).serveHealthz},
+	"GET /metrics":       {permRead, (*Server).serveMetrics},
+	"GET /readyz":        {permAny, (*Server).serveReadyz},
+	"GET /v1/audit":      {permRead, (*Server).serveAudit},
+	"GET /v1/status":     {permRead, (*Server).serveStatus},
+	"POST /v1/activate":  {permWrite, (*Server).serveActivate},
+	"POST /v1/admission": {permAdmit, (*Server).serveAdmission},
+	"POST /v1/refresh":   {permWrite, (*Server).serveRefresh},
 }
 
 // ServeHTTP routes a request: 404 or 405 when no route matches, otherwise the
@@ -97,6 +99,12 @@ func (s *Server) permit(r *http.Request, need perm) error {
 		}
 	case permWrite:
 		if ci.access >= accessWrite {
+			return browserGuard(r, ci)
+		}
+	case permAdmit:
+		// Admission reserves seats: a TCP peer (any local process, or a
+		// browser) may not, whatever its rights to read.
+		if ci.kind == Unix && ci.access >= accessRead {
 			return browserGuard(r, ci)
 		}
 	}
@@ -229,4 +237,39 @@ func activationError(err error) error {
 		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
 	}
 	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "activation failed: " + err.Error(), err: err}
+}
+
+// serveAdmission answers "may N more users of this profile be added":
+// 200 {"allowed": true, "remaining": N}, 409 {"allowed": false, "reason"},
+// 400 for an unknown profile or a bad count.
+func (s *Server) serveAdmission(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permAdmit); err != nil {
+		return err
+	}
+	var req AdmissionRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Profile) == "" {
+		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			msg: `no profile: the body is {"profile": "uc-premium", "count": 1, "dry_run": false}`}
+	}
+	p, err := license.ParseProfile(req.Profile)
+	if err != nil {
+		return &apiError{status: http.StatusBadRequest, code: CodeUnknownProfile, msg: err.Error()}
+	}
+	count := 1
+	if req.Count != nil {
+		count = *req.Count
+	}
+	if count < 1 || count > MaxAdmissionCount {
+		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			msg: fmt.Sprintf("count %d: ask for 1 to %d users", count, MaxAdmissionCount)}
+	}
+	ans := s.backend.Admit(r.Context(), Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)})
+	status := http.StatusOK
+	if !ans.Allowed {
+		status = http.StatusConflict
+	}
+	return writeJSON(w, status, ans)
 }

@@ -65,6 +65,8 @@ func TestRoutes(t *testing.T) {
 				below = &connInfo{kind: Unix, access: accessNone, hosts: []string{""}}
 			case permWrite:
 				below = &connInfo{kind: Unix, access: accessRead, hosts: []string{""}}
+			case permAdmit:
+				below = &connInfo{kind: TCP, access: accessRead, hosts: []string{""}}
 			}
 			r := httptest.NewRequest(method, path, strings.NewReader(`{"key":"k"}`))
 			r.Header.Set("Content-Type", "application/json")

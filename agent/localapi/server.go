@@ -69,6 +69,8 @@ type Config struct {
 	// Ready reports whether the daemon is ready (state loaded, listeners
 	// bound) for GET /readyz. nil means always ready.
 	Ready func() bool
+	// Metrics serves GET /metrics (read permission); nil answers 404.
+	Metrics http.Handler
 }
 
 // Server is the local API. One Server serves any number of listeners.
@@ -76,6 +78,7 @@ type Server struct {
 	backend Backend
 	log     *slog.Logger
 	ready   func() bool
+	metrics http.Handler
 
 	selfUID     uint32
 	writeGIDs   map[uint32]bool
@@ -94,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		backend:     cfg.Backend,
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
+		metrics:     cfg.Metrics,
 		selfUID:     uint32(os.Getuid()),
 		writeGIDs:   map[uint32]bool{},
 		writeGroups: cfg.WriteGroups,
@@ -354,6 +358,12 @@ func (s *Server) deniedMessage(ci *connInfo, need perm) string {
 	who := "this peer"
 	if ci.creds != nil {
 		who = "uid " + strconv.FormatUint(uint64(ci.creds.uid), 10)
+	}
+	if need == permAdmit {
+		if ci.kind == TCP {
+			return "admission is asked on the unix socket (listen.socket), by root or a member of group " + s.readGroup + ": the TCP listener may not reserve users"
+		}
+		return who + " may not ask for admission: join the group " + s.readGroup + " (then log in again)"
 	}
 	if need == permWrite {
 		if ci.kind == TCP {

@@ -34,6 +34,15 @@ type fakeBackend struct {
 	events      []audit.Event
 	auditErr    error
 	limits      []int // the limit of each Audit call
+	admit       AdmissionAnswer
+	admissions  []Admission
+}
+
+func (f *fakeBackend) Admit(_ context.Context, req Admission) AdmissionAnswer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.admissions = append(f.admissions, req)
+	return f.admit
 }
 
 func (f *fakeBackend) Status() Status {
@@ -314,7 +323,8 @@ func TestAPI(t *testing.T) {
 			wantStatus: 403, wantCode: CodeForbidden},
 
 		{name: "unknown path", req: request{method: "GET", path: "/v1/nothing"}, wantStatus: 404, wantCode: CodeNotFound},
-		{name: "unknown path over tcp", req: request{via: "tcp", method: "POST", path: "/"}, wantStatus: 404, wantCode: CodeNotFound},
+		{name: "unknown path over tcp", req: request{via: "tcp", method: "POST", path: "/v2/"}, wantStatus: 404, wantCode: CodeNotFound},
+		{name: "post to the status page", req: request{via: "tcp", method: "POST", path: "/"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use GET"},
 		{name: "get activate", req: request{method: "GET", path: "/v1/activate"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use POST"},
 		{name: "delete status", req: request{method: "DELETE", path: "/v1/status"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use GET"},
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // Status is the body of GET /v1/status. Optional parts are nil or empty when
@@ -25,6 +26,7 @@ type Status struct {
 	WMS       WMSStatus       `json:"wms"`
 	Commands  []CommandStatus `json:"commands"`
 	Clock     ClockStatus     `json:"clock"`
+	Users     UsersStatus     `json:"users"`
 }
 
 // PBXStatus names the PBX.
@@ -40,14 +42,36 @@ type LicenseStatus struct {
 	TermEnd  *time.Time               `json:"term_end,omitempty"`
 	Revision int64                    `json:"revision"`
 	Profiles map[string]ProfileStatus `json:"profiles"`
-	Overuse  map[string]int           `json:"overuse,omitempty"`
+	// Overuse is, per profile, the users counted beyond the licences
+	// (after a decrease); absent when there are none.
+	Overuse map[string]int `json:"overuse,omitempty"`
+	// SoftOverage is the portal's time-boxed allowance over the counts,
+	// while it lasts.
+	SoftOverage *SoftOverageStatus `json:"soft_overage,omitempty"`
+	// HigherCoversLower: free licences of a higher profile hold users of
+	// a lower one (basic < essential < business < premium).
+	HigherCoversLower bool `json:"higher_covers_lower,omitempty"`
 }
 
-// ProfileStatus is one profile's counts.
+// ProfileStatus is one profile's counts: Used from the last good count of
+// users, Reserved for users admitted that no count shows yet.
 type ProfileStatus struct {
 	Licensed int `json:"licensed"`
 	Used     int `json:"used"`
 	Reserved int `json:"reserved"`
+}
+
+// SoftOverageStatus lets the PBX run over its counts by Factor until Until.
+type SoftOverageStatus struct {
+	Factor float64   `json:"factor"`
+	Until  time.Time `json:"until"`
+}
+
+// UsersStatus is how the counting of users goes.
+type UsersStatus struct {
+	Source    string     `json:"source"`               // e.g. "sqlite /var/lib/wms/users.db"
+	CountedAt *time.Time `json:"counted_at,omitempty"` // the last good count; absent before one
+	Error     string     `json:"error,omitempty"`      // the last count's error; the last good count stays in force
 }
 
 // HeartbeatStatus is how the conversation with the portal goes.
@@ -114,6 +138,38 @@ type Backend interface {
 	// Audit returns the audit log, oldest first; with limit > 0, only the
 	// last limit events.
 	Audit(ctx context.Context, limit int) ([]audit.Event, error)
+	// Admit answers an admission request from memory, reserving the seats
+	// of an allowed one unless it is a dry run. It must not block.
+	Admit(ctx context.Context, req Admission) AdmissionAnswer
+}
+
+// AdmissionRequest is the body of POST /v1/admission.
+type AdmissionRequest struct {
+	Profile string `json:"profile"`         // an id, e.g. "uc-premium" (or its name, "UC-Premium")
+	Count   *int   `json:"count,omitempty"` // users to add; absent is 1
+	DryRun  bool   `json:"dry_run,omitempty"`
+}
+
+// MaxAdmissionCount bounds the count of one admission request.
+const MaxAdmissionCount = 100000
+
+// Admission is a checked AdmissionRequest, as the Backend gets it.
+type Admission struct {
+	Profile license.Profile
+	Count   int
+	DryRun  bool
+	Peer    string // who asks, for the audit log: "uid 1001 pid 4242"
+}
+
+// AdmissionAnswer is the body of POST /v1/admission's 200 (allowed) and
+// 409 (denied) answers.
+type AdmissionAnswer struct {
+	Allowed bool `json:"allowed"`
+	// Remaining is, when allowed, how many more users of the profile could
+	// be admitted after these.
+	Remaining *int `json:"remaining,omitempty"`
+	// Reason says, when denied, why, and what an admin can do about it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // AuditLog is the body of GET /v1/audit.
@@ -149,6 +205,7 @@ const (
 	CodeNotReady             = "not_ready"              // 503
 	CodeInternal             = "internal"               // 500
 	CodeNotActivated         = "not_activated"          // 409; refresh before activation
+	CodeUnknownProfile       = "unknown_profile"        // 400; admission for a profile that does not exist
 )
 
 // ErrorBody is every error answer.

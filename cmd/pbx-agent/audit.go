@@ -103,6 +103,19 @@ func describe(e audit.Event) string {
 			return fmt.Sprintf("%s → %s: %s", from, to, why)
 		}
 	}
+	if e.Kind == "admission.denied" {
+		if profile, ok := f["profile"].(string); ok {
+			reason, _ := f["reason"].(string)
+			d := fmt.Sprintf("%s ×%s: %s", profile, value(f["count"]), reason)
+			if r, ok := f["repeats"].(float64); ok && r > 0 {
+				d += fmt.Sprintf(" (%s more denied since the last record)", value(r))
+			}
+			if peer, ok := f["peer"].(string); ok {
+				d += " [" + peer + "]"
+			}
+			return d
+		}
+	}
 	keys := make([]string, 0, len(f))
 	for k := range f {
 		keys = append(keys, k)

@@ -63,6 +63,7 @@ func newAPIClient(socket string) *apiClient {
 type daemonError struct {
 	status int
 	body   localapi.ErrorBody
+	raw    []byte // the answer as it came, for verbs whose non-2xx answers carry more
 }
 
 func (e *daemonError) Error() string {
@@ -107,7 +108,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		return fmt.Errorf("reading the answer of pbx-agent on %s: %w", c.socket, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		de := &daemonError{status: resp.StatusCode}
+		de := &daemonError{status: resp.StatusCode, raw: data}
 		if json.Unmarshal(data, &de.body) != nil || de.body.Error == "" {
 			de.body.Error = fmt.Sprintf("pbx-agent on %s answered %s", c.socket, resp.Status)
 		}

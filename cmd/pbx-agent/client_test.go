@@ -28,6 +28,15 @@ type fakeBackend struct {
 	keys        []string
 	refreshes   int
 	events      []audit.Event
+	admit       localapi.AdmissionAnswer
+	admissions  []localapi.Admission
+}
+
+func (f *fakeBackend) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.admissions = append(f.admissions, req)
+	return f.admit
 }
 
 func (f *fakeBackend) Status() localapi.Status {

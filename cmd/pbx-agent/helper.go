@@ -28,5 +28,6 @@ func newHelperCmd(a *app) *cobra.Command {
 			return fmt.Errorf("WMS upgrade to %s: this build of pbx-agent does not perform WMS upgrades yet", args[0])
 		},
 	})
+	helper.AddCommand(newTelephonyUnitsCmd(a))
 	return helper
 }

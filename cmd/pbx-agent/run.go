@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -9,7 +10,7 @@ import (
 )
 
 func newRunCmd(a *app) *cobra.Command {
-	var logLevel string
+	var logLevel, webListen, webConfig string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon",
@@ -26,7 +27,19 @@ func newRunCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ag, err := agent.New(cfg, log, agent.Options{})
+			// node_exporter's flags for the remote metrics listener; New validates.
+			if cmd.Flags().Changed("web.listen-address") {
+				cfg.Metrics.Listen = webListen
+			}
+			if cmd.Flags().Changed("web.config.file") {
+				cfg.Metrics.WebConfigFile = webConfig
+			}
+			tel, how, err := telephonyFor(cfg, log, os.Getenv) // telephony.go
+			if err != nil {
+				return err
+			}
+			log.Info("telephony enforcement", "by", how)
+			ag, err := agent.New(cfg, log, agent.Options{Telephony: tel})
 			if err != nil {
 				return err
 			}
@@ -34,5 +47,7 @@ func newRunCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	cmd.Flags().StringVar(&webListen, "web.listen-address", "", "`ADDRESS` of a listener serving /metrics alone, for remote scraping (overrides metrics.listen)")
+	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for that listener (overrides metrics.web_config_file)")
 	return cmd
 }

@@ -174,11 +174,27 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 		}
 		line("Term", "%s", term)
 		line("Licence revision", "%d", l.Revision)
+		if so := l.SoftOverage; so != nil {
+			line("Soft overage", "up to %g× the counts until %s", so.Factor, at(&so.Until))
+		}
+		if l.HigherCoversLower {
+			line("Cover", "free licences of a higher profile hold users of lower ones")
+		}
 		fmt.Fprintln(w)
 		printProfiles(w, l)
 		fmt.Fprintln(w)
 	} else {
 		line("Licence", "none")
+	}
+	if u := st.Users; u.Source != "" {
+		counted := "never"
+		if u.CountedAt != nil {
+			counted = at(u.CountedAt)
+		}
+		line("Users counted", "%s, from %s", counted, u.Source)
+		if u.Error != "" {
+			line("Counting fails", "%s", u.Error)
+		}
 	}
 
 	hb := st.Heartbeat

@@ -302,6 +302,9 @@ func printPBX(w io.Writer, p *portalsim.PBX) error {
 	if p.LastHeartbeat != nil {
 		row("last heartbeat", "%s, state %s, agent %s", ts(*p.LastHeartbeat), p.LastState, p.AgentVersion)
 		row("usage", "%s", p.LastUsage)
+		if len(p.LastOveruse) > 0 {
+			row("over-use", "%s", p.LastOveruse)
+		}
 	}
 	if p.DeletedAt != nil {
 		row("deleted", "%s", ts(*p.DeletedAt))

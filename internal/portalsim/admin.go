@@ -30,6 +30,7 @@ type PBX struct {
 	FormerDevices []Device       `json:"former_devices,omitempty"`
 	LastHeartbeat *time.Time     `json:"last_heartbeat,omitempty"`
 	LastUsage     license.Counts `json:"last_usage,omitempty"`
+	LastOveruse   license.Counts `json:"last_overuse,omitempty"`
 	LastState     string         `json:"last_state,omitempty"`
 	AgentVersion  string         `json:"agent_version,omitempty"`
 	Deleted       bool           `json:"deleted"`

@@ -233,6 +233,9 @@ func (p *Portal) heartbeat(body string) (*reply, error) {
 	if err := req.Usage.Validate(); err != nil {
 		return nil, errBadRequest("usage: %v", err)
 	}
+	if err := req.Overuse.Validate(); err != nil {
+		return nil, errBadRequest("overuse: %v", err)
+	}
 
 	var rep *reply
 	err = p.update(func(now time.Time) error {
@@ -264,6 +267,7 @@ func (p *Portal) heartbeat(body string) (*reply, error) {
 		t := now
 		r.LastHeartbeat = &t
 		r.LastUsage = req.Usage
+		r.LastOveruse = req.Overuse
 		r.LastState = req.State
 		r.AgentVersion = req.AgentVersion
 		r.Device.AgentVersion = req.AgentVersion

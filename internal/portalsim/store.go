@@ -42,6 +42,7 @@ type pbxRecord struct {
 
 	LastHeartbeat *time.Time     `json:"last_heartbeat,omitempty"`
 	LastUsage     license.Counts `json:"last_usage,omitempty"`
+	LastOveruse   license.Counts `json:"last_overuse,omitempty"`
 	LastState     string         `json:"last_state,omitempty"`
 	AgentVersion  string         `json:"agent_version,omitempty"`
 
@@ -172,6 +173,7 @@ func (r *pbxRecord) view() PBX {
 		KeyExpiresAt:  r.KeyExpiresAt,
 		LastHeartbeat: r.LastHeartbeat,
 		LastUsage:     r.LastUsage,
+		LastOveruse:   r.LastOveruse,
 		LastState:     r.LastState,
 		AgentVersion:  r.AgentVersion,
 		Deleted:       r.deleted(),

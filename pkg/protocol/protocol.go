@@ -71,7 +71,8 @@ type HeartbeatRequest struct {
 	PBXID        string         `json:"pbx_id"`
 	Revision     int64          `json:"revision"` // the licence revision held
 	State        string         `json:"state"`
-	Usage        license.Counts `json:"usage,omitempty"`
+	Usage        license.Counts `json:"usage,omitempty"`   // users per profile, once counted
+	Overuse      license.Counts `json:"overuse,omitempty"` // users beyond the licences, per profile
 	AgentVersion string         `json:"agent_version"`
 }
 
