@@ -99,7 +99,9 @@ agent check uc-premium --count 4 || echo "(exit $?)"
 cat <<TXT
 
 Open:
+  http://$agent_http/            the status page
   http://$agent_http/v1/status   the agent's status, JSON
+  http://$agent_http/metrics     Prometheus metrics
   http://$agent_http/readyz      readiness
 The portal:
   $bin/pbx-portal-sim --portal $portal pbx list
