@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/httpserve"
 )
 
 // Kind says what a listener is, and so what its peers may do.
@@ -255,25 +257,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 			return context.WithValue(cctx, connKey{}, s.connInfo(c, kind, hosts))
 		},
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
 	s.log.Debug("local API serving", "kind", kind, "addr", ln.Addr().String())
-	select {
-	case err := <-errc:
+	if err := httpserve.Run(ctx, srv, shutdownTimeout, func() error { return srv.Serve(lis) }); err != nil {
 		return fmt.Errorf("local API on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		srv.Close()
-	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("local API on %s: shutdown: %w", ln.Addr(), err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/pbx-agent/pbx-agent/pkg/httpserve"
 )
 
 // Limits of the remote metrics listener: its peers are Prometheus servers.
@@ -47,27 +48,10 @@ func (m *Metrics) Serve(ctx context.Context, ln net.Listener, webConfig string) 
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() {
-		errc <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, m.log)
-	}()
-	select {
-	case err := <-errc:
+	serve := func() error { return web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, m.log) }
+	if err := httpserve.Run(ctx, srv, shutdownTimeout, serve); err != nil {
 		ln.Close() // a configuration refused before serving leaves it open
 		return fmt.Errorf("metrics listener on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		srv.Close()
-	}
-	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("metrics listener on %s: shutdown: %w", ln.Addr(), err)
 	}
 	return nil
 }

@@ -28,20 +28,12 @@ func newActivateCmd(a *app) *cobra.Command {
 }
 
 func (a *app) activate(ctx context.Context, keyFile string) error {
-	cfg, err := a.config()
-	if err != nil {
-		return err
-	}
-	raw, err := a.readKey(keyFile)
+	cfg, raw, v, err := a.pastedKey(keyFile)
 	if err != nil {
 		return err
 	}
 	// A key that cannot be valid is refused here, with the precise reason,
 	// before the daemon and the portal hear of it.
-	v, err := a.keyVerifier(cfg)
-	if err != nil {
-		return err
-	}
 	if _, err := v.parse(raw); err != nil {
 		return &codedError{code: exitError, err: err}
 	}

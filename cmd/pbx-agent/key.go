@@ -38,16 +38,23 @@ func newKeyCmd(a *app) *cobra.Command {
 	return key
 }
 
-func (a *app) keyInspect(keyFile string) error {
+// pastedKey loads the configuration, reads the key (stdin or keyFile) and
+// the verifier that checks it: what every verb taking a key starts with.
+func (a *app) pastedKey(keyFile string) (agent.Config, string, keyVerifier, error) {
 	cfg, err := a.config()
 	if err != nil {
-		return err
+		return agent.Config{}, "", keyVerifier{}, err
 	}
 	raw, err := a.readKey(keyFile)
 	if err != nil {
-		return err
+		return agent.Config{}, "", keyVerifier{}, err
 	}
 	v, err := a.keyVerifier(cfg)
+	return cfg, raw, v, err
+}
+
+func (a *app) keyInspect(keyFile string) error {
+	_, raw, v, err := a.pastedKey(keyFile)
 	if err != nil {
 		return err
 	}
