@@ -11,6 +11,10 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
+# One rig at a time on a machine: the container's name, its cache and the
+# portal's port are shared.
+exec 9>/run/lock/pbx-agent-e2e.lock
+flock 9
 cache=${PBX_E2E_CACHE:-/var/cache/pbx-agent-e2e}
 mirror=${PBX_E2E_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d /tmp/pbx-e2e.XXXXXX)
