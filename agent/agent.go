@@ -33,6 +33,9 @@ type Options struct {
 	Telephony Telephony
 	// Users counts the PBX's users; nil is the source of users.source.
 	Users users.Source
+	// SSH opens temporary support access; nil refuses ssh.open and
+	// ssh.close as not set up (see commands.go).
+	SSH SSHAccess
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -60,6 +63,10 @@ type Agent struct {
 	users usersState // user counts, reservations, over-use (users.go, admission.go)
 
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
+
+	cmds     commandsState // portal commands: journal, SSH (commands.go, ssh.go)
+	hbWake   chan struct{} // asks the heartbeat loop to run now, without waiting for it
+	waitWake chan struct{} // an activation starts the long-poll at once (wait.go)
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -134,6 +141,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
+		hbWake:    make(chan struct{}, 1),
+		waitWake:  make(chan struct{}, 1),
 	}
 	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics")})
 	if setupErr != nil {
@@ -151,6 +160,9 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	if err := a.initUsers(opts, src); err != nil {
+		return nil, err
+	}
+	if err := a.initCommands(opts); err != nil {
 		return nil, err
 	}
 	device, err := license.LoadSigner(filepath.Join(cfg.StateDir, deviceKeyFile))
@@ -267,6 +279,10 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	a.wakeLifecycle()
 	select {
 	case a.resched <- struct{}{}:
+	default:
+	}
+	select {
+	case a.waitWake <- struct{}{}:
 	default:
 	}
 	return nil

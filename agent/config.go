@@ -128,7 +128,12 @@ type UpgradeConfig struct {
 
 // SSHConfig is the temporary support access.
 type SSHConfig struct {
+	// Port is where support sshd listens. Under systemd it is the unit's
+	// (2222): a drop-in that changes the unit must change this too.
 	Port int `mapstructure:"port"`
+	// Sshd is the sshd binary run as a child process when systemd does
+	// not run the agent.
+	Sshd string `mapstructure:"sshd"`
 }
 
 // MetricsConfig is the remote metrics listener, for a Prometheus off the
@@ -166,7 +171,7 @@ func DefaultConfig() Config {
 			CommandTimeout: 2 * time.Minute,
 		},
 		Upgrade: UpgradeConfig{Package: "wms"},
-		SSH:     SSHConfig{Port: 2222},
+		SSH:     SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd"},
 		API:     APIConfig{WriteGroups: []string{}},
 	}
 }

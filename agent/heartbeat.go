@@ -38,6 +38,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			return
 		case <-timer.C:
 		case reply = <-a.refreshCh:
+		case <-a.hbWake:
 		case ack := <-a.probe:
 			ack <- struct{}{}
 			continue
@@ -137,7 +138,8 @@ func (a *Agent) exchangeHeartbeat(ctx context.Context) error {
 
 	ctx, cancel := context.WithTimeout(ctx, portalTimeout)
 	defer cancel()
-	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, State: string(state), AgentVersion: a.version}
+	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, State: string(state), AgentVersion: a.version,
+		Results: a.results()}
 	if used, _, _ := a.usersSnapshot(); used != nil { // usage only once counted
 		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
 	}
@@ -159,6 +161,11 @@ func (a *Agent) exchangeHeartbeat(ctx context.Context) error {
 	var nextErr error
 	if ans.Status == protocol.StatusOK && ans.License != "" {
 		next, nextErr = a.acceptLicense(ans.License, doc.PBX.ID, false)
+	}
+	if ans.Status == protocol.StatusOK {
+		// Journaled before this returns: a crash from here on neither
+		// loses nor repeats them (commands.go).
+		a.takeCommands(ans.Commands, ans.Acked, doc.PBX.ID)
 	}
 
 	a.mu.Lock()

@@ -82,6 +82,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
 	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
 	wg.Go(func() { a.usersLoop(ctx) })     // user counts: users.go
+	wg.Go(func() { a.commandLoop(ctx) })   // portal commands: commands.go
+	wg.Go(func() { a.waitLoop(ctx) })      // the portal's long-poll: wait.go
 	go func() { defer wg.Done(); a.clockLoop(ctx) }()
 	go func() { defer wg.Done(); a.watchdogLoop(ctx, n) }()
 

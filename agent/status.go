@@ -13,6 +13,7 @@ func (a *Agent) Status() localapi.Status {
 	now := a.clock.Now()
 	offset := a.clock.LocalOffset()
 	used, reserved, us := a.usersSnapshot()
+	ssh, commands := a.sshStatus(), a.commandsStatus() // before a.mu: see commands.go
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -20,9 +21,9 @@ func (a *Agent) Status() localapi.Status {
 	s := localapi.Status{
 		State:    string(v.State),
 		Summary:  v.Summary,
-		Commands: []localapi.CommandStatus{},
+		Commands: commands,
 		Clock:    localapi.ClockStatus{Now: now},
-		SSH:      localapi.SSHStatus{Port: a.cfg.SSH.Port},
+		SSH:      ssh,
 		Users:    us,
 	}
 	if offset < -time.Second {

@@ -49,6 +49,7 @@ var routes = map[string]route{
 	"POST /v1/activate":  {permWrite, (*Server).serveActivate},
 	"POST /v1/admission": {permAdmit, (*Server).serveAdmission},
 	"POST /v1/refresh":   {permWrite, (*Server).serveRefresh},
+	"POST /v1/ssh/close": {permWrite, (*Server).serveSSHClose},
 }
 
 // ServeHTTP routes a request: 404 or 405 when no route matches, otherwise the
@@ -221,6 +222,19 @@ func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 		}
 		// Any other failure is the portal's: not reached, or answered badly.
 		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
+	}
+	return writeJSON(w, http.StatusOK, s.backend.Status())
+}
+
+// serveSSHClose closes support SSH access and answers the status.
+func (s *Server) serveSSHClose(w http.ResponseWriter, r *http.Request) error {
+	if err := s.permit(r, permWrite); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), backendTO)
+	defer cancel()
+	if err := s.backend.CloseSSH(ctx); err != nil {
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: err.Error()}
 	}
 	return writeJSON(w, http.StatusOK, s.backend.Status())
 }

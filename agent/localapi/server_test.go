@@ -36,6 +36,15 @@ type fakeBackend struct {
 	limits      []int // the limit of each Audit call
 	admit       AdmissionAnswer
 	admissions  []Admission
+	sshCloses   int
+}
+
+func (f *fakeBackend) CloseSSH(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sshCloses++
+	f.status.SSH = SSHStatus{}
+	return nil
 }
 
 func (f *fakeBackend) Admit(_ context.Context, req Admission) AdmissionAnswer {

@@ -102,6 +102,10 @@ type SSHStatus struct {
 	Open  bool       `json:"open"`
 	Port  int        `json:"port,omitempty"`
 	Until *time.Time `json:"until,omitempty"`
+	// HostKeys are the fingerprints of the host keys support will see.
+	HostKeys []string `json:"host_keys,omitempty"`
+	// Error is why the access could not be read back, if it could not.
+	Error string `json:"error,omitempty"`
 }
 
 // WMSStatus is the PBX's management software.
@@ -141,6 +145,8 @@ type Backend interface {
 	// Admit answers an admission request from memory, reserving the seats
 	// of an allowed one unless it is a dry run. It must not block.
 	Admit(ctx context.Context, req Admission) AdmissionAnswer
+	// CloseSSH closes temporary support SSH access, ending its sessions.
+	CloseSSH(ctx context.Context) error
 }
 
 // AdmissionRequest is the body of POST /v1/admission.

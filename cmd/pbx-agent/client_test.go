@@ -30,6 +30,15 @@ type fakeBackend struct {
 	events      []audit.Event
 	admit       localapi.AdmissionAnswer
 	admissions  []localapi.Admission
+	sshCloses   int
+}
+
+func (f *fakeBackend) CloseSSH(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sshCloses++
+	f.status.SSH = localapi.SSHStatus{Port: f.status.SSH.Port}
+	return nil
 }
 
 func (f *fakeBackend) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {

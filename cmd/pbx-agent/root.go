@@ -39,6 +39,7 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(newRunCmd(a), newHelperCmd(a), newManpagesCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
 	root.AddCommand(newAuditCmd(a))
 	root.AddCommand(newCheckCmd(a))
+	root.AddCommand(newSSHCmd(a))
 	return root
 }
 

@@ -39,7 +39,9 @@ func newRunCmd(a *app) *cobra.Command {
 				return err
 			}
 			log.Info("telephony enforcement", "by", how)
-			ag, err := agent.New(cfg, log, agent.Options{Telephony: tel})
+			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
+			log.Info("support SSH access", "by", sshHow)
+			ag, err := agent.New(cfg, log, agent.Options{Telephony: tel, SSH: ssh})
 			if err != nil {
 				return err
 			}

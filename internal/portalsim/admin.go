@@ -272,6 +272,7 @@ func (p *Portal) changeLicenses(r *http.Request) (any, error) {
 		out = LicenseChangeResult{PBX: rec.view(), Changed: changed}
 		if changed {
 			p.markDirty()
+			p.wakeLocked(rec.ID)
 			p.log.Info("licence changed", "pbx", rec.Name, "revision", rec.License.Revision, "profiles", rec.License.Counts.String())
 			if w := changeWarning(rec.License, now); w != "" {
 				out.Warnings = append(out.Warnings, w)
@@ -325,6 +326,7 @@ func (p *Portal) setSuspended(r *http.Request, suspend bool) (any, error) {
 		}
 		if changed {
 			p.markDirty()
+			p.wakeLocked(rec.ID)
 			p.log.Info("licence suspension changed", "pbx", rec.Name, "suspended", suspend, "revision", rec.License.Revision)
 		}
 		out = SuspendResult{PBX: rec.view(), Changed: changed}
@@ -369,6 +371,7 @@ func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 			rec.Device = nil
 			out.UnboundDevice = old.DeviceID
 			p.markDirty()
+			p.wakeLocked(rec.ID)
 			p.log.Info("PBX released for re-binding", "pbx", rec.Name, "former_device", old.DeviceID)
 		}
 		out.PBX = rec.view()
@@ -388,6 +391,7 @@ func (p *Portal) deletePBX(r *http.Request) (any, error) {
 			t := now
 			rec.DeletedAt = &t
 			p.markDirty()
+			p.wakeLocked(rec.ID)
 			p.log.Info("PBX deleted", "pbx", rec.Name, "pbx_id", rec.ID)
 		}
 		out = rec.view()

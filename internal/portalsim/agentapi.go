@@ -273,6 +273,11 @@ func (p *Portal) heartbeat(body string) (*reply, error) {
 		r.Device.AgentVersion = req.AgentVersion
 		p.markDirty()
 		rep = p.okReply(req.Request, r, now)
+		if len(req.Results) > protocol.MaxResults {
+			return errBadRequest("%d results, more than %d", len(req.Results), protocol.MaxResults)
+		}
+		rep.answer.Acked = p.recordResultsLocked(r, req.Results, now)
+		rep.answer.Commands = p.commandsForLocked(r, now)
 		if r.License.Revision > req.Revision {
 			lic, err := p.signLicense(r.License, now)
 			if err != nil {

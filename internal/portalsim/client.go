@@ -124,6 +124,33 @@ func (c *Client) ClearFaults(ctx context.Context) error {
 	return c.do(ctx, http.MethodDelete, "/admin/v1/fault", nil, nil)
 }
 
+// QueueCommand signs and queues a command for a PBX.
+func (c *Client) QueueCommand(ctx context.Context, ref string, in CommandRequest) (*CommandView, error) {
+	var out CommandView
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/commands"), in, &out)
+}
+
+// Commands lists a PBX's queued and recent commands.
+func (c *Client) Commands(ctx context.Context, ref string) ([]CommandView, error) {
+	var out CommandList
+	return out.Commands, c.do(ctx, http.MethodGet, pbxPath(ref, "/commands"), nil, &out)
+}
+
+// Command returns one command; with wait > 0 the portal holds the answer
+// until the command's result arrives or wait passes.
+func (c *Client) Command(ctx context.Context, ref, id string, wait time.Duration) (*CommandView, error) {
+	path := pbxPath(ref, "/commands/"+url.PathEscape(id))
+	cc := c
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+		if c.HTTP == nil {
+			cc = &Client{BaseURL: c.BaseURL, HTTP: &http.Client{Timeout: wait + 30*time.Second}}
+		}
+	}
+	var out CommandView
+	return &out, cc.do(ctx, http.MethodGet, path, nil, &out)
+}
+
 func pbxPath(ref, suffix string) string {
 	return "/admin/v1/pbxs/" + url.PathEscape(ref) + suffix
 }

@@ -37,6 +37,9 @@ type Faults struct {
 	RateLimitRate float64 `json:"rate_limit_rate"`
 	// RetryAfter is the Retry-After of those 429s; DefaultRetryAfter if 0.
 	RetryAfter Duration `json:"retry_after"`
+	// BadCommandSignature alters the signature of each command an answer
+	// carries, with this probability: the answer itself stays valid.
+	BadCommandSignature float64 `json:"bad_command_signature_rate"`
 }
 
 // Validate checks the ranges.
@@ -47,6 +50,7 @@ func (f Faults) Validate() error {
 	}{
 		{"error_rate", f.ErrorRate}, {"truncate_rate", f.TruncateRate}, {"bad_signature_rate", f.BadSignatureRate},
 		{"replay_old_rate", f.ReplayOldRate}, {"rate_limit_rate", f.RateLimitRate},
+		{"bad_command_signature_rate", f.BadCommandSignature},
 	} {
 		if !(r.v >= 0 && r.v <= 1) {
 			return fmt.Errorf("%s %v: a rate is a probability from 0 to 1", r.name, r.v)
@@ -77,6 +81,7 @@ func (f Faults) String() string {
 	add("bad_signature_rate", f.BadSignatureRate)
 	add("replay_old_rate", f.ReplayOldRate)
 	add("rate_limit_rate", f.RateLimitRate)
+	add("bad_command_signature_rate", f.BadCommandSignature)
 	if f.RateLimitRate > 0 || f.RetryAfter > 0 {
 		parts = append(parts, "retry_after="+f.retryAfter().String())
 	}

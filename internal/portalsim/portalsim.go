@@ -85,6 +85,8 @@ type Portal struct {
 	devices   map[string]ed25519.PublicKey // device key id → key, current and former bindings
 	rng       *rand.Rand
 	lastPrune time.Time
+	waiters   map[string]chan struct{} // PBX id → closed when it has something (commands.go)
+	results   chan struct{}            // closed when a command result arrives
 }
 
 // New opens the portal in cfg.DataDir, making its signing key and keyring
@@ -258,12 +260,16 @@ func (p *Portal) routes() []route {
 		{"POST /admin/v1/pbxs", p.admin(p.createPBX)},
 		{"DELETE /admin/v1/pbxs/{ref}", p.admin(p.deletePBX)},
 		{"GET /admin/v1/pbxs/{ref}", p.admin(p.getPBX)},
+		{"GET /admin/v1/pbxs/{ref}/commands", p.admin(p.listCommands)},
+		{"POST /admin/v1/pbxs/{ref}/commands", p.admin(p.queueCommand)},
+		{"GET /admin/v1/pbxs/{ref}/commands/{id}", p.admin(p.getCommand)},
 		{"POST /admin/v1/pbxs/{ref}/licenses", p.admin(p.changeLicenses)},
 		{"POST /admin/v1/pbxs/{ref}/rebind", p.admin(p.rebindPBX)},
 		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},
 		{"POST /admin/v1/pbxs/{ref}/suspend", p.admin(p.suspendPBX)},
 		{"POST " + protocol.PathActivate, p.agent("activate", p.activate)},
 		{"POST " + protocol.PathHeartbeat, p.agent("heartbeat", p.heartbeat)},
+		{"POST " + protocol.PathWait, p.agent("wait", p.wait)},
 	}
 }
 

@@ -47,6 +47,8 @@ type pbxRecord struct {
 	AgentVersion  string         `json:"agent_version,omitempty"`
 
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+
+	Commands []*commandRecord `json:"commands,omitempty"` // queued and recent (commands.go)
 }
 
 // binding is an appliance's device key bound to a PBX.

@@ -35,6 +35,10 @@ func VerifyAnswer(compact string, kr *license.Keyring, nonce, pbxID string) (*An
 		return nil, invalid("it carries no portal time")
 	case a.Interval < 0:
 		return nil, invalid("negative heartbeat interval")
+	case len(a.Commands) > MaxCommands:
+		return nil, invalid("%d commands, more than %d", len(a.Commands), MaxCommands)
+	case len(a.Acked) > MaxResults:
+		return nil, invalid("%d acknowledgements, more than %d", len(a.Acked), MaxResults)
 	}
 	switch a.Status {
 	case StatusOK, StatusStale:

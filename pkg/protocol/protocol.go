@@ -74,7 +74,16 @@ type HeartbeatRequest struct {
 	Usage        license.Counts `json:"usage,omitempty"`   // users per profile, once counted
 	Overuse      license.Counts `json:"overuse,omitempty"` // users beyond the licences, per profile
 	AgentVersion string         `json:"agent_version"`
+	// Results are the outcomes of commands not yet acknowledged by the
+	// portal; at most MaxResults, oldest first.
+	Results []CommandResult `json:"results,omitempty"`
 }
+
+// Bounds on the commands and results one exchange carries.
+const (
+	MaxCommands = 32
+	MaxResults  = 64
+)
 
 // Status is the outcome an answer reports.
 type Status string
@@ -105,6 +114,15 @@ type Answer struct {
 	Interval license.Seconds `json:"interval_seconds,omitempty"` // heartbeat interval to use
 	License  string          `json:"license,omitempty"`          // signed licence, when newer than the one held
 	Reason   string          `json:"reason,omitempty"`           // why gone
+	// Commands are signed commands for the PBX (TypeCommand), delivered
+	// again until their result is acknowledged.
+	Commands []string `json:"commands,omitempty"`
+	// Acked are the ids of results the portal has recorded: the agent stops
+	// reporting them.
+	Acked []string `json:"acked,omitempty"`
+	// Pending, in an answer to a wait, says the portal has something for
+	// the PBX: a command or a newer licence. The agent heartbeats at once.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Error is the JSON body of a refusal (a non-2xx status). Refusals are not

@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/actions"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+)
+
+// countingSSH is an SSH seam that records what it is asked: the real
+// executors (pkg/actions) are tested against real sshd and systemd.
+type countingSSH struct {
+	mu     sync.Mutex
+	opens  int
+	closes int
+	state  actions.SSHState
+	keys   []string
+}
+
+func (c *countingSSH) Open(_ context.Context, req actions.SSHRequest) (actions.SSHState, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opens++
+	c.keys = req.Keys
+	c.state = actions.SSHState{Open: true, Port: req.Port, Until: time.Now().Add(req.TTL), HostKeys: []string{"ssh-ed25519 SHA256:test"}}
+	return c.state, nil
+}
+
+func (c *countingSSH) Close(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closes++
+	c.state = actions.SSHState{}
+	return nil
+}
+
+func (c *countingSSH) State(context.Context) (actions.SSHState, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state, nil
+}
+
+func (c *countingSSH) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opens, c.closes
+}
+
+// commandRig is an activated agent with an SSH seam, driven step by step:
+// heartbeat, apply, heartbeat.
+type commandRig struct {
+	*rig
+	ssh *countingSSH
+	a   *Agent
+	pbx string
+}
+
+func newCommandRig(t *testing.T) *commandRig {
+	t.Helper()
+	r := newRig(t)
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 5})
+	cr := &commandRig{rig: r, ssh: &countingSSH{}, pbx: "acme.example"}
+	cr.a = cr.start(t)
+	if err := cr.a.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	return cr
+}
+
+// start makes an agent on the rig's state folder (again: a restart).
+func (cr *commandRig) start(t *testing.T) *Agent {
+	t.Helper()
+	a, err := New(cr.cfg, slog.New(slog.DiscardHandler), Options{Time: cr.time, Root: cr.root, SSH: cr.ssh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// cycle runs a heartbeat, applies what it brought, and reports it.
+func (cr *commandRig) cycle(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	for cr.a.applyNext(ctx) {
+	}
+	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+}
+
+func (cr *commandRig) queue(t *testing.T, in portalsim.CommandRequest) string {
+	t.Helper()
+	c, err := cr.admin.QueueCommand(context.Background(), cr.pbx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
+}
+
+func (cr *commandRig) portalView(t *testing.T, id string) *portalsim.CommandView {
+	t.Helper()
+	c, err := cr.admin.Command(context.Background(), cr.pbx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sshOpen(ttl time.Duration, keys ...string) portalsim.CommandRequest {
+	return portalsim.CommandRequest{Type: protocol.CommandSSHOpen,
+		SSH: &protocol.SSHOpen{TTL: license.Seconds(ttl / time.Second), PublicKeys: keys}}
+}
+
+const testPubKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl support@example"
+
+func TestCommandAppliedOnceAndReportedUntilAcked(t *testing.T) {
+	cr := newCommandRig(t)
+	id := cr.queue(t, sshOpen(time.Hour, testPubKey))
+	cr.cycle(t)
+
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("sshd opened %d times, want 1", opens)
+	}
+	if len(cr.ssh.keys) != 1 || !strings.HasPrefix(cr.ssh.keys[0], "ssh-ed25519 AAAAC3") {
+		t.Errorf("keys handed to sshd: %q", cr.ssh.keys)
+	}
+	v := cr.portalView(t, id)
+	if v.State != "done" || v.Result == nil || v.Result.SSH == nil || !v.Result.SSH.Open || len(v.Result.SSH.HostKeys) == 0 {
+		t.Fatalf("portal sees %+v, want done with the host keys", v)
+	}
+	// The result was acknowledged: no further heartbeat carries it.
+	if res := cr.a.results(); len(res) != 0 {
+		t.Errorf("results still to report after the ack: %+v", res)
+	}
+	st := cr.a.Status()
+	if !st.SSH.Open || st.SSH.Port != 2222 || st.SSH.Until == nil {
+		t.Errorf("status ssh = %+v", st.SSH)
+	}
+	if len(st.Commands) != 1 || st.Commands[0].ID != id || st.Commands[0].State != "done" {
+		t.Errorf("status commands = %+v", st.Commands)
+	}
+
+	// Delivered again (a lost ack, a replay): never applied twice.
+	signed := cr.signedOf(t, id)
+	if _, err := cr.portal.QueueSigned(cr.pbx, signed); err != nil {
+		t.Fatal(err)
+	}
+	cr.cycle(t)
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("after a replay of %s sshd opened %d times, want 1", id, opens)
+	}
+	// And after a restart, from the journal alone.
+	cr.a = cr.start(t)
+	if _, err := cr.portal.QueueSigned(cr.pbx, signed); err != nil {
+		t.Fatal(err)
+	}
+	cr.cycle(t)
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("after a restart and a replay sshd opened %d times, want 1", opens)
+	}
+}
+
+// signedOf fetches a command as the portal signed it, to replay it.
+func (cr *commandRig) signedOf(t *testing.T, id string) string {
+	t.Helper()
+	signed, err := cr.portal.SignedCommand(cr.pbx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+func TestCommandsRefused(t *testing.T) {
+	cr := newCommandRig(t)
+	past := time.Now().Add(-time.Minute)
+	expired := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60}, ExpiresAt: &past})
+	foreign := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60}, PBXID: "pbx-someone-else"})
+	wrongPort := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60, Port: 2200}})
+
+	// A command signed by a key the agent does not trust, and one whose
+	// signature was altered, delivered in a valid answer.
+	stranger, err := license.GenerateSigner("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	forged, err := stranger.Sign(protocol.TypeCommand, protocol.Command{ID: "cmd-forged", PBXID: cr.a.Status().PBX.ID,
+		Type: protocol.CommandSSHClose, IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cr.portal.QueueSigned(cr.pbx, forged); err != nil {
+		t.Fatal(err)
+	}
+	good, err := cr.portal.Signer().Sign(protocol.TypeCommand, protocol.Command{ID: "cmd-altered", PBXID: cr.a.Status().PBX.ID,
+		Type: protocol.CommandSSHOpen, IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One character in the middle of the signature changed: it still
+	// decodes, and no longer matches.
+	i := strings.LastIndexByte(good, '.') + 20
+	altered := good[:i] + string("AB"[min(1, strings.IndexByte("A", good[i])+1)]) + good[i+1:]
+	if _, err := cr.portal.QueueSigned(cr.pbx, altered); err != nil {
+		t.Fatal(err)
+	}
+	cr.cycle(t)
+
+	if opens, closes := cr.ssh.counts(); opens != 0 || closes != 0 {
+		t.Fatalf("a refused command ran: %d opens, %d closes", opens, closes)
+	}
+	for id, reason := range map[string]string{
+		expired:       protocol.RefusedExpired,
+		foreign:       protocol.RefusedForeign,
+		wrongPort:     protocol.RefusedRejected,
+		"cmd-forged":  protocol.RefusedBadSignature,
+		"cmd-altered": protocol.RefusedBadSignature,
+	} {
+		v := cr.portalView(t, id)
+		if v.Result == nil || v.Result.State != protocol.CommandRefused || v.Result.Reason != reason {
+			t.Errorf("%s: portal sees %+v, want refused %s", id, v.Result, reason)
+		}
+	}
+	events, err := cr.a.Audit(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusals := 0
+	for _, e := range events {
+		if e.Kind == auditCommandRefused || e.Kind == auditCommandResult && e.Fields["state"] == "refused" {
+			refusals++
+		}
+	}
+	if refusals < 4 {
+		t.Errorf("audit log has %d refusals, want at least 4:\n%+v", refusals, events)
+	}
+}
+
+func TestCommandInterruptedByCrashIsNotRunAgain(t *testing.T) {
+	cr := newCommandRig(t)
+	id := cr.queue(t, sshOpen(time.Hour))
+	if err := cr.a.exchangeHeartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: journaled as running, then the process died before the
+	// result was saved. Simulated by marking it so on disk.
+	c := &cr.a.cmds
+	c.mu.Lock()
+	e := c.findLocked(id)
+	if e == nil || e.State != protocol.CommandReceived {
+		c.mu.Unlock()
+		t.Fatalf("journal entry %+v, want received", e)
+	}
+	e.State = protocol.CommandRunning
+	if err := c.store.Save(c.j); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Unlock()
+
+	cr.a = cr.start(t)
+	cr.a.reconcileCommands(context.Background())
+	cr.cycle(t)
+	if opens, _ := cr.ssh.counts(); opens != 0 {
+		t.Fatalf("an interrupted command ran again: %d opens", opens)
+	}
+	v := cr.portalView(t, id)
+	if v.Result == nil || v.Result.State != protocol.CommandFailed || !strings.Contains(v.Result.Message, "not run again") {
+		t.Fatalf("portal sees %+v, want failed: interrupted", v.Result)
+	}
+}
+
+func TestCommandReceivedBeforeCrashRunsAfterRestart(t *testing.T) {
+	cr := newCommandRig(t)
+	id := cr.queue(t, sshOpen(time.Hour))
+	if err := cr.a.exchangeHeartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Journaled, never started: a restart runs it, once.
+	cr.a = cr.start(t)
+	cr.a.reconcileCommands(context.Background())
+	cr.cycle(t)
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("opens = %d, want 1", opens)
+	}
+	if v := cr.portalView(t, id); v.State != "done" {
+		t.Fatalf("portal sees %s", v.State)
+	}
+}

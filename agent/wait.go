@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+)
+
+// The long-poll. Heartbeats stay at their interval (60 s); a command must
+// arrive within seconds. So, while activated, the agent keeps one signed
+// wait open at the portal, which answers as soon as it has something for
+// the PBX (a command, a newer licence); the agent then runs a heartbeat,
+// which fetches it. Every wait is signed afresh, like every request.
+
+const (
+	// waitFor is how long the portal is asked to hold a wait: within the
+	// portal client's timeout, and short enough for proxies.
+	waitFor = 25 * time.Second
+	// waitIdle is how often an unactivated agent looks again.
+	waitIdle = 5 * time.Second
+	// waitUnsupported is the pause after a portal that has no long-poll
+	// (404): heartbeats still carry commands, at their interval.
+	waitUnsupported = 10 * time.Minute
+)
+
+// waitLoop keeps a wait open at the portal until ctx ends.
+func (a *Agent) waitLoop(ctx context.Context) {
+	failures := 0
+	for {
+		delay, ok := a.waitOnce(ctx, &failures)
+		if !ok {
+			return
+		}
+		if delay <= 0 {
+			continue
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-a.waitWake: // an activation: start waiting at once
+			t.Stop()
+		}
+	}
+}
+
+// waitOnce holds one wait and returns the pause before the next; ok is
+// false when ctx ended.
+func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, bool) {
+	if ctx.Err() != nil {
+		return 0, false
+	}
+	a.mu.Lock()
+	doc, gone, device := a.doc, a.st.Gone, a.device
+	a.mu.Unlock()
+	if doc == nil || gone != "" || device == nil || a.setupErr != nil {
+		return waitIdle, true
+	}
+	req := protocol.WaitRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, Wait: license.Seconds(waitFor / time.Second)}
+	ans, err := a.signedExchange(ctx, protocol.PathWait, protocol.TypeWait, doc.PBX.ID, func(r protocol.Request) any {
+		req.Request = r
+		return req
+	})
+	if ctx.Err() != nil {
+		return 0, false
+	}
+	if err != nil {
+		*failures++
+		var re *refusedError
+		var retryAfter time.Duration
+		if errors.As(err, &re) {
+			if re.status == http.StatusNotFound {
+				a.log.Info("the portal offers no long-poll; commands arrive with heartbeats", "retry_in", waitUnsupported)
+				return waitUnsupported, true
+			}
+			retryAfter = re.retryAfter
+		}
+		delay := protocol.DefaultBackoff.Delay(*failures, retryAfter, rand.Float64())
+		a.log.Debug("portal wait failed", "err", err, "failures", *failures, "retry_in", delay.Round(time.Millisecond))
+		return delay, true
+	}
+	*failures = 0
+	if ans.Pending {
+		a.wakeHeartbeat()
+	}
+	return 0, true
+}

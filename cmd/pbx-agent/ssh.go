@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pbx-agent/pbx-agent/agent"
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/actions"
+)
+
+// sshFor chooses how the daemon opens support SSH: under systemd, the
+// pbx-agent-sshd@<ttl>.service unit over D-Bus (production); else ssh.sshd
+// as a supervised child process. It returns the choice in words.
+func sshFor(cfg agent.Config, log *slog.Logger, getenv func(string) string) (agent.SSHAccess, string) {
+	log = log.With("component", "ssh")
+	dir := filepath.Join(cfg.RuntimeDir, "ssh")
+	if underSystemd(getenv) {
+		return actions.NewSystemdSSH(actions.DialSSHUnits, dir, "/etc/ssh/ssh_host_*_key.pub", log),
+			"systemd: " + actions.SSHUnitPattern
+	}
+	return actions.NewProcessSSH(cfg.SSH.Sshd, dir, log), "child process " + cfg.SSH.Sshd
+}
+
+// newSSHCmd is `ssh status` and `ssh close`, for the local admin.
+func newSSHCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "ssh", Short: "Temporary support SSH access opened by the portal"}
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show whether support SSH is open, on which port, until when",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := a.daemonStatus(cmd.Context(), "GET", "/v1/status")
+			if err != nil {
+				return err
+			}
+			return printSSH(a.stdout, st.SSH, asJSON)
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print the status's ssh object as JSON")
+	closeCmd := &cobra.Command{
+		Use:   "close",
+		Short: "Close support SSH now, ending every session (root or api.write_groups)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := a.daemonStatus(cmd.Context(), "POST", "/v1/ssh/close")
+			if err != nil {
+				return err
+			}
+			return printSSH(a.stdout, st.SSH, false)
+		},
+	}
+	cmd.AddCommand(status, closeCmd)
+	return cmd
+}
+
+func (a *app) daemonStatus(ctx context.Context, method, path string) (localapi.Status, error) {
+	var st localapi.Status
+	c, err := a.apiClient()
+	if err != nil {
+		return st, err
+	}
+	if err := c.do(ctx, method, path, nil, &st); err != nil {
+		return st, exitFor(err)
+	}
+	return st, nil
+}
+
+func printSSH(w io.Writer, s localapi.SSHStatus, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	if !s.Open {
+		_, err := fmt.Fprintf(w, "SSH: closed (port %d when open)\n", s.Port)
+		return err
+	}
+	until := "no end known"
+	if s.Until != nil {
+		until = "until " + s.Until.UTC().Format(time.RFC3339) + " (" + time.Until(*s.Until).Round(time.Second).String() + " left)"
+	}
+	fmt.Fprintf(w, "SSH: open on port %d, %s\n", s.Port, until)
+	for _, k := range s.HostKeys {
+		fmt.Fprintf(w, "  host key %s\n", k)
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", s.Error)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessSSH runs support sshd as a child process group of the agent, for
+// machines without systemd (development, the demo, tests). The group is
+// killed at the TTL, on Close, and when the agent dies (the parent-death
+// signal), so access never outlives its TTL or the agent.
+//
+// sshd runs as the agent's user with a host key of its own in the runtime
+// folder. Run as root it needs /run/sshd, which it creates. Unlike the
+// systemd unit, a session that leaves sshd's process group (setsid) is not
+// ended with it: development only.
+type ProcessSSH struct {
+	sshd string // the sshd binary
+	dir  string // <runtime_dir>/ssh: keys, host key
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu    sync.Mutex
+	child *sshChild // nil when closed
+}
+
+type sshChild struct {
+	cmd   *exec.Cmd
+	state SSHState
+	done  chan struct{} // closed when the process has exited
+	timer *time.Timer
+}
+
+// NewProcessSSH returns the executor; sshd is the binary (usually
+// /usr/sbin/sshd), dir the folder for its files.
+func NewProcessSSH(sshd, dir string, log *slog.Logger) *ProcessSSH {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &ProcessSSH{sshd: sshd, dir: dir, log: log, now: time.Now}
+}
+
+// listenTimeout bounds the wait for sshd to listen.
+const listenTimeout = 10 * time.Second
+
+// Open starts sshd for req, replacing an open access, and returns once it
+// listens.
+func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeLocked()
+	keys, err := writeAuthorizedKeys(p.dir, req.Keys)
+	if err != nil {
+		return SSHState{}, err
+	}
+	hostKey := filepath.Join(p.dir, "ssh_host_ed25519_key")
+	if err := ensureHostKey(hostKey); err != nil {
+		return SSHState{}, fmt.Errorf("making the support sshd's host key: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		// sshd run as root wants its privilege separation folder.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			return SSHState{}, fmt.Errorf("creating /run/sshd: %w", err)
+		}
+	}
+	cmd := exec.Command(p.sshd, "-D", "-e", "-f", "/dev/null",
+		"-p", strconv.Itoa(req.Port), "-h", hostKey,
+		"-o", "AuthorizedKeysFile="+keys,
+		"-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no",
+		"-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
+		"-o", "ListenAddress=0.0.0.0", "-o", "ListenAddress=::")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	out := &lineLogger{log: p.log.With("component", "sshd")}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return SSHState{}, fmt.Errorf("starting %s: %w", p.sshd, err)
+	}
+	c := &sshChild{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+
+	if err := waitListening(ctx, req.Port, c.done); err != nil {
+		killGroup(cmd)
+		<-c.done
+		return SSHState{}, fmt.Errorf("support sshd did not start: %w (%s)", err, out.last())
+	}
+	c.state = SSHState{Open: true, Port: req.Port, Until: p.now().Add(req.TTL),
+		HostKeys: Fingerprints([]string{hostKey + ".pub"})}
+	c.timer = time.AfterFunc(req.TTL, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.child == c {
+			p.log.Info("support SSH access expired", "port", req.Port)
+			p.closeLocked()
+		}
+	})
+	p.child = c
+	return c.state, nil
+}
+
+// Close ends the access and every session in sshd's process group.
+func (p *ProcessSSH) Close(context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeLocked()
+	return nil
+}
+
+func (p *ProcessSSH) closeLocked() {
+	c := p.child
+	if c == nil {
+		return
+	}
+	p.child = nil
+	c.timer.Stop()
+	killGroup(c.cmd)
+	<-c.done
+	os.Remove(filepath.Join(p.dir, AuthorizedKeysName))
+}
+
+// State reports the access: open while sshd runs and its TTL lasts.
+func (p *ProcessSSH) State(context.Context) (SSHState, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.child == nil {
+		return SSHState{}, nil
+	}
+	select {
+	case <-p.child.done:
+		p.child.timer.Stop()
+		p.child = nil
+		return SSHState{}, nil
+	default:
+		return p.child.state, nil
+	}
+}
+
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// waitListening polls until something accepts on port, the process exits,
+// or the time is up.
+func waitListening(ctx context.Context, port int, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, listenTimeout)
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("it exited")
+		case <-ctx.Done():
+			return fmt.Errorf("nothing listens on port %d after %v", port, listenTimeout)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// lineLogger logs a child's output line by line and keeps the last line
+// for errors.
+type lineLogger struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	buf  []byte
+	tail string
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(l.buf[:i])
+		l.buf = l.buf[i+1:]
+		if line != "" {
+			l.tail = line
+			l.log.Info(line)
+		}
+	}
+	if len(l.buf) > 4096 {
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tail == "" {
+		return "no output"
+	}
+	return l.tail
+}
