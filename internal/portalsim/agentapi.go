@@ -1,6 +1,7 @@
 package portalsim
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -30,7 +31,7 @@ type reply struct {
 
 // agentFunc verifies and handles one agent request body, returning the
 // reply to sign or a refusal.
-type agentFunc func(body string) (*reply, error)
+type agentFunc func(ctx context.Context, body string) (*reply, error)
 
 // agent wraps an agent endpoint: faults before and after it, reading the
 // body, signing the answer. Refusals are unsigned JSON.
@@ -68,7 +69,7 @@ func (p *Portal) agent(name string, fn agentFunc) http.Handler {
 			writeError(w, err)
 			return
 		}
-		rep, err := fn(body)
+		rep, err := fn(r.Context(), body)
 		if err != nil {
 			p.log.Info("agent request refused", "endpoint", name, "err", err)
 			writeError(w, err)
@@ -127,7 +128,7 @@ func (p *Portal) signAnswer(rep *reply, replayOld bool) (string, error) {
 }
 
 // activate binds a PBX to the appliance whose device key signed the request.
-func (p *Portal) activate(body string) (*reply, error) {
+func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 	dev, err := claimedDeviceKey(body)
 	if err != nil {
 		return nil, err
@@ -211,7 +212,7 @@ func (p *Portal) activate(body string) (*reply, error) {
 }
 
 // heartbeat records an appliance's report and answers what changed.
-func (p *Portal) heartbeat(body string) (*reply, error) {
+func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
 	kid, _, err := license.PeekHeader(body)
 	if err != nil {
 		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)

@@ -1,6 +1,7 @@
 package portalsim
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"net/http"
@@ -383,7 +384,7 @@ func (p *Portal) signalResultsLocked() {
 
 // wait answers an appliance's long-poll: at once when something is
 // pending, else when something arrives or the wait ends.
-func (p *Portal) wait(body string) (*reply, error) {
+func (p *Portal) wait(ctx context.Context, body string) (*reply, error) {
 	kid, dev, err := p.knownDevice(body)
 	if err != nil {
 		return nil, err
@@ -429,6 +430,7 @@ func (p *Portal) wait(body string) (*reply, error) {
 	case <-woken:
 		pending = true
 	case <-t.C:
+	case <-ctx.Done(): // the client left, or the server is shutting down
 	case <-p.done:
 		return nil, errClosed()
 	}
