@@ -38,7 +38,7 @@ type rig struct {
 	root   string
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	data := t.TempDir()
 	p, err := portalsim.New(portalsim.Config{DataDir: data})
@@ -89,7 +89,7 @@ func (r *rig) agentIn(t *testing.T, stateDir string) *Agent {
 	return a
 }
 
-func (r *rig) createPBX(t *testing.T, name string, counts license.Counts) string {
+func (r *rig) createPBX(t testing.TB, name string, counts license.Counts) string {
 	t.Helper()
 	resp, err := r.admin.CreatePBX(context.Background(), portalsim.CreatePBXRequest{Name: name, Model: "WPBX-VM", Term: "monthly", Profiles: counts})
 	if err != nil {

@@ -3,7 +3,7 @@
 # Go itself is expected at /usr/local/go or on PATH (Debian 12's is too old).
 set -euo pipefail
 
-packages=(git ca-certificates)
+packages=(git ca-certificates openssh-client openssh-server)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

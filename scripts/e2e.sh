@@ -279,6 +279,7 @@ purge_leaves_nothing() {
 	if ct sh -c 'ls -d /usr/lib/systemd/system/pbx-* /etc/systemd/system/*/pbx-* /etc/systemd/system/pbx-licence-* 2>/dev/null' |
 		grep -v pbx-telephony-standin | grep .; then return 1; fi
 	if ct getent passwd pbx-agent; then echo "user left"; return 1; fi
+	if ct getent passwd pbx-support; then echo "support user left"; return 1; fi
 	if ct getent group pbx-agent; then echo "group left"; return 1; fi
 	for d in /var/lib/pbx-agent /etc/pbx-agent /usr/bin/pbx-agent; do
 		if ct test -e "$d"; then echo "$d left"; return 1; fi
@@ -420,6 +421,60 @@ licence_back_restarts_telephony() {
 	grep -q 'UC-Premium is over-used: 5 users for 1 licence, 4 of them without a licence' "$work/denied"
 }
 
+# ── support SSH pushed by the portal (pbx-agent-sshd@<ttl>.service) ────────
+
+port_open() { ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/2222' 2>/dev/null; }
+support_ssh() {
+	ct ssh -i /root/support_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no \
+		-o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 pbx-support@127.0.0.1 "$@"
+}
+
+# ssh_open_from_portal: the portal's ssh-open starts the unit over D-Bus
+# (polkit), sshd listens on 2222, the pushed key logs in as pbx-support, and
+# the host key fingerprints reported to the portal are the host's.
+ssh_open_from_portal() {
+	ct ssh-keygen -q -t ed25519 -N "" -C support@e2e -f /root/support_key
+	ct cat /root/support_key.pub > "$work/support.pub"
+	sim command e2e.example ssh-open --ttl 600s --pubkey "$work/support.pub" --wait 30s > "$work/ssh-open.json"
+	grep -q '"state": "done"' "$work/ssh-open.json" || { cat "$work/ssh-open.json"; return 1; }
+	eventually 10 port_open
+	ct systemctl is-active --quiet 'pbx-agent-sshd@600.service'
+	support_ssh id -un | grep -qx pbx-support
+	fp=$(ct ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')
+	grep -q "$fp" "$work/ssh-open.json" || { echo "host key $fp not reported"; cat "$work/ssh-open.json"; return 1; }
+	ct pbx-agent ssh status | grep -q 'open on port 2222'
+	# The copy sshd reads is root's alone.
+	[ "$(ct stat -c '%U %a' /run/pbx-agent-sshd/authorized_keys)" = "root 600" ]
+}
+
+# ssh_close_ends_session: ssh-close from the portal stops the unit, and
+# with it a session that was open (UsePAM=no keeps it in the unit's cgroup).
+ssh_close_ends_session() {
+	nsenter -t "$container_pid" -m -u -i -n -p -C -- timeout 120 ssh -i /root/support_key -p 2222 -o BatchMode=yes \
+		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null pbx-support@127.0.0.1 sleep 100 &
+	local session=$!
+	eventually 10 ct pgrep -u pbx-support -x sleep
+	sim command e2e.example ssh-close --wait 30s | grep -q '"state": "done"'
+	eventually 10 sh -c "! nsenter -t $container_pid -m -p -- pgrep -u pbx-support -x sleep"
+	if port_open; then echo "port 2222 still open"; return 1; fi
+	wait "$session" 2>/dev/null || true
+	ct pbx-agent ssh status | grep -q 'SSH: closed'
+}
+
+# ssh_ttl_with_agent_dead: a 5 s access closes at its TTL though the agent
+# was killed right after opening it; back up, the agent reports it closed.
+ssh_ttl_with_agent_dead() {
+	sim command e2e.example ssh-open --ttl 5s --pubkey "$work/support.pub" --wait 30s | grep -q '"state": "done"'
+	eventually 10 port_open
+	ct systemctl kill --signal=SIGKILL pbx-agent.service
+	ct systemctl stop pbx-agent.service
+	eventually 20 sh -c "! nsenter -t $container_pid -m -u -i -n -p -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/2222' 2>/dev/null"
+	inactive 'pbx-agent-sshd@5.service'
+	ct systemctl start pbx-agent.service
+	eventually 20 ct pbx-agent ssh status
+	eventually 40 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
+}
+
 # ── main ───────────────────────────────────────────────────────────────────
 
 require
@@ -439,6 +494,9 @@ step "polkit: the helper targets only; no other unit, transient or reload" polki
 step "enforcement: users counted every second; a stand-in telephony unit attached" enforcement_configured
 step "users: a WAL database written by another user, read on a read-only view" users_from_a_wal_database
 step "admission: the group asks on the socket; outsiders and TCP refused" admission_through_the_socket
+step "ssh-open from the portal: sshd on 2222, the pushed key logs in" ssh_open_from_portal
+step "ssh-close from the portal ends an open session" ssh_close_ends_session
+step "the TTL closes SSH with the agent killed in between" ssh_ttl_with_agent_dead
 step "licences to zero, 6 days on: the agent stops the telephony unit" licence_zero_stops_telephony
 reboot_container
 step "after a reboot the agent stops the telephony unit again" telephony_stays_stopped_after_reboot

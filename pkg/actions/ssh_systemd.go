@@ -31,8 +31,10 @@ type SSHUnits interface {
 var _ SSHUnits = (*sddbus.Conn)(nil)
 
 // DialSSHUnits connects to systemd over the system bus for SystemdSSH.
+// The connection outlives ctx: godbus closes a connection when the context
+// it was made with ends, and the executor keeps it for later calls.
 func DialSSHUnits(ctx context.Context) (SSHUnits, error) {
-	c, err := sddbus.NewSystemConnectionContext(ctx)
+	c, err := sddbus.NewSystemConnectionContext(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to systemd over the system bus: %w", err)
 	}

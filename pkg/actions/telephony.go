@@ -41,8 +41,11 @@ var _ Units = (*sddbus.Conn)(nil)
 // DialSystemBus connects to systemd over the system bus. As the
 // unprivileged pbx-agent user, polkit decides what it may start: exactly
 // the helper units and targets (packaging/polkit).
+//
+// The connection outlives ctx: godbus closes a connection when the context
+// it was made with ends, and the executor keeps it for later calls.
 func DialSystemBus(ctx context.Context) (Units, error) {
-	c, err := sddbus.NewSystemConnectionContext(ctx)
+	c, err := sddbus.NewSystemConnectionContext(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to systemd over the system bus: %w", err)
 	}
