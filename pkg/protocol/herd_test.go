@@ -1,7 +1,7 @@
 package protocol
 
 import (
-		"math"
+	"math"
 	"math/rand/v2"
 	"os"
 	"testing"
