@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,27 @@ func (a *appliance) metric(name string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no sample %s in /metrics", name)
+}
+
+// labelled reads the sample of name whose labels are exactly labels
+// (`result="success"`) from the agent's /metrics.
+func (a *appliance) labelled(name, labels string) (float64, error) {
+	resp, err := fastClient.Get("http://" + a.http + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	prefix := name + "{" + labels + "} "
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no sample %s{%s} in /metrics", name, labels)
 }
 
 // portalClient is the simulator's admin API, for changes made in a loop.
