@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz demo bench deb e2e clean
+.PHONY: all build deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
 
 all: build
 
@@ -56,14 +56,20 @@ vet:
 test:
 	$(GO) test -race -count=1 ./...
 
-# fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m).
+# fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m,
+# FUZZPAR=1 for one worker per target) and prints how long each ran and
+# how many inputs it tried without a finding (docs/reliability.md).
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "== $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
+
+# soak runs the reliability suite (docs/reliability.md) at its larger
+# settings: 300 kills, a 60 s fault storm, a minute of load on the local
+# API, 100,000 agents in the herd, portal answers past the timeout. The
+# same tests run at a CI size in `make check`.
+SOAK_RUN := Crash|Storm|Backoff|SlowPortal|Abuse|Herd|Tamper|Replays|Edited|StateFolder|PortalGone|ClockSetBack
+soak:
+	PBX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run '$(SOAK_RUN)' \
+		./integration/ ./agent/ ./pkg/protocol/ ./pkg/state/
 
 # bench runs the benchmarks and prints each against the baseline measured
 # in the same run (a sub-benchmark named baseline=...), as a ratio.

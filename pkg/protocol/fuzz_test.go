@@ -1,0 +1,173 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds under testdata/fuzz")
+
+// fuzzNow is the time every seed is signed at, so the seeds never change.
+var fuzzNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// The answer the fuzz targets expect: to request "n1" about PBX "pbx-1".
+const (
+	fuzzNonce = "n1"
+	fuzzPBX   = "pbx-1"
+)
+
+// mustRefusal fails unless err is a *license.Error wrapping a sentinel:
+// the promise every parser of outside input makes, so callers can tell a
+// bad document from a broken machine.
+func mustRefusal(t *testing.T, err error) {
+	t.Helper()
+	var e *license.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T is not a *license.Error: %v", err, err)
+	}
+	for _, kind := range []error{license.ErrNotAKey, license.ErrWrongType, license.ErrTruncated, license.ErrCorrupted,
+		license.ErrAlgorithm, license.ErrUnknownSigner, license.ErrBadSignature, license.ErrExpired,
+		license.ErrWrongModel, license.ErrInvalid} {
+		if errors.Is(err, kind) {
+			return
+		}
+	}
+	t.Fatalf("error wraps no sentinel: %v", err)
+}
+
+func fuzzKeyring(t testing.TB, s *license.Signer) *license.Keyring {
+	kr, err := license.NewKeyring(map[string]ed25519.PublicKey{s.KeyID(): s.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func mustSign(t testing.TB, s *license.Signer, typ string, v any) string {
+	out, err := s.Sign(typ, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// FuzzVerifyAnswer feeds the agent's check of a portal answer: whatever
+// the body, either a refusal naming its kind, or an answer that really
+// answers request n1 about pbx-1 with the portal's time.
+func FuzzVerifyAnswer(f *testing.F) {
+	portal := signer(f, "portal-1")
+	kr := fuzzKeyring(f, portal)
+	f.Add(mustSign(f, portal, TypeAnswer, Answer{Status: StatusOK, Time: fuzzNow, Nonce: fuzzNonce, PBXID: fuzzPBX, Interval: 60}))
+	f.Fuzz(func(t *testing.T, compact string) {
+		a, err := VerifyAnswer(compact, kr, fuzzNonce, fuzzPBX)
+		if err != nil {
+			mustRefusal(t, err)
+			return
+		}
+		switch {
+		case a.Nonce != fuzzNonce:
+			t.Fatalf("accepted an answer to request %q", a.Nonce)
+		case a.PBXID != fuzzPBX && !(a.Status == StatusStale && a.PBXID == ""):
+			t.Fatalf("accepted a %s answer about PBX %q", a.Status, a.PBXID)
+		case a.Time.IsZero() || a.Interval < 0:
+			t.Fatalf("accepted an answer without a time or with a negative interval: %+v", a)
+		case a.Status != StatusOK && a.Status != StatusStale && a.Status != StatusGone:
+			t.Fatalf("accepted status %q", a.Status)
+		case a.Status == StatusGone && a.Reason != GoneDeleted && a.Reason != GoneRebound:
+			t.Fatalf("accepted gone for reason %q", a.Reason)
+		}
+	})
+}
+
+// FuzzVerifyRequest feeds the portal's check of a device-signed heartbeat.
+func FuzzVerifyRequest(f *testing.F) {
+	device := signer(f, "device")
+	f.Add(mustSign(f, device, TypeHeartbeat, HeartbeatRequest{
+		Request: Request{Time: fuzzNow, Nonce: fuzzNonce}, PBXID: fuzzPBX, Revision: 3, State: "active",
+	}))
+	pub := device.Public()
+	f.Fuzz(func(t *testing.T, compact string) {
+		var req HeartbeatRequest
+		if err := VerifyRequest(compact, TypeHeartbeat, pub, &req); err != nil {
+			mustRefusal(t, err)
+			return
+		}
+		// Accepted: the same content signed again verifies again.
+		again := mustSign(t, device, TypeHeartbeat, req)
+		var back HeartbeatRequest
+		if err := VerifyRequest(again, TypeHeartbeat, pub, &back); err != nil {
+			t.Fatalf("re-signed accepted request refused: %v", err)
+		}
+	})
+}
+
+// FuzzParseRetryAfter feeds the Retry-After header of a portal refusal.
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "30", " 5 ", "-1", "soon", "Fri, 27 Nov 2026 12:01:00 GMT", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if d := ParseRetryAfter(v, fuzzNow); d < 0 {
+			t.Fatalf("ParseRetryAfter(%q) = %v: a wait is never negative", v, d)
+		}
+	})
+}
+
+// TestWriteFuzzSeeds regenerates the committed seeds with -update. They are
+// signed by deterministic test keys, so they verify in every run.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if !*updateSeeds {
+		t.Skip("run with -update to rewrite testdata/fuzz")
+	}
+	portal, other, device := signer(t, "portal-1"), signer(t, "portal-2"), signer(t, "device")
+	ok := Answer{Status: StatusOK, Time: fuzzNow, Nonce: fuzzNonce, PBXID: fuzzPBX, Interval: 60}
+	edit := func(f func(*Answer)) Answer { a := ok; f(&a); return a }
+	lic := mustSign(t, portal, license.TypeLicense, map[string]any{"revision": 2})
+	okAns := mustSign(t, portal, TypeAnswer, ok)
+	writeSeeds(t, "FuzzVerifyAnswer", map[string]string{
+		"ok":             okAns,
+		"ok-licence":     mustSign(t, portal, TypeAnswer, edit(func(a *Answer) { a.License = lic })),
+		"stale":          mustSign(t, portal, TypeAnswer, edit(func(a *Answer) { a.Status, a.PBXID = StatusStale, "" })),
+		"gone":           mustSign(t, portal, TypeAnswer, edit(func(a *Answer) { a.Status, a.Reason = StatusGone, GoneRebound })),
+		"other-nonce":    mustSign(t, portal, TypeAnswer, edit(func(a *Answer) { a.Nonce = "n0" })),
+		"unknown-signer": mustSign(t, other, TypeAnswer, ok),
+		"licence":        lic,
+		"truncated":      okAns[:len(okAns)/2],
+		"error-json":     `{"error": "injected fault: internal error", "code": "unavailable"}`,
+		"empty":          "",
+	})
+	hb := HeartbeatRequest{Request: Request{Time: fuzzNow, Nonce: fuzzNonce}, PBXID: fuzzPBX, Revision: 3, State: "active",
+		Usage: license.Counts{license.UCPremium: 4}}
+	hbSigned := mustSign(t, device, TypeHeartbeat, hb)
+	writeSeeds(t, "FuzzVerifyRequest", map[string]string{
+		"heartbeat":      hbSigned,
+		"activate":       mustSign(t, device, TypeActivate, ActivateRequest{Request: hb.Request, Model: license.ModelVM}),
+		"other-device":   mustSign(t, portal, TypeHeartbeat, hb),
+		"truncated":      hbSigned[:len(hbSigned)-10],
+		"payload-string": mustSign(t, device, TypeHeartbeat, "not an object"),
+	})
+	writeSeeds(t, "FuzzParseRetryAfter", map[string]string{
+		"seconds": "120", "date": "Fri, 27 Nov 2026 12:05:00 GMT", "past": "Thu, 26 Nov 2026 12:05:00 GMT", "junk": "1.5",
+	})
+}
+
+func writeSeeds(t *testing.T, target string, seeds map[string]string) {
+	dir := filepath.Join("testdata", "fuzz", target)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range seeds {
+		body := fmt.Sprintf("go test fuzz v1\nstring(%q)\n", s)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
