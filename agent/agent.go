@@ -172,7 +172,35 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("loading the device key: %w", err)
 	}
+	a.checkMachine()
 	return a, nil
+}
+
+// checkMachine refuses a state folder activated on another machine: a
+// copy of /var/lib/pbx-agent, device key included, would otherwise run as
+// the original. The licence and device key are set aside (the files stay);
+// this appliance must be activated with its own key, which the portal binds
+// only after a re-bind. A state saved before fingerprints were kept
+// records this machine's.
+func (a *Agent) checkMachine() {
+	if a.st.PBX == nil || a.doc == nil {
+		return
+	}
+	fp, err := identity.Fingerprint(a.root, a.st.PBX.ID, a.cfg.Identity.Serial)
+	if err != nil {
+		a.log.Warn("cannot fingerprint this machine; the state folder is not checked", "err", err)
+		return
+	}
+	switch a.st.Fingerprint {
+	case fp:
+	case "":
+		a.st.Fingerprint = fp
+	default:
+		a.doc, a.device = nil, nil
+		a.lastError = "this state folder was activated on another machine (its fingerprint differs): " +
+			"activate this appliance with its PBX key; the portal must re-bind the PBX to it"
+		a.log.Error("state folder from another machine: licence and device key set aside", "pbx", a.st.PBX.ID)
+	}
 }
 
 func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
@@ -261,7 +289,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	a.st = persisted{
 		License: ans.License, PBX: &doc.PBX, ActivatedAt: a.clock.Now(),
 		LastSuccess: a.clock.Now(), Interval: ans.Interval, HighWater: a.clock.Now(),
-		State: a.st.State,
+		State: a.st.State, Fingerprint: fingerprint,
 	}
 	a.lastError = ""
 	err = a.saveLocked()

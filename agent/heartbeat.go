@@ -66,10 +66,13 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 				retryAfter = re.retryAfter
 			}
 			delay = protocol.DefaultBackoff.Delay(failures, retryAfter, rand.Float64())
-			// A heartbeat interval set short for tests or by the portal
-			// caps the backoff too: retrying slower than the schedule
-			// would be odd.
-			delay = min(delay, max(a.interval(), time.Second))
+			// A heartbeat interval set short by configuration (development,
+			// tests) caps the backoff too; the portal's Retry-After still
+			// holds. In production the policy alone decides: capped at the
+			// interval, a fleet would retry in lockstep once a minute.
+			if a.cfg.Heartbeat.Interval > 0 {
+				delay = min(delay, max(a.cfg.Heartbeat.Interval, retryAfter, time.Second))
+			}
 			a.log.Warn("heartbeat failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}
 		timer.Reset(delay)
@@ -193,11 +196,17 @@ func (a *Agent) exchangeHeartbeat(ctx context.Context) error {
 			a.log.Error("licence from the portal refused", "err", nextErr)
 			a.auditLocked(a.clock.Now(), auditLicenceRefused, map[string]any{"held": a.doc.Revision, "error": nextErr.Error()})
 		case next != nil && next.Revision > a.doc.Revision:
-			a.log.Info("licence updated", "revision", next.Revision, "users", next.Counts.String())
 			fields := licenceFields(next)
 			fields["previous"] = a.doc.Revision
-			a.auditLocked(a.clock.Now(), auditLicenceAccepted, fields)
 			a.doc, a.st.License = next, ans.License
+			// Saved before it is audited: the log never records a
+			// revision that a crash then loses.
+			if err := a.saveLocked(); err != nil {
+				return err
+			}
+			a.log.Info("licence updated", "revision", next.Revision, "users", next.Counts.String())
+			a.auditLocked(a.clock.Now(), auditLicenceAccepted, fields)
+			return nil
 		}
 		return a.saveLocked()
 	}

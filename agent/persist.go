@@ -26,8 +26,11 @@ type persisted struct {
 	LastSuccess time.Time       `json:"last_success,omitzero"`
 	Interval    license.Seconds `json:"interval_seconds,omitempty"` // as the portal last set it
 	HighWater   time.Time       `json:"clock_high_water,omitzero"`  // the licence clock's persisted mark
-	Gone        string          `json:"gone,omitempty"`             // why the PBX left this appliance
-	GoneAt      time.Time       `json:"gone_at,omitzero"`
+	// Fingerprint is the machine's fingerprint at activation: a state
+	// folder copied to another machine is refused (see New).
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Gone        string    `json:"gone,omitempty"` // why the PBX left this appliance
+	GoneAt      time.Time `json:"gone_at,omitzero"`
 	// State is the lifecycle state last evaluated and recorded in the audit
 	// log, so a restart records only real changes. Optional: a schema 1
 	// file without it records its first state as a change from "none".

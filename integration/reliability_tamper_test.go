@@ -150,11 +150,10 @@ func TestLicenceEditedInTheStateFolder(t *testing.T) {
 
 // TestStateFolderCopiedToAnotherAppliance copies an activated appliance's
 // state folder (device key included) to a second appliance with another
-// serial. NOT DETECTED today: the fingerprint goes to the portal only at
-// activation and the agent does not check it at start, so the copy runs
-// as the original, heartbeating with its device key. This test records
-// that, and that the copy gains nothing beyond the original's licence;
-// docs/reliability.md lists the fix it needs.
+// serial. The agent keeps the fingerprint it activated with and, finding
+// another machine's at start, sets the licence and device key aside: the
+// copy is unactivated, and activating it makes a new device key, which the
+// portal refuses while the PBX is bound to the original.
 func TestStateFolderCopiedToAnotherAppliance(t *testing.T) {
 	p := startPortal(t, t.TempDir(), freeAddr(t))
 	key := p.admin("pbx", "create", "--name", "copied.example", "--users", "uc-business=5")
@@ -177,11 +176,14 @@ func TestStateFolderCopiedToAnotherAppliance(t *testing.T) {
 	s := clone.status()
 	t.Logf("the copy: refresh exit %d (%s), state %s, holds a licence %v, last error %q",
 		refresh.code, strings.TrimSpace(refresh.stderr), s.State, s.License != nil, s.Heartbeat.LastError)
-	if s.License != nil && s.License.Profiles["uc-business"].Licensed != 5 {
-		t.Errorf("the copy holds %d licences; the original had 5", s.License.Profiles["uc-business"].Licensed)
+	if refresh.code == 0 || s.State != "unactivated" || s.License != nil || !strings.Contains(s.Heartbeat.LastError, "another machine") {
+		t.Fatalf("the copy was not refused: refresh exit %d, state %s, licence %v, error %q",
+			refresh.code, s.State, s.License != nil, s.Heartbeat.LastError)
 	}
-	if refresh.code == 0 && s.State == "active" {
-		t.Log("NOT DETECTED: the copied state folder runs as an active appliance on the original's licence")
+	// Activating the copy with the PBX's key makes a device key of its
+	// own, which the portal refuses: the PBX is bound to the original.
+	if r := clone.cli(key, "activate"); r.code != 3 {
+		t.Fatalf("activating the copy: exit %d (%s), want 3 (bound elsewhere)", r.code, strings.TrimSpace(r.stderr))
 	}
 }
 

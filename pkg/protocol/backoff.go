@@ -48,21 +48,28 @@ func Jitter(interval time.Duration, fraction, r float64) time.Duration {
 	return time.Duration(float64(interval) * (1 - fraction + 2*fraction*r))
 }
 
+// MaxRetryAfter bounds what a Retry-After can ask: a day. A larger value
+// is a broken or hostile header, and a wait beyond a day would outlast the
+// licence's offline grace.
+const MaxRetryAfter = 24 * time.Hour
+
 // ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date
-// (RFC 9110). It returns 0 when absent or unreadable.
+// (RFC 9110), at most MaxRetryAfter. It returns 0 when absent or
+// unreadable.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
-	if s, err := strconv.Atoi(v); err == nil {
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if s < 0 {
 			return 0
 		}
-		return time.Duration(s) * time.Second
+		// Compared in seconds: multiplying first would overflow.
+		return time.Duration(min(s, int64(MaxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), MaxRetryAfter)
 	}
 	return 0
 }

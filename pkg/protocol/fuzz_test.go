@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,6 +111,50 @@ func FuzzVerifyRequest(f *testing.F) {
 	})
 }
 
+// fuzzCommand is a valid ssh.open for pbx-1, live at fuzzNow.
+func fuzzCommand() Command {
+	return Command{ID: "cmd-1", PBXID: fuzzPBX, Type: CommandSSHOpen, IssuedAt: fuzzNow, ExpiresAt: fuzzNow.Add(time.Hour),
+		SSH: &SSHOpen{TTL: 3600, PublicKeys: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl support@example"}}}
+}
+
+// FuzzVerifyCommand feeds the agent's check of a portal command: either a
+// refusal with its code, or a well-formed command for pbx-1, not expired.
+func FuzzVerifyCommand(f *testing.F) {
+	portal := signer(f, "portal-1")
+	kr := fuzzKeyring(f, portal)
+	f.Add(mustSign(f, portal, TypeCommand, fuzzCommand()))
+	codes := []string{RefusedBadSignature, RefusedExpired, RefusedForeign, RefusedMalformed, RefusedUnsupported}
+	f.Fuzz(func(t *testing.T, compact string) {
+		c, err := VerifyCommand(compact, kr, fuzzPBX, fuzzNow)
+		if err != nil {
+			var ce *CommandError
+			if !errors.As(err, &ce) || !slices.Contains(codes, ce.Code) {
+				t.Fatalf("refusal %T %v is not a *CommandError with a known code", err, err)
+			}
+			if ce.ID != "" && !ValidCommandID(ce.ID) {
+				t.Fatalf("refusal carries an unsafe id %q", ce.ID)
+			}
+			return
+		}
+		switch {
+		case c.PBXID != fuzzPBX || !fuzzNow.Before(c.ExpiresAt) || !ValidCommandID(c.ID):
+			t.Fatalf("accepted %+v", c)
+		case c.Validate() != nil:
+			t.Fatalf("accepted an invalid command: %v", c.Validate())
+		}
+		for _, k := range func() []string {
+			if c.SSH == nil {
+				return nil
+			}
+			return c.SSH.PublicKeys
+		}() {
+			if line, err := ParseSSHKey(k); err != nil || strings.ContainsAny(line, "\r\n") {
+				t.Fatalf("accepted key %q: %v", k, err)
+			}
+		}
+	})
+}
+
 // FuzzParseRetryAfter feeds the Retry-After header of a portal refusal.
 func FuzzParseRetryAfter(f *testing.F) {
 	for _, s := range []string{"", "30", " 5 ", "-1", "soon", "Fri, 27 Nov 2026 12:01:00 GMT", "99999999999999999999"} {
@@ -153,6 +199,26 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"other-device":   mustSign(t, portal, TypeHeartbeat, hb),
 		"truncated":      hbSigned[:len(hbSigned)-10],
 		"payload-string": mustSign(t, device, TypeHeartbeat, "not an object"),
+	})
+	cmd := fuzzCommand()
+	cmdEdit := func(f func(*Command)) Command { c := cmd; f(&c); return c }
+	cmdSigned := mustSign(t, portal, TypeCommand, cmd)
+	writeSeeds(t, "FuzzVerifyCommand", map[string]string{
+		"ssh-open":  cmdSigned,
+		"ssh-close": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.Type, c.SSH = CommandSSHClose, nil })),
+		"wms-upgrade": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) {
+			c.Type, c.SSH = CommandWMSUpgrade, nil
+			c.WMS = &WMSUpgrade{Version: "7.3.20261120.1", Repository: "rel07", WindowStart: fuzzNow, WindowEnd: fuzzNow.Add(30 * time.Minute)}
+		})),
+		"expired": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.IssuedAt, c.ExpiresAt = fuzzNow.Add(-2*time.Hour), fuzzNow.Add(-time.Hour) })),
+		"foreign": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.PBXID = "pbx-2" })),
+		"key-options": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) {
+			c.SSH = &SSHOpen{TTL: 60, PublicKeys: []string{`command="sh" ` + cmd.SSH.PublicKeys[0]}}
+		})),
+		"unknown":     mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.Type = "rm.rf" })),
+		"other-key":   mustSign(t, other, TypeCommand, cmd),
+		"answer-type": mustSign(t, portal, TypeAnswer, cmd),
+		"truncated":   cmdSigned[:len(cmdSigned)-20],
 	})
 	writeSeeds(t, "FuzzParseRetryAfter", map[string]string{
 		"seconds": "120", "date": "Fri, 27 Nov 2026 12:05:00 GMT", "past": "Thu, 26 Nov 2026 12:05:00 GMT", "junk": "1.5",
