@@ -106,8 +106,9 @@ make_rootfs() {
 
 build() {
 	log "building the .deb (twice: the second, a newer version, for the upgrade) and the portal"
-	make -s deb >/dev/null || die "make deb failed"
+	# The version once: a commit made while the rig builds must not split it.
 	version=$(scripts/version.sh)
+	make -s deb DEB_VERSION="$version" >/dev/null || die "make deb failed"
 	deb1=$(ls dist/pbx-agent_"${version}"_amd64.deb)
 	mkdir -p "$work/dist"
 	cp "$deb1" "$work/dist/pbx-agent-1.deb"
