@@ -63,10 +63,10 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 # soak runs the reliability suite (docs/reliability.md) at its larger
-# settings: 300 kills, a 60 s fault storm, a minute of load on the local
+# settings: 300 kills (100 more while commands run), a 60 s fault storm, a minute of load on the local
 # API, 100,000 agents in the herd, portal answers past the timeout. The
 # same tests run at a CI size in `make check`.
-SOAK_RUN := Crash|Storm|Backoff|SlowPortal|Abuse|Herd|Tamper|Replays|Edited|StateFolder|PortalGone|ClockSetBack
+SOAK_RUN := Crash|Storm|Backoff|SlowPortal|Abuse|Herd|Tamper|Replays|Edited|StateFolder|PortalGone|ClockSetBack|CommandsSurviveSIGKILL|CommandsRefused
 soak:
 	PBX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run '$(SOAK_RUN)' \
 		./integration/ ./agent/ ./pkg/protocol/ ./pkg/state/

@@ -148,7 +148,7 @@ func TestCommandsSurviveSIGKILL(t *testing.T) {
 	if _, err := os.Stat(sshd); err != nil {
 		t.Skipf("%s not installed (Debian: openssh-server): %v", sshd, err)
 	}
-	rounds := envInt("PBX_KILL_ROUNDS", 8)
+	rounds := sized(t, "PBX_COMMAND_KILLS", 8, 100)
 	data := t.TempDir()
 	p := startPortal(t, data, freeAddr(t))
 	key := p.admin("pbx", "create", "--name", "acme.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=5")
@@ -199,11 +199,4 @@ func TestCommandsSurviveSIGKILL(t *testing.T) {
 		p.admin("command", "acme.example", "ssh-close", "--wait", "30s")
 	}
 	t.Logf("%d SIGKILLs: %v (a command never ran twice)", rounds, outcomes)
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
 }
