@@ -1,0 +1,39 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+)
+
+func TestSSHStatusAndClose(t *testing.T) {
+	fb, sock := daemon(t)
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	fb.mu.Lock()
+	fb.status.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until, HostKeys: []string{"ssh-ed25519 SHA256:abc"}}
+	fb.mu.Unlock()
+
+	r := run(t, "", "--socket", sock, "ssh", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "SSH: open on port 2222, until "+until.Format(time.RFC3339)) ||
+		!strings.Contains(r.stdout, "host key ssh-ed25519 SHA256:abc") {
+		t.Fatalf("ssh status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", "--socket", sock, "ssh", "status", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"open": true`) || !strings.Contains(r.stdout, `"port": 2222`) {
+		t.Fatalf("ssh status --json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = run(t, "", "--socket", sock, "ssh", "close")
+	if r.code != 0 || !strings.Contains(r.stdout, "SSH: closed") {
+		t.Fatalf("ssh close: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	fb.mu.Lock()
+	closes := fb.sshCloses
+	fb.mu.Unlock()
+	if closes != 1 {
+		t.Fatalf("the daemon saw %d closes, want 1", closes)
+	}
+	oneLine(t, r)
+}
