@@ -73,7 +73,7 @@ func (c *WMSUpgradeConfig) fakeRoot() bool { return c.Root != "" && c.Root != "/
 // Validate names the first setting the helper cannot work with.
 func (c *WMSUpgradeConfig) Validate() error {
 	switch {
-	case !debPackageName(c.Package):
+	case !ValidPackageName(c.Package):
 		return fmt.Errorf("upgrade.package %q is not a Debian package name", c.Package)
 	case c.RepoURL == "":
 		return errors.New("upgrade.repo_url is empty: set the WMS repository's URL, e.g. https://deb.example.com/wms")
@@ -92,8 +92,8 @@ func (c *WMSUpgradeConfig) Validate() error {
 	return nil
 }
 
-// debPackageName reports whether s is a Debian package name (Policy 5.6.1).
-func debPackageName(s string) bool {
+// ValidPackageName reports whether s is a Debian package name (Policy 5.6.1).
+func ValidPackageName(s string) bool {
 	if len(s) < 2 || len(s) > 100 || !isLowerAlnum(s[0]) {
 		return false
 	}
@@ -188,8 +188,8 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 	if _, err := wms.ParseVersion(version); err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %w", err)
+	if cfg.ResultDir == "" {
+		return nil, errors.New("no result folder")
 	}
 	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = 2 * time.Second
@@ -265,6 +265,9 @@ func (u *upgrade) logf(format string, args ...any) {
 // run does the work; an error it returns before anything changed leaves
 // the outcome Failed, after a rollback RolledBack.
 func (u *upgrade) run(ctx context.Context) error {
+	if err := u.cfg.Validate(); err != nil {
+		return fmt.Errorf("config %w", err)
+	}
 	req, err := wms.ReadRequest(u.cfg.RuntimeDir, u.version)
 	if err != nil {
 		return err
