@@ -7,6 +7,10 @@ since=$(git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null || true)
 range=${since:+$since..}HEAD
 echo "pbx-agent ($version) unstable; urgency=medium"
 echo
-git log --no-merges --format='  * %s' "$range" | head -200
+# Lines stay within 80 columns (lintian): a long subject wraps, indented.
+git log --no-merges --format='%s' "$range" | head -200 |
+	while IFS= read -r subject; do
+		printf '%s\n' "$subject" | fold -s -w 74 | sed -e '1s/^/  * /' -e '2,$s/^/    /' -e 's/ *$//'
+	done
 echo
 echo " -- pbx-agent developers <dev@pbx-agent.invalid>  $(git log -1 --format=%aD HEAD)"

@@ -197,8 +197,11 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 	if err := os.MkdirAll(cfg.ResultDir, 0o750); err != nil {
 		return nil, err
 	}
-	if cfg.ResultGID >= 0 {
+	if cfg.ResultGID >= 0 { // the agent's group reads the results, nobody else
 		if err := os.Chown(cfg.ResultDir, -1, cfg.ResultGID); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(cfg.ResultDir, 0o750); err != nil {
 			return nil, err
 		}
 	}
@@ -376,11 +379,6 @@ func (u *upgrade) recover(ctx context.Context) error {
 	if err := u.exe(ctx, u.cfg.InstallTimeout, nil, "", &audit, "dpkg", u.dpkgArgs("--audit")...); err != nil && audit.Len() == 0 {
 		return fmt.Errorf("dpkg --audit: %w", err)
 	}
-	if _, err := os.Stat(filepath.Join(u.cfg.root(), "var/lib/dpkg/updates")); err == nil {
-		if ents, _ := os.ReadDir(filepath.Join(u.cfg.root(), "var/lib/dpkg/updates")); len(ents) > 0 {
-			audit.WriteString("unfinished updates in the dpkg database\n")
-		}
-	}
 	if strings.TrimSpace(audit.String()) == "" {
 		return nil
 	}
@@ -411,8 +409,11 @@ func dpkgQuery(ctx context.Context, root, pkg string) (version, status string, e
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"),
-		"--show", "--showformat=${db:Status-Status} ${Version}", pkg)
+	args := []string{"--show", "--showformat=${db:Status-Status} ${Version}", pkg}
+	if root != "/" && root != "" {
+		args = append([]string{"--root=" + root}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "dpkg-query", args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if strings.Contains(stderr.String(), "no packages found") {
@@ -668,7 +669,6 @@ func (u *upgrade) dpkgArgs(args ...string) []string {
 func fakeRootAptConf(root string) string {
 	r := strings.TrimSuffix(root, "/")
 	return fmt.Sprintf(`Dir "%[1]s/";
-Dir::State::status "%[1]s/var/lib/dpkg/status";
 Dir::Bin::dpkg "/usr/bin/dpkg";
 DPkg::Options { "--root=%[1]s"; "--log=%[1]s/var/log/dpkg.log"; "--force-script-chrootless"; };
 APT::Sandbox::User "root";
