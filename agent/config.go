@@ -191,7 +191,7 @@ func DefaultConfig() Config {
 		},
 		Upgrade: UpgradeConfig{
 			Package: "wms", RepoSuite: "{repository}", RepoComponents: []string{"main"},
-			Keyring:    "/etc/pbx-agent/wms-archive-keyring.gpg",
+			Keyring:    "/etc/apt/keyrings/wms-archive-keyring.gpg",
 			BackupHook: []string{}, BackupTimeout: 30 * time.Minute,
 			HealthCommand: []string{}, HealthTimeout: 5 * time.Minute,
 			AptLockTimeout: 120 * time.Second, InstallTimeout: time.Hour,

@@ -430,7 +430,7 @@ func (u *upgrade) writeSource(repository string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(u.cfg.Keyring); err != nil {
+	if err := othersCanRead(u.cfg.Keyring); err != nil {
 		return fmt.Errorf("upgrade.keyring: %w", err)
 	}
 	path := filepath.Join(u.cfg.root(), "etc/apt", WMSSourceFile)
@@ -439,6 +439,27 @@ func (u *upgrade) writeSource(repository string) error {
 	}
 	u.logf("apt source %s: %s", path, uri)
 	return atomicfile.WriteFile(path, []byte(source), 0o644)
+}
+
+// othersCanRead checks that a file is readable by any user, through
+// folders any user may enter: apt checks signatures as its sandbox user
+// _apt, which cannot read a keyring under /etc/pbx-agent (0750).
+func othersCanRead(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o004 == 0 {
+		return fmt.Errorf("%s must be a file others may read (0644): apt reads it as the user _apt", path)
+	}
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s: the folder %s must be open to others (o+x): apt reads the keyring as the user _apt", path, dir)
+		}
+		if dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
 }
 
 // keepDir holds one .deb: the installed version's, to roll back to.
@@ -671,7 +692,6 @@ func fakeRootAptConf(root string) string {
 	return fmt.Sprintf(`Dir "%[1]s/";
 Dir::Bin::dpkg "/usr/bin/dpkg";
 DPkg::Options { "--root=%[1]s"; "--log=%[1]s/var/log/dpkg.log"; "--force-script-chrootless"; };
-APT::Sandbox::User "root";
 `, r)
 }
 

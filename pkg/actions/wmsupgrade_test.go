@@ -91,9 +91,22 @@ func buildWMSDeb(t *testing.T, dir, version, health string) string {
 	return deb
 }
 
+// openTempDir is a t.TempDir that others may enter, as apt's sandbox user
+// _apt must to read a repository, a keyring and a root's lists.
+func openTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 func newWMSRepo(t *testing.T) *wmsRepo {
 	t.Helper()
-	base := t.TempDir()
+	base := openTempDir(t)
 	r := &wmsRepo{dir: filepath.Join(base, "repo"), keyring: filepath.Join(base, "wms-archive-keyring.gpg"), debs: map[string]string{}}
 	if err := os.Mkdir(r.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -136,7 +149,7 @@ func newWMSRepo(t *testing.T) *wmsRepo {
 // newDpkgRoot makes an empty system for dpkg and apt under a folder.
 func newDpkgRoot(t *testing.T) string {
 	t.Helper()
-	root := t.TempDir()
+	root := openTempDir(t)
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/log",
 		"etc/apt/sources.list.d", "etc/apt/apt.conf.d", "etc/apt/preferences.d", "etc/apt/trusted.gpg.d",
 		"var/cache/apt/archives/partial", "var/lib/apt/lists/partial"} {
@@ -355,6 +368,12 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 			{"no keyring", "upgrade.keyring", func(c *wmsCase) {
 				c.request(t, wmsV2)
 				c.cfg.Keyring = "/nonexistent/keyring.gpg"
+			}},
+			{"a keyring _apt cannot read", "apt reads it as the user _apt", func(c *wmsCase) {
+				c.request(t, wmsV2)
+				c.cfg.Keyring = filepath.Join(t.TempDir(), "keyring.gpg")
+				data, _ := os.ReadFile(repo.keyring)
+				os.WriteFile(c.cfg.Keyring, data, 0o640)
 			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
