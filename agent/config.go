@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -120,10 +121,33 @@ type EnforcementConfig struct {
 	CommandTimeout time.Duration `mapstructure:"command_timeout"`
 }
 
-// UpgradeConfig describes the WMS package and its health check.
+// UpgradeConfig is how the root helper upgrades the WMS
+// (docs/wms-upgrade.md): its package, its repository, the backup and the
+// health check. The helper reads it from this file, which only root may
+// change.
 type UpgradeConfig struct {
-	Package   string `mapstructure:"package"`
-	HealthURL string `mapstructure:"health_url"`
+	Package string `mapstructure:"package"` // the WMS's Debian package
+	// RepoURL is the repository's URL; {repository} becomes the command's
+	// repository (relNN). RepoSuite may use it too; a suite ending in "/"
+	// is a flat repository, without components.
+	RepoURL        string   `mapstructure:"repo_url"`
+	RepoSuite      string   `mapstructure:"repo_suite"`
+	RepoComponents []string `mapstructure:"repo_components"`
+	Keyring        string   `mapstructure:"keyring"` // apt's Signed-By: the repository's public keys
+	// BackupHook runs (no shell) before anything changes, with
+	// WMS_VERSION_FROM and WMS_VERSION_TO set; a failure stops the upgrade.
+	BackupHook    []string      `mapstructure:"backup_hook"`
+	BackupTimeout time.Duration `mapstructure:"backup_timeout"`
+	// HealthURL must answer 2xx, and HealthCommand (no shell) exit 0,
+	// within HealthTimeout after the upgrade; neither set skips the check.
+	HealthURL      string        `mapstructure:"health_url"`
+	HealthCommand  []string      `mapstructure:"health_command"`
+	HealthTimeout  time.Duration `mapstructure:"health_timeout"`
+	AptLockTimeout time.Duration `mapstructure:"apt_lock_timeout"` // apt's DPkg::Lock::Timeout
+	InstallTimeout time.Duration `mapstructure:"install_timeout"`  // bounds each apt or dpkg run
+	// ResultDir holds the results the agent reads, and the .deb kept for
+	// a rollback.
+	ResultDir string `mapstructure:"result_dir"`
 }
 
 // SSHConfig is the temporary support access.
@@ -170,9 +194,16 @@ func DefaultConfig() Config {
 			StopUnits: []string{}, StopCommand: []string{}, StartCommand: []string{}, OveruseHook: []string{},
 			CommandTimeout: 2 * time.Minute,
 		},
-		Upgrade: UpgradeConfig{Package: "wms"},
-		SSH:     SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd"},
-		API:     APIConfig{WriteGroups: []string{}},
+		Upgrade: UpgradeConfig{
+			Package: "wms", RepoSuite: "{repository}", RepoComponents: []string{"main"},
+			Keyring:    "/etc/apt/keyrings/wms-archive-keyring.gpg",
+			BackupHook: []string{}, BackupTimeout: 30 * time.Minute,
+			HealthCommand: []string{}, HealthTimeout: 5 * time.Minute,
+			AptLockTimeout: 120 * time.Second, InstallTimeout: time.Hour,
+			ResultDir: "/var/lib/pbx-agent-wms",
+		},
+		SSH: SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd"},
+		API: APIConfig{WriteGroups: []string{}},
 	}
 }
 
@@ -244,6 +275,7 @@ func (c *Config) Validate() error {
 	if c.Admission.ReservationTTL <= 0 {
 		bad("admission.reservation_ttl", "%v: must be positive", c.Admission.ReservationTTL)
 	}
+	c.validateUpgrade(bad)
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
 		bad("ssh.port", "%d is not a TCP port", c.SSH.Port)
 	}
@@ -255,4 +287,61 @@ func (c *Config) Validate() error {
 		bad("metrics.web_config_file", "set, but metrics.listen is empty: the web configuration applies to the remote metrics listener")
 	}
 	return errors.Join(errs...)
+}
+
+// validateUpgrade checks the upgrade section. An empty repo_url is allowed
+// (no WMS upgrades on this PBX); the helper refuses to run without it.
+func (c *Config) validateUpgrade(bad func(key, format string, args ...any)) {
+	u := c.Upgrade
+	if !actions.ValidPackageName(u.Package) {
+		bad("upgrade.package", "%q is not a Debian package name (e.g. wms)", u.Package)
+	}
+	if u.RepoURL != "" {
+		if _, _, err := actions.WMSSource(u.helperConfig(), "rel00"); err != nil {
+			bad("upgrade", "%v", err)
+		}
+	}
+	if u.Keyring == "" || !filepath.IsAbs(u.Keyring) {
+		bad("upgrade.keyring", "%q: want an absolute path", u.Keyring)
+	}
+	if u.HealthURL != "" {
+		if p, err := url.Parse(u.HealthURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("upgrade.health_url", "%q is not an http(s) URL", u.HealthURL)
+		}
+	}
+	if len(u.BackupHook) > 0 && u.BackupHook[0] == "" {
+		bad("upgrade.backup_hook", "the program's path comes first, e.g. [/usr/lib/wms/backup, --full]")
+	}
+	if len(u.HealthCommand) > 0 && u.HealthCommand[0] == "" {
+		bad("upgrade.health_command", "the program's path comes first, e.g. [/usr/lib/wms/healthy]")
+	}
+	for key, d := range map[string]time.Duration{"upgrade.backup_timeout": u.BackupTimeout, "upgrade.health_timeout": u.HealthTimeout,
+		"upgrade.apt_lock_timeout": u.AptLockTimeout, "upgrade.install_timeout": u.InstallTimeout} {
+		if d < time.Second {
+			bad(key, "%v: at least 1s", d)
+		}
+	}
+	if u.ResultDir == "" || !filepath.IsAbs(u.ResultDir) {
+		bad("upgrade.result_dir", "%q: want an absolute path", u.ResultDir)
+	}
+}
+
+// helperConfig is the root helper's configuration from this section and
+// the runtime folder, where the agent leaves its requests.
+func (u UpgradeConfig) helperConfig() actions.WMSUpgradeConfig {
+	return actions.WMSUpgradeConfig{
+		Package: u.Package, RepoURL: u.RepoURL, RepoSuite: u.RepoSuite, RepoComponents: u.RepoComponents, Keyring: u.Keyring,
+		BackupHook: u.BackupHook, BackupTimeout: u.BackupTimeout,
+		HealthURL: u.HealthURL, HealthCommand: u.HealthCommand, HealthTimeout: u.HealthTimeout,
+		AptLockTimeout: u.AptLockTimeout, InstallTimeout: u.InstallTimeout,
+		ResultDir: u.ResultDir, ResultGID: -1,
+	}
+}
+
+// WMSUpgradeConfig is what the root helper and the upgrade executor need:
+// the upgrade section, with the runtime folder.
+func (c *Config) WMSUpgradeConfig() actions.WMSUpgradeConfig {
+	h := c.Upgrade.helperConfig()
+	h.RuntimeDir = c.RuntimeDir
+	return h
 }

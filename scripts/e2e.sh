@@ -79,6 +79,7 @@ require() {
 	command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 	command -v bc >/dev/null || missing+=(bc)
 	command -v lintian >/dev/null || missing+=(lintian)
+	command -v gpg >/dev/null || missing+=(gnupg)
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "installing ${missing[*]}"
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
@@ -122,6 +123,39 @@ build() {
 	go build -o "$work/" ./cmd/pbx-portal-sim || die "building pbx-portal-sim failed"
 	# A WMS stand-in that writes a SQLite user database (static: pure Go).
 	CGO_ENABLED=0 go build -o "$work/dist/" ./internal/tools/seedusers || die "building seedusers failed"
+	make_wms_repo || die "making the stand-in WMS repository failed"
+}
+
+# The stand-in WMS: a package "wms" in three versions, the third unhealthy
+# (its health file says broken), in a flat apt repository (rel70) signed
+# with a throwaway key made here; the container has gpgv, which apt uses
+# to check it against the keyring named in Signed-By.
+wms_v1=7.02.20250609.1 wms_v2=7.02.20250701.2 wms_v3=7.02.20250801.3
+make_wms_repo() {
+	local repo=$work/dist/wms-repo/rel70 v health src deb
+	mkdir -p "$repo"
+	for v in "$wms_v1:ok" "$wms_v2:ok" "$wms_v3:broken"; do
+		health=${v#*:} v=${v%%:*} src=$work/wms-src/$v
+		mkdir -p "$src/DEBIAN" "$src/usr/share/wms" "$src/etc/wms"
+		printf 'Package: wms\nVersion: %s\nArchitecture: all\nMaintainer: e2e <e2e@example.com>\nDescription: stand-in WMS\n' "$v" > "$src/DEBIAN/control"
+		echo /etc/wms/wms.conf > "$src/DEBIAN/conffiles"
+		printf '#!/bin/sh\nset -e\necho "wms postinst $1 ${2:-}"\n' > "$src/DEBIAN/postinst"
+		chmod 0755 "$src/DEBIAN/postinst"
+		echo "$health" > "$src/usr/share/wms/health"
+		echo "listen = 5060" > "$src/etc/wms/wms.conf"
+		deb=$repo/wms_${v}_all.deb
+		dpkg-deb --root-owner-group -Zgzip --build "$src" "$deb" >/dev/null
+		{ dpkg-deb --field "$deb"; echo "Filename: ./$(basename "$deb")"; echo "Size: $(stat -c %s "$deb")"
+			echo "SHA256: $(sha256sum "$deb" | cut -d' ' -f1)"; echo; } >> "$repo/Packages"
+	done
+	{ echo "Origin: pbx-agent e2e"; echo "Date: $(date -Ru)"; echo "SHA256:"
+		echo " $(sha256sum "$repo/Packages" | cut -d' ' -f1) $(stat -c %s "$repo/Packages") Packages"; } > "$repo/Release"
+	local gnupg=$work/gnupg gpg=(gpg --batch --quiet --pinentry-mode loopback --passphrase '')
+	mkdir -m 0700 "$gnupg"
+	GNUPGHOME=$gnupg "${gpg[@]}" --quick-gen-key 'pbx-agent e2e WMS archive <e2e@example.com>' ed25519 sign never
+	GNUPGHOME=$gnupg "${gpg[@]}" --output "$work/dist/wms-archive-keyring.gpg" --export
+	GNUPGHOME=$gnupg "${gpg[@]}" --output "$repo/InRelease" --clearsign "$repo/Release"
+	GNUPGHOME=$gnupg gpgconf --kill all 2>/dev/null || true
 }
 
 start_portal() {
@@ -476,6 +510,84 @@ ssh_ttl_with_agent_dead() {
 	eventually 40 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
 }
 
+# ── WMS upgrades (the root helper unit, started as pbx-agent through polkit) ──
+
+# wms_from_a_local_repository: the repository inside the container, its
+# keyring and the upgrade section in the configuration; v1 installed.
+wms_from_a_local_repository() {
+	ct mkdir -p /srv/wms-repo
+	ct cp -r /mnt/dist/wms-repo/rel70 /srv/wms-repo/
+	ct install -D -m 0644 /mnt/dist/wms-archive-keyring.gpg /etc/apt/keyrings/wms-archive-keyring.gpg
+	# The backup hook takes a few seconds, so that the agent can be
+	# restarted in the middle of an upgrade.
+	ct sh -c 'cat >> /etc/pbx-agent/agent.yaml' <<YAML
+upgrade:
+  repo_url: file:///srv/wms-repo/{repository}
+  repo_suite: ./
+  repo_components: []
+  backup_hook: [/bin/sh, -c, 'echo "backup before \$WMS_VERSION_FROM -> \$WMS_VERSION_TO"; sleep 3']
+  health_command: [/bin/grep, -qx, ok, /usr/share/wms/health]
+  health_timeout: 5s
+YAML
+	ct systemctl restart pbx-agent.service
+	eventually 10 ct pbx-agent status --json
+	ct dpkg -i "/mnt/dist/wms-repo/rel70/wms_${wms_v1}_all.deb"
+	ct dpkg-query -W -f '${Version}' wms | grep -qx "$wms_v1"
+}
+
+# wms_request VERSION: the request the agent leaves for the helper, written
+# as pbx-agent.
+wms_request() {
+	ct_as pbx-agent sh -c "mkdir -p /run/pbx-agent/wms-upgrade && printf '{\"format\":1,\"version\":\"%s\",\"repository\":\"rel70\",\"command_id\":\"e2e-%s\"}' $1 $1 > /run/pbx-agent/wms-upgrade/$1.json"
+}
+wms_status() { ct dpkg-query -W -f '${db:Status-Abbrev}${Version}' wms | tr -s ' '; }
+wms_result() { ct_as pbx-agent cat "/var/lib/pbx-agent-wms/$1.json"; }
+wms_journal() { ct journalctl -u "pbx-agent-wms-upgrade@$1.service" --no-pager | tail -40; }
+
+# wms_good_upgrade: pbx-agent starts the unit through polkit (no block); a
+# restart of the agent meanwhile does not stop it; v2 ends installed,
+# healthy and held; the result is readable by pbx-agent.
+wms_good_upgrade() {
+	wms_request "$wms_v2"
+	ct_as pbx-agent systemctl --no-ask-password --no-block start "pbx-agent-wms-upgrade@$wms_v2.service"
+	eventually 10 sh -c "nsenter -t $container_pid -m -p -- journalctl -u pbx-agent-wms-upgrade@$wms_v2.service --no-pager | grep -q 'backup before'"
+	ct systemctl is-active --quiet "pbx-agent-wms-upgrade@$wms_v2.service" || ct systemctl show -P ActiveState "pbx-agent-wms-upgrade@$wms_v2.service" | grep -qx activating
+	local before=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct sh -c "kill -9 $before"
+	eventually 60 sh -c "nsenter -t $container_pid -m -p -- systemctl show -P ActiveState pbx-agent-wms-upgrade@$wms_v2.service | grep -qx inactive"
+	ct systemctl show -P Result "pbx-agent-wms-upgrade@$wms_v2.service" | grep -qx success
+	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; wms_journal "$wms_v2"; return 1; }
+	wms_result "$wms_v2" > "$work/wms-result"
+	grep -q '"outcome": "upgraded"' "$work/wms-result"
+	grep -q "\"previous\": \"$wms_v1\"" "$work/wms-result"
+	grep -q '"held": true' "$work/wms-result"
+	grep -q "\"command_id\": \"e2e-$wms_v2\"" "$work/wms-result"
+	ct stat -c '%U %G %a' /var/lib/pbx-agent-wms "/var/lib/pbx-agent-wms/$wms_v2.json" | tr '\n' ' ' | grep -q '^root pbx-agent 750 root pbx-agent 640 $'
+	ct grep -q "Signed-By: /etc/apt/keyrings/wms-archive-keyring.gpg" /etc/apt/sources.list.d/pbx-agent-wms.sources
+	# The agent came back meanwhile.
+	eventually 20 ct pbx-agent status --json
+}
+
+# wms_bad_upgrade_rolled_back: v3 fails its health check; the helper puts v2
+# back from the kept .deb and holds it; the unit fails, the result says why.
+wms_bad_upgrade_rolled_back() {
+	wms_request "$wms_v3"
+	if ct_as pbx-agent systemctl --no-ask-password start "pbx-agent-wms-upgrade@$wms_v3.service" 2> "$work/denied"; then
+		echo "the bad upgrade succeeded"; return 1
+	fi
+	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; wms_journal "$wms_v3"; return 1; }
+	wms_result "$wms_v3" > "$work/wms-result"
+	grep -q '"outcome": "rolled_back"' "$work/wms-result"
+	grep -q '"rolled_back": true' "$work/wms-result"
+	grep -q "\"installed\": \"$wms_v2\"" "$work/wms-result"
+	grep -q "unhealthy after the upgrade to $wms_v3" "$work/wms-result"
+	ct journalctl -u "pbx-agent-wms-upgrade@$wms_v3.service" --no-pager | grep -q "rolled back to wms $wms_v2"
+	# A version outside the format is no unit pbx-agent may start.
+	if ct_as pbx-agent systemctl --no-ask-password start "pbx-agent-wms-upgrade@7.02.x.service" 2>/dev/null; then
+		echo "started a malformed instance"; return 1
+	fi
+}
+
 # ── main ───────────────────────────────────────────────────────────────────
 
 require
@@ -492,6 +604,9 @@ step "metrics: served under the hardened unit; rules installed" metrics_under_th
 step "status: root and the pbx-agent group read, others refused" status_by_group
 step "kill -9: systemd restarts the daemon, the licence intact" restart_after_kill
 step "polkit: the helper targets only; no other unit, transient or reload" polkit_allows_only_the_helpers
+step "WMS: a signed local repository, the upgrade configuration, v1 installed" wms_from_a_local_repository
+step "WMS: a good upgrade started by pbx-agent through polkit; the agent killed meanwhile" wms_good_upgrade
+step "WMS: a bad upgrade rolled back from the kept .deb and held" wms_bad_upgrade_rolled_back
 step "enforcement: users counted every second; a stand-in telephony unit attached" enforcement_configured
 step "users: a WAL database written by another user, read on a read-only view" users_from_a_wal_database
 step "admission: the group asks on the socket; outsiders and TCP refused" admission_through_the_socket
