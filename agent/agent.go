@@ -36,6 +36,8 @@ type Options struct {
 	// SSH opens temporary support access; nil refuses ssh.open and
 	// ssh.close as not set up (see commands.go).
 	SSH SSHAccess
+	// WMS runs WMS upgrades; nil refuses wms.upgrade as not set up (wms.go).
+	WMS WMSUpgrader
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -65,6 +67,7 @@ type Agent struct {
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
 
 	cmds     commandsState // portal commands: journal, SSH (commands.go, ssh.go)
+	wms      WMSUpgrader   // nil: WMS upgrades not set up (wms.go)
 	hbWake   chan struct{} // asks the heartbeat loop to run now, without waiting for it
 	waitWake chan struct{} // an activation starts the long-poll at once (wait.go)
 

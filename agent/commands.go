@@ -81,6 +81,9 @@ type commandsState struct {
 	sshSt   actions.SSHState // the access as last seen
 	sshErr  string
 	running string // id of the command being applied
+
+	wmsVersion string // installed, as last read (wms.go)
+	wmsUpgrade string // the last upgrade's progress or outcome, in words
 }
 
 // initCommands opens the journal and sets the SSH seam.
@@ -101,6 +104,7 @@ func (a *Agent) initCommands(opts Options) error {
 		a.log.Warn("command journal recovered from its previous good copy", "reason", info.RecoveredReason)
 	}
 	a.cmds = commandsState{store: store, ssh: opts.SSH, wake: make(chan struct{}, 1), j: j}
+	a.wms = opts.WMS
 	return nil
 }
 
@@ -264,21 +268,29 @@ func (a *Agent) commandLoop(ctx context.Context) {
 	a.refreshSSH(ctx)
 	tick := time.NewTicker(sshCheckEvery)
 	defer tick.Stop()
+	a.refreshWMSVersion(ctx)
 	for {
 		for a.applyNext(ctx) {
 		}
 		timer := a.sshExpiryTimer()
+		wmsTimer := time.NewTimer(time.Hour)
+		if d := a.followWMS(ctx); d > 0 { // upgrades waiting or running: wms.go
+			wmsTimer.Reset(d)
+		}
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return
 		case <-a.cmds.wake:
 		case <-tick.C:
 			a.refreshSSH(ctx)
 		case <-timer.C:
 			a.refreshSSH(ctx)
+		case <-wmsTimer.C:
 		}
 		timer.Stop()
+		wmsTimer.Stop()
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 
@@ -319,6 +331,25 @@ func (a *Agent) applyNext(ctx context.Context) bool {
 			Message: "it expired before it could run"})
 		c.mu.Unlock()
 		a.wakeHeartbeat()
+		return true
+	}
+	if e.Type == protocol.CommandWMSUpgrade {
+		// Checked now, started when its window opens (wms.go).
+		cmd := *e.Command
+		c.mu.Unlock()
+		if res := a.checkWMS(ctx, &cmd); res != nil {
+			c.mu.Lock()
+			a.finishLocked(e, a.clock.Now(), *res)
+			c.mu.Unlock()
+			a.wakeHeartbeat()
+			return true
+		}
+		c.mu.Lock()
+		e.State = protocol.CommandWaiting
+		if err := c.store.Save(c.j); err != nil {
+			a.log.Error("saving the command journal", "id", e.ID, "err", err)
+		}
+		c.mu.Unlock()
 		return true
 	}
 	// Durably "running" before acting: after a crash from here on, the
@@ -392,7 +423,9 @@ func (a *Agent) reconcileCommands(ctx context.Context) {
 	c.mu.Lock()
 	var stuck []*journalEntry
 	for _, e := range c.j.Entries {
-		if e.State == protocol.CommandRunning {
+		// A running upgrade is followed from its helper's result file
+		// (wms.go), which outlives the agent.
+		if e.State == protocol.CommandRunning && e.Type != protocol.CommandWMSUpgrade {
 			stuck = append(stuck, e)
 		}
 	}

@@ -13,7 +13,7 @@ func (a *Agent) Status() localapi.Status {
 	now := a.clock.Now()
 	offset := a.clock.LocalOffset()
 	used, reserved, us := a.usersSnapshot()
-	ssh, commands := a.sshStatus(), a.commandsStatus() // before a.mu: see commands.go
+	ssh, commands, wmsSt := a.sshStatus(), a.commandsStatus(), a.wmsStatus() // before a.mu: see commands.go
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -24,6 +24,7 @@ func (a *Agent) Status() localapi.Status {
 		Commands: commands,
 		Clock:    localapi.ClockStatus{Now: now},
 		SSH:      ssh,
+		WMS:      wmsSt,
 		Users:    us,
 	}
 	if offset < -time.Second {

@@ -41,7 +41,14 @@ func newRunCmd(a *app) *cobra.Command {
 			log.Info("telephony enforcement", "by", how)
 			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
 			log.Info("support SSH access", "by", sshHow)
-			ag, err := agent.New(cfg, log, agent.Options{Telephony: tel, SSH: ssh})
+			opts := agent.Options{Telephony: tel, SSH: ssh}
+			if wu, err := wmsUpgradesFor(a, cfg, log, os.Getenv); err != nil { // helper_wms.go
+				log.Error("WMS upgrades are not available", "err", err)
+			} else {
+				opts.WMS = wu
+				log.Info("WMS upgrades", "by", wu.String())
+			}
+			ag, err := agent.New(cfg, log, opts)
 			if err != nil {
 				return err
 			}
