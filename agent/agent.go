@@ -33,6 +33,12 @@ type Options struct {
 	Telephony Telephony
 	// Users counts the PBX's users; nil is the source of users.source.
 	Users users.Source
+	// Reload reads the configuration again on SIGHUP (reload.go); nil
+	// keeps the configuration New was given.
+	Reload func() (Config, error)
+	// LogLevel is the level of the logger New is given, which a reload
+	// sets from log.level; nil leaves the level alone.
+	LogLevel *slog.LevelVar
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -60,6 +66,10 @@ type Agent struct {
 	users usersState // user counts, reservations, over-use (users.go, admission.go)
 
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
+
+	reloadCfg func() (Config, error) // Options.Reload
+	logLevel  *slog.LevelVar         // Options.LogLevel
+	cfgStatus *localapi.ConfigStatus // how the last reload went; nil before one; guarded by mu
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -134,6 +144,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
+		reloadCfg: opts.Reload,
+		logLevel:  opts.LogLevel,
 	}
 	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics")})
 	if setupErr != nil {
