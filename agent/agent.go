@@ -38,6 +38,12 @@ type Options struct {
 	SSH SSHAccess
 	// WMS runs WMS upgrades; nil refuses wms.upgrade as not set up (wms.go).
 	WMS WMSUpgrader
+	// Reload reads the configuration again on SIGHUP (reload.go); nil
+	// keeps the configuration New was given.
+	Reload func() (Config, error)
+	// LogLevel is the level of the logger New is given, which a reload
+	// sets from log.level; nil leaves the level alone.
+	LogLevel *slog.LevelVar
 }
 
 // Agent is the daemon's core: it owns the persisted state, the licence
@@ -66,10 +72,13 @@ type Agent struct {
 
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
 
-	cmds     commandsState // portal commands: journal, SSH (commands.go, ssh.go)
-	wms      WMSUpgrader   // nil: WMS upgrades not set up (wms.go)
-	hbWake   chan struct{} // asks the heartbeat loop to run now, without waiting for it
-	waitWake chan struct{} // an activation starts the long-poll at once (wait.go)
+	cmds      commandsState          // portal commands: journal, SSH (commands.go, ssh.go)
+	wms       WMSUpgrader            // nil: WMS upgrades not set up (wms.go)
+	hbWake    chan struct{}          // asks the heartbeat loop to run now, without waiting for it
+	waitWake  chan struct{}          // an activation starts the long-poll at once (wait.go)
+	reloadCfg func() (Config, error) // Options.Reload
+	logLevel  *slog.LevelVar         // Options.LogLevel
+	cfgStatus *localapi.ConfigStatus // how the last reload went; nil before one; guarded by mu
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -146,6 +155,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		probe:     make(chan chan struct{}),
 		hbWake:    make(chan struct{}, 1),
 		waitWake:  make(chan struct{}, 1),
+		reloadCfg: opts.Reload,
+		logLevel:  opts.LogLevel,
 	}
 	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics")})
 	if setupErr != nil {

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -35,6 +36,12 @@ type Config struct {
 	Upgrade     UpgradeConfig     `mapstructure:"upgrade"`
 	SSH         SSHConfig         `mapstructure:"ssh"`
 	Metrics     MetricsConfig     `mapstructure:"metrics"`
+	Log         LogConfig         `mapstructure:"log"`
+}
+
+// LogConfig is the daemon's logging; run's --log-level overrides it.
+type LogConfig struct {
+	Level string `mapstructure:"level"` // debug, info, warn or error; a reload applies it
 }
 
 // PortalConfig says where the portal is and which of its keys to trust.
@@ -204,6 +211,7 @@ func DefaultConfig() Config {
 		},
 		SSH: SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd"},
 		API: APIConfig{WriteGroups: []string{}},
+		Log: LogConfig{Level: "info"},
 	}
 }
 
@@ -286,6 +294,9 @@ func (c *Config) Validate() error {
 	} else if c.Metrics.WebConfigFile != "" {
 		bad("metrics.web_config_file", "set, but metrics.listen is empty: the web configuration applies to the remote metrics listener")
 	}
+	if _, err := c.LogLevel(); err != nil {
+		bad("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+	}
 	return errors.Join(errs...)
 }
 
@@ -344,4 +355,14 @@ func (c *Config) WMSUpgradeConfig() actions.WMSUpgradeConfig {
 	h := c.Upgrade.helperConfig()
 	h.RuntimeDir = c.RuntimeDir
 	return h
+}
+
+// LogLevel is log.level as a slog level; "" is info.
+func (c *Config) LogLevel() (slog.Level, error) {
+	var l slog.Level
+	if c.Log.Level == "" {
+		return slog.LevelInfo, nil
+	}
+	err := l.UnmarshalText([]byte(c.Log.Level))
+	return l, err
 }

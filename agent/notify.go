@@ -2,10 +2,25 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
+
+// statusEvery is how often the main loop looks whether the one-line status
+// for systemd changed; it is sent only when it did.
+const statusEvery = time.Second
+
+// maxStatusLine bounds STATUS=: systemctl shows it on one line.
+const maxStatusLine = 300
 
 // notifier tells systemd how the daemon is doing. Outside systemd every
 // call is a no-op: SdNotify reports (false, nil) when NOTIFY_SOCKET is unset.
@@ -13,53 +28,169 @@ type notifier struct {
 	log interface{ Warn(string, ...any) }
 }
 
-func (n notifier) send(state string) {
-	if _, err := daemon.SdNotify(false, state); err != nil {
-		n.log.Warn("sd_notify failed", "state", state, "err", err)
+// send sends one datagram of assignments, such as READY=1 and STATUS=...:
+// systemd applies them together.
+func (n notifier) send(assignments ...string) {
+	msg := strings.Join(assignments, "\n")
+	if _, err := daemon.SdNotify(false, msg); err != nil {
+		n.log.Warn("sd_notify failed", "state", msg, "err", err)
 	}
 }
 
-// watchdogLoop pings systemd's watchdog while the heartbeat loop answers
-// its probes: a loop stuck past WatchdogSec lets systemd restart the
-// daemon. It returns at once when the unit has no watchdog.
-func (a *Agent) watchdogLoop(ctx context.Context, n notifier) {
-	every, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || every <= 0 {
-		return
+// reloading is what sd_notify(3) asks a daemon to send when it begins a
+// reload: RELOADING=1 with the time on CLOCK_MONOTONIC, so systemd can tell
+// this reload from an earlier one.
+func reloading() []string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return []string{daemon.SdNotifyReloading}
 	}
-	// Probing at a third of the period gives a stuck loop two chances to
-	// recover before systemd acts.
-	period := every / 3
-	t := time.NewTicker(period)
-	defer t.Stop()
+	usec := ts.Sec*1_000_000 + ts.Nsec/1_000
+	return []string{daemon.SdNotifyReloading, "MONOTONIC_USEC=" + strconv.FormatInt(usec, 10)}
+}
+
+// mainLoop is the daemon's main loop, between READY=1 and STOPPING=1: it
+// alone talks to systemd. It reloads the configuration on SIGHUP, sends
+// STATUS= when the summary changes, and pings the watchdog, each time only
+// after the heartbeat loop has answered a probe: a stuck heartbeat loop,
+// or a stuck main loop, stops the pings and lets systemd restart the
+// daemon. It returns when ctx ends.
+func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, lp *loops) {
+	lastStatus := a.statusLine()
+	n.send(daemon.SdNotifyReady, "STATUS="+lastStatus)
+
+	// The watchdog: a probe every third of WatchdogSec gives a busy
+	// heartbeat loop (an exchange with the portal is bounded at 30 s) two
+	// chances before systemd acts. Without a watchdog the ticker's channel
+	// stays nil and never fires.
+	var wdTick <-chan time.Time
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		a.log.Warn("the watchdog settings from systemd are not understood; no pings", "err", err)
+	}
+	if every > 0 {
+		t := time.NewTicker(every / 3)
+		defer t.Stop()
+		wdTick = t.C
+	}
+	var (
+		probeOut chan chan struct{} // a.probe while a probe waits to be taken, else nil
+		ack      chan struct{}      // the answer to the probe in flight, else nil
+		asked    time.Time          // when it was asked
+	)
+	statusTick := time.NewTicker(statusEvery)
+	defer statusTick.Stop()
+	updateStatus := func() {
+		if s := a.statusLine(); s != lastStatus {
+			lastStatus = s
+			n.send("STATUS=" + s)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		if a.probeLoop(ctx, period) {
+		case <-wdTick:
+			if ack != nil {
+				a.log.Warn("the heartbeat loop has not answered the watchdog; systemd restarts the daemon if this lasts",
+					"waiting", time.Since(asked).Round(time.Millisecond), "watchdog", every)
+				continue
+			}
+			ack, probeOut, asked = make(chan struct{}, 1), a.probe, time.Now()
+		case probeOut <- ack:
+			probeOut = nil
+		case <-ack:
+			ack = nil
 			n.send(daemon.SdNotifyWatchdog)
-		} else {
-			a.log.Warn("heartbeat loop did not answer the watchdog probe", "within", period)
+		case <-hup:
+			n.send(reloading()...)
+			a.reload(ctx, lp)
+			lastStatus = a.statusLine()
+			n.send(daemon.SdNotifyReady, "STATUS="+lastStatus)
+		case <-statusTick.C:
+			updateStatus()
 		}
 	}
 }
 
-// probeLoop asks the heartbeat loop to answer, and waits at most within.
-func (a *Agent) probeLoop(ctx context.Context, within time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	ack := make(chan struct{}, 1)
-	select {
-	case a.probe <- ack:
-	case <-ctx.Done():
-		return false
+// statusLine is the daemon's one-line status for systemd now.
+func (a *Agent) statusLine() string {
+	return statusLine(a.Status())
+}
+
+// statusLine sums up a status on one line for `systemctl status`: the
+// state, the users against the licences, and the last heartbeat or what
+// is wrong. It shows times to the minute, so that it changes with the
+// facts and not with every tick.
+func statusLine(st localapi.Status) string {
+	parts := []string{st.State}
+	minute := func(t *time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+	if l := st.License; l != nil {
+		licensed, used := 0, 0
+		for _, p := range l.Profiles {
+			licensed += p.Licensed
+			used += p.Used
+		}
+		if st.Users.CountedAt != nil {
+			parts = append(parts, fmt.Sprintf("%d of %d users", used, licensed))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d licences, users not counted yet", licensed))
+		}
+		if len(l.Overuse) > 0 {
+			var ov []string
+			for _, p := range license.Profiles() {
+				if n := l.Overuse[string(p.ID)]; n > 0 {
+					ov = append(ov, fmt.Sprintf("%s %d", p.Name, n))
+				}
+			}
+			parts = append(parts, "over-use: "+strings.Join(ov, ", "))
+		}
 	}
-	select {
-	case <-ack:
-		return true
-	case <-ctx.Done():
-		return false
+	hb, dl := st.Heartbeat, st.Deadlines
+	switch license.State(st.State) {
+	case license.Unactivated:
+		if hb.LastError == "" {
+			parts = append(parts, "no PBX key activated (pbx-agent activate)")
+		}
+	case license.Deleted:
+		parts = append(parts, "a new PBX key is needed (pbx-agent activate)")
+	case license.Stopping:
+		if dl.StopAt != nil {
+			parts = append(parts, "every licence at zero: telephony stops "+minute(dl.StopAt))
+		}
+	case license.Stopped:
+		if dl.DeleteAt != nil {
+			parts = append(parts, "telephony stopped; PBX deleted "+minute(dl.DeleteAt))
+		} else {
+			parts = append(parts, "telephony stopped")
+		}
+	case license.Lapsed:
+		if dl.LapseGraceEnd != nil {
+			parts = append(parts, "no new users; telephony stops "+minute(dl.LapseGraceEnd))
+		}
 	}
+	switch {
+	case hb.LastError != "" && hb.LastSuccess != nil:
+		parts = append(parts, "portal not reached since "+minute(hb.LastSuccess)+": "+hb.LastError)
+	case hb.LastError != "":
+		parts = append(parts, hb.LastError)
+	case hb.LastSuccess != nil:
+		parts = append(parts, "last heartbeat "+minute(hb.LastSuccess))
+	}
+	if st.Users.Error != "" {
+		parts = append(parts, "counting users fails: "+st.Users.Error)
+	}
+	if c := st.Config; c != nil {
+		if c.Error != "" {
+			parts = append(parts, "config not reloaded: "+c.Error)
+		}
+		if len(c.RestartNeeded) > 0 {
+			parts = append(parts, "restart to apply "+strings.Join(c.RestartNeeded, ", "))
+		}
+	}
+	s := strings.Join(strings.Fields(strings.Join(parts, "; ")), " ") // one line
+	if len(s) > maxStatusLine {
+		s = strings.ToValidUTF8(s[:maxStatusLine-3], "") + "..."
+	}
+	return s
 }

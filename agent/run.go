@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -78,18 +81,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	n := notifier{log: a.log}
-	wg.Add(3)
-	go func() { defer wg.Done(); a.heartbeatLoop(ctx) }()
+	// A reload restarts these two with new settings (reload.go).
+	lp := &loops{heartbeat: newLoop(ctx, a.heartbeatLoop), users: newLoop(ctx, a.usersLoop)}
 	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
-	wg.Go(func() { a.usersLoop(ctx) })     // user counts: users.go
 	wg.Go(func() { a.commandLoop(ctx) })   // portal commands: commands.go
 	wg.Go(func() { a.waitLoop(ctx) })      // the portal's long-poll: wait.go
-	go func() { defer wg.Done(); a.clockLoop(ctx) }()
-	go func() { defer wg.Done(); a.watchdogLoop(ctx, n) }()
+	wg.Go(func() { a.clockLoop(ctx) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	// Ready once the state is loaded (New) and the listeners are bound.
+	// Ready once the state is loaded (New) and the listeners are bound:
+	// mainLoop says so first.
 	ready.Store(true)
-	n.send(daemon.SdNotifyReady)
 	attrs := []any{"socket", a.cfg.Listen.Socket, "state", a.State()}
 	if tcpLn != nil {
 		attrs = append(attrs, "http", tcpLn.Addr().String())
@@ -99,9 +103,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("pbx-agent running", attrs...)
 
-	<-ctx.Done()
+	a.mainLoop(ctx, n, hup, lp) // notify.go: until ctx ends
 	n.send(daemon.SdNotifyStopping)
 	ready.Store(false)
+	lp.stop()
 	wg.Wait()
 	if err := a.persistClock(); err != nil {
 		a.log.Error("saving the licence clock at shutdown", "err", err)

@@ -67,6 +67,10 @@ func (a *Agent) Status() localapi.Status {
 		s.Heartbeat.Next = utc(now.Add(time.Until(a.next)).Truncate(time.Second))
 	}
 	s.Heartbeat.LastError = a.lastError
+	if c := a.cfgStatus; c != nil {
+		cc := *c
+		s.Config = &cc
+	}
 	return s
 }
 

@@ -205,7 +205,10 @@ type OveruseHookInput struct {
 // background, one run at a time; a change during a run runs it again with
 // the latest.
 func (a *Agent) runOveruseHook(doc *license.Document, ov, used, reserved license.Counts) {
+	u := &a.users
+	u.hookMu.Lock() // a reload may set the hook (reload.go)
 	argv := a.cfg.Enforcement.OveruseHook
+	u.hookMu.Unlock()
 	if len(argv) == 0 {
 		return
 	}
@@ -225,7 +228,6 @@ func (a *Agent) runOveruseHook(doc *license.Document, ov, used, reserved license
 		a.log.Error("over-use hook input", "err", err)
 		return
 	}
-	u := &a.users
 	u.hookMu.Lock()
 	defer u.hookMu.Unlock()
 	if u.hookRunning {

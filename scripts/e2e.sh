@@ -271,6 +271,84 @@ status_by_group() {
 	grep -qi "permission" "$work/outsider"
 }
 
+# writes_refused_to_readers: activate and refresh, the write verbs, are
+# refused to the pbx-agent group (readers) by the daemon, naming what would
+# let them in, and to users outside it by the socket's mode; root writes.
+writes_refused_to_readers() {
+	local who verb
+	for who in admin outsider; do
+		for verb in activate refresh; do
+			if ct_as "$who" pbx-agent "$verb" < "$work/key" > "$work/denied" 2>&1; then
+				echo "$who may $verb"; return 1
+			fi
+			grep -qi 'permission' "$work/denied" || { echo "$who $verb:"; cat "$work/denied"; return 1; }
+		done
+	done
+	ct_as admin pbx-agent refresh 2>&1 | grep -q 'writes need root'
+	ct pbx-agent refresh
+}
+
+# reload_applies_live_keys: systemctl reload (SIGHUP) applies a new
+# heartbeat interval in the same process, and reports listen.http as
+# needing a restart, in the journal, the status and systemd's status line;
+# a file that no longer parses keeps the running configuration.
+reload_applies_live_keys() {
+	local pid since
+	pid=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct cp /etc/pbx-agent/agent.yaml /root/agent.yaml.saved
+	since=$(ct date '+%Y-%m-%d %H:%M:%S')
+	ct sed -i 's/interval: 1s/interval: 2s/' /etc/pbx-agent/agent.yaml
+	ct sh -c 'printf "listen:\n  http: 127.0.0.1:9740\n" >> /etc/pbx-agent/agent.yaml'
+	ct systemctl reload pbx-agent.service
+	eventually 10 sh -c "nsenter -t $container_pid -m -p -- systemctl show -P StatusText pbx-agent.service | grep -q 'restart to apply listen.http'"
+	ct systemctl show -P StatusText pbx-agent.service | grep -q '^active; '
+	[ "$(ct systemctl show -P MainPID pbx-agent.service)" = "$pid" ] || { echo "the reload restarted the daemon"; return 1; }
+	ct journalctl -u pbx-agent.service --since "$since" --no-pager > "$work/reload.log"
+	grep -q 'configuration reloaded.*applied=heartbeat.interval' "$work/reload.log"
+	grep -q 'apply only after a restart.*keys=listen.http' "$work/reload.log"
+	ct pbx-agent status | grep -q '^Restart to apply *listen.http'
+	ct systemctl is-active pbx-agent.service
+	# A broken file: the running configuration stays, and says why.
+	ct sh -c 'printf "heartbeat: [\n" >> /etc/pbx-agent/agent.yaml'
+	ct systemctl reload pbx-agent.service
+	eventually 10 sh -c "nsenter -t $container_pid -m -p -- systemctl show -P StatusText pbx-agent.service | grep -q 'config not reloaded'"
+	ct pbx-agent status | grep -q '^Config not reloaded'
+	[ "$(ct systemctl show -P MainPID pbx-agent.service)" = "$pid" ]
+	ct systemctl is-active pbx-agent.service
+	ct cp /root/agent.yaml.saved /etc/pbx-agent/agent.yaml
+	ct systemctl restart pbx-agent.service
+	eventually 10 ct pbx-agent status --json
+	! ct pbx-agent status | grep -q '^Restart to apply'
+}
+
+# watchdog_restarts_a_stuck_daemon: with the watchdog at 3 s (a drop-in,
+# removed afterwards), the daemon stopped with SIGSTOP stops pinging;
+# systemd records a watchdog timeout, kills it and starts a new one.
+watchdog_restarts_a_stuck_daemon() {
+	local dropin=/run/systemd/system/pbx-agent.service.d/e2e-watchdog.conf before after restarts
+	ct mkdir -p "$(dirname "$dropin")"
+	ct sh -c "printf '[Service]\nWatchdogSec=3s\nTimeoutAbortSec=2s\nRestartSec=1s\n' > $dropin"
+	ct systemctl daemon-reload
+	ct systemctl restart pbx-agent.service
+	eventually 10 test "$(ct systemctl show -P WatchdogTimestampMonotonic pbx-agent.service)" != 0
+	[ "$(ct systemctl show -P WatchdogUSec pbx-agent.service)" = 3s ]
+	before=$(ct systemctl show -P MainPID pbx-agent.service)
+	restarts=$(ct systemctl show -P NRestarts pbx-agent.service)
+	ct kill -STOP "$before"
+	eventually 30 sh -c "p=\$(nsenter -t $container_pid -m -p -- systemctl show -P MainPID pbx-agent.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $before ]"
+	eventually 10 ct systemctl is-active --quiet pbx-agent.service
+	after=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct journalctl -u pbx-agent.service --no-pager | grep -q 'Watchdog timeout (limit 3s)'
+	[ "$(ct systemctl show -P NRestarts pbx-agent.service)" -gt "$restarts" ]
+	eventually 10 ct pbx-agent status --json
+	ct pbx-agent status --json | grep -q '"state": "active"'
+	ct rm "$dropin"
+	ct systemctl daemon-reload
+	ct systemctl restart pbx-agent.service
+	eventually 10 ct pbx-agent status --json
+	echo "watchdog: pid $before stopped, pid $after started"
+}
+
 restart_after_kill() {
 	local before after
 	before=$(ct systemctl show -P MainPID pbx-agent.service)
@@ -602,7 +680,10 @@ step "active as pbx-agent, watchdog armed, licence-active target up" service_har
 step "activate with a key from the portal on the host" activate
 step "metrics: served under the hardened unit; rules installed" metrics_under_the_unit
 step "status: root and the pbx-agent group read, others refused" status_by_group
+step "writes: refused to the pbx-agent group and to outsiders; root writes" writes_refused_to_readers
+step "reload: a new heartbeat interval applied live, listen.http needs a restart" reload_applies_live_keys
 step "kill -9: systemd restarts the daemon, the licence intact" restart_after_kill
+step "SIGSTOP: the watchdog times out and systemd restarts the daemon" watchdog_restarts_a_stuck_daemon
 step "polkit: the helper targets only; no other unit, transient or reload" polkit_allows_only_the_helpers
 step "WMS: a signed local repository, the upgrade configuration, v1 installed" wms_from_a_local_repository
 step "WMS: a good upgrade started by pbx-agent through polkit; the agent killed meanwhile" wms_good_upgrade

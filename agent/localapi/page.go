@@ -47,6 +47,7 @@ type pageView struct {
 	StateName string
 	Tone      string // ok, warn, bad: the state's colour
 	Profiles  []profileRow
+	Overuse   []overuseRow // profiles with more users than licences, in catalogue order
 	Deadlines []timeRow
 	Heartbeat []timeRow
 	Now       string
@@ -57,7 +58,13 @@ type profileRow struct {
 	Licensed, Used, Reserved  int
 	Scale                     int // the bar's full width: the largest of licensed and used+reserved
 	Overuse                   int
+	Within                    int // the users within the licence: Used less Overuse
 	UsedText, RemainingPhrase string
+}
+
+type overuseRow struct {
+	Name  string
+	Users int // without a licence
 }
 
 type timeRow struct {
@@ -74,6 +81,11 @@ func newPageView(st Status) pageView {
 	v.Now = now.UTC().Format("2006-01-02 15:04:05 UTC")
 	if l := st.License; l != nil {
 		v.Profiles = profileRows(l)
+		for _, r := range v.Profiles {
+			if r.Overuse > 0 {
+				v.Overuse = append(v.Overuse, overuseRow{Name: r.Name, Users: r.Overuse})
+			}
+		}
 	}
 	add := func(rows *[]timeRow, label string, t *time.Time) {
 		if t == nil || t.IsZero() {
@@ -105,6 +117,7 @@ func profileRows(l *LicenseStatus) []profileRow {
 		seen[id] = true
 		r := profileRow{Name: name, Licensed: p.Licensed, Used: p.Used, Reserved: p.Reserved, Overuse: l.Overuse[id]}
 		r.Scale = max(r.Licensed, r.Used+r.Reserved, 1)
+		r.Within = max(r.Used-r.Overuse, 0)
 		r.UsedText = fmt.Sprintf("%d of %d", r.Used, r.Licensed)
 		switch free := r.Licensed - r.Used - r.Reserved; {
 		case r.Overuse > 0:

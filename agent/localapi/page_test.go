@@ -32,6 +32,7 @@ func TestStatusPage(t *testing.T) {
 		Deadlines: Deadlines{StopAt: &stop, DeleteAt: &del},
 		Clock:     ClockStatus{Now: now},
 		Commands:  []CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
+		Config:    &ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
 	}
 	s, err := New(Config{Backend: pageBackend{st: st}})
 	if err != nil {
@@ -57,6 +58,8 @@ func TestStatusPage(t *testing.T) {
 	for _, want := range []string{
 		"stopping", "UC-Premium", "12 of 10", "2 over the licence", "PBX-BASIC", "2 free",
 		"Telephony stops", "2027-03-15 10:00 UTC", "(in 5 days)", "PBX deleted", "(in 14 days)", "cmd-1",
+		"More users than licences", "UC-Premium: 2 users without a licence", "No new users of this profile",
+		"The configuration was not reloaded: yaml: line 3", "applied at the next restart: <code>listen.http</code>, <code>state_dir</code>.",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -70,7 +73,7 @@ func TestStatusPage(t *testing.T) {
 	if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
 		t.Error("page refers to an outside address: it must work offline")
 	}
-	if strings.Index(body, "PBX-BASIC") > strings.Index(body, "UC-Premium") {
+	if profiles := body[strings.Index(body, "Users per profile"):]; strings.Index(profiles, "PBX-BASIC") > strings.Index(profiles, "UC-Premium") {
 		t.Error("profiles are not in catalogue order")
 	}
 

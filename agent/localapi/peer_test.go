@@ -6,10 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,14 +38,17 @@ func TestHelperPeer(t *testing.T) {
 		t.Skip("helper process for TestPeerPermissions")
 	}
 	c := unixClient(sock)
-	for _, rq := range []string{"GET /healthz", "GET /v1/status", "POST /v1/activate", "POST /v1/refresh", "POST /v1/admission"} {
+	// Every route: a route added later is checked too.
+	for _, rq := range slices.Sorted(maps.Keys(routes)) {
 		method, path, _ := strings.Cut(rq, " ")
 		var body io.Reader
-		switch path {
-		case "/v1/admission":
+		switch {
+		case path == "/v1/admission":
 			body = strings.NewReader(`{"profile": "uc-premium"}`)
-		case "/v1/activate", "/v1/refresh":
+		case path == "/v1/activate":
 			body = strings.NewReader(`{"key": "k"}`)
+		case method == "POST":
+			body = strings.NewReader(`{}`)
 		}
 		req, _ := newJSONRequest(method, "http://local"+path, body)
 		res := peerResult{Req: rq}
@@ -97,20 +102,25 @@ func TestPeerPermissions(t *testing.T) {
 		name   string
 		cfg    Config
 		groups []uint32 // the child's supplementary groups
-		want   map[string]int
-		msg    map[string]string // part of the error message, per request
+		// refused says, per permission, whether every route asking it
+		// refuses the child.
+		refused map[perm]bool
+		want    map[string]int
+		msg     map[string]string // part of the error message, per request
 	}{
-		{name: "in no group", cfg: Config{ReadGroup: missing},
+		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[perm]bool{permRead: true, permWrite: true, permAdmit: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 403},
 			msg: map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root",
 				"POST /v1/admission": "may not ask for admission: join the group " + missing}},
-		{name: "read group as primary group", cfg: Config{ReadGroup: "nogroup"},
+		{name: "read group as primary group", cfg: Config{ReadGroup: "nogroup"}, refused: map[perm]bool{permWrite: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200}},
 		{name: "read group as supplementary group", cfg: Config{ReadGroup: "users", WriteGroups: []string{"root"}}, groups: []uint32{uint32(usersGID)},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200},
-			msg:  map[string]string{"POST /v1/activate": "membership in group root"}},
+			refused: map[perm]bool{permWrite: true},
+			want:    map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200},
+			msg:     map[string]string{"POST /v1/activate": "membership in group root"}},
 		{name: "write group as supplementary group", cfg: Config{ReadGroup: missing, WriteGroups: []string{"users"}}, groups: []uint32{uint32(usersGID)},
-			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 200, "POST /v1/refresh": 200, "POST /v1/admission": 200}},
+			refused: map[perm]bool{},
+			want:    map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 200, "POST /v1/refresh": 200, "POST /v1/admission": 200}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +166,17 @@ func TestPeerPermissions(t *testing.T) {
 						t.Fatal(err)
 					}
 					got[r.Req] = r
+				}
+			}
+			// Every route the table has, by its permission: refused or not.
+			for req, rt := range routes {
+				r, ok := got[req]
+				if !ok {
+					t.Errorf("%s: the child did not ask", req)
+					continue
+				}
+				if refused := r.Status == 403; refused != tt.refused[rt.perm] {
+					t.Errorf("%s (%s) as nobody = %d (%s), want refused %v", req, rt.perm, r.Status, r.Error, tt.refused[rt.perm])
 				}
 			}
 			for req, want := range tt.want {

@@ -48,6 +48,11 @@ func (s *Server) handleError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	s.log.Log(r.Context(), level, "local API request failed", "method", r.Method, "path", r.URL.Path,
 		"status", ae.status, "code", ae.code, "err", ae.msg, peerAttr(r))
+	if ae.status == http.StatusRequestEntityTooLarge {
+		// Close rather than read the rest of the body: the server would
+		// otherwise wait for it before answering.
+		w.Header().Set("Connection", "close")
+	}
 	if werr := writeJSON(w, ae.status, ErrorBody{Error: ae.msg, Code: ae.code}); werr != nil {
 		s.log.Error("local API: writing an error answer", "err", werr)
 	}

@@ -58,7 +58,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if rt, ok := routes[r.Method+" "+r.URL.Path]; ok {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		if err = s.permit(r, rt.perm); err == nil {
+		if r.ContentLength > maxBodyBytes {
+			// Refused unread, on every route, whether it reads a body or not.
+			err = tooLarge()
+		} else if err = s.permit(r, rt.perm); err == nil {
 			err = rt.h(s, w, r)
 		}
 	} else {

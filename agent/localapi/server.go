@@ -49,13 +49,21 @@ const (
 	maxHeaderBytes  = 16 << 10
 	maxConnsUnix    = 64
 	maxConnsTCP     = 32
-	readHeaderTO    = 5 * time.Second
-	readTO          = 30 * time.Second
 	backendTO       = 90 * time.Second // activation and refresh talk to the portal
 	writeTO         = backendTO + 10*time.Second
-	idleTO          = 2 * time.Minute
 	shutdownTimeout = 5 * time.Second
 )
+
+// timeouts cut off slow and idle clients, so a peer that dribbles its
+// request, or keeps a connection open doing nothing, cannot hold a slot
+// for long.
+type timeouts struct {
+	readHeader time.Duration // from the connection (or the last answer) to the request's headers
+	read       time.Duration // to the whole request, body included
+	idle       time.Duration // a keep-alive connection between requests
+}
+
+var defaultTimeouts = timeouts{readHeader: 5 * time.Second, read: 30 * time.Second, idle: 30 * time.Second}
 
 // Config configures New.
 type Config struct {
@@ -73,6 +81,8 @@ type Config struct {
 	Ready func() bool
 	// Metrics serves GET /metrics (read permission); nil answers 404.
 	Metrics http.Handler
+
+	timeouts *timeouts // nil is defaultTimeouts; tests shorten them
 }
 
 // Server is the local API. One Server serves any number of listeners.
@@ -81,6 +91,7 @@ type Server struct {
 	log     *slog.Logger
 	ready   func() bool
 	metrics http.Handler
+	to      timeouts
 
 	selfUID     uint32
 	writeGIDs   map[uint32]bool
@@ -100,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		log:         cfg.Logger,
 		ready:       cfg.Ready,
 		metrics:     cfg.Metrics,
+		to:          defaultTimeouts,
 		selfUID:     uint32(os.Getuid()),
 		writeGIDs:   map[uint32]bool{},
 		writeGroups: cfg.WriteGroups,
@@ -107,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.timeouts != nil {
+		s.to = *cfg.timeouts
 	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
@@ -244,11 +259,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 	lis := newLimitListener(ln, limit)
 	srv := &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: readHeaderTO,
-		ReadTimeout:       readTO,
+		ReadHeaderTimeout: s.to.readHeader,
+		ReadTimeout:       s.to.read,
 		WriteTimeout:      writeTO,
-		IdleTimeout:       idleTO,
+		IdleTimeout:       s.to.idle,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         lis.connState,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		// Requests outlive ctx by up to shutdownTimeout: a graceful stop
 		// lets an activation in flight finish.
@@ -370,31 +386,93 @@ func (s *Server) deniedMessage(ci *connInfo, need perm) string {
 	return who + " may not read pbx-agent: join the group " + s.readGroup + " (then log in again)"
 }
 
-// limitListener caps concurrent connections: Accept waits for a free slot,
-// and closing a connection frees its slot.
+// limitListener caps concurrent connections, so that local peers cannot
+// exhaust the daemon's file descriptors. Idle keep-alive connections hold
+// slots too, but give them up: a connection that arrives when every slot
+// is taken closes the one idle the longest (an HTTP client opens a new
+// connection when the server closes an idle one), and waits for a slot only
+// when none is idle. Slow clients are cut off by the server's timeouts.
 type limitListener struct {
 	net.Listener
 	sem       chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+
+	idleMu   sync.Mutex
+	idle     map[*limitConn]time.Time // connections between requests, and since when
+	turnIdle chan struct{}            // a connection turned idle
 }
 
 func newLimitListener(ln net.Listener, n int) *limitListener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{}),
+		idle: map[*limitConn]time.Time{}, turnIdle: make(chan struct{}, 1)}
 }
 
+// Accept takes the next connection, then a slot for it: a free one, or
+// the slot of the connection idle the longest, closed for it, or else the
+// first slot that frees up.
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.sem
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	for {
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		default:
+		}
+		if l.closeIdlest() {
+			continue // its Close freed a slot
+		}
+		select {
+		case l.sem <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+		case <-l.turnIdle:
+		case <-l.done:
+			c.Close()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// closeIdlest closes the connection idle the longest; false when none is.
+func (l *limitListener) closeIdlest() bool {
+	l.idleMu.Lock()
+	var oldest *limitConn
+	var since time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	l.idleMu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.Close()
+	return true
+}
+
+// connState is the server's http.Server.ConnState: it keeps the set of
+// idle connections.
+func (l *limitListener) connState(c net.Conn, st http.ConnState) {
+	lc, ok := c.(*limitConn)
+	if !ok {
+		return
+	}
+	l.idleMu.Lock()
+	defer l.idleMu.Unlock()
+	if st != http.StateIdle {
+		delete(l.idle, lc)
+		return
+	}
+	l.idle[lc] = time.Now()
+	select {
+	case l.turnIdle <- struct{}{}:
+	default:
+	}
 }
 
 func (l *limitListener) Close() error {

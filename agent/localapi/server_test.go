@@ -549,8 +549,9 @@ func TestLargeBody(t *testing.T) {
 	}
 }
 
-// TestConnectionLimit fills every connection slot: a further client waits,
-// and gets in when one slot frees.
+// TestConnectionLimit fills every connection slot with requests under way
+// (their headers unfinished): a further client waits, and gets in when a
+// slot frees.
 func TestConnectionLimit(t *testing.T) {
 	h := newHarness(t, nil)
 	var held []net.Conn
@@ -559,14 +560,8 @@ func TestConnectionLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\n")
 		held = append(held, c)
-	}
-	// Each held connection must have been accepted before the next waits:
-	// a request on the first proves the server is accepting.
-	fmt.Fprint(held[0], "GET /healthz HTTP/1.1\r\nHost: local\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(held[0]), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("held connection: %v %v", resp, err)
 	}
 	got := make(chan int, 1)
 	go func() {

@@ -27,6 +27,20 @@ type Status struct {
 	Commands  []CommandStatus `json:"commands"`
 	Clock     ClockStatus     `json:"clock"`
 	Users     UsersStatus     `json:"users"`
+	Config    *ConfigStatus   `json:"config,omitempty"` // absent until the configuration is reloaded
+}
+
+// ConfigStatus is how the last reload of the configuration (SIGHUP,
+// systemctl reload pbx-agent) went.
+type ConfigStatus struct {
+	ReloadedAt time.Time `json:"reloaded_at"`
+	// RestartNeeded are the keys whose value in the file differs from the
+	// running one and that apply only when the daemon restarts
+	// (listeners, folders, the portal, ...).
+	RestartNeeded []string `json:"restart_needed,omitempty"`
+	// Error says why the last reload kept the running configuration (the
+	// file does not parse, or a value is invalid).
+	Error string `json:"error,omitempty"`
 }
 
 // PBXStatus names the PBX.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -17,23 +18,37 @@ func newRunCmd(a *app) *cobra.Command {
 		Long:  "Run the daemon: activation, heartbeats, enforcement and the local API. systemd starts it as pbx-agent.service.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return err
+			// load reads the configuration with run's flags over it; a
+			// reload (SIGHUP) calls it again.
+			load := func() (agent.Config, error) {
+				cfg, err := a.config()
+				if err != nil {
+					return cfg, err
+				}
+				if cmd.Flags().Changed("log-level") {
+					cfg.Log.Level = logLevel
+				}
+				// node_exporter's flags for the remote metrics listener; New validates.
+				if cmd.Flags().Changed("web.listen-address") {
+					cfg.Metrics.Listen = webListen
+				}
+				if cmd.Flags().Changed("web.config.file") {
+					cfg.Metrics.WebConfigFile = webConfig
+				}
+				return cfg, nil
 			}
-			// Structured logs on stderr, which journald keeps.
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
-			cfg, err := a.config()
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
-			// node_exporter's flags for the remote metrics listener; New validates.
-			if cmd.Flags().Changed("web.listen-address") {
-				cfg.Metrics.Listen = webListen
+			lvl, err := cfg.LogLevel()
+			if err != nil {
+				return fmt.Errorf("--log-level or log.level %q: use debug, info, warn or error", cfg.Log.Level)
 			}
-			if cmd.Flags().Changed("web.config.file") {
-				cfg.Metrics.WebConfigFile = webConfig
-			}
+			level := new(slog.LevelVar)
+			level.Set(lvl)
+			// Structured logs on stderr, which journald keeps.
+			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			tel, how, err := telephonyFor(cfg, log, os.Getenv) // telephony.go
 			if err != nil {
 				return err
@@ -41,7 +56,7 @@ func newRunCmd(a *app) *cobra.Command {
 			log.Info("telephony enforcement", "by", how)
 			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
 			log.Info("support SSH access", "by", sshHow)
-			opts := agent.Options{Telephony: tel, SSH: ssh}
+			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level}
 			if wu, err := wmsUpgradesFor(a, cfg, log, os.Getenv); err != nil { // helper_wms.go
 				log.Error("WMS upgrades are not available", "err", err)
 			} else {
@@ -55,7 +70,7 @@ func newRunCmd(a *app) *cobra.Command {
 			return ag.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error (overrides log.level)")
 	cmd.Flags().StringVar(&webListen, "web.listen-address", "", "`ADDRESS` of a listener serving /metrics alone, for remote scraping (overrides metrics.listen)")
 	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for that listener (overrides metrics.web_config_file)")
 	return cmd

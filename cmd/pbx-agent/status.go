@@ -243,6 +243,14 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 		}
 		line("WMS", "%s", strings.TrimPrefix(wms, ", "))
 	}
+	if c := st.Config; c != nil {
+		if c.Error != "" {
+			line("Config not reloaded", "%s", c.Error)
+		}
+		if len(c.RestartNeeded) > 0 {
+			line("Restart to apply", "%s (changed in the file since the start)", strings.Join(c.RestartNeeded, ", "))
+		}
+	}
 	for _, c := range st.Commands {
 		cmd := fmt.Sprintf("%s %s: %s", c.ID, c.Type, c.State)
 		if c.Result != "" {

@@ -85,6 +85,18 @@ func TestStatus(t *testing.T) {
 			t.Errorf("coloured state: %q", strings.SplitN(b.String(), "\n", 2)[0])
 		}
 	})
+	t.Run("after a reload", func(t *testing.T) {
+		st := activeStatus()
+		st.Config = &localapi.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3: did not find expected key"}
+		var b bytes.Buffer
+		printStatus(&b, st, false)
+		for _, want := range []string{"Config not reloaded yaml: line 3: did not find expected key\n",
+			"Restart to apply    listen.http, state_dir (changed in the file since the start)\n"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("status lacks %q:\n%s", want, b.String())
+			}
+		}
+	})
 	t.Run("daemon not running", func(t *testing.T) {
 		r := run(t, "", "--socket", "/nonexistent/agent.sock", "status")
 		if r.code != 2 || !strings.Contains(r.stderr, "is the daemon running?") || r.stdout != "" {

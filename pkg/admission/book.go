@@ -30,6 +30,10 @@ func NewBook(ttl time.Duration) *Book {
 	return &Book{ttl: ttl, total: license.Counts{}}
 }
 
+// SetTTL sets the time to live of reservations made from now on; those
+// held keep the expiry they were given.
+func (b *Book) SetTTL(ttl time.Duration) { b.ttl = ttl }
+
 // Reserve holds n seats of p from now for the book's time to live.
 func (b *Book) Reserve(now time.Time, p license.Profile, n int) {
 	if n <= 0 {
