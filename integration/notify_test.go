@@ -1,9 +1,7 @@
 package integration
 
 import (
-	"encoding/json"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,24 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 )
-
-// httpStatus asks the read-only HTTP listener for the status.
-func (a *appliance) httpStatus() localapi.Status {
-	a.t.Helper()
-	resp, err := http.Get("http://" + a.http + "/v1/status")
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st localapi.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		a.t.Fatal(err)
-	}
-	return st
-}
 
 // systemd is a NOTIFY_SOCKET that a test reads, as systemd would.
 type systemd struct {
@@ -189,7 +170,10 @@ func TestSystemdNotifyAndReload(t *testing.T) {
 		}
 		// The CLI reads the broken file too: ask the HTTP listener, which
 		// is still the one the daemon started with.
-		st = a.httpStatus()
+		st, herr := a.httpStatus()
+		if herr != nil {
+			t.Fatal(herr)
+		}
 		if st.State != "active" || st.Config == nil || !strings.Contains(st.Config.Error, "reading config") {
 			t.Errorf("after a broken file: state %s, config %+v", st.State, st.Config)
 		}
