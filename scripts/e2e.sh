@@ -666,6 +666,14 @@ wms_bad_upgrade_rolled_back() {
 	fi
 }
 
+# wms_purged: purge removed the helper's results, its kept .deb and its apt
+# source; the WMS itself stays, held.
+wms_purged() {
+	if ct test -e /var/lib/pbx-agent-wms; then echo "/var/lib/pbx-agent-wms left"; return 1; fi
+	if ct test -e /etc/apt/sources.list.d/pbx-agent-wms.sources; then echo "apt source left"; return 1; fi
+	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; return 1; }
+}
+
 # ── main ───────────────────────────────────────────────────────────────────
 
 require
@@ -700,6 +708,7 @@ step "after a reboot the agent stops the telephony unit again" telephony_stays_s
 step "a licence added back: telephony runs again; over-use reported" licence_back_restarts_telephony
 step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
 step "purge leaves no unit, user, state or configuration" purge_leaves_nothing
+step "WMS: purge removes the helper's results and apt source; the WMS stays" wms_purged
 
 echo
 log "summary"

@@ -211,7 +211,9 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 
 	unlock, err := lockFile(filepath.Join(cfg.ResultDir, ".lock"))
 	if err != nil {
-		return nil, err
+		// Another version's upgrade runs: say so in this version's result.
+		u.res.Outcome, u.res.Error, u.res.Finished = wms.Failed, err.Error(), time.Now().UTC()
+		return u.res, errors.Join(err, u.save())
 	}
 	defer unlock()
 	if cfg.fakeRoot() {

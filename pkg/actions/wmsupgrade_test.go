@@ -389,6 +389,21 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				}
 			})
 		}
+		t.Run("another upgrade running", func(t *testing.T) {
+			c := newWMSCase(t, repo)
+			c.request(t, wmsV2)
+			if err := os.MkdirAll(c.cfg.ResultDir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			unlock, err := lockFile(filepath.Join(c.cfg.ResultDir, ".lock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			if res, err := c.upgrade(t, wmsV2); err == nil || !strings.Contains(err.Error(), "another WMS upgrade") || res.Outcome != wms.Failed {
+				t.Errorf("%v; %+v", err, res)
+			}
+		})
 		t.Run("not installed", func(t *testing.T) {
 			c := newWMSCase(t, repo)
 			c.request(t, wmsV2)

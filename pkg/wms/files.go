@@ -216,6 +216,22 @@ func (r *Result) Done() bool { return !r.Finished.IsZero() }
 // OK reports whether the upgrade reached its target, healthy.
 func (r *Result) OK() bool { return r.Outcome == Upgraded || r.Outcome == Unchanged }
 
+// Summary says in a line how the upgrade stands, for the status's
+// wms.upgrade: "upgraded to V", "running: V", "rolled back to P: why"...
+func (r *Result) Summary() string {
+	switch r.Outcome {
+	case Running:
+		return "running: " + r.Version
+	case Upgraded:
+		return "upgraded to " + r.Version
+	case Unchanged:
+		return r.Version + " already installed"
+	case RolledBack:
+		return fmt.Sprintf("%s failed, rolled back to %s: %s", r.Version, r.Installed, r.Error)
+	}
+	return fmt.Sprintf("%s failed: %s", r.Version, r.Error)
+}
+
 // The bounds of the log tail.
 const (
 	MaxLogLines    = 60

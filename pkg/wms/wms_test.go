@@ -285,7 +285,13 @@ func TestResultFile(t *testing.T) {
 		t.Errorf("mode %v", fi.Mode())
 	}
 
+	if s := got.Summary(); s != "7.02.20250609.3 failed, rolled back to 7.02.20250609.2: unhealthy after the upgrade" {
+		t.Errorf("Summary = %q", s)
+	}
 	running := &Result{Version: "7.02.20250609.4", Outcome: Running, Started: started}
+	if s := running.Summary(); s != "running: 7.02.20250609.4" {
+		t.Errorf("Summary = %q", s)
+	}
 	if err := WriteResult(dir, running, os.Getgid()); err != nil {
 		t.Fatal(err)
 	}
