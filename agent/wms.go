@@ -124,11 +124,9 @@ func (a *Agent) stepWMS(ctx context.Context, e *journalEntry) bool {
 			return false
 		}
 		if found && res.CommandID == e.ID && res.Done() {
-			out := protocol.CommandResult{State: protocol.CommandDone, WMS: res,
-				Message: fmt.Sprintf("%s: %s installed", res.Outcome, res.Installed)}
+			out := protocol.CommandResult{State: protocol.CommandDone, WMS: res, Message: res.Summary()}
 			if !res.OK() {
 				out.State = protocol.CommandFailed
-				out.Message = strings.TrimSpace(fmt.Sprintf("%s: %s installed; %s", res.Outcome, res.Installed, res.Error))
 			}
 			a.finishWMS(e, out)
 			a.refreshWMSVersion(ctx)
@@ -156,7 +154,11 @@ func (a *Agent) finishWMS(e *journalEntry, res protocol.CommandResult) {
 	a.cmds.mu.Lock()
 	a.finishLocked(e, a.clock.Now(), res)
 	a.cmds.mu.Unlock()
-	a.setWMSUpgrade(fmt.Sprintf("%s %s", e.Command.WMS.Version, res.Message))
+	msg := res.Message
+	if !strings.Contains(msg, e.Command.WMS.Version) {
+		msg = e.Command.WMS.Version + ": " + msg
+	}
+	a.setWMSUpgrade(msg)
 	a.wakeHeartbeat()
 }
 

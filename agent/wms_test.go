@@ -135,7 +135,7 @@ func TestWMSUpgradeWaitsForItsWindowThenReports(t *testing.T) {
 		t.Fatalf("the helper started %d times", w.starts())
 	}
 	v := cr.portalView(t, id)
-	if v.Result == nil || v.Result.State != protocol.CommandDone || !strings.Contains(v.Result.Message, "upgraded") {
+	if v.Result == nil || v.Result.State != protocol.CommandDone || v.Result.Message != "upgraded to 7.03.20261120.1" {
 		t.Fatalf("portal sees %+v", v.Result)
 	}
 	if st := cr.a.Status(); st.WMS.Version != "7.03.20261120.1" {

@@ -613,49 +613,53 @@ YAML
 	ct dpkg-query -W -f '${Version}' wms | grep -qx "$wms_v1"
 }
 
-# wms_request VERSION: the request the agent leaves for the helper, written
-# as pbx-agent.
-wms_request() {
-	ct_as pbx-agent sh -c "mkdir -p /run/pbx-agent/wms-upgrade && printf '{\"format\":1,\"version\":\"%s\",\"repository\":\"rel70\",\"command_id\":\"e2e-%s\"}' $1 $1 > /run/pbx-agent/wms-upgrade/$1.json"
-}
 wms_status() { ct dpkg-query -W -f '${db:Status-Abbrev}${Version}' wms | tr -s ' '; }
 wms_result() { ct_as pbx-agent cat "/var/lib/pbx-agent-wms/$1.json"; }
 wms_journal() { ct journalctl -u "pbx-agent-wms-upgrade@$1.service" --no-pager | tail -40; }
+# wms_command VERSION queues the upgrade on the portal, its window open
+# now, and prints the command's id; wms_command_result ID waits for the
+# result the agent reports.
+wms_command() { sim command e2e.example upgrade --version "$1" --repo rel70 --window-start now --window-end now+1h; }
+wms_command_result() { sim command show e2e.example "$1" --wait 180s; }
 
-# wms_good_upgrade: pbx-agent starts the unit through polkit (no block); a
-# restart of the agent meanwhile does not stop it; v2 ends installed,
-# healthy and held; the result is readable by pbx-agent.
+# wms_good_upgrade: the portal's wms.upgrade makes the agent start the unit
+# over D-Bus (polkit); the agent is killed during the upgrade, which goes
+# on; the restarted agent finds the outcome and reports it; v2 ends
+# installed, healthy and held.
 wms_good_upgrade() {
-	wms_request "$wms_v2"
-	ct_as pbx-agent systemctl --no-ask-password --no-block start "pbx-agent-wms-upgrade@$wms_v2.service"
-	eventually 10 sh -c "nsenter -t $container_pid -m -p -- journalctl -u pbx-agent-wms-upgrade@$wms_v2.service --no-pager | grep -q 'backup before'"
+	local id
+	id=$(wms_command "$wms_v2")
+	eventually 30 sh -c "nsenter -t $container_pid -m -p -- journalctl -u pbx-agent-wms-upgrade@$wms_v2.service --no-pager | grep -q 'backup before'"
 	ct systemctl is-active --quiet "pbx-agent-wms-upgrade@$wms_v2.service" || ct systemctl show -P ActiveState "pbx-agent-wms-upgrade@$wms_v2.service" | grep -qx activating
 	local before=$(ct systemctl show -P MainPID pbx-agent.service)
 	ct sh -c "kill -9 $before"
-	eventually 60 sh -c "nsenter -t $container_pid -m -p -- systemctl show -P ActiveState pbx-agent-wms-upgrade@$wms_v2.service | grep -qx inactive"
+	wms_command_result "$id" > "$work/wms-command"
+	grep -q '"state": "done"' "$work/wms-command" || { cat "$work/wms-command"; wms_journal "$wms_v2"; return 1; }
+	grep -q '"outcome": "upgraded"' "$work/wms-command"
+	[ "$(ct systemctl show -P MainPID pbx-agent.service)" != "$before" ] || { echo "the agent was not restarted"; return 1; }
 	ct systemctl show -P Result "pbx-agent-wms-upgrade@$wms_v2.service" | grep -qx success
 	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; wms_journal "$wms_v2"; return 1; }
 	wms_result "$wms_v2" > "$work/wms-result"
 	grep -q '"outcome": "upgraded"' "$work/wms-result"
 	grep -q "\"previous\": \"$wms_v1\"" "$work/wms-result"
 	grep -q '"held": true' "$work/wms-result"
-	grep -q "\"command_id\": \"e2e-$wms_v2\"" "$work/wms-result"
+	grep -q "\"command_id\": \"$id\"" "$work/wms-result"
 	ct stat -c '%U %G %a' /var/lib/pbx-agent-wms "/var/lib/pbx-agent-wms/$wms_v2.json" | tr '\n' ' ' | grep -q '^root pbx-agent 750 root pbx-agent 640 $'
 	ct grep -q "Signed-By: /etc/apt/keyrings/wms-archive-keyring.gpg" /etc/apt/sources.list.d/pbx-agent-wms.sources
-	# The agent came back meanwhile.
-	eventually 20 ct pbx-agent status --json
+	eventually 20 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent status --json | grep -q '\"version\": \"$wms_v2\"'"
 }
 
-# wms_bad_upgrade_rolled_back: v3 fails its health check; the helper puts v2
-# back from the kept .deb and holds it; the unit fails, the result says why.
+# wms_bad_upgrade_rolled_back: the portal's upgrade to v3 fails its health
+# check; the helper puts v2 back from the kept .deb and holds it; the agent
+# reports the command failed, rolled back.
 wms_bad_upgrade_rolled_back() {
-	wms_request "$wms_v3"
-	if ct_as pbx-agent systemctl --no-ask-password start "pbx-agent-wms-upgrade@$wms_v3.service" 2> "$work/denied"; then
-		echo "the bad upgrade succeeded"; return 1
-	fi
+	local id
+	id=$(wms_command "$wms_v3")
+	wms_command_result "$id" > "$work/wms-command"
+	grep -q '"state": "failed"' "$work/wms-command" || { cat "$work/wms-command"; wms_journal "$wms_v3"; return 1; }
+	grep -q '"outcome": "rolled_back"' "$work/wms-command"
 	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; wms_journal "$wms_v3"; return 1; }
 	wms_result "$wms_v3" > "$work/wms-result"
-	grep -q '"outcome": "rolled_back"' "$work/wms-result"
 	grep -q '"rolled_back": true' "$work/wms-result"
 	grep -q "\"installed\": \"$wms_v2\"" "$work/wms-result"
 	grep -q "unhealthy after the upgrade to $wms_v3" "$work/wms-result"
@@ -694,8 +698,8 @@ step "kill -9: systemd restarts the daemon, the licence intact" restart_after_ki
 step "SIGSTOP: the watchdog times out and systemd restarts the daemon" watchdog_restarts_a_stuck_daemon
 step "polkit: the helper targets only; no other unit, transient or reload" polkit_allows_only_the_helpers
 step "WMS: a signed local repository, the upgrade configuration, v1 installed" wms_from_a_local_repository
-step "WMS: a good upgrade started by pbx-agent through polkit; the agent killed meanwhile" wms_good_upgrade
-step "WMS: a bad upgrade rolled back from the kept .deb and held" wms_bad_upgrade_rolled_back
+step "WMS: a good upgrade pushed by the portal; the agent killed meanwhile" wms_good_upgrade
+step "WMS: a bad upgrade pushed by the portal, rolled back from the kept .deb and held" wms_bad_upgrade_rolled_back
 step "enforcement: users counted every second; a stand-in telephony unit attached" enforcement_configured
 step "users: a WAL database written by another user, read on a read-only view" users_from_a_wal_database
 step "admission: the group asks on the socket; outsiders and TCP refused" admission_through_the_socket
