@@ -213,16 +213,9 @@ func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 
 // heartbeat records an appliance's report and answers what changed.
 func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
-	kid, _, err := license.PeekHeader(body)
+	kid, dev, err := p.knownDevice(body) // commands.go
 	if err != nil {
-		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)
-	}
-	p.mu.Lock()
-	dev := p.devices[kid]
-	p.mu.Unlock()
-	if dev == nil {
-		return nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
-			msg: fmt.Sprintf("the portal knows no appliance with device key %q: activate first", kid)}
+		return nil, err
 	}
 	var req protocol.HeartbeatRequest
 	if err := protocol.VerifyRequest(body, protocol.TypeHeartbeat, dev, &req); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -456,7 +457,7 @@ func (p *Portal) knownDevice(body string) (string, []byte, error) {
 	p.mu.Unlock()
 	if dev == nil {
 		return "", nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
-			msg: "the portal knows no appliance with device key " + kid + ": activate first"}
+			msg: fmt.Sprintf("the portal knows no appliance with device key %q: activate first", kid)}
 	}
 	return kid, dev, nil
 }

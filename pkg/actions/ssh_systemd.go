@@ -19,24 +19,22 @@ const SSHUnitPattern = "pbx-agent-sshd@*.service"
 // SSHUnitPort is the port the shipped unit's sshd listens on.
 const SSHUnitPort = 2222
 
-// SSHUnits is the part of go-systemd's *dbus.Conn that SystemdSSH uses.
+// SSHUnits is the part of go-systemd's *dbus.Conn that SystemdSSH uses:
+// Units, and stopping and listing units.
 type SSHUnits interface {
-	StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
+	Units
 	StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 	ListUnitsByPatternsContext(ctx context.Context, states, patterns []string) ([]sddbus.UnitStatus, error)
-	GetUnitPropertyContext(ctx context.Context, unit, property string) (*sddbus.Property, error)
-	Close()
 }
 
 var _ SSHUnits = (*sddbus.Conn)(nil)
 
-// DialSSHUnits connects to systemd over the system bus for SystemdSSH.
-// The connection outlives ctx: godbus closes a connection when the context
-// it was made with ends, and the executor keeps it for later calls.
+// DialSSHUnits connects to systemd over the system bus for SystemdSSH, as
+// DialSystemBus does.
 func DialSSHUnits(ctx context.Context) (SSHUnits, error) {
-	c, err := sddbus.NewSystemConnectionContext(context.WithoutCancel(ctx))
+	c, err := dialBus(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to systemd over the system bus: %w", err)
+		return nil, err // not a typed nil in the interface
 	}
 	return c, nil
 }

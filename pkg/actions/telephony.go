@@ -45,6 +45,14 @@ var _ Units = (*sddbus.Conn)(nil)
 // The connection outlives ctx: godbus closes a connection when the context
 // it was made with ends, and the executor keeps it for later calls.
 func DialSystemBus(ctx context.Context) (Units, error) {
+	c, err := dialBus(ctx)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+func dialBus(ctx context.Context) (*sddbus.Conn, error) {
 	c, err := sddbus.NewSystemConnectionContext(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to systemd over the system bus: %w", err)
