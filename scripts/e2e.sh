@@ -58,6 +58,8 @@ step() {
 	log "── $name"
 	if ( set -e; "$@" ) > "$work/step.log" 2>&1; then
 		steps+=("PASS  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
+		# PBX_E2E_VERBOSE=1 shows what passing steps printed too.
+		[ -z "${PBX_E2E_VERBOSE:-}" ] || sed 's/^/    /' "$work/step.log"
 	else
 		steps+=("FAIL  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
 		failed=$((failed + 1))
@@ -563,14 +565,20 @@ ssh_open_from_portal() {
 # ssh_close_ends_session: ssh-close from the portal stops the unit, and
 # with it a session that was open (UsePAM=no keeps it in the unit's cgroup).
 ssh_close_ends_session() {
+	mark() { echo "$(date +%T.%N | cut -c1-12) $*"; }
+	mark "session starting"
 	nsenter -t "$container_pid" -m -u -i -n -p -C -- timeout 120 ssh -i /root/support_key -p 2222 -o BatchMode=yes \
 		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null pbx-support@127.0.0.1 sleep 100 &
 	local session=$!
 	eventually 10 ct pgrep -u pbx-support -x sleep
+	mark "session open; ssh-close queued"
 	sim command e2e.example ssh-close --wait 30s | grep -q '"state": "done"'
+	mark "ssh-close reported done"
 	eventually 10 sh -c "! nsenter -t $container_pid -m -p -- pgrep -u pbx-support -x sleep"
+	mark "session gone"
 	if port_open; then echo "port 2222 still open"; return 1; fi
 	wait "$session" 2>/dev/null || true
+	mark "client exited"
 	ct pbx-agent ssh status | grep -q 'SSH: closed'
 }
 
