@@ -56,7 +56,11 @@ step() {
 	local name=$1; shift
 	local start=$(date +%s.%N)
 	log "── $name"
-	if ( set -e; "$@" ) > "$work/step.log" 2>&1; then
+	# Neither in an if nor before || or &&: bash ignores set -e there,
+	# subshells included, and a step would pass on its last command alone.
+	( set -e; "$@" ) > "$work/step.log" 2>&1
+	local rc=$?
+	if [ "$rc" -eq 0 ]; then
 		steps+=("PASS  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
 		# PBX_E2E_VERBOSE=1 shows what passing steps printed too.
 		[ -z "${PBX_E2E_VERBOSE:-}" ] || sed 's/^/    /' "$work/step.log"
@@ -550,11 +554,13 @@ support_ssh() {
 ssh_open_from_portal() {
 	ct ssh-keygen -q -t ed25519 -N "" -C support@e2e -f /root/support_key
 	ct cat /root/support_key.pub > "$work/support.pub"
+	ct getent shadow pbx-support | cut -d: -f1,2
 	sim command e2e.example ssh-open --ttl 600s --pubkey "$work/support.pub" --wait 30s > "$work/ssh-open.json"
 	grep -q '"state": "done"' "$work/ssh-open.json" || { cat "$work/ssh-open.json"; return 1; }
 	eventually 10 port_open
 	ct systemctl is-active --quiet 'pbx-agent-sshd@600.service'
-	support_ssh id -un | grep -qx pbx-support
+	support_ssh id -un > "$work/ssh-id" || { ct journalctl -u 'pbx-agent-sshd@*' --no-pager | tail -20; return 1; }
+	grep -qx pbx-support "$work/ssh-id"
 	fp=$(ct ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')
 	grep -q "$fp" "$work/ssh-open.json" || { echo "host key $fp not reported"; cat "$work/ssh-open.json"; return 1; }
 	ct pbx-agent ssh status | grep -q 'open on port 2222'
