@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/agent"
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 )
 
@@ -40,10 +41,20 @@ type apiClient struct {
 
 // apiClient returns a client for the socket of the configuration
 // (listen.socket, or --socket).
+//
+// A configuration file that no longer loads does not stop the client: the
+// daemon runs on the configuration it loaded before, and the admin must
+// reach it to see where it stands (its status says the reload failed). The
+// client then says so and tries --socket or the default socket.
 func (a *app) apiClient() (*apiClient, error) {
 	cfg, err := a.config()
 	if err != nil {
-		return nil, err
+		socket := agent.DefaultConfig().Listen.Socket
+		if f := a.root.PersistentFlags().Lookup("socket"); f != nil && f.Changed {
+			socket = f.Value.String()
+		}
+		fmt.Fprintf(a.stderr, "pbx-agent: warning: %v; trying the socket %s\n", err, socket)
+		return newAPIClient(socket), nil
 	}
 	return newAPIClient(cfg.Listen.Socket), nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,4 +38,21 @@ func TestSSHStatusAndClose(t *testing.T) {
 		t.Fatalf("the daemon saw %d closes, want 1", closes)
 	}
 	oneLine(t, r)
+}
+
+// TestClientWithABrokenConfig: a configuration file that no longer loads
+// (a reload the daemon refused) still lets the admin reach the daemon.
+func TestClientWithABrokenConfig(t *testing.T) {
+	_, sock := daemon(t)
+	broken := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(broken, []byte("heartbeat: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "", "--config", broken, "--socket", sock, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "active") {
+		t.Fatalf("status with a broken config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "warning: reading config "+broken) || !strings.Contains(r.stderr, "trying the socket "+sock) {
+		t.Fatalf("stderr %q does not warn about the config", r.stderr)
+	}
 }
