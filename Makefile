@@ -65,8 +65,10 @@ fuzz:
 		done; \
 	done
 
-# bench runs the benchmarks and prints each against the baseline measured
-# in the same run (a sub-benchmark named baseline=...), as a ratio.
+# bench measures pbx-agent beside node_exporter, mender-client and the
+# baselines of the go test benchmarks, in one run, prints one table of
+# figures and ratios and writes it to docs/performance.md. It installs the
+# Debian packages it compares against; about 5 minutes.
 bench:
 	scripts/bench.sh
 

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// meta is where and how the figures were made.
+type meta struct {
+	Date, Command               string
+	CPUs                        int
+	Memory, CPUModel, Kernel    string
+	Agent, NodeExporter, Mender string // versions
+	Rig                         string // the rig's Go, for the bare handler
+	LoadStart, LoadEnd          string // 1-minute load averages
+}
+
+func machine(o options, bin, loadStart string) meta {
+	m := meta{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Command: o.command, CPUs: runtime.NumCPU(),
+		CPUModel: cpuModel(), Rig: runtime.Version(), LoadStart: loadStart, LoadEnd: loadAvg()}
+	if n, err := memTotal(); err == nil {
+		m.Memory = fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(bin+"/pbx-agent", "version").Output(); err == nil {
+		m.Agent = strings.TrimSpace(string(out))
+	}
+	m.NodeExporter = debVersion("prometheus-node-exporter")
+	m.Mender = debVersion("mender-client")
+	return m
+}
+
+// debVersion is the installed version of a Debian package, or "".
+func debVersion(pkg string) string {
+	out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", pkg).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// report is everything the rig prints and writes.
+type report struct {
+	Meta      meta
+	Table     string
+	Rows      []row
+	Took      time.Duration
+	Missing   map[string]string
+	Footprint []footprint
+	Heartbeat heartbeatResult
+}
+
+// text is what the rig prints: where, when, and the table.
+func (r report) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%s · %d cores · %s · %s · load average %s at the start, %s at the end\n",
+		r.Meta.Date, r.Meta.CPUs, r.Meta.Memory, r.Meta.CPUModel, r.Meta.LoadStart, r.Meta.LoadEnd)
+	fmt.Fprintf(&b, "%s · node_exporter %s · mender-client %s · `%s` took %v\n\n", r.Meta.Agent, orNone(r.Meta.NodeExporter), orNone(r.Meta.Mender), r.Meta.Command, r.Took)
+	b.WriteString(r.Table)
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(not installed)"
+	}
+	return s
+}
+
+// Behind lists the rows where pbx-agent is behind, for the closing note.
+func (r report) Behind() []row {
+	var out []row
+	for _, x := range r.Rows {
+		if strings.Contains(x.Reads, "behind") {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+//go:embed performance.md.tmpl
+var docTemplate string
+
+// write renders docs/performance.md.
+func (r report) write(path string) error {
+	t, err := template.New("performance.md").Funcs(template.FuncMap{"orNone": orNone}).Parse(docTemplate)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, r); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
