@@ -49,19 +49,20 @@ func serveBare(socket string) error {
 	return nil
 }
 
-// startBare runs this program again as the bare server.
-func (r *rig) startBare(ctx context.Context) (string, error) {
+// startBare runs this program again as the bare server, and returns it
+// and its socket.
+func (r *rig) startBare(ctx context.Context) (*daemon, string, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	socket := filepath.Join(r.work, "bare.sock")
 	d, err := startDaemon("bare-server", filepath.Join(r.work, "bare.log"), nil, self, "bare-server", socket)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	r.stops = append(r.stops, d.stop)
-	return socket, poll(ctx, 10*time.Second, "bare server up", func() error {
+	return d, socket, poll(ctx, 10*time.Second, "bare server up", func() error {
 		if err := d.alive(); err != nil {
 			return err
 		}
@@ -79,14 +80,26 @@ type load struct {
 	keepAlive bool
 	decisions int             // answered 200 within the window
 	window    time.Duration   // the measured span
-	lat       []time.Duration // of every decision in the window
-	waited    []time.Duration // of each request unanswered at its end, so far
-	starved   int             // clients that got no answer at all in the window
+	lat       []time.Duration // of every decision answered after the warm-up
+	waited    []time.Duration // of each request unanswered at the cut-off, so far
+	starved   int             // clients that got no answer within the window
 	failures  int             // answers other than 200, and transport errors
 	firstErr  error
+	// serverCPU is the server's CPU time over the whole run, warm-up and
+	// grace included, for answered decisions: its cost per decision,
+	// which other work on the machine disturbs far less than the rate.
+	serverCPU time.Duration
+	answered  int
 }
 
 func (l load) perSecond() float64 { return float64(l.decisions) / l.window.Seconds() }
+
+func (l load) cpuPerDecision() time.Duration {
+	if l.answered == 0 {
+		return 0
+	}
+	return l.serverCPU / time.Duration(l.answered)
+}
 
 // percentile returns the q-quantile (0 < q <= 1) of the latencies, and
 // whether it is only a lower bound.
@@ -131,8 +144,9 @@ const loadGrace = time.Second
 // client holds one connection, as a long-running WMS worker would;
 // without, each request opens its own, as a script calling `pbx-agent
 // check` or curl would.
-func runLoad(ctx context.Context, socket string, clients int, keepAlive bool, warmup, window time.Duration) load {
+func runLoad(ctx context.Context, server int, socket string, clients int, keepAlive bool, warmup, window time.Duration) load {
 	res := load{clients: clients, keepAlive: keepAlive, window: window}
+	u0, uerr := readUsage(server)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	begin := time.Now().Add(warmup)
@@ -141,6 +155,7 @@ func runLoad(ctx context.Context, socket string, clients int, keepAlive bool, wa
 	type clientResult struct {
 		lat      []time.Duration // of requests answered after begin
 		inWindow int             // requests answered between begin and end
+		answered int             // all of them, warm-up included
 		waited   time.Duration   // of a request left unanswered at the cut-off
 		failures int
 		err      error
@@ -177,7 +192,9 @@ func runLoad(ctx context.Context, socket string, clients int, keepAlive bool, wa
 				case err != nil && ctx.Err() != nil: // cut off
 					cr.waited = cutoff.Sub(t0)
 					return
-				case t1.Before(begin): // warm-up
+				case err == nil && resp.StatusCode == http.StatusOK && t1.Before(begin): // warm-up
+					cr.answered++
+				case t1.Before(begin):
 				case err != nil:
 					cr.failures++
 					cr.err = cmp.Or(cr.err, err)
@@ -188,6 +205,7 @@ func runLoad(ctx context.Context, socket string, clients int, keepAlive bool, wa
 					// A request made in the warm-up and answered late is
 					// kept: its wait is what the window shows.
 					cr.lat = append(cr.lat, t1.Sub(t0))
+					cr.answered++
 					if !t1.After(end) {
 						cr.inWindow++
 					}
@@ -198,7 +216,11 @@ func runLoad(ctx context.Context, socket string, clients int, keepAlive bool, wa
 	waitUntil(ctx, cutoff)
 	cancel()
 	wg.Wait()
+	if u1, err := readUsage(server); err == nil && uerr == nil {
+		res.serverCPU = u1.CPU - u0.CPU
+	}
 	for _, cr := range results {
+		res.answered += cr.answered
 		res.decisions += cr.inWindow
 		res.failures += cr.failures
 		res.lat = append(res.lat, cr.lat...)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -50,19 +51,23 @@ func (l *semListener) Accept() (net.Conn, error) {
 func TestRunLoad(t *testing.T) {
 	ctx := context.Background()
 	t.Run("every client answered", func(t *testing.T) {
-		l := runLoad(ctx, serveLimited(t, 8), 4, true, 200*time.Millisecond, 500*time.Millisecond)
+		l := runLoad(ctx, os.Getpid(), serveLimited(t, 8), 4, true, 200*time.Millisecond, 500*time.Millisecond)
 		if l.decisions == 0 || l.starved != 0 || l.failures != 0 || len(l.waited) != 0 {
 			t.Fatalf("%+v", l)
 		}
 		if _, bound := l.percentile(0.99); bound {
 			t.Error("p99 is a lower bound though every request was answered")
 		}
-		if l.perSecond() <= 0 {
-			t.Error("no rate")
+		if l.perSecond() <= 0 || l.answered < l.decisions {
+			t.Errorf("rate %v, answered %d of which %d in the window", l.perSecond(), l.answered, l.decisions)
+		}
+		// The server here is this process: it worked for every decision.
+		if l.cpuPerDecision() <= 0 {
+			t.Errorf("CPU per decision %v", l.cpuPerDecision())
 		}
 	})
 	t.Run("clients beyond the cap starve with keep-alive", func(t *testing.T) {
-		l := runLoad(ctx, serveLimited(t, 2), 4, true, 200*time.Millisecond, 500*time.Millisecond)
+		l := runLoad(ctx, os.Getpid(), serveLimited(t, 2), 4, true, 200*time.Millisecond, 500*time.Millisecond)
 		if l.starved < 2 || l.decisions == 0 {
 			t.Fatalf("starved %d, decisions %d; want 2 of 4 clients unanswered in the window, the others answered", l.starved, l.decisions)
 		}
@@ -73,7 +78,7 @@ func TestRunLoad(t *testing.T) {
 		}
 	})
 	t.Run("a connection per request shares the cap", func(t *testing.T) {
-		l := runLoad(ctx, serveLimited(t, 2), 4, false, 200*time.Millisecond, 500*time.Millisecond)
+		l := runLoad(ctx, os.Getpid(), serveLimited(t, 2), 4, false, 200*time.Millisecond, 500*time.Millisecond)
 		if l.starved != 0 || l.decisions == 0 {
 			t.Fatalf("%+v", l)
 		}

@@ -57,6 +57,7 @@ type report struct {
 	Missing   map[string]string
 	Footprint []footprint
 	Heartbeat heartbeatResult
+	opts      options
 }
 
 // text is what the rig prints: where, when, and the table.
@@ -67,6 +68,17 @@ func (r report) text() string {
 	fmt.Fprintf(&b, "%s · node_exporter %s · mender-client %s · `%s` took %v\n\n", r.Meta.Agent, orNone(r.Meta.NodeExporter), orNone(r.Meta.Mender), r.Meta.Command, r.Took)
 	b.WriteString(r.Table)
 	return b.String()
+}
+
+// fmtSpan writes a configured span the way a reader says it: 60 s, 250 ms.
+func fmtSpan(d time.Duration) string {
+	if d >= time.Second && d%time.Second == 0 {
+		return fmt.Sprintf("%d s", d/time.Second)
+	}
+	if d >= time.Second {
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	}
+	return fmt.Sprintf("%d ms", d/time.Millisecond)
 }
 
 func orNone(s string) string {
@@ -87,12 +99,26 @@ func (r report) Behind() []row {
 	return out
 }
 
+// Find returns the first row whose figure and comparison contain what
+// and against, for the prose of the report to quote; a zero row if none.
+func (r report) Find(what, against string) row {
+	for _, x := range r.Rows {
+		if strings.Contains(x.What, what) && strings.Contains(x.Against, against) {
+			return x
+		}
+	}
+	return row{Agent: "(not measured)", Other: "(not measured)"}
+}
+
+// Options are the rig's settings, for the report to say how it measured.
+func (r report) Options() options { return r.opts }
+
 //go:embed performance.md.tmpl
 var docTemplate string
 
 // write renders docs/performance.md.
 func (r report) write(path string) error {
-	t, err := template.New("performance.md").Funcs(template.FuncMap{"orNone": orNone}).Parse(docTemplate)
+	t, err := template.New("performance.md").Funcs(template.FuncMap{"orNone": orNone, "dur": fmtSpan}).Parse(docTemplate)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -34,14 +35,28 @@ type options struct {
 	command      string
 	nodeExporter string
 	mender       string
-	idle         time.Duration // the footprint window
-	admission    time.Duration // each admission run's window
-	rounds       int           // admission runs of each kind, the best kept
-	hbInterval   time.Duration
-	hbWindow     time.Duration
-	startups     int
-	scrapes      int
+	Idle         time.Duration // the footprint window
+	Admission    time.Duration // each admission run's window
+	Rounds       int           // admission runs of each kind, the best kept
+	HBInterval   time.Duration
+	HBWindow     time.Duration
+	Startups     int
+	Scrapes      int
 	keep         bool
+	agentEnv     envList // extra environment of every agent, for experiments
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("%q: want KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 func main() {
@@ -59,13 +74,14 @@ func main() {
 	flag.StringVar(&o.command, "command", "make bench", "the command named in the report as the one that made it")
 	flag.StringVar(&o.nodeExporter, "node-exporter", "/usr/bin/prometheus-node-exporter", "Debian's node_exporter")
 	flag.StringVar(&o.mender, "mender", "/usr/bin/mender", "Debian's mender-client")
-	flag.DurationVar(&o.idle, "idle", 60*time.Second, "the footprint window")
-	flag.DurationVar(&o.admission, "admission", 1500*time.Millisecond, "the window of each admission run")
-	flag.IntVar(&o.rounds, "rounds", 3, "admission runs of each kind; the best is kept")
-	flag.DurationVar(&o.hbInterval, "heartbeat-interval", 250*time.Millisecond, "heartbeat interval of the agent whose heartbeats are measured")
-	flag.DurationVar(&o.hbWindow, "heartbeat-window", 10*time.Second, "how long heartbeats are measured")
-	flag.IntVar(&o.startups, "startups", 10, "how many starts are timed")
-	flag.IntVar(&o.scrapes, "scrapes", 50, "how many scrapes of each /metrics are timed")
+	flag.DurationVar(&o.Idle, "idle", 60*time.Second, "the footprint window")
+	flag.DurationVar(&o.Admission, "admission", 1500*time.Millisecond, "the window of each admission run")
+	flag.IntVar(&o.Rounds, "rounds", 3, "admission runs of each kind; the best is kept")
+	flag.DurationVar(&o.HBInterval, "heartbeat-interval", 250*time.Millisecond, "heartbeat interval of the agent whose heartbeats are measured")
+	flag.DurationVar(&o.HBWindow, "heartbeat-window", 10*time.Second, "how long heartbeats are measured")
+	flag.IntVar(&o.Startups, "startups", 10, "how many starts are timed")
+	flag.IntVar(&o.Scrapes, "scrapes", 50, "how many scrapes of each /metrics are timed")
+	flag.Var(&o.agentEnv, "agent-env", "`KEY=VALUE` in the environment of every agent the rig starts (repeatable), e.g. GOGC=200 to see what it changes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (logs, databases) for a look afterwards")
 	flag.Parse()
 

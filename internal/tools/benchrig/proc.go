@@ -13,9 +13,14 @@ import (
 
 // usage is what the kernel says a process has used so far.
 type usage struct {
-	RSS int64         // VmRSS, bytes resident now
-	HWM int64         // VmHWM, bytes resident at the peak since exec
-	CPU time.Duration // user + system time of all its threads
+	RSS int64 // VmRSS, bytes resident now
+	HWM int64 // VmHWM, bytes resident at the peak since exec
+	// Anon is RssAnon, the resident part of RSS that is the program's own
+	// (heap, stacks); the rest is mostly its binary's pages, clean and
+	// shared with the page cache, which the kernel may drop and read
+	// again.
+	Anon int64
+	CPU  time.Duration // user + system time of all its threads
 }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
@@ -50,14 +55,14 @@ func readUsage(pid int) (usage, error) {
 	return u, nil
 }
 
-// parseStatus takes VmRSS and VmHWM from /proc/PID/status.
+// parseStatus takes VmRSS, VmHWM and RssAnon from /proc/PID/status.
 func parseStatus(b []byte) (usage, error) {
 	var u usage
 	var seen int
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		if !ok || (key != "VmRSS" && key != "VmHWM" && key != "RssAnon") {
 			continue
 		}
 		f := strings.Fields(val)
@@ -68,15 +73,18 @@ func parseStatus(b []byte) (usage, error) {
 		if err != nil {
 			return usage{}, fmt.Errorf("status line %q: %w", sc.Text(), err)
 		}
-		if key == "VmRSS" {
+		switch key {
+		case "VmRSS":
 			u.RSS = kb << 10
-		} else {
+		case "VmHWM":
 			u.HWM = kb << 10
+		case "RssAnon":
+			u.Anon = kb << 10
 		}
 		seen++
 	}
-	if seen != 2 {
-		return usage{}, fmt.Errorf("status has no VmRSS or VmHWM (a zombie or a kernel thread?)")
+	if seen != 3 {
+		return usage{}, fmt.Errorf("status lacks VmRSS, VmHWM or RssAnon (a zombie or a kernel thread?)")
 	}
 	return u, nil
 }

@@ -7,18 +7,18 @@ import (
 )
 
 func TestParseStatus(t *testing.T) {
-	in := "Name:\tpbx-agent\nVmPeak:\t 1000 kB\nVmHWM:\t   25600 kB\nVmRSS:\t   20480 kB\nThreads:\t7\n"
+	in := "Name:\tpbx-agent\nVmPeak:\t 1000 kB\nVmHWM:\t   25600 kB\nVmRSS:\t   20480 kB\nRssAnon:\t    4096 kB\nRssFile:\t   16384 kB\nThreads:\t7\n"
 	u, err := parseStatus([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.RSS != 20480<<10 || u.HWM != 25600<<10 {
-		t.Errorf("RSS %d, HWM %d; want %d, %d", u.RSS, u.HWM, 20480<<10, 25600<<10)
+	if u.RSS != 20480<<10 || u.HWM != 25600<<10 || u.Anon != 4096<<10 {
+		t.Errorf("RSS %d, HWM %d, anon %d; want %d, %d, %d", u.RSS, u.HWM, u.Anon, 20480<<10, 25600<<10, 4096<<10)
 	}
 	for name, bad := range map[string]string{
 		"zombie":   "Name:\tx\nState:\tZ (zombie)\n",
-		"unit":     "VmHWM:\t1 MB\nVmRSS:\t1 kB\n",
-		"not int":  "VmHWM:\tx kB\nVmRSS:\t1 kB\n",
+		"unit":     "VmHWM:\t1 MB\nVmRSS:\t1 kB\nRssAnon:\t1 kB\n",
+		"not int":  "VmHWM:\tx kB\nVmRSS:\t1 kB\nRssAnon:\t1 kB\n",
 		"only one": "VmRSS:\t1 kB\n",
 	} {
 		if _, err := parseStatus([]byte(bad)); err == nil {
@@ -59,8 +59,8 @@ func TestReadUsageSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before.RSS <= 0 || before.HWM < before.RSS {
-		t.Errorf("RSS %d, HWM %d", before.RSS, before.HWM)
+	if before.RSS <= 0 || before.HWM < before.RSS || before.Anon <= 0 || before.Anon > before.RSS {
+		t.Errorf("RSS %d, HWM %d, anon %d", before.RSS, before.HWM, before.Anon)
 	}
 	// Spin until the kernel has counted at least 20 ms more CPU time.
 	deadline := time.Now().Add(10 * time.Second)

@@ -33,7 +33,10 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	if err != nil {
 		return err
 	}
-	r := &rig{bin: bin, work: work}
+	r := &rig{bin: bin, work: work, env: o.agentEnv}
+	if len(o.agentEnv) > 0 {
+		log.Warn("agents run with an extra environment: the figures are an experiment's", "env", o.agentEnv.String())
+	}
 	defer func() {
 		r.close()
 		if o.keep {
@@ -60,7 +63,7 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	rows := map[string][]row{}
 
 	// 1. Footprint: the three programs idle in the same window.
-	log.Info("1. footprint: pbx-agent, node_exporter and mender-client idle together", "window", o.idle)
+	log.Info("1. footprint: pbx-agent, node_exporter and mender-client idle together", "window", o.Idle)
 	main, err := r.newAgent("agent", 60*time.Second, users)
 	if err != nil {
 		return err
@@ -99,32 +102,33 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 		return err
 	}
 	sc := newScraper()
-	fps, err := measureIdle(ctx, o.idle, func(url string) error {
+	fps, err := measureIdle(ctx, o.Idle, func(url string) error {
 		_, _, err := sc.scrape(ctx, url)
 		return err
 	}, progs)
 	if err != nil {
 		return err
 	}
-	rows["1"] = footprintRows(fps, o.idle)
+	rows["1"] = footprintRows(fps, o.Idle)
 	if mender != nil {
 		mender.d.stop()
 	}
 
 	// 2. Admission over the agent's socket against a bare handler.
 	log.Info("2. admission: 1, 16 and 256 clients, keep-alive and a connection per request")
-	bare, err := r.startBare(ctx)
+	bareD, bare, err := r.startBare(ctx)
 	if err != nil {
 		return err
 	}
+	var cpu [][2]load // the agent's run and the bare handler's, for CPU per decision
 	for _, keepAlive := range []bool{true, false} {
 		for _, clients := range []int{1, 16, 256} {
 			// Alternate rounds, so that both see the same machine, and keep
 			// each one's best: on a shared machine the least disturbed.
 			var limit, got load
-			for i := range o.rounds {
-				l := runLoad(ctx, bare, clients, keepAlive, 300*time.Millisecond, o.admission)
-				g := runLoad(ctx, main.socket, clients, keepAlive, 300*time.Millisecond, o.admission)
+			for i := range o.Rounds {
+				l := runLoad(ctx, bareD.pid(), bare, clients, keepAlive, 300*time.Millisecond, o.Admission)
+				g := runLoad(ctx, main.d.pid(), main.socket, clients, keepAlive, 300*time.Millisecond, o.Admission)
 				if i == 0 || l.decisions > limit.decisions {
 					limit = l
 				}
@@ -139,8 +143,10 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 				return fmt.Errorf("admission, %d clients: no decision (%v); agent log: %s", clients, got.firstErr, main.d.log)
 			}
 			rows["2"] = append(rows["2"], admissionRow(got, limit))
+			cpu = append(cpu, [2]load{got, limit})
 		}
 	}
+	rows["2"] = append(rows["2"], cpuRows(cpu)...)
 	rows["2"] = append(rows["2"], goBenchRows("2", benches, []benchLabel{
 		{"BenchmarkAdmissionInProcess", "admit", "in process, one goroutine: Agent.Admit (go test)", "admission.Decide alone"},
 		{"BenchmarkAdmissionInProcess", "admit-parallel", "in process, all cores: Agent.Admit (go test)", "admission.Decide alone"},
@@ -155,8 +161,8 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 
 	// 8. Scrape, while node_exporter runs.
 	if nodeExporter != nil {
-		log.Info("8. scrape: /metrics of pbx-agent and node_exporter, alternately", "scrapes", o.scrapes)
-		a, b, err := compareScrapes(ctx, o.scrapes, progs[0].metrics, nodeExporter.metrics)
+		log.Info("8. scrape: /metrics of pbx-agent and node_exporter, alternately", "scrapes", o.Scrapes)
+		a, b, err := compareScrapes(ctx, o.Scrapes, progs[0].metrics, nodeExporter.metrics)
 		if err != nil {
 			return err
 		}
@@ -165,22 +171,22 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	}
 
 	// 5. Heartbeat cost, on an agent of its own with a short interval.
-	log.Info("5. heartbeat cost", "interval", o.hbInterval, "window", o.hbWindow)
+	log.Info("5. heartbeat cost", "interval", o.HBInterval, "window", o.HBWindow)
 	idleRate := float64(fps[0].cpu()) / fps[0].window.Seconds() // ns of CPU per second idle
-	hb, err := r.heartbeatCost(ctx, o.hbInterval, o.hbWindow, idleRate)
+	hb, err := r.heartbeatCost(ctx, o.HBInterval, o.HBWindow, idleRate)
 	if err != nil {
 		return err
 	}
 	rows["5"] = hb.rows()
 
 	// 4. Start-up, with the activated state of the first agent.
-	log.Info("4. start-up: exec to READY=1", "starts", o.startups)
+	log.Info("4. start-up: exec to READY=1", "starts", o.Startups)
 	main.d.stop()
-	ready, err := r.startups(ctx, main, o.startups)
+	ready, err := r.startups(ctx, main, o.Startups)
 	if err != nil {
 		return err
 	}
-	floor, err := execToExit(ctx, o.startups, r.agentBin(), "version")
+	floor, err := execToExit(ctx, o.Startups, r.agentBin(), "version")
 	if err != nil {
 		return err
 	}
@@ -189,6 +195,7 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	// 6. Counting users.
 	rows["6"] = goBenchRows("6", benches, []benchLabel{
 		{"BenchmarkSQLiteCount100k", "count", "count 100,000 users from SQLite", "bare SELECT COUNT(*), same table"},
+		{"BenchmarkSQLiteCount100kIndexed", "index-on-profile", "the same count, the WMS's table indexed on profile", "the count without the index"},
 	})
 
 	// 7. Command delivery.
@@ -203,7 +210,7 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	}
 	all = append(all, otherGoBenchRows(benches)...)
 	rep := report{Meta: machine(o, bin, loadStart), Table: table(all), Rows: all, Took: time.Since(began).Round(time.Second),
-		Missing: missing, Footprint: fps, Heartbeat: hb}
+		Missing: missing, Footprint: fps, Heartbeat: hb, opts: o}
 	fmt.Print(rep.text())
 	if o.out != "" {
 		if err := rep.write(o.out); err != nil {
@@ -219,17 +226,23 @@ func footprintRows(fps []footprint, window time.Duration) []row {
 	var rows []row
 	agent := fps[0]
 	w := fmt.Sprintf("%.0f s", window.Seconds())
+	order := map[string]int{}
 	for _, other := range fps[1:] {
 		add := func(what, a, b string, av, bv float64) {
 			ratio, reads := costRatio(av, bv)
+			if _, ok := order[what]; !ok {
+				order[what] = len(order)
+			}
 			rows = append(rows, row{Item: "1", What: what, Agent: a, Against: other.name, Other: b, Ratio: ratio, Reads: reads})
 		}
 		add("resident memory after "+w+" idle (VmRSS)", fmtBytes(agent.end.RSS), fmtBytes(other.end.RSS), float64(agent.end.RSS), float64(other.end.RSS))
+		add("of which its own: heap, stacks (RssAnon)", fmtBytes(agent.end.Anon), fmtBytes(other.end.Anon), float64(agent.end.Anon), float64(other.end.Anon))
 		add("peak resident memory since exec (VmHWM)", fmtBytes(agent.end.HWM), fmtBytes(other.end.HWM), float64(agent.end.HWM), float64(other.end.HWM))
 		add("CPU time in the "+w+" window", fmtDur(agent.cpu()), fmtDur(other.cpu()), float64(agent.cpu()), float64(other.cpu()))
 		add("binary size", fmtBytes(agent.binSize), fmtBytes(other.binSize), float64(agent.binSize), float64(other.binSize))
 	}
-	slices.SortStableFunc(rows, func(a, b row) int { return strings.Compare(a.What, b.What) })
+	// One figure after another, each against every program.
+	slices.SortStableFunc(rows, func(a, b row) int { return order[a.What] - order[b.What] })
 	return rows
 }
 
@@ -245,6 +258,36 @@ func admissionRow(got, limit load) row {
 	}
 	return row{Item: "2", What: fmt.Sprintf("admission, %d client%s, %s: decisions/s · p50 · p99", got.clients, plural(got.clients), mode),
 		Agent: loadCell(got), Against: "bare net/http handler, same socket kind", Other: loadCell(limit), Ratio: ratio, Reads: reads}
+}
+
+// cpuRows gives the server's CPU time per decision, summed over the runs
+// of each connection mode.
+func cpuRows(runs [][2]load) []row {
+	var rows []row
+	for _, keepAlive := range []bool{true, false} {
+		var agent, bare [2]int64 // CPU ns, decisions
+		for _, r := range runs {
+			if r[0].keepAlive != keepAlive {
+				continue
+			}
+			agent[0] += int64(r[0].serverCPU)
+			agent[1] += int64(r[0].answered)
+			bare[0] += int64(r[1].serverCPU)
+			bare[1] += int64(r[1].answered)
+		}
+		if agent[1] == 0 || bare[1] == 0 {
+			continue
+		}
+		a, b := float64(agent[0])/float64(agent[1]), float64(bare[0])/float64(bare[1])
+		mode := "keep-alive"
+		if !keepAlive {
+			mode = "new connection per request"
+		}
+		ratio, reads := costRatio(a, b)
+		rows = append(rows, row{Item: "2", What: "server CPU time per decision, " + mode + " (all runs)",
+			Agent: fmtNs(a), Against: "bare net/http handler, same socket kind", Other: fmtNs(b), Ratio: ratio, Reads: reads})
+	}
+	return rows
 }
 
 func loadCell(l load) string {
@@ -319,7 +362,7 @@ func goBenchRows(item string, all []goBench, labels []benchLabel) []row {
 
 // known are the benchmarks the table already shows under their number.
 var known = map[string]bool{"BenchmarkAdmissionInProcess": true, "BenchmarkAdmissionSocket": true,
-	"BenchmarkVerify": true, "BenchmarkSQLiteCount100k": true}
+	"BenchmarkVerify": true, "BenchmarkSQLiteCount100k": true, "BenchmarkSQLiteCount100kIndexed": true}
 
 // otherGoBenchRows shows every other benchmark that has a baseline, so a
 // new one appears in the table without changing the rig.

@@ -19,7 +19,8 @@ import (
 // rig holds what every measurement shares: the binaries, a work folder
 // and the portal simulator.
 type rig struct {
-	bin     string // folder with pbx-agent and pbx-portal-sim
+	bin     string   // folder with pbx-agent and pbx-portal-sim
+	env     []string // extra environment of the agents
 	work    string
 	portal  *daemon
 	simAddr string
@@ -134,7 +135,7 @@ users:
 // start runs the agent's daemon and waits until its socket answers.
 func (r *rig) start(ctx context.Context, a *agent) error {
 	var err error
-	a.d, err = startDaemon(a.name, filepath.Join(a.dir, "agent.log"), nil, r.agentBin(), "--config", a.config, "run")
+	a.d, err = startDaemon(a.name, filepath.Join(a.dir, "agent.log"), r.env, r.agentBin(), "--config", a.config, "run")
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func (r *rig) startups(ctx context.Context, a *agent, n int) ([]time.Duration, e
 			return nil, err
 		}
 		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+path)
+		cmd.Env = append(append(os.Environ(), r.env...), "NOTIFY_SOCKET="+path)
 		t0 := time.Now()
 		if err := cmd.Start(); err != nil {
 			logf.Close()

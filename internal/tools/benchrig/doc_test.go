@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReportWrite renders the report from a few rows: the template must
+// run, quote the rows it looks up, and list what is behind.
+func TestReportWrite(t *testing.T) {
+	rows := []row{
+		{Item: "1", What: "of which its own: heap, stacks (RssAnon)", Agent: "5.5 MiB", Against: "node_exporter", Other: "5.2 MiB", Ratio: "1.06×", Reads: "level"},
+		{Item: "1", What: "binary size", Agent: "19.5 MiB", Against: "node_exporter", Other: "13.1 MiB", Ratio: "1.49×", Reads: "**behind**"},
+		{Item: "7", What: "command delivery", Agent: "n/a (command path not built)"},
+	}
+	rep := report{Meta: meta{Date: "2026-01-01 00:00 UTC", Command: "make bench", CPUs: 2}, Rows: rows, Table: table(rows),
+		Took: time.Minute, opts: options{Idle: 60 * time.Second, Admission: 1500 * time.Millisecond, Rounds: 3, HBInterval: 250 * time.Millisecond}}
+	path := filepath.Join(t.TempDir(), "performance.md")
+	if err := rep.write(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, want := range []string{
+		"measured in one run by `make bench`", "| 1 | binary size", "n/a (command path not built)",
+		"idles for 60 s", "then 1.5 s measured", "`heartbeat.interval` 250 ms",
+		"pbx-agent's own memory (RssAnon) is 5.5 MiB against node_exporter's 5.2 MiB (level)",
+		"- binary size: 19.5 MiB against node_exporter: 13.1 MiB (1.49×).",
+		"(not measured)", // rows the run did not make are said to be missing
+	} {
+		if !strings.Contains(strings.ToLower(doc), strings.ToLower(want)) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+	if strings.Contains(doc, "<no value>") {
+		t.Error("the template refers to a field that does not exist")
+	}
+}
