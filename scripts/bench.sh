@@ -18,6 +18,7 @@
 #    table. Extra arguments go to it (go run ./internal/tools/benchrig -h).
 # OUT=FILE writes the report elsewhere; OUT= (empty) prints it only.
 set -euo pipefail
+started=$(date +%s)
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 out=${OUT-docs/performance.md}
@@ -63,4 +64,4 @@ if grep -q '^FAIL' "$work/gobench.txt"; then
 fi
 
 echo "== benchrig"
-"$work/benchrig" -bin "$work/bin" -gobench "$work/gobench.txt" ${out:+-out "$out"} -command "make bench" "$@"
+"$work/benchrig" -bin "$work/bin" -gobench "$work/gobench.txt" ${out:+-out "$out"} -command "make bench" -started "$started" "$@"

@@ -110,6 +110,36 @@ func (r report) Find(what, against string) row {
 	return row{Agent: "(not measured)", Other: "(not measured)"}
 }
 
+// MemSplit says how much of pbx-agent's extra resident memory against
+// node_exporter is its binary's pages and how much its own.
+func (r report) MemSplit() string {
+	var a, n *footprint
+	for i := range r.Footprint {
+		switch r.Footprint[i].name {
+		case "pbx-agent":
+			a = &r.Footprint[i]
+		case "node_exporter":
+			n = &r.Footprint[i]
+		}
+	}
+	if a == nil || n == nil {
+		return "node_exporter was not measured."
+	}
+	rss, anon := a.end.RSS-n.end.RSS, a.end.Anon-n.end.Anon
+	if rss <= 0 {
+		return fmt.Sprintf("In this run pbx-agent held no more resident memory than node_exporter (%s against %s).", fmtBytes(a.end.RSS), fmtBytes(n.end.RSS))
+	}
+	return fmt.Sprintf("Of the %s more that pbx-agent holds resident, %s is its binary's pages and %s its own memory (RssAnon %s against %s).",
+		fmtBytes(rss), fmtBytes(rss-anon), fmtSigned(anon), fmtBytes(a.end.Anon), fmtBytes(n.end.Anon))
+}
+
+func fmtSigned(n int64) string {
+	if n < 0 {
+		return "−" + fmtBytes(-n)
+	}
+	return fmtBytes(n)
+}
+
 // Options are the rig's settings, for the report to say how it measured.
 func (r report) Options() options { return r.opts }
 

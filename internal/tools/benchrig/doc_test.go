@@ -17,6 +17,10 @@ func TestReportWrite(t *testing.T) {
 		{Item: "7", What: "command delivery", Agent: "n/a (command path not built)"},
 	}
 	rep := report{Meta: meta{Date: "2026-01-01 00:00 UTC", Command: "make bench", CPUs: 2}, Rows: rows, Table: table(rows),
+		Footprint: []footprint{
+			{name: "pbx-agent", end: usage{RSS: 22 << 20, Anon: 5<<20 + 300<<10}},
+			{name: "node_exporter", end: usage{RSS: 18 << 20, Anon: 5 << 20}},
+		},
 		Took: time.Minute, opts: options{Idle: 60 * time.Second, Admission: 1500 * time.Millisecond, Rounds: 3, HBInterval: 250 * time.Millisecond}}
 	path := filepath.Join(t.TempDir(), "performance.md")
 	if err := rep.write(path); err != nil {
@@ -30,7 +34,7 @@ func TestReportWrite(t *testing.T) {
 	for _, want := range []string{
 		"measured in one run by `make bench`", "| 1 | binary size", "n/a (command path not built)",
 		"idles for 60 s", "then 1.5 s measured", "`heartbeat.interval` 250 ms",
-		"pbx-agent's own memory (RssAnon) is 5.5 MiB against node_exporter's 5.2 MiB (level)",
+		"of the 4.0 MiB more that pbx-agent holds resident, 3.7 MiB is its binary's pages and 300.0 KiB its own memory",
 		"- binary size: 19.5 MiB against node_exporter: 13.1 MiB (1.49×).",
 		"(not measured)", // rows the run did not make are said to be missing
 	} {

@@ -11,8 +11,10 @@ const heartbeatPath = "/api/v1/heartbeat"
 
 // heartbeatResult is what heartbeats with an unchanged licence cost.
 type heartbeatResult struct {
-	n             int           // heartbeats answered 200 in the window
-	req, resp     int64         // mean bytes per heartbeat
+	n             int   // heartbeats answered 200 in the window
+	req, resp     int64 // mean bytes per heartbeat
+	reqBody       int64 // of which the bodies, mean; -1 unknown
+	respBody      int64
 	respMax       int64         // the largest answer seen
 	cpu           time.Duration // the agent's CPU time in the window
 	idle          time.Duration // what it would have spent idle
@@ -69,6 +71,16 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 		res.n++
 		res.req += x.Req
 		res.resp += x.Resp
+		if x.ReqBody < 0 || res.reqBody < 0 {
+			res.reqBody = -1
+		} else {
+			res.reqBody += x.ReqBody
+		}
+		if x.RespBody < 0 || res.respBody < 0 {
+			res.respBody = -1
+		} else {
+			res.respBody += x.RespBody
+		}
 		res.respMax = max(res.respMax, x.Resp)
 	}
 	if res.n == 0 {
@@ -76,6 +88,12 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 	}
 	res.req /= int64(res.n)
 	res.resp /= int64(res.n)
+	if res.reqBody > 0 {
+		res.reqBody /= int64(res.n)
+	}
+	if res.respBody > 0 {
+		res.respBody /= int64(res.n)
+	}
 	res.cpu = u1.CPU - u0.CPU
 	res.idle = time.Duration(idleRate * res.window.Seconds())
 	res.perHeartbeat = (res.cpu - res.idle) / time.Duration(res.n)
@@ -86,8 +104,16 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 func (h heartbeatResult) rows() []row {
 	return []row{
 		{Item: "5", What: "bytes on the wire per heartbeat, licence unchanged: request + response, headers included",
-			Agent: fmt.Sprintf("%d B (%d + %d)", h.req+h.resp, h.req, h.resp)},
+			Agent: fmt.Sprintf("%d B (%s + %s)", h.req+h.resp, split(h.req, h.reqBody), split(h.resp, h.respBody))},
 		{Item: "5", What: fmt.Sprintf("CPU time per heartbeat (%d heartbeats, %v apart, less idle)", h.n, h.interval),
 			Agent: fmtDur(h.perHeartbeat)},
 	}
+}
+
+// split writes a message's size, with its headers and body when known.
+func split(total, body int64) string {
+	if body < 0 {
+		return fmt.Sprintf("%d", total)
+	}
+	return fmt.Sprintf("%d: %d headers, %d body", total, total-body, body)
 }

@@ -43,6 +43,7 @@ type options struct {
 	Startups     int
 	Scrapes      int
 	keep         bool
+	started      int64   // when the whole command began, Unix seconds
 	agentEnv     envList // extra environment of every agent, for experiments
 }
 
@@ -82,6 +83,7 @@ func main() {
 	flag.IntVar(&o.Startups, "startups", 10, "how many starts are timed")
 	flag.IntVar(&o.Scrapes, "scrapes", 50, "how many scrapes of each /metrics are timed")
 	flag.Var(&o.agentEnv, "agent-env", "`KEY=VALUE` in the environment of every agent the rig starts (repeatable), e.g. GOGC=200 to see what it changes")
+	flag.Int64Var(&o.started, "started", 0, "when the command that runs the rig began (Unix `SECONDS`), for the time the report gives")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work folder (logs, databases) for a look afterwards")
 	flag.Parse()
 

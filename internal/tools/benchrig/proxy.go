@@ -12,9 +12,10 @@ import (
 // exchange is one HTTP request and its response as they crossed the
 // wire: request line, headers and body, status line, headers and body.
 type exchange struct {
-	Method, Path string
-	Status       int
-	Req, Resp    int64 // bytes
+	Method, Path      string
+	Status            int
+	Req, Resp         int64 // bytes
+	ReqBody, RespBody int64 // of which the bodies (Content-Length; -1 unknown)
 }
 
 // countingProxy forwards TCP connections to an upstream HTTP server byte
@@ -122,10 +123,10 @@ func readRequests(r io.Reader, out chan<- *exchange) {
 			io.Copy(io.Discard, br)
 			return
 		}
-		io.Copy(io.Discard, req.Body)
+		body, _ := io.Copy(io.Discard, req.Body)
 		req.Body.Close()
 		end := cr.n - int64(br.Buffered())
-		out <- &exchange{Method: req.Method, Path: req.URL.Path, Req: end - mark}
+		out <- &exchange{Method: req.Method, Path: req.URL.Path, Req: end - mark, ReqBody: bodyLen(req.ContentLength, req.TransferEncoding, body)}
 		mark = end
 	}
 }
@@ -139,10 +140,10 @@ func (p *countingProxy) readResponses(r io.Reader, in <-chan *exchange) {
 		if err != nil {
 			break
 		}
-		io.Copy(io.Discard, resp.Body)
+		body, _ := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		end := cr.n - int64(br.Buffered())
-		x.Status, x.Resp = resp.StatusCode, end-mark
+		x.Status, x.Resp, x.RespBody = resp.StatusCode, end-mark, bodyLen(resp.ContentLength, resp.TransferEncoding, body)
 		mark = end
 		p.mu.Lock()
 		p.done = append(p.done, *x)
@@ -155,6 +156,19 @@ func (p *countingProxy) readResponses(r io.Reader, in <-chan *exchange) {
 		}
 	}()
 	io.Copy(io.Discard, br)
+}
+
+// bodyLen is the body's length on the wire when it went as is (a
+// Content-Length, or nothing at all), else -1: chunked framing adds bytes
+// that are neither headers nor body.
+func bodyLen(contentLength int64, te []string, read int64) int64 {
+	if len(te) > 0 {
+		return -1
+	}
+	if contentLength >= 0 {
+		return contentLength
+	}
+	return read
 }
 
 // countReader counts the bytes read through it.

@@ -75,6 +75,9 @@ func TestCountingProxy(t *testing.T) {
 	if respBytes != received {
 		t.Errorf("responses counted %d bytes, the client received %d", respBytes, received)
 	}
+	if got[0].ReqBody != 5 || got[1].ReqBody != 0 || got[0].RespBody != int64(len("answer to /api/v1/heartbeat")) {
+		t.Errorf("bodies: %+v", got)
+	}
 	if got[0].Path != "/api/v1/heartbeat" || got[0].Method != "POST" || got[1].Path != "/other" {
 		t.Errorf("paths: %+v", got)
 	}

@@ -20,6 +20,9 @@ var licences = []string{"uc-premium=1000", "pbx-basic=500"}
 // runRig runs every measurement and prints (and writes) the report.
 func runRig(ctx context.Context, log *slog.Logger, o options) error {
 	began, loadStart := time.Now(), loadAvg()
+	if o.started > 0 {
+		began = time.Unix(o.started, 0) // what ran before the rig counts too
+	}
 	bin, err := filepath.Abs(o.bin)
 	if err != nil {
 		return err
@@ -295,7 +298,7 @@ func loadCell(l load) string {
 	p99, b99 := l.percentile(0.99)
 	s := fmt.Sprintf("%s · %s · %s", fmtRate(l.perSecond(), "/s"), fmtBound(p50, b50), fmtBound(p99, b99))
 	if l.starved > 0 {
-		s += fmt.Sprintf(" (%d clients never answered)", l.starved)
+		s += fmt.Sprintf(" (%d clients unanswered in the window)", l.starved)
 	}
 	if l.failures > 0 {
 		s += fmt.Sprintf(" (%d failed: %v)", l.failures, l.firstErr)
