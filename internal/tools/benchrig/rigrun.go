@@ -154,6 +154,7 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 		{"BenchmarkAdmissionInProcess", "admit", "in process, one goroutine: Agent.Admit (go test)", "admission.Decide alone"},
 		{"BenchmarkAdmissionInProcess", "admit-parallel", "in process, all cores: Agent.Admit (go test)", "admission.Decide alone"},
 		{"BenchmarkAdmissionSocket", "admission", "one keep-alive client, in one process (go test)", "bare handler, same"},
+		{"BenchmarkAdmissionSocketNewConn", "admission", "one client, a connection per request, in one process (go test)", "bare handler, same"},
 	})...)
 
 	// 3. Verification.
@@ -364,7 +365,7 @@ func goBenchRows(item string, all []goBench, labels []benchLabel) []row {
 }
 
 // known are the benchmarks the table already shows under their number.
-var known = map[string]bool{"BenchmarkAdmissionInProcess": true, "BenchmarkAdmissionSocket": true,
+var known = map[string]bool{"BenchmarkAdmissionInProcess": true, "BenchmarkAdmissionSocket": true, "BenchmarkAdmissionSocketNewConn": true,
 	"BenchmarkVerify": true, "BenchmarkSQLiteCount100k": true, "BenchmarkSQLiteCount100kIndexed": true}
 
 // otherGoBenchRows shows every other benchmark that has a baseline, so a
