@@ -25,8 +25,13 @@ const tolerance = 0.10
 
 // costRatio compares costs (lower is better): agent over other.
 func costRatio(agent, other float64) (string, string) {
-	if other <= 0 || math.IsNaN(agent) {
+	switch {
+	case math.IsNaN(agent) || other < 0:
 		return "", ""
+	case other == 0 && agent > 0: // the other spent nothing measurable
+		return "∞", "**behind**"
+	case other == 0:
+		return "", "level"
 	}
 	r := agent / other
 	return fmtRatio(r), reads(r, true)

@@ -18,7 +18,8 @@ func TestRatios(t *testing.T) {
 		{"rate behind", first(rateRatio(30, 100)), second(rateRatio(30, 100)), "0.30×", "**behind**"},
 		{"rate ahead", first(rateRatio(200, 100)), second(rateRatio(200, 100)), "2.00×", "ahead"},
 		{"big", first(costRatio(12345, 10)), "", "1234×", ""},
-		{"no baseline", first(costRatio(1, 0)), second(costRatio(1, 0)), "", ""},
+		{"nothing against something", first(costRatio(1, 0)), second(costRatio(1, 0)), "∞", "**behind**"},
+		{"nothing against nothing", first(costRatio(0, 0)), second(costRatio(0, 0)), "", "level"},
 	} {
 		if c.ratio != c.wantR || (c.wantRd != "" && c.reads != c.wantRd) {
 			t.Errorf("%s: %q %q, want %q %q", c.name, c.ratio, c.reads, c.wantR, c.wantRd)
