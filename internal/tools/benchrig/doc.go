@@ -70,6 +70,13 @@ func (r report) text() string {
 	return b.String()
 }
 
+// why is the reason a row gives for reading behind, if any: the part of
+// "**behind**: leaves clients unanswered" after the verdict.
+func why(reads string) string {
+	_, reason, _ := strings.Cut(reads, ": ")
+	return reason
+}
+
 // fmtSpan writes a configured span the way a reader says it: 60 s, 250 ms.
 func fmtSpan(d time.Duration) string {
 	if d >= time.Second && d%time.Second == 0 {
@@ -148,7 +155,7 @@ var docTemplate string
 
 // write renders docs/performance.md.
 func (r report) write(path string) error {
-	t, err := template.New("performance.md").Funcs(template.FuncMap{"orNone": orNone, "dur": fmtSpan}).Parse(docTemplate)
+	t, err := template.New("performance.md").Funcs(template.FuncMap{"orNone": orNone, "dur": fmtSpan, "why": why}).Parse(docTemplate)
 	if err != nil {
 		return err
 	}

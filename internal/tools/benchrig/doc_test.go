@@ -15,6 +15,7 @@ func TestReportWrite(t *testing.T) {
 		{Item: "1", What: "of which its own: heap, stacks (RssAnon)", Agent: "5.5 MiB", Against: "node_exporter", Other: "5.2 MiB", Ratio: "1.06×", Reads: "level"},
 		{Item: "1", What: "binary size", Agent: "19.5 MiB", Against: "node_exporter", Other: "13.1 MiB", Ratio: "1.49×", Reads: "**behind**"},
 		{Item: "7", What: "command delivery", Agent: "n/a (command path not built)"},
+		{Item: "2", What: "admission, 256 clients", Against: "bare", Ratio: "1.26×", Reads: "**behind**: leaves clients unanswered"},
 	}
 	rep := report{Meta: meta{Date: "2026-01-01 00:00 UTC", Command: "make bench", CPUs: 2}, Rows: rows, Table: table(rows),
 		Footprint: []footprint{
@@ -35,7 +36,8 @@ func TestReportWrite(t *testing.T) {
 		"measured in one run by `make bench`", "| 1 | binary size", "n/a (command path not built)",
 		"idles for 60 s", "then 1.5 s measured", "`heartbeat.interval` 250 ms",
 		"of the 4.0 MiB more that pbx-agent holds resident, 3.7 MiB is its binary's pages and 300.0 KiB its own memory",
-		"- binary size, against node_exporter (1.49×)",
+		"- binary size, against node_exporter (1.49×)\n",
+		"- admission, 256 clients, against bare (1.26×): leaves clients unanswered\n",
 		"(not measured)", // rows the run did not make are said to be missing
 	} {
 		if !strings.Contains(strings.ToLower(doc), strings.ToLower(want)) {
