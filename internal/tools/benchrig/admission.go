@@ -94,13 +94,6 @@ type load struct {
 
 func (l load) perSecond() float64 { return float64(l.decisions) / l.window.Seconds() }
 
-func (l load) cpuPerDecision() time.Duration {
-	if l.answered == 0 {
-		return 0
-	}
-	return l.serverCPU / time.Duration(l.answered)
-}
-
 // percentile returns the q-quantile (0 < q <= 1) of the latencies, and
 // whether it is only a lower bound.
 func (l load) percentile(q float64) (time.Duration, bool) {

@@ -13,7 +13,7 @@ type peer struct {
 	name string
 	d    *daemon
 	bin  string
-	note string // how it was run, for the report
+	note string // how it was run, when the report must say
 	// metrics is its /metrics URL, if it has one.
 	metrics string
 }
@@ -43,8 +43,7 @@ func (r *rig) startNodeExporter(path string) (*peer, error) {
 		return nil, err
 	}
 	r.stops = append(r.stops, d.stop)
-	return &peer{name: "node_exporter", d: d, bin: path, metrics: "http://" + addr + "/metrics",
-		note: "default collectors"}, nil
+	return &peer{name: "node_exporter", d: d, bin: path, metrics: "http://" + addr + "/metrics"}, nil
 }
 
 // startMender runs Debian's mender-client as `mender daemon`, pointed at
@@ -80,14 +79,14 @@ func (r *rig) startMender(path string) (*peer, error) {
 	}
 	argv := []string{path, "--config", filepath.Join(dir, "mender.conf"), "--fallback-config", filepath.Join(dir, "none.conf"),
 		"--data", filepath.Join(dir, "data"), "--no-syslog", "daemon"}
-	note := "`mender daemon`, server unreachable"
+	var note string
 	if os.Geteuid() == 0 {
 		// unshare and sh exec in turn, so the pid stays Mender's.
 		script := `mount --bind "$1" /etc/mender && mount --bind "$2" /usr/share/mender/identity && shift 2 && exec "$@"`
 		argv = append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
 			filepath.Join(dir, "etc"), filepath.Join(dir, "identity")}, argv...)
 	} else {
-		note += "; not root, so without an identity: it never dials"
+		note = "no identity, not root: it never dials"
 	}
 	d, err := startDaemon("mender", filepath.Join(r.work, "mender.log"), nil, argv...)
 	if err != nil {

@@ -11,18 +11,15 @@ const heartbeatPath = "/api/v1/heartbeat"
 
 // heartbeatResult is what heartbeats with an unchanged licence cost.
 type heartbeatResult struct {
-	n             int   // heartbeats answered 200 in the window
-	req, resp     int64 // mean bytes per heartbeat
-	reqBody       int64 // of which the bodies, mean; -1 unknown
-	respBody      int64
-	respMax       int64         // the largest answer seen
-	cpu           time.Duration // the agent's CPU time in the window
-	idle          time.Duration // what it would have spent idle
-	window        time.Duration
-	interval      time.Duration
-	perHeartbeat  time.Duration // (cpu - idle) / n
-	grossPerBeat  time.Duration // cpu / n
-	otherRequests int           // requests to other endpoints in the window
+	n            int   // heartbeats answered 200 in the window
+	req, resp    int64 // mean bytes per heartbeat
+	reqBody      int64 // of which the bodies, mean; -1 unknown
+	respBody     int64
+	cpu          time.Duration // the agent's CPU time in the window
+	idle         time.Duration // what it would have spent idle
+	window       time.Duration
+	interval     time.Duration
+	perHeartbeat time.Duration // (cpu - idle) / n
 }
 
 // heartbeatCost runs an activated agent with a short heartbeat interval
@@ -65,7 +62,6 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 	res.window = time.Since(t0)
 	for _, x := range a.proxy.exchanges()[seen:] {
 		if x.Path != heartbeatPath || x.Status != 200 {
-			res.otherRequests++
 			continue
 		}
 		res.n++
@@ -81,7 +77,6 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 		} else {
 			res.respBody += x.RespBody
 		}
-		res.respMax = max(res.respMax, x.Resp)
 	}
 	if res.n == 0 {
 		return res, fmt.Errorf("no heartbeat answered in %v; agent log: %s", window, a.d.log)
@@ -97,7 +92,6 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 	res.cpu = u1.CPU - u0.CPU
 	res.idle = time.Duration(idleRate * res.window.Seconds())
 	res.perHeartbeat = (res.cpu - res.idle) / time.Duration(res.n)
-	res.grossPerBeat = res.cpu / time.Duration(res.n)
 	return res, nil
 }
 

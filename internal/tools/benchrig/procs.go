@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -109,5 +108,3 @@ func waitUntil(ctx context.Context, t time.Time) error {
 		return nil
 	}
 }
-
-var errNotRoot = errors.New("not root")

@@ -237,7 +237,11 @@ func footprintRows(fps []footprint, window time.Duration) []row {
 			if _, ok := order[what]; !ok {
 				order[what] = len(order)
 			}
-			rows = append(rows, row{Item: "1", What: what, Agent: a, Against: other.name, Other: b, Ratio: ratio, Reads: reads})
+			against := other.name
+			if other.note != "" {
+				against += " (" + other.note + ")"
+			}
+			rows = append(rows, row{Item: "1", What: what, Agent: a, Against: against, Other: b, Ratio: ratio, Reads: reads})
 		}
 		add("resident memory after "+w+" idle (VmRSS)", fmtBytes(agent.end.RSS), fmtBytes(other.end.RSS), float64(agent.end.RSS), float64(other.end.RSS))
 		add("of which its own: heap, stacks (RssAnon)", fmtBytes(agent.end.Anon), fmtBytes(other.end.Anon), float64(agent.end.Anon), float64(other.end.Anon))
