@@ -52,8 +52,11 @@ func TestRunLoad(t *testing.T) {
 	ctx := context.Background()
 	t.Run("every client answered", func(t *testing.T) {
 		l := runLoad(ctx, os.Getpid(), serveLimited(t, 8), 4, true, 200*time.Millisecond, 500*time.Millisecond)
-		if l.decisions == 0 || l.starved != 0 || l.failures != 0 || len(l.waited) != 0 {
-			t.Fatalf("%+v", l)
+		// Every request is answered by the cut-off, a second after the
+		// window: none is left waiting (a busy machine may delay one past
+		// the window itself, so starved is not asserted).
+		if l.decisions == 0 || l.failures != 0 || len(l.waited) != 0 {
+			t.Fatalf("decisions %d, failures %d (%v), left waiting %v", l.decisions, l.failures, l.firstErr, l.waited)
 		}
 		if _, bound := l.percentile(0.99); bound {
 			t.Error("p99 is a lower bound though every request was answered")
