@@ -16,6 +16,7 @@ type heartbeatResult struct {
 	reqBody      int64 // of which the bodies, mean; -1 unknown
 	respBody     int64
 	cpu          time.Duration // the agent's CPU time in the window
+	sys          time.Duration // of which in the kernel (10 ms ticks)
 	idle         time.Duration // what it would have spent idle
 	window       time.Duration
 	interval     time.Duration
@@ -89,7 +90,7 @@ func (r *rig) heartbeatCost(ctx context.Context, interval, window time.Duration,
 	if res.respBody > 0 {
 		res.respBody /= int64(res.n)
 	}
-	res.cpu = u1.CPU - u0.CPU
+	res.cpu, res.sys = u1.CPU-u0.CPU, u1.Sys-u0.Sys
 	res.idle = time.Duration(idleRate * res.window.Seconds())
 	res.perHeartbeat = (res.cpu - res.idle) / time.Duration(res.n)
 	return res, nil
@@ -100,7 +101,7 @@ func (h heartbeatResult) rows() []row {
 		{Item: "5", What: "bytes on the wire per heartbeat, licence unchanged: request + response, headers included",
 			Agent: fmt.Sprintf("%d B (%s + %s)", h.req+h.resp, split(h.req, h.reqBody), split(h.resp, h.respBody))},
 		{Item: "5", What: fmt.Sprintf("CPU time per heartbeat (%d heartbeats, %v apart, less idle)", h.n, h.interval),
-			Agent: fmtDur(h.perHeartbeat)},
+			Agent: fmt.Sprintf("%s (%.0f %% of the window's CPU time in the kernel)", fmtDur(h.perHeartbeat), 100*float64(h.sys)/float64(max(h.cpu, 1)))},
 	}
 }
 

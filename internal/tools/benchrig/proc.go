@@ -21,6 +21,9 @@ type usage struct {
 	// again.
 	Anon int64
 	CPU  time.Duration // user + system time of all its threads
+	// Sys is the system part of CPU, in stat's 10 ms ticks: coarse, for
+	// telling the kernel's share over long spans.
+	Sys time.Duration
 }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times: 100 on every
@@ -41,16 +44,17 @@ func readUsage(pid int) (usage, error) {
 	if err != nil {
 		return usage{}, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	if cpu, ok := schedCPU(dir); ok {
-		u.CPU = cpu
-		return u, nil
-	}
 	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
 		return usage{}, fmt.Errorf("reading CPU time of pid %d: %w", pid, err)
 	}
-	if u.CPU, err = parseStatCPU(stat); err != nil {
+	user, sys, err := parseStatCPU(stat)
+	if err != nil {
 		return usage{}, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	u.CPU, u.Sys = user+sys, sys
+	if cpu, ok := schedCPU(dir); ok {
+		u.CPU = cpu
 	}
 	return u, nil
 }
@@ -89,28 +93,27 @@ func parseStatus(b []byte) (usage, error) {
 	return u, nil
 }
 
-// parseStatCPU adds utime and stime (fields 14 and 15) of /proc/PID/stat.
+// parseStatCPU returns utime and stime (fields 14 and 15) of
+// /proc/PID/stat.
 // The command name (field 2) may hold spaces and parentheses, so fields
 // are counted from its closing parenthesis.
-func parseStatCPU(b []byte) (time.Duration, error) {
+func parseStatCPU(b []byte) (user, sys time.Duration, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("stat %q: no command name", b)
+		return 0, 0, fmt.Errorf("stat %q: no command name", b)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state): utime is field 14, stime 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("stat %q: too few fields", b)
+		return 0, 0, fmt.Errorf("stat %q: too few fields", b)
 	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("stat %q: %w", b, err)
+	var ticks [2]int64
+	for j, s := range f[11:13] {
+		if ticks[j], err = strconv.ParseInt(s, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("stat %q: %w", b, err)
 		}
-		ticks += n
 	}
-	return time.Duration(ticks) * clockTick, nil
+	return time.Duration(ticks[0]) * clockTick, time.Duration(ticks[1]) * clockTick, nil
 }
 
 // schedCPU adds the run time of every live thread of a process from

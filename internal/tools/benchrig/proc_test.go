@@ -30,14 +30,14 @@ func TestParseStatus(t *testing.T) {
 func TestParseStatCPU(t *testing.T) {
 	// A command name with spaces and a parenthesis must not shift fields.
 	in := "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 7 0 123 456 789\n"
-	d, err := parseStatCPU([]byte(in))
+	user, sys, err := parseStatCPU([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 287 * clockTick; d != want {
-		t.Errorf("CPU %v, want %v (utime 250 + stime 37 ticks)", d, want)
+	if user != 250*clockTick || sys != 37*clockTick {
+		t.Errorf("user %v, system %v; want utime 250 and stime 37 ticks", user, sys)
 	}
-	if _, err := parseStatCPU([]byte("4242 (x) S 1 2")); err == nil {
+	if _, _, err := parseStatCPU([]byte("4242 (x) S 1 2")); err == nil {
 		t.Error("a truncated stat parsed")
 	}
 }
