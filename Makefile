@@ -71,8 +71,10 @@ soak:
 	PBX_SOAK=1 $(GO) test -count=1 -timeout 60m -v -run '$(SOAK_RUN)' \
 		./integration/ ./agent/ ./pkg/protocol/ ./pkg/state/
 
-# bench runs the benchmarks and prints each against the baseline measured
-# in the same run (a sub-benchmark named baseline=...), as a ratio.
+# bench measures pbx-agent beside node_exporter, mender-client and the
+# baselines of the go test benchmarks, in one run, prints one table of
+# figures and ratios and writes it to docs/performance.md. It installs the
+# Debian packages it compares against; about 5 minutes.
 bench:
 	scripts/bench.sh
 
