@@ -111,6 +111,9 @@ Try:
   $bin/pbx-agent --config $work/agent.yaml check uc-premium --count 3 --reserve
   sqlite3 $users_db "INSERT INTO users (name, profile) VALUES ('new', 'uc-premium')"
   $bin/pbx-agent --config $work/agent.yaml status
+  $bin/pbx-portal-sim --portal $portal command acme.example ssh-open --ttl 10m --wait 30s   # sshd on 2222, within a second
+  $bin/pbx-agent --config $work/agent.yaml ssh status
+  $bin/pbx-portal-sim --portal $portal command acme.example ssh-close --wait 30s
 TXT
 
 if [ -t 0 ]; then

@@ -564,8 +564,8 @@ ssh_open_from_portal() {
 	fp=$(ct ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')
 	grep -q "$fp" "$work/ssh-open.json" || { echo "host key $fp not reported"; cat "$work/ssh-open.json"; return 1; }
 	ct pbx-agent ssh status | grep -q 'open on port 2222'
-	# The copy sshd reads is root's alone.
-	[ "$(ct stat -c '%U %a' /run/pbx-agent-sshd/authorized_keys)" = "root 600" ]
+	# The copy sshd reads is root's, readable by pbx-support alone.
+	[ "$(ct stat -c '%U %G %a' /run/pbx-agent-sshd/authorized_keys)" = "root pbx-support 640" ]
 }
 
 # ssh_close_ends_session: ssh-close from the portal stops the unit, and
