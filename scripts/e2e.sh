@@ -58,7 +58,9 @@ step() {
 	log "── $name"
 	# Neither in an if nor before || or &&: bash ignores set -e there,
 	# subshells included, and a step would pass on its last command alone.
-	( set -e; "$@" ) > "$work/step.log" 2>&1
+	# Without pipefail, `cmd | grep -q x` means "cmd printed x": grep -q
+	# exits at its first match and would fail a long writer with SIGPIPE.
+	( set -e +o pipefail; "$@" ) > "$work/step.log" 2>&1
 	local rc=$?
 	if [ "$rc" -eq 0 ]; then
 		steps+=("PASS  $(printf '%6.2fs' "$(echo "$(date +%s.%N) - $start" | bc)")  $name")
@@ -555,11 +557,17 @@ ssh_open_from_portal() {
 	ct ssh-keygen -q -t ed25519 -N "" -C support@e2e -f /root/support_key
 	ct cat /root/support_key.pub > "$work/support.pub"
 	ct getent shadow pbx-support | cut -d: -f1,2
+	ct id pbx-support
 	sim command e2e.example ssh-open --ttl 600s --pubkey "$work/support.pub" --wait 30s > "$work/ssh-open.json"
 	grep -q '"state": "done"' "$work/ssh-open.json" || { cat "$work/ssh-open.json"; return 1; }
 	eventually 10 port_open
 	ct systemctl is-active --quiet 'pbx-agent-sshd@600.service'
-	support_ssh id -un > "$work/ssh-id" || { ct journalctl -u 'pbx-agent-sshd@*' --no-pager | tail -20; return 1; }
+	support_ssh id -un > "$work/ssh-id" || {
+		ct journalctl -u 'pbx-agent-sshd@*' --no-pager | tail -20
+		ct ls -la /run/pbx-agent-sshd /run/pbx-agent/ssh
+		ct systemctl cat pbx-agent-sshd@600.service | grep -n 'install\|chgrp\|Runtime'
+		return 1
+	}
 	grep -qx pbx-support "$work/ssh-id"
 	fp=$(ct ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')
 	grep -q "$fp" "$work/ssh-open.json" || { echo "host key $fp not reported"; cat "$work/ssh-open.json"; return 1; }
