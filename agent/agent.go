@@ -284,7 +284,9 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 		Fingerprint: fingerprint, Model: a.model, Serial: a.cfg.Identity.Serial,
 		Overrides: overrides, AgentVersion: a.version,
 	}
-	ans, err := a.signedExchange(ctx, protocol.PathActivate, protocol.TypeActivate, key.PBX.ID, func(r protocol.Request) any {
+	xctx, cancel := context.WithTimeout(ctx, portalTimeout)
+	defer cancel()
+	ans, err := a.signedExchange(xctx, protocol.PathActivate, protocol.TypeActivate, key.PBX.ID, func(r protocol.Request) any {
 		req.Request = r
 		return req
 	})

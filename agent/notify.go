@@ -17,7 +17,7 @@ import (
 
 // statusEvery is how often the main loop looks whether the one-line status
 // for systemd changed; it is sent only when it did.
-const statusEvery = time.Second
+const statusEvery = 5 * time.Second
 
 // maxStatusLine bounds STATUS=: systemctl shows it on one line.
 const maxStatusLine = 300

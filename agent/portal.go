@@ -18,8 +18,13 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
-// portalTimeout bounds one exchange with the portal.
+// portalTimeout bounds one exchange with the portal; callers set it on
+// their context. The client's own timeout also allows a long-poll.
 const portalTimeout = 30 * time.Second
+
+// clientTimeout is the longest any request may take: a long-poll held by
+// the portal, plus an exchange.
+const clientTimeout = protocol.MaxWait + portalTimeout
 
 // portalClient talks to the portal: it posts signed requests and verifies
 // signed answers. It keeps no state of its own.
@@ -63,7 +68,7 @@ func newPortalClient(cfg PortalConfig, kr *license.Keyring, userAgent string) (*
 	// portal rightly refuses.
 	c := resty.New().
 		SetBaseURL(cfg.URL).
-		SetTimeout(portalTimeout).
+		SetTimeout(clientTimeout).
 		SetRetryCount(0).
 		SetResponseBodyLimit(protocol.MaxBodySize).
 		SetHeader("User-Agent", userAgent).

@@ -18,9 +18,10 @@ import (
 // which fetches it. Every wait is signed afresh, like every request.
 
 const (
-	// waitFor is how long the portal is asked to hold a wait: within the
-	// portal client's timeout, and short enough for proxies.
-	waitFor = 25 * time.Second
+	// waitFor is how long the portal is asked to hold a wait: long, since
+	// every wait costs a signed exchange (idle CPU), and under the minute
+	// that proxies commonly allow an idle request.
+	waitFor = 50 * time.Second
 	// waitIdle is how often an unactivated agent looks again.
 	waitIdle = 5 * time.Second
 	// waitUnsupported is the pause after a portal that has no long-poll
@@ -64,7 +65,9 @@ func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, boo
 		return waitIdle, true
 	}
 	req := protocol.WaitRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, Wait: license.Seconds(waitFor / time.Second)}
-	ans, err := a.signedExchange(ctx, protocol.PathWait, protocol.TypeWait, doc.PBX.ID, func(r protocol.Request) any {
+	wctx, cancel := context.WithTimeout(ctx, waitFor+portalTimeout)
+	defer cancel()
+	ans, err := a.signedExchange(wctx, protocol.PathWait, protocol.TypeWait, doc.PBX.ID, func(r protocol.Request) any {
 		req.Request = r
 		return req
 	})

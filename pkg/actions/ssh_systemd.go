@@ -45,13 +45,12 @@ func DialSSHUnits(ctx context.Context) (SSHUnits, error) {
 // the agent dead, and stopping it ends every session (UsePAM=no keeps them
 // in its control group).
 type SystemdSSH struct {
-	dial     func(context.Context) (SSHUnits, error)
 	keysDir  string   // <runtime_dir>/ssh, the unit's ConditionPathExists
 	hostKeys []string // the system sshd's public host keys
 	log      *slog.Logger
 
-	mu   sync.Mutex
-	conn SSHUnits
+	mu  sync.Mutex // one call at a time; guards bus
+	bus bus[SSHUnits]
 }
 
 // NewSystemdSSH returns the executor. keysDir must be the folder the unit
@@ -62,7 +61,7 @@ func NewSystemdSSH(dial func(context.Context) (SSHUnits, error), keysDir, hostKe
 		log = slog.New(slog.DiscardHandler)
 	}
 	keys, _ := filepath.Glob(hostKeyGlob)
-	return &SystemdSSH{dial: dial, keysDir: keysDir, hostKeys: keys, log: log}
+	return &SystemdSSH{bus: newBus(dial), keysDir: keysDir, hostKeys: keys, log: log}
 }
 
 // Open writes the keys, closes any open access, and starts the unit for
@@ -127,9 +126,13 @@ func (s *SystemdSSH) stateLocked(ctx context.Context) (SSHState, error) {
 	if !ok {
 		return st, nil
 	}
-	p, err := s.conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+	conn, err := s.bus.get(ctx)
 	if err != nil {
-		s.drop()
+		return SSHState{}, err
+	}
+	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+	if err != nil {
+		s.bus.drop()
 		return SSHState{}, fmt.Errorf("reading the start time of %s: %w", unit, err)
 	}
 	if usec, ok := p.Value.Value().(uint64); ok && usec > 0 {
@@ -152,13 +155,13 @@ func unitTTL(unit string) (time.Duration, bool) {
 }
 
 func (s *SystemdSSH) activeUnitsLocked(ctx context.Context) ([]string, error) {
-	conn, err := s.connect(ctx)
+	conn, err := s.bus.get(ctx)
 	if err != nil {
 		return nil, err
 	}
 	list, err := conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "reloading"}, []string{SSHUnitPattern})
 	if err != nil {
-		s.drop()
+		s.bus.drop()
 		return nil, fmt.Errorf("listing the support sshd units: %w", err)
 	}
 	var out []string
@@ -186,7 +189,7 @@ func (s *SystemdSSH) stopAllLocked(ctx context.Context) error {
 
 // jobLocked runs one unit job and waits for its result.
 func (s *SystemdSSH) jobLocked(ctx context.Context, verb, unit string, start func(SSHUnits, chan<- string) (int, error)) error {
-	conn, err := s.connect(ctx)
+	conn, err := s.bus.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -194,7 +197,7 @@ func (s *SystemdSSH) jobLocked(ctx context.Context, verb, unit string, start fun
 	defer cancel()
 	done := make(chan string, 1)
 	if _, err := start(conn, done); err != nil {
-		s.drop()
+		s.bus.drop()
 		return fmt.Errorf("%s %s: %w", verb, unit, err)
 	}
 	select {
@@ -204,26 +207,7 @@ func (s *SystemdSSH) jobLocked(ctx context.Context, verb, unit string, start fun
 		}
 		return nil
 	case <-ctx.Done():
-		s.drop()
+		s.bus.drop()
 		return fmt.Errorf("%s %s: no job result: %w", verb, unit, ctx.Err())
-	}
-}
-
-func (s *SystemdSSH) connect(ctx context.Context) (SSHUnits, error) {
-	if s.conn != nil {
-		return s.conn, nil
-	}
-	c, err := s.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.conn = c
-	return c, nil
-}
-
-func (s *SystemdSSH) drop() {
-	if s.conn != nil {
-		s.conn.Close()
-		s.conn = nil
 	}
 }

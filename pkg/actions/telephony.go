@@ -64,11 +64,10 @@ func dialBus(ctx context.Context) (*sddbus.Conn, error) {
 // run again by starting ActiveTarget, over D-Bus, waiting for each job's
 // result. It never starts a transient unit and never reloads systemd.
 type SystemdTelephony struct {
-	dial func(context.Context) (Units, error)
-	log  *slog.Logger
+	log *slog.Logger
 
-	mu   sync.Mutex // one call at a time; guards conn
-	conn Units      // nil until the first call, and after a failed one
+	mu  sync.Mutex // one call at a time; guards bus
+	bus bus[Units]
 }
 
 // NewSystemdTelephony returns the executor; dial is DialSystemBus but in
@@ -77,7 +76,7 @@ func NewSystemdTelephony(dial func(context.Context) (Units, error), log *slog.Lo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &SystemdTelephony{dial: dial, log: log}
+	return &SystemdTelephony{bus: newBus(dial), log: log}
 }
 
 // Stop starts StoppedTarget, which stops the telephony units.
@@ -128,7 +127,7 @@ const jobTimeout = 5 * time.Minute
 // startUnit starts unit (mode replace) and waits for its job's result.
 // Callers hold s.mu.
 func (s *SystemdTelephony) startUnit(ctx context.Context, unit string) error {
-	conn, err := s.connect(ctx)
+	conn, err := s.bus.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -136,7 +135,7 @@ func (s *SystemdTelephony) startUnit(ctx context.Context, unit string) error {
 	defer cancel()
 	done := make(chan string, 1) // go-systemd sends once and must not block
 	if _, err := conn.StartUnitContext(ctx, unit, "replace", done); err != nil {
-		s.drop()
+		s.bus.drop()
 		return fmt.Errorf("starting %s: %w", unit, err)
 	}
 	select {
@@ -146,20 +145,20 @@ func (s *SystemdTelephony) startUnit(ctx context.Context, unit string) error {
 		}
 		return nil
 	case <-ctx.Done():
-		s.drop()
+		s.bus.drop()
 		return fmt.Errorf("starting %s: no job result: %w", unit, ctx.Err())
 	}
 }
 
 // activeState reads unit's ActiveState. Callers hold s.mu.
 func (s *SystemdTelephony) activeState(ctx context.Context, unit string) (string, error) {
-	conn, err := s.connect(ctx)
+	conn, err := s.bus.get(ctx)
 	if err != nil {
 		return "", err
 	}
 	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveState")
 	if err != nil {
-		s.drop()
+		s.bus.drop()
 		return "", fmt.Errorf("reading the state of %s: %w", unit, err)
 	}
 	state, ok := p.Value.Value().(string)
@@ -169,32 +168,11 @@ func (s *SystemdTelephony) activeState(ctx context.Context, unit string) (string
 	return state, nil
 }
 
-func (s *SystemdTelephony) connect(ctx context.Context) (Units, error) {
-	if s.conn != nil {
-		return s.conn, nil
-	}
-	c, err := s.dial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.conn = c
-	return c, nil
-}
-
-// drop closes a connection that failed, so the next call dials again (the
-// bus may have restarted).
-func (s *SystemdTelephony) drop() {
-	if s.conn != nil {
-		s.conn.Close()
-		s.conn = nil
-	}
-}
-
 // Close closes the connection to the bus, if any.
 func (s *SystemdTelephony) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.drop()
+	s.bus.drop()
 }
 
 // CommandTelephony stops and starts telephony with configured programs,

@@ -50,7 +50,7 @@ func NewSystemdWMSUpgrades(cfg WMSUpgradeConfig, dial func(context.Context) (Uni
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &WMSUpgrades{cfg: cfg, runner: &unitRunner{dial: dial}, log: log}
+	return &WMSUpgrades{cfg: cfg, runner: &unitRunner{bus: newBus(dial)}, log: log}
 }
 
 // NewProcessWMSUpgrades runs helper (the command line of `pbx-agent helper
@@ -135,15 +135,14 @@ func (w *WMSUpgrades) Installed(ctx context.Context) (string, error) {
 
 // unitRunner starts the upgrade unit over D-Bus.
 type unitRunner struct {
-	dial func(context.Context) (Units, error)
-	mu   sync.Mutex
-	conn Units
+	mu  sync.Mutex // one call at a time; guards bus
+	bus bus[Units]
 }
 
 func (r *unitRunner) start(ctx context.Context, version string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	conn, err := r.connect(ctx)
+	conn, err := r.bus.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -151,7 +150,7 @@ func (r *unitRunner) start(ctx context.Context, version string) error {
 	// A refusal (polkit, a bad instance) is an error of the call itself.
 	unit := WMSUpgradeUnit(version)
 	if _, err := conn.StartUnitContext(ctx, unit, "replace", nil); err != nil {
-		r.drop()
+		r.bus.drop()
 		return fmt.Errorf("starting %s: %w", unit, err)
 	}
 	return nil
@@ -160,14 +159,14 @@ func (r *unitRunner) start(ctx context.Context, version string) error {
 func (r *unitRunner) running(ctx context.Context, version string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	conn, err := r.connect(ctx)
+	conn, err := r.bus.get(ctx)
 	if err != nil {
 		return false, err
 	}
 	unit := WMSUpgradeUnit(version)
 	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveState")
 	if err != nil {
-		r.drop()
+		r.bus.drop()
 		return false, fmt.Errorf("reading the state of %s: %w", unit, err)
 	}
 	state, _ := p.Value.Value().(string)
@@ -176,24 +175,6 @@ func (r *unitRunner) running(ctx context.Context, version string) (bool, error) 
 		return true, nil
 	}
 	return false, nil
-}
-
-func (r *unitRunner) connect(ctx context.Context) (Units, error) {
-	if r.conn == nil {
-		c, err := r.dial(ctx)
-		if err != nil {
-			return nil, err
-		}
-		r.conn = c
-	}
-	return r.conn, nil
-}
-
-func (r *unitRunner) drop() {
-	if r.conn != nil {
-		r.conn.Close()
-		r.conn = nil
-	}
 }
 
 // childRunner runs the helper as a child process.
