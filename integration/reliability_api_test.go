@@ -130,7 +130,7 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var statusLat, admitLat []time.Duration
-	var wellFailed, malformedSent, oversized, unauthorised, unauthorisedPassed atomic.Int64
+	var wellFailed, reconnects, malformedSent, oversized, unauthorised, unauthorisedPassed atomic.Int64
 	codes := map[string]int{}
 
 	// Well-behaved clients: two on each endpoint, each in a closed loop.
@@ -141,12 +141,20 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 			for ctx.Err() == nil {
 				began := time.Now()
 				var ok bool
-				if i%2 == 0 {
-					_, err := a.httpStatus()
-					ok = err == nil
-				} else {
-					code, _ := postJSON(t, wb, "http://localhost/v1/admission", `{"profile": "uc-business", "dry_run": true}`, nil)
-					ok = code == 200
+				// A well-behaved client retries (twice) when the server closed
+				// its keep-alive connection before answering (the cap gives
+				// idle connections up to new ones): nothing was processed.
+				for attempt := 0; attempt < 3 && !ok; attempt++ {
+					if attempt > 0 {
+						reconnects.Add(1)
+					}
+					if i%2 == 0 {
+						_, err := a.httpStatus()
+						ok = err == nil
+					} else {
+						code, _ := postJSON(t, wb, "http://localhost/v1/admission", `{"profile": "uc-business", "dry_run": true}`, nil)
+						ok = code == 200
+					}
 				}
 				took := time.Since(began)
 				if !ok {
@@ -189,8 +197,10 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 		big := `{"key": "` + strings.Repeat("A", 1<<20) + `"}`
 		tcp := &http.Client{Timeout: 30 * time.Second}
 		for n := 0; ctx.Err() == nil; n++ {
-			if code, _ := postJSON(t, wb, "http://localhost/v1/admission", big, nil); code != http.StatusRequestEntityTooLarge {
-				t.Errorf("a 1 MiB admission body: %d, want 413", code)
+			// Refused: 413, or, once the declared length is seen over the
+			// limit, the connection closed without reading (code 0).
+			if code, _ := postJSON(t, wb, "http://localhost/v1/admission", big, nil); code != http.StatusRequestEntityTooLarge && code != 0 {
+				t.Errorf("a 1 MiB admission body: %d, want 413 or the connection closed", code)
 			}
 			oversized.Add(1)
 			for _, w := range []struct {
@@ -206,9 +216,14 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 			} {
 				code, _ := postJSON(t, w.client, w.url, `{"key": "`+key+`"}`, w.header)
 				unauthorised.Add(1)
-				if code != http.StatusForbidden {
+				// 403, or 0 when the server closed the connection first (an
+				// idle keep-alive connection given up under the cap, which
+				// the abuse keeps full): never a success.
+				if code/100 == 2 {
 					unauthorisedPassed.Add(1)
 					t.Errorf("unauthorised write %s %v: %d, want 403", w.url, w.header, code)
+				} else if code != http.StatusForbidden && code != 0 {
+					t.Errorf("unauthorised write %s %v: %d, want 403 or the connection closed", w.url, w.header, code)
 				}
 			}
 		}
@@ -268,8 +283,8 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 	}
 	sp, ap := percentiles(statusLat, 50, 90, 99, 100), percentiles(admitLat, 50, 90, 99, 100)
 	t.Logf("%v of load: status over TCP %d requests, p50 %v p90 %v p99 %v max %v", load, len(statusLat), sp[0], sp[1], sp[2], sp[3])
-	t.Logf("admission over the socket %d requests, p50 %v p90 %v p99 %v max %v; %d well-behaved requests failed",
-		len(admitLat), ap[0], ap[1], ap[2], ap[3], wellFailed.Load())
+	t.Logf("admission over the socket %d requests, p50 %v p90 %v p99 %v max %v; %d well-behaved requests failed, %d retried on a new connection",
+		len(admitLat), ap[0], ap[1], ap[2], ap[3], wellFailed.Load(), reconnects.Load())
 	t.Logf("abuse: %d malformed requests (answers by status %v), %d bodies of 1 MiB, %d unauthorised writes (%d let through), 48 slow clients",
 		malformedSent.Load(), codes, oversized.Load(), unauthorised.Load(), unauthorisedPassed.Load())
 	t.Logf("goroutines %.0f before, %.0f at most; resident memory %.1f MiB before, %.1f MiB at most",

@@ -55,6 +55,9 @@ var routes = map[string]route{
 // ServeHTTP routes a request: 404 or 405 when no route matches, otherwise the
 // route's permission, then its handler, with one place answering errors.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if lc, ok := connFrom(r.Context()).conn.(*limitConn); ok && lc.owner != nil {
+		lc.owner.serving(lc) // not a slow client: see limitListener
+	}
 	var err error
 	if rt, ok := routes[r.Method+" "+r.URL.Path]; ok {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)

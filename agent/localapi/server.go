@@ -270,7 +270,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 		// lets an activation in flight finish.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(cctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(cctx, connKey{}, s.connInfo(c, kind, hosts))
+			ci := s.connInfo(c, kind, hosts)
+			ci.conn = c
+			return context.WithValue(cctx, connKey{}, ci)
 		},
 	}
 	s.log.Debug("local API serving", "kind", kind, "addr", ln.Addr().String())
@@ -296,6 +298,7 @@ type connInfo struct {
 	hosts  []string // Host values accepted on guarded endpoints
 	access access
 	creds  *peerCreds // unix peers only; nil when unknown
+	conn   net.Conn   // for the connection cap: a request reached a handler
 }
 
 type connKey struct{}
@@ -387,11 +390,13 @@ func (s *Server) deniedMessage(ci *connInfo, need perm) string {
 }
 
 // limitListener caps concurrent connections, so that local peers cannot
-// exhaust the daemon's file descriptors. Idle keep-alive connections hold
-// slots too, but give them up: a connection that arrives when every slot
-// is taken closes the one idle the longest (an HTTP client opens a new
-// connection when the server closes an idle one), and waits for a slot only
-// when none is idle. Slow clients are cut off by the server's timeouts.
+// exhaust the daemon's file descriptors. A connection that arrives when
+// every slot is taken closes another and takes its slot: first the one
+// that has waited longest, past slowAfter, without bringing a request to a
+// handler (a slow or silent client), else the keep-alive connection idle
+// the longest (an HTTP client opens a new connection when the server closes
+// an idle one). It waits for a slot only when neither exists. The server's
+// timeouts cut slow clients off in any case.
 type limitListener struct {
 	net.Listener
 	sem       chan struct{}
@@ -400,12 +405,17 @@ type limitListener struct {
 
 	idleMu   sync.Mutex
 	idle     map[*limitConn]time.Time // connections between requests, and since when
+	pending  map[*limitConn]time.Time // connections reading a request's headers, and since when
 	turnIdle chan struct{}            // a connection turned idle
 }
 
+// slowAfter is how long a client may take to send a request's headers
+// before its connection is the first to go when the cap is reached.
+const slowAfter = 250 * time.Millisecond
+
 func newLimitListener(ln net.Listener, n int) *limitListener {
 	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{}),
-		idle: map[*limitConn]time.Time{}, turnIdle: make(chan struct{}, 1)}
+		idle: map[*limitConn]time.Time{}, pending: map[*limitConn]time.Time{}, turnIdle: make(chan struct{}, 1)}
 }
 
 // Accept takes the next connection, then a slot for it: a free one, or
@@ -419,44 +429,66 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		select {
 		case l.sem <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+			return &limitConn{Conn: c, owner: l, release: func() { <-l.sem }}, nil
 		default:
 		}
 		if l.closeIdlest() {
 			continue // its Close freed a slot
 		}
+		t := time.NewTimer(slowAfter) // a pending connection may turn slow meanwhile
 		select {
 		case l.sem <- struct{}{}:
-			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+			t.Stop()
+			return &limitConn{Conn: c, owner: l, release: func() { <-l.sem }}, nil
 		case <-l.turnIdle:
+		case <-t.C:
 		case <-l.done:
+			t.Stop()
 			c.Close()
 			return nil, net.ErrClosed
 		}
+		t.Stop()
 	}
 }
 
-// closeIdlest closes the connection idle the longest; false when none is.
+// closeIdlest closes the slowest pending connection, else the one idle the
+// longest; false when there is neither.
 func (l *limitListener) closeIdlest() bool {
 	l.idleMu.Lock()
-	var oldest *limitConn
-	var since time.Time
-	for c, t := range l.idle {
-		if oldest == nil || t.Before(since) {
-			oldest, since = c, t
+	oldest := func(m map[*limitConn]time.Time, before time.Time) *limitConn {
+		var o *limitConn
+		var since time.Time
+		for c, t := range m {
+			if t.Before(before) && (o == nil || t.Before(since)) {
+				o, since = c, t
+			}
 		}
+		return o
 	}
-	delete(l.idle, oldest)
+	victim := oldest(l.pending, time.Now().Add(-slowAfter))
+	if victim == nil {
+		victim = oldest(l.idle, time.Now().Add(time.Hour))
+	}
+	delete(l.idle, victim)
+	delete(l.pending, victim)
 	l.idleMu.Unlock()
-	if oldest == nil {
+	if victim == nil {
 		return false
 	}
-	oldest.Close()
+	victim.Close()
 	return true
 }
 
-// connState is the server's http.Server.ConnState: it keeps the set of
-// idle connections.
+// serving records that a request on c reached a handler: c is no longer
+// a slow client.
+func (l *limitListener) serving(c *limitConn) {
+	l.idleMu.Lock()
+	delete(l.pending, c)
+	l.idleMu.Unlock()
+}
+
+// connState is the server's http.Server.ConnState: it keeps the sets of
+// pending and idle connections.
 func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	lc, ok := c.(*limitConn)
 	if !ok {
@@ -464,10 +496,24 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	}
 	l.idleMu.Lock()
 	defer l.idleMu.Unlock()
-	if st != http.StateIdle {
+	switch st {
+	case http.StateNew:
+		l.pending[lc] = time.Now()
+		return
+	case http.StateActive:
+		// Reading a request: pending until a handler has it (serving).
+		if _, ok := l.pending[lc]; !ok {
+			l.pending[lc] = time.Now()
+		}
 		delete(l.idle, lc)
 		return
+	case http.StateIdle:
+	default:
+		delete(l.idle, lc)
+		delete(l.pending, lc)
+		return
 	}
+	delete(l.pending, lc)
 	l.idle[lc] = time.Now()
 	select {
 	case l.turnIdle <- struct{}{}:
@@ -482,6 +528,7 @@ func (l *limitListener) Close() error {
 
 type limitConn struct {
 	net.Conn
+	owner       *limitListener
 	releaseOnce sync.Once
 	release     func()
 }
