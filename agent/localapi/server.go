@@ -410,8 +410,10 @@ type limitListener struct {
 }
 
 // slowAfter is how long a client may take to send a request's headers
-// before its connection is the first to go when the cap is reached.
-const slowAfter = 250 * time.Millisecond
+// before its connection is the first to go when the cap is reached: long
+// enough for a burst of honest clients on a loaded machine, well under the
+// 5 s a slow client may hold a slot for otherwise.
+const slowAfter = 2 * time.Second
 
 func newLimitListener(ln net.Listener, n int) *limitListener {
 	return &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{}),
