@@ -89,54 +89,56 @@ func BenchmarkAdmissionInProcess(b *testing.B) {
 // measured first in the same run: a bare net/http handler on a unix socket
 // that reads the body and answers a fixed {"allowed": true, "remaining":
 // 3}, the cost of HTTP on a socket that no admission can go below.
-func BenchmarkAdmissionSocket(b *testing.B) {
+func BenchmarkAdmissionSocket(b *testing.B) { benchAdmissionOverSocket(b, socketClient) }
+
+// benchAdmissionOverSocket runs the bare handler, then the daemon, with
+// clients made by client (keep-alive, or a connection per request).
+func benchAdmissionOverSocket(b *testing.B, client func(sock string) *http.Client) {
 	ctx := context.Background()
-	{
-		dir := b.TempDir()
-		body := []byte(`{"profile": "uc-premium", "count": 1, "dry_run": true}`)
-		var baseNs float64
-		b.Run("baseline=bare-handler", func(b *testing.B) {
-			sock := filepath.Join(dir, "bare.sock")
-			ln, err := net.Listen("unix", sock)
-			if err != nil {
-				b.Fatal(err)
+	dir := b.TempDir()
+	body := []byte(`{"profile": "uc-premium", "count": 1, "dry_run": true}`)
+	var baseNs float64
+	b.Run("baseline=bare-handler", func(b *testing.B) {
+		sock := filepath.Join(dir, "bare.sock")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("{\n  \"allowed\": true,\n  \"remaining\": 3\n}\n"))
+		})}
+		go srv.Serve(ln)
+		defer srv.Close()
+		c := client(sock)
+		for b.Loop() {
+			postBench(b, c, body)
+		}
+		baseNs = nsPerOp(b)
+	})
+	b.Run("admission", func(b *testing.B) {
+		sock := filepath.Join(dir, "agent.sock")
+		a := benchAgent(b, sock)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(rctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				b.Error(err)
 			}
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/json")
-				w.Write([]byte("{\n  \"allowed\": true,\n  \"remaining\": 3\n}\n"))
-			})}
-			go srv.Serve(ln)
-			defer srv.Close()
-			c := socketClient(sock)
-			for b.Loop() {
-				postBench(b, c, body)
-			}
-			baseNs = nsPerOp(b)
+		}()
+		c := client(sock)
+		eventually(b, 10*time.Second, "daemon serving", func() bool {
+			var st localapi.Status
+			return getJSON(c, "/v1/status", &st) == nil
 		})
-		b.Run("admission", func(b *testing.B) {
-			sock := filepath.Join(dir, "agent.sock")
-			a := benchAgent(b, sock)
-			rctx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- a.Run(rctx) }()
-			defer func() {
-				cancel()
-				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-					b.Error(err)
-				}
-			}()
-			c := socketClient(sock)
-			eventually(b, 10*time.Second, "daemon serving", func() bool {
-				var st localapi.Status
-				return getJSON(c, "/v1/status", &st) == nil
-			})
-			for b.Loop() {
-				postBench(b, c, body)
-			}
-			reportDecisions(b, baseNs)
-		})
-	}
+		for b.Loop() {
+			postBench(b, c, body)
+		}
+		reportDecisions(b, baseNs)
+	})
 }
 
 func postBench(b *testing.B, c *http.Client, body []byte) {
