@@ -237,11 +237,7 @@ func (p *Portal) listPBXs(*http.Request) (any, error) {
 
 func (p *Portal) getPBX(r *http.Request) (any, error) {
 	var out PBX
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
+	err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
 		out = rec.view()
 		return nil
 	})
@@ -257,14 +253,7 @@ func (p *Portal) changeLicenses(r *http.Request) (any, error) {
 		return nil, errBadRequest("name at least one profile to change")
 	}
 	var out LicenseChangeResult
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
-		if rec.deleted() {
-			return errDeleted(rec)
-		}
+	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
 		changed, err := applyLicense(rec, now, mergeCounts(in.Profiles))
 		if err != nil {
 			return asAPIError(err)
@@ -303,14 +292,7 @@ func (p *Portal) resumePBX(r *http.Request) (any, error) {
 
 func (p *Portal) setSuspended(r *http.Request, suspend bool) (any, error) {
 	var out SuspendResult
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
-		if rec.deleted() {
-			return errDeleted(rec)
-		}
+	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
 		changed, err := applyLicense(rec, now, func(d *license.Document) error {
 			switch {
 			case suspend && !d.Suspended:
@@ -335,6 +317,21 @@ func (p *Portal) setSuspended(r *http.Request, suspend bool) (any, error) {
 	return out, err
 }
 
+// updatePBX runs fn under update with the PBX the request's {ref} names
+// (settled at now). With live, a deleted PBX is refused instead.
+func (p *Portal) updatePBX(r *http.Request, live bool, fn func(rec *pbxRecord, now time.Time) error) error {
+	return p.update(func(now time.Time) error {
+		rec, err := p.lookup(r.PathValue("ref"), now)
+		if err != nil {
+			return err
+		}
+		if live && rec.deleted() {
+			return errDeleted(rec)
+		}
+		return fn(rec, now)
+	})
+}
+
 // errDeleted refuses a change to a deleted PBX, saying when and why it went.
 func errDeleted(r *pbxRecord) error {
 	why := ""
@@ -355,14 +352,7 @@ func asAPIError(err error) error {
 
 func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 	var out RebindResult
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
-		if rec.deleted() {
-			return errDeleted(rec)
-		}
+	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
 		if rec.Device != nil {
 			old := *rec.Device
 			t := now
@@ -382,11 +372,7 @@ func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 
 func (p *Portal) deletePBX(r *http.Request) (any, error) {
 	var out PBX
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
+	err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
 		if !rec.deleted() {
 			t := now
 			rec.DeletedAt = &t

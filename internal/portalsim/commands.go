@@ -100,14 +100,7 @@ func (p *Portal) queueCommand(r *http.Request) (any, error) {
 		return nil, err
 	}
 	var out CommandView
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
-		if rec.deleted() {
-			return errDeleted(rec)
-		}
+	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
 		c := protocol.Command{ID: newCommandID(), PBXID: rec.ID, Type: in.Type, IssuedAt: now, SSH: in.SSH, WMS: in.WMS}
 		ttl := DefaultCommandTTL
 		if in.TTL != nil {
@@ -213,11 +206,7 @@ func (p *Portal) addCommandLocked(rec *pbxRecord, c *commandRecord) {
 // listCommands answers GET /admin/v1/pbxs/{ref}/commands.
 func (p *Portal) listCommands(r *http.Request) (any, error) {
 	var out CommandList
-	err := p.update(func(now time.Time) error {
-		rec, err := p.lookup(r.PathValue("ref"), now)
-		if err != nil {
-			return err
-		}
+	err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
 		p.expireCommandsLocked(rec, now)
 		out.Commands = make([]CommandView, 0, len(rec.Commands))
 		for _, c := range rec.Commands {
@@ -244,11 +233,7 @@ func (p *Portal) getCommand(r *http.Request) (any, error) {
 	for {
 		var out CommandView
 		var changed <-chan struct{}
-		err := p.update(func(now time.Time) error {
-			rec, err := p.lookup(r.PathValue("ref"), now)
-			if err != nil {
-				return err
-			}
+		err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
 			p.expireCommandsLocked(rec, now)
 			i := slices.IndexFunc(rec.Commands, func(c *commandRecord) bool { return c.ID == r.PathValue("id") })
 			if i < 0 {
