@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,9 +59,7 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(e.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(p)
+				return printJSON(e, p) // command.go
 			}
 			return printPBX(e.stdout, p)
 		},
