@@ -86,6 +86,7 @@ type Agent struct {
 	device    *license.Signer   // nil until the first activation
 	lastError string
 	next      time.Time // the next heartbeat, for status
+	failures  int       // heartbeats failed in a row, for status
 
 	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
 	resched   chan struct{}      // an activation restarts the heartbeat schedule

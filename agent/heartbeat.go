@@ -29,7 +29,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	first := time.Duration(rand.Float64() * float64(a.interval()) / 10)
 	timer := time.NewTimer(first)
 	defer timer.Stop()
-	a.setNext(time.Now().Add(first))
+	a.setNext(time.Now().Add(first), 0)
 	failures := 0
 	for {
 		var reply chan error
@@ -46,13 +46,10 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			failures = 0
 			delay := protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
 			timer.Reset(delay)
-			a.setNext(time.Now().Add(delay))
+			a.setNext(time.Now().Add(delay), failures)
 			continue
 		}
 		err := a.heartbeat(ctx)
-		if reply != nil {
-			reply <- err
-		}
 		var delay time.Duration
 		switch {
 		case err == nil, errors.Is(err, ErrNotActivated):
@@ -76,7 +73,12 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			a.log.Warn("heartbeat failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}
 		timer.Reset(delay)
-		a.setNext(time.Now().Add(delay))
+		a.setNext(time.Now().Add(delay), failures)
+		// Answered once the schedule is set, so a caller that reads the
+		// status next sees the outcome's schedule.
+		if reply != nil {
+			reply <- err
+		}
 	}
 }
 
@@ -93,9 +95,12 @@ func (a *Agent) interval() time.Duration {
 	return defaultInterval
 }
 
-func (a *Agent) setNext(t time.Time) {
+// setNext records the schedule for the status: the next heartbeat and the
+// failures in a row that chose it, together so a reader sees one decision.
+func (a *Agent) setNext(t time.Time, failures int) {
 	a.mu.Lock()
 	a.next = t
+	a.failures = failures
 	a.mu.Unlock()
 }
 

@@ -67,6 +67,7 @@ func (a *Agent) Status() localapi.Status {
 		s.Heartbeat.Next = utc(now.Add(time.Until(a.next)).Truncate(time.Second))
 	}
 	s.Heartbeat.LastError = a.lastError
+	s.Heartbeat.Failures = a.failures
 	if c := a.cfgStatus; c != nil {
 		cc := *c
 		s.Config = &cc

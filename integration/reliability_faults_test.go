@@ -146,27 +146,32 @@ func TestBackoffAgainstTheRealPortal(t *testing.T) {
 	last := *s.Heartbeat.Next
 	p.setFaults(portalsim.Faults{ErrorRate: 1})
 	a.cli("", "refresh") // fails: the first failure
+	// Each failure's wait is read with the failure count that chose it:
+	// a retry may fail again between two polls, and its wait must be held
+	// to its own ceiling, not its predecessor's.
 	failures := sized(t, "PBX_BACKOFF_FAILURES", 4, 7)
-	var waits []time.Duration
-	for k := 1; k <= failures; k++ {
+	var waits []string
+	seen := 0
+	for seen < failures {
 		var next time.Time
-		eventually(t, time.Duration(2<<k)*time.Second, "the next retry scheduled", func() (bool, string) {
+		var n int
+		eventually(t, time.Duration(4<<seen)*time.Second, "the next retry scheduled", func() (bool, string) {
 			s, err := a.httpStatus()
 			if err != nil || s.Heartbeat.Next == nil {
 				return false, "no next heartbeat"
 			}
-			next = *s.Heartbeat.Next
-			return !next.Equal(last), next.String()
+			next, n = *s.Heartbeat.Next, s.Heartbeat.Failures
+			return n > seen && !next.Equal(last), fmt.Sprintf("%d failures, next %v", n, next)
 		})
 		wait := time.Until(next)
-		ceiling := time.Duration(1<<(k-1)) * 2 * time.Second
+		ceiling := time.Duration(1<<(n-1)) * 2 * time.Second
 		if wait > ceiling {
-			t.Errorf("failure %d: next retry in %v, above the backoff ceiling %v", k, wait.Round(time.Millisecond), ceiling)
+			t.Errorf("failure %d: next retry in %v, above the backoff ceiling %v", n, wait.Round(time.Millisecond), ceiling)
 		}
-		waits = append(waits, wait.Round(time.Millisecond))
-		last = next
+		waits = append(waits, fmt.Sprintf("%d: %v", n, wait.Round(time.Millisecond)))
+		last, seen = next, n
 	}
-	t.Logf("waits after failures 1..%d: %v (ceilings 2s, 4s, 8s, ...)", failures, waits)
+	t.Logf("waits seen after failure n: %v (ceilings 2s, 4s, 8s, ...)", waits)
 
 	p.setFaults(portalsim.Faults{RateLimitRate: 1, RetryAfter: portalsim.Duration(5 * time.Second)})
 	began := time.Now()
@@ -189,6 +194,9 @@ func TestBackoffAgainstTheRealPortal(t *testing.T) {
 	p.admin("fault", "clear")
 	a.cli("", "refresh")
 	a.waitState("active", 10*time.Second)
+	if s, err := a.httpStatus(); err != nil || s.Heartbeat.Failures != 0 {
+		t.Errorf("after a success the status still counts failures: %+v, %v", s.Heartbeat, err)
+	}
 }
 
 // TestSlowPortal: answers slowed close to the point where clients give up

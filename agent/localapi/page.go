@@ -104,7 +104,11 @@ func newPageView(st Status) pageView {
 	}
 	sort.SliceStable(v.Deadlines, func(i, j int) bool { return v.Deadlines[i].When < v.Deadlines[j].When })
 	add(&v.Heartbeat, "Last heartbeat", st.Heartbeat.LastSuccess)
-	add(&v.Heartbeat, "Next heartbeat", st.Heartbeat.Next)
+	next := "Next heartbeat"
+	if n := st.Heartbeat.Failures; n > 0 {
+		next = fmt.Sprintf("Next retry (%d failed in a row)", n)
+	}
+	add(&v.Heartbeat, next, st.Heartbeat.Next)
 	return v
 }
 

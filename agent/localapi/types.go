@@ -92,7 +92,10 @@ type UsersStatus struct {
 type HeartbeatStatus struct {
 	LastSuccess *time.Time `json:"last_success,omitempty"`
 	LastError   string     `json:"last_error,omitempty"`
-	Next        *time.Time `json:"next,omitempty"`
+	// Failures is how many heartbeats failed in a row; absent after a
+	// success. The backoff before next grows with it.
+	Failures int        `json:"failures,omitempty"`
+	Next     *time.Time `json:"next,omitempty"`
 }
 
 // Deadlines are the instants at which the state changes by itself; each is

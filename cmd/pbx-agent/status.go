@@ -204,7 +204,11 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 		line("Last heartbeat", "never")
 	}
 	if hb.Next != nil {
-		line("Next heartbeat", "%s", at(hb.Next))
+		if hb.Failures > 0 {
+			line("Next heartbeat", "%s (a retry: %d failed in a row)", at(hb.Next), hb.Failures)
+		} else {
+			line("Next heartbeat", "%s", at(hb.Next))
+		}
 	}
 	if hb.LastError != "" {
 		line("Last error", "%s", hb.LastError)
