@@ -51,7 +51,8 @@ func TestActivate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb.set(tt.backendErr, nil)
+			fb.SetActivateErr(tt.backendErr)
+			fb.ClearCalls()
 			socket := sock
 			if tt.socket != "" {
 				socket = tt.socket
@@ -67,7 +68,7 @@ func TestActivate(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
 			}
 			oneLine(t, r)
-			keys, _ := fb.calls()
+			keys := fb.Activations()
 			if len(keys) != tt.wantCalls {
 				t.Fatalf("the daemon saw %d activations, want %d", len(keys), tt.wantCalls)
 			}

@@ -19,13 +19,11 @@ func TestAuditVerb(t *testing.T) {
 			t.Errorf("audit of an empty log = %+v", r)
 		}
 	})
-	fb.mu.Lock()
-	fb.events = []audit.Event{
+	fb.SetAudit([]audit.Event{
 		{Time: t0, Kind: "activated", Fields: map[string]any{"pbx": "pbx-42", "name": "acme.example", "revision": 1, "profiles": "pbx-basic=3 uc-premium=10"}},
 		{Time: t0, Kind: "state.changed", Fields: map[string]any{"from": "active", "to": "stopping", "why": "every licence at zero"}},
 		{Time: t0.Add(6 * 24 * time.Hour), Kind: "telephony", Fields: map[string]any{"action": "stop", "state": "stopped"}},
-	}
-	fb.mu.Unlock()
+	}, nil)
 	t.Run("human", func(t *testing.T) {
 		r := run(t, "", "--socket", sock, "audit")
 		want := "2027-03-10T10:00:00Z  activated      name=acme.example pbx=pbx-42 profiles=\"pbx-basic=3 uc-premium=10\" revision=1\n" +

@@ -42,9 +42,8 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb.mu.Lock()
-			fb.admit, fb.admissions = tt.answer, nil
-			fb.mu.Unlock()
+			fb.SetAdmission(tt.answer)
+			fb.ClearCalls()
 			args := append([]string{"--socket", sock, "check"}, tt.args...)
 			r := run(t, "", args...)
 			if r.code != tt.wantCode {
@@ -57,9 +56,7 @@ func TestCheck(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
 			}
 			oneLine(t, r)
-			fb.mu.Lock()
-			asked := fb.admissions
-			fb.mu.Unlock()
+			asked := fb.Admissions()
 			switch {
 			case tt.wantAsked == nil && len(asked) > 0:
 				t.Errorf("the daemon was asked %+v", asked)

@@ -10,86 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
-	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
 )
-
-// fakeBackend stands in for the daemon behind a real local API server.
-type fakeBackend struct {
-	mu          sync.Mutex
-	status      localapi.Status
-	activateErr error
-	refreshErr  error
-	keys        []string
-	refreshes   int
-	events      []audit.Event
-	admit       localapi.AdmissionAnswer
-	admissions  []localapi.Admission
-	sshCloses   int
-}
-
-func (f *fakeBackend) CloseSSH(context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sshCloses++
-	f.status.SSH = localapi.SSHStatus{Port: f.status.SSH.Port}
-	return nil
-}
-
-func (f *fakeBackend) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.admissions = append(f.admissions, req)
-	return f.admit
-}
-
-func (f *fakeBackend) Status() localapi.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.status
-}
-
-func (f *fakeBackend) Activate(_ context.Context, key string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.keys = append(f.keys, key)
-	return f.activateErr
-}
-
-func (f *fakeBackend) Refresh(context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.refreshes++
-	return f.refreshErr
-}
-
-func (f *fakeBackend) Audit(_ context.Context, limit int) ([]audit.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	evs := f.events
-	if limit > 0 && len(evs) > limit {
-		evs = evs[len(evs)-limit:]
-	}
-	return evs, nil
-}
-
-func (f *fakeBackend) set(activateErr, refreshErr error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.activateErr, f.refreshErr = activateErr, refreshErr
-	f.keys, f.refreshes = nil, 0
-}
-
-func (f *fakeBackend) calls() ([]string, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.keys...), f.refreshes
-}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -119,9 +46,10 @@ func activeStatus() localapi.Status {
 
 // daemon is a local API with a fake backend, served on a socket in a test
 // folder; its path goes to the CLI as --socket.
-func daemon(t *testing.T) (*fakeBackend, string) {
+func daemon(t *testing.T) (*localapitest.Backend, string) {
 	t.Helper()
-	fb := &fakeBackend{status: activeStatus()}
+	fb := new(localapitest.Backend)
+	fb.SetStatus(activeStatus())
 	srv, err := localapi.New(localapi.Config{Backend: fb, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,8 @@ func TestRefresh(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb.set(nil, tt.refreshErr)
+			fb.SetRefreshErr(tt.refreshErr)
+			fb.ClearCalls()
 			socket := sock
 			if tt.socket != "" {
 				socket = tt.socket
@@ -45,7 +46,7 @@ func TestRefresh(t *testing.T) {
 				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
 			}
 			oneLine(t, r)
-			if _, n := fb.calls(); n != tt.wantCalls {
+			if n := fb.Refreshes(); n != tt.wantCalls {
 				t.Errorf("the daemon saw %d refreshes, want %d", n, tt.wantCalls)
 			}
 		})

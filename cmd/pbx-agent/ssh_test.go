@@ -13,9 +13,9 @@ import (
 func TestSSHStatusAndClose(t *testing.T) {
 	fb, sock := daemon(t)
 	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	fb.mu.Lock()
-	fb.status.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until, HostKeys: []string{"ssh-ed25519 SHA256:abc"}}
-	fb.mu.Unlock()
+	st := fb.Status()
+	st.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until, HostKeys: []string{"ssh-ed25519 SHA256:abc"}}
+	fb.SetStatus(st)
 
 	r := run(t, "", "--socket", sock, "ssh", "status")
 	if r.code != 0 || !strings.Contains(r.stdout, "SSH: open on port 2222, until "+until.Format(time.RFC3339)) ||
@@ -31,10 +31,7 @@ func TestSSHStatusAndClose(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "SSH: closed") {
 		t.Fatalf("ssh close: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	fb.mu.Lock()
-	closes := fb.sshCloses
-	fb.mu.Unlock()
-	if closes != 1 {
+	if closes := fb.SSHCloses(); closes != 1 {
 		t.Fatalf("the daemon saw %d closes, want 1", closes)
 	}
 	oneLine(t, r)

@@ -67,10 +67,8 @@ func TestStatus(t *testing.T) {
 		}
 	})
 	t.Run("unactivated", func(t *testing.T) {
-		fb.mu.Lock()
-		fb.status = localapi.Status{State: "unactivated", Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}}
-		fb.mu.Unlock()
-		defer func() { fb.mu.Lock(); fb.status = activeStatus(); fb.mu.Unlock() }()
+		fb.SetStatus(localapi.Status{State: "unactivated", Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}})
+		defer fb.SetStatus(activeStatus())
 		r := run(t, "", "--socket", sock, "status")
 		for _, want := range []string{"State               unactivated: no PBX key activated yet\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
 			if r.code != 0 || !strings.Contains(r.stdout, want) {
