@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -55,16 +56,13 @@ func TestAdmissionAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.backend.mu.Lock()
-			h.backend.admit, h.backend.admissions = tt.backend, nil
-			h.backend.mu.Unlock()
+			h.backend.SetAdmission(tt.backend)
+			h.backend.ClearCalls()
 			a := h.do(t, tt.req)
 			if a.status != tt.wantStatus {
 				t.Fatalf("status %d, want %d: %s", a.status, tt.wantStatus, a.body)
 			}
-			h.backend.mu.Lock()
-			asked := h.backend.admissions
-			h.backend.mu.Unlock()
+			asked := h.backend.Admissions()
 			switch {
 			case tt.wantAsked == nil && len(asked) != 0:
 				t.Errorf("the backend was asked %+v", asked)

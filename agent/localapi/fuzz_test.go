@@ -1,8 +1,7 @@
-package localapi
+package localapi_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -22,16 +23,16 @@ var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds u
 // fuzzServe sends one request straight to the API's handler, as a writer
 // over the socket would (no listener: the fuzzer runs thousands a second),
 // and returns the answer and what the backend was asked.
-func fuzzServe(t *testing.T, path, contentType string, body []byte) (*httptest.ResponseRecorder, *fakeBackend) {
-	b := &fakeBackend{admit: AdmissionAnswer{Allowed: true, Remaining: ptr(3)}}
+func fuzzServe(t *testing.T, path, contentType string, body []byte) (*httptest.ResponseRecorder, *localapitest.Backend) {
+	b := new(localapitest.Backend)
+	b.SetAdmission(AdmissionAnswer{Allowed: true, Remaining: ptr(3)})
 	s, err := New(Config{Backend: b, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	req := httptest.NewRequest(http.MethodPost, "http://local"+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
-	ci := &connInfo{kind: Unix, access: accessWrite, hosts: []string{"local"}}
-	req = req.WithContext(context.WithValue(req.Context(), connKey{}, ci))
+	req = AsUnixWriter(req)
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, req)
 	return rec, b
@@ -62,15 +63,14 @@ func FuzzAdmissionBody(f *testing.F) {
 		rec, b := fuzzServe(t, "/v1/admission", contentType, body)
 		checkAnswer(t, rec, http.StatusOK, http.StatusBadRequest, http.StatusConflict,
 			http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		for _, a := range b.admissions {
+		admissions := b.Admissions()
+		for _, a := range admissions {
 			if _, err := license.ParseProfile(string(a.Profile)); err != nil || a.Count < 1 || a.Count > MaxAdmissionCount {
 				t.Fatalf("the backend was asked %+v from body %q", a, body)
 			}
 		}
-		if rec.Code == http.StatusOK && len(b.admissions) != 1 {
-			t.Fatalf("200 after %d backend calls", len(b.admissions))
+		if rec.Code == http.StatusOK && len(admissions) != 1 {
+			t.Fatalf("200 after %d backend calls", len(admissions))
 		}
 	})
 }
@@ -82,7 +82,7 @@ func FuzzActivateBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		rec, b := fuzzServe(t, "/v1/activate", contentType, body)
 		checkAnswer(t, rec, http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
-		keys, _ := b.calls()
+		keys := b.Activations()
 		for _, k := range keys {
 			if strings.TrimSpace(k) == "" {
 				t.Fatalf("the backend was asked to activate a blank key from body %q", body)
@@ -100,7 +100,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		t.Skip("run with -update to rewrite testdata/fuzz")
 	}
 	const js = "application/json"
-	huge := `{"profile": "uc-premium", "pad": "` + strings.Repeat("x", maxBodyBytes) + `"}`
+	huge := `{"profile": "uc-premium", "pad": "` + strings.Repeat("x", MaxBodyBytes) + `"}`
 	writeSeeds(t, "FuzzAdmissionBody", map[string][2]string{
 		"valid":           {js, `{"profile": "uc-premium", "count": 2, "dry_run": true}`},
 		"display-name":    {js + "; charset=utf-8", `{"profile": "UC-Premium"}`},
@@ -120,7 +120,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"blank-key": {js, `{"key": "  \n"}`},
 		"no-key":    {js, `{}`},
 		"array":     {js, `["key"]`},
-		"oversized": {js, `{"key": "` + strings.Repeat("A", maxBodyBytes) + `"}`},
+		"oversized": {js, `{"key": "` + strings.Repeat("A", MaxBodyBytes) + `"}`},
 		"form":      {"application/x-www-form-urlencoded", `key=abc`},
 	})
 }

@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 )
 
 // TestGuardedRoutes goes through the route table: every route that writes
@@ -18,10 +20,10 @@ import (
 // too.
 func TestGuardedRoutes(t *testing.T) {
 	h := newHarness(t, nil)
-	for _, key := range slices.Sorted(maps.Keys(routes)) {
-		rt := routes[key]
+	perms := RoutePerms()
+	for _, key := range slices.Sorted(maps.Keys(perms)) {
 		method, path, _ := strings.Cut(key, " ")
-		guarded := rt.perm == permWrite || rt.perm == permAdmit
+		guarded := perms[key] == PermWrite || perms[key] == PermAdmit
 		body := ""
 		if method == "POST" {
 			body = `{}`
@@ -62,10 +64,9 @@ func TestGuardedRoutes(t *testing.T) {
 			})
 		}
 	}
-	h.backend.mu.Lock()
-	defer h.backend.mu.Unlock()
-	if len(h.backend.keys)+h.backend.refreshes+len(h.backend.admissions) != 0 {
+	keys, refreshes, admissions := h.backend.Activations(), h.backend.Refreshes(), h.backend.Admissions()
+	if len(keys)+refreshes+len(admissions) != 0 {
 		t.Errorf("the backend saw refused requests: %d activations, %d refreshes, %d admissions",
-			len(h.backend.keys), h.backend.refreshes, len(h.backend.admissions))
+			len(keys), refreshes, len(admissions))
 	}
 }

@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
 )
 
 func TestListenUnix(t *testing.T) {
-	s, err := New(Config{Backend: &fakeBackend{}, Logger: discardLogger()})
+	s, err := New(Config{Backend: new(localapitest.Backend), Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

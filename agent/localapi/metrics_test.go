@@ -1,9 +1,11 @@
-package localapi
+package localapi_test
 
 import (
 	"io"
 	"net/http"
 	"testing"
+
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 )
 
 // TestMetricsRoute checks GET /metrics on both listeners: it serves the

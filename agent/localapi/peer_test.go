@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"bufio"
@@ -16,6 +16,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
 )
 
 // helperEnv names the socket a TestHelperPeer child talks to.
@@ -39,7 +42,7 @@ func TestHelperPeer(t *testing.T) {
 	}
 	c := unixClient(sock)
 	// Every route: a route added later is checked too.
-	for _, rq := range slices.Sorted(maps.Keys(routes)) {
+	for _, rq := range slices.Sorted(maps.Keys(RoutePerms())) {
 		method, path, _ := strings.Cut(rq, " ")
 		var body io.Reader
 		switch {
@@ -104,27 +107,29 @@ func TestPeerPermissions(t *testing.T) {
 		groups []uint32 // the child's supplementary groups
 		// refused says, per permission, whether every route asking it
 		// refuses the child.
-		refused map[perm]bool
+		refused map[Perm]bool
 		want    map[string]int
 		msg     map[string]string // part of the error message, per request
 	}{
-		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[perm]bool{permRead: true, permWrite: true, permAdmit: true},
+		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[Perm]bool{PermRead: true, PermWrite: true, PermAdmit: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 403},
 			msg: map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root",
 				"POST /v1/admission": "may not ask for admission: join the group " + missing}},
-		{name: "read group as primary group", cfg: Config{ReadGroup: "nogroup"}, refused: map[perm]bool{permWrite: true},
+		{name: "read group as primary group", cfg: Config{ReadGroup: "nogroup"}, refused: map[Perm]bool{PermWrite: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200}},
 		{name: "read group as supplementary group", cfg: Config{ReadGroup: "users", WriteGroups: []string{"root"}}, groups: []uint32{uint32(usersGID)},
-			refused: map[perm]bool{permWrite: true},
+			refused: map[Perm]bool{PermWrite: true},
 			want:    map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 200},
 			msg:     map[string]string{"POST /v1/activate": "membership in group root"}},
 		{name: "write group as supplementary group", cfg: Config{ReadGroup: missing, WriteGroups: []string{"users"}}, groups: []uint32{uint32(usersGID)},
-			refused: map[perm]bool{},
+			refused: map[Perm]bool{},
 			want:    map[string]int{"GET /healthz": 200, "GET /v1/status": 200, "POST /v1/activate": 200, "POST /v1/refresh": 200, "POST /v1/admission": 200}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fb := &fakeBackend{status: sampleStatus(), admit: AdmissionAnswer{Allowed: true, Remaining: ptr(2)}}
+			fb := new(localapitest.Backend)
+			fb.SetStatus(sampleStatus())
+			fb.SetAdmission(AdmissionAnswer{Allowed: true, Remaining: ptr(2)})
 			tt.cfg.Backend, tt.cfg.Logger = fb, discardLogger()
 			srv, err := New(tt.cfg)
 			if err != nil {
@@ -169,14 +174,14 @@ func TestPeerPermissions(t *testing.T) {
 				}
 			}
 			// Every route the table has, by its permission: refused or not.
-			for req, rt := range routes {
+			for req, p := range RoutePerms() {
 				r, ok := got[req]
 				if !ok {
 					t.Errorf("%s: the child did not ask", req)
 					continue
 				}
-				if refused := r.Status == 403; refused != tt.refused[rt.perm] {
-					t.Errorf("%s (%s) as nobody = %d (%s), want refused %v", req, rt.perm, r.Status, r.Error, tt.refused[rt.perm])
+				if refused := r.Status == 403; refused != tt.refused[p] {
+					t.Errorf("%s (%s) as nobody = %d (%s), want refused %v", req, p, r.Status, r.Error, tt.refused[p])
 				}
 			}
 			for req, want := range tt.want {
@@ -194,7 +199,7 @@ func TestPeerPermissions(t *testing.T) {
 					t.Errorf("%s: message %q does not name the uid", req, r.Error)
 				}
 			}
-			keys, refreshes := fb.calls()
+			keys, refreshes := fb.Activations(), fb.Refreshes()
 			if wantWrites := tt.want["POST /v1/activate"] == 200; (len(keys) > 0 || refreshes > 0) != wantWrites {
 				t.Errorf("backend saw %d activations and %d refreshes", len(keys), refreshes)
 			}

@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -45,7 +46,7 @@ func TestRoutes(t *testing.T) {
 			t.Errorf("routes are not sorted:\n%s", strings.Join(keys, "\n"))
 		}
 	})
-	s := &Server{backend: &fakeBackend{}, ready: func() bool { return true }, log: discardLogger()}
+	s := &Server{backend: nilBackend{}, ready: func() bool { return true }, log: slog.New(slog.DiscardHandler)}
 	for key, rt := range routes {
 		t.Run(key, func(t *testing.T) {
 			method, path, ok := strings.Cut(key, " ")

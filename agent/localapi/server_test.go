@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"bufio"
@@ -19,77 +19,11 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
-
-// fakeBackend records what the API asked of it.
-type fakeBackend struct {
-	mu          sync.Mutex
-	status      Status
-	activateErr error
-	refreshErr  error
-	keys        []string
-	refreshes   int
-	events      []audit.Event
-	auditErr    error
-	limits      []int // the limit of each Audit call
-	admit       AdmissionAnswer
-	admissions  []Admission
-	sshCloses   int
-}
-
-func (f *fakeBackend) CloseSSH(context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sshCloses++
-	f.status.SSH = SSHStatus{}
-	return nil
-}
-
-func (f *fakeBackend) Admit(_ context.Context, req Admission) AdmissionAnswer {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.admissions = append(f.admissions, req)
-	return f.admit
-}
-
-func (f *fakeBackend) Status() Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.status
-}
-
-func (f *fakeBackend) Activate(_ context.Context, key string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.keys = append(f.keys, key)
-	return f.activateErr
-}
-
-func (f *fakeBackend) Refresh(context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.refreshes++
-	return f.refreshErr
-}
-
-func (f *fakeBackend) Audit(_ context.Context, limit int) ([]audit.Event, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.limits = append(f.limits, limit)
-	evs := f.events
-	if limit > 0 && len(evs) > limit {
-		evs = evs[len(evs)-limit:]
-	}
-	return evs, f.auditErr
-}
-
-func (f *fakeBackend) calls() (keys []string, refreshes int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.keys...), f.refreshes
-}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -133,7 +67,7 @@ func (l *logBuffer) String() string {
 
 // harness is an API served on a unix socket and a TCP listener.
 type harness struct {
-	backend *fakeBackend
+	backend *localapitest.Backend
 	ready   *atomic.Bool
 	logs    *logBuffer
 	sock    string
@@ -154,7 +88,8 @@ func unixClient(sock string) *http.Client {
 
 func newHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Helper()
-	h := &harness{backend: &fakeBackend{status: sampleStatus()}, ready: new(atomic.Bool), logs: new(logBuffer)}
+	h := &harness{backend: new(localapitest.Backend), ready: new(atomic.Bool), logs: new(logBuffer)}
+	h.backend.SetStatus(sampleStatus())
 	h.ready.Store(true)
 	cfg := Config{
 		Backend: h.backend,
@@ -339,10 +274,9 @@ func TestAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.backend.mu.Lock()
-			h.backend.activateErr, h.backend.refreshErr = tt.activateErr, tt.refreshErr
-			h.backend.keys, h.backend.refreshes = nil, 0
-			h.backend.mu.Unlock()
+			h.backend.SetActivateErr(tt.activateErr)
+			h.backend.SetRefreshErr(tt.refreshErr)
+			h.backend.ClearCalls()
 
 			a := h.do(t, tt.req)
 			if a.status != tt.wantStatus {
@@ -381,7 +315,7 @@ func TestAPI(t *testing.T) {
 					t.Errorf("status round trip:\n got %+v\nwant %+v", got, want)
 				}
 			}
-			keys, refreshes := h.backend.calls()
+			keys, refreshes := h.backend.Activations(), h.backend.Refreshes()
 			if len(keys) != tt.wantKeys || refreshes != tt.wantRefresh {
 				t.Errorf("backend saw %d activations and %d refreshes, want %d and %d", len(keys), refreshes, tt.wantKeys, tt.wantRefresh)
 			}
@@ -425,16 +359,13 @@ func TestAudit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.backend.mu.Lock()
-			h.backend.events, h.backend.auditErr, h.backend.limits = tt.events, tt.auditErr, nil
-			h.backend.mu.Unlock()
+			h.backend.SetAudit(tt.events, tt.auditErr)
+			h.backend.ClearCalls()
 			a := h.do(t, tt.req)
 			if a.status != tt.wantStatus {
 				t.Fatalf("status = %d, want %d; body %s", a.status, tt.wantStatus, a.body)
 			}
-			h.backend.mu.Lock()
-			limits := h.backend.limits
-			h.backend.mu.Unlock()
+			limits := h.backend.AuditLimits()
 			if tt.wantLimit == -1 && len(limits) != 0 || tt.wantLimit >= 0 && (len(limits) != 1 || limits[0] != tt.wantLimit) {
 				t.Errorf("Audit calls with limits %v, want %d", limits, tt.wantLimit)
 			}
@@ -539,7 +470,7 @@ func TestLargeBody(t *testing.T) {
 			if resp.StatusCode != 413 || !strings.Contains(string(body), CodeTooLarge) {
 				t.Errorf("answer = %d %s, want 413 too_large", resp.StatusCode, body)
 			}
-			if keys, _ := h.backend.calls(); len(keys) != 0 {
+			if keys := h.backend.Activations(); len(keys) != 0 {
 				t.Error("the backend saw the oversized request")
 			}
 			if a := h.do(t, request{method: "GET", path: "/v1/status"}); a.status != 200 {
@@ -555,7 +486,7 @@ func TestLargeBody(t *testing.T) {
 func TestConnectionLimit(t *testing.T) {
 	h := newHarness(t, nil)
 	var held []net.Conn
-	for range maxConnsUnix {
+	for range MaxConnsUnix {
 		c, err := net.Dial("unix", h.sock)
 		if err != nil {
 			t.Fatal(err)
@@ -604,7 +535,7 @@ func newJSONRequest(method, url string, body io.Reader) (*http.Request, error) {
 
 // blockingBackend holds Activate until released.
 type blockingBackend struct {
-	fakeBackend
+	localapitest.Backend
 	entered, release chan struct{}
 }
 
@@ -615,13 +546,14 @@ func (b *blockingBackend) Activate(ctx context.Context, key string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return b.fakeBackend.Activate(ctx, key)
+	return b.Backend.Activate(ctx, key)
 }
 
 // TestGracefulShutdown ends Serve's context while an activation is in
 // flight: the activation finishes and is answered, then Serve returns.
 func TestGracefulShutdown(t *testing.T) {
-	b := &blockingBackend{fakeBackend: fakeBackend{status: sampleStatus()}, entered: make(chan struct{}), release: make(chan struct{})}
+	b := &blockingBackend{entered: make(chan struct{}), release: make(chan struct{})}
+	b.SetStatus(sampleStatus())
 	srv, err := New(Config{Backend: b, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 )
 
 // dial opens a raw connection to the harness's listener via.
@@ -64,11 +66,11 @@ func TestSlowClientsCutOff(t *testing.T) {
 	for _, via := range []string{"unix", "tcp"} {
 		t.Run(via, func(t *testing.T) {
 			h := newHarness(t, func(c *Config) {
-				c.timeouts = &timeouts{readHeader: 3 * time.Second, read: 4 * time.Second, idle: time.Hour}
+				SetTimeouts(c, Timeouts{ReadHeader: 3 * time.Second, Read: 4 * time.Second, Idle: time.Hour})
 			})
-			limit := maxConnsUnix
+			limit := MaxConnsUnix
 			if via == "tcp" {
-				limit = maxConnsTCP
+				limit = MaxConnsTCP
 			}
 			// Nearly every slot, half dribbling headers, half a body.
 			var slow []*slowClient
@@ -108,10 +110,8 @@ func TestSlowClientsCutOff(t *testing.T) {
 					t.Fatalf("slow client %d still connected 15 s on: the server's timeouts did not cut it off", i)
 				}
 			}
-			h.backend.mu.Lock()
-			defer h.backend.mu.Unlock()
-			if len(h.backend.admissions) != 0 {
-				t.Errorf("the backend saw %d admissions from bodies never finished", len(h.backend.admissions))
+			if n := len(h.backend.Admissions()); n != 0 {
+				t.Errorf("the backend saw %d admissions from bodies never finished", n)
 			}
 		})
 	}
@@ -125,12 +125,12 @@ func TestIdleConnectionsDoNotStarve(t *testing.T) {
 	for _, via := range []string{"unix", "tcp"} {
 		t.Run(via, func(t *testing.T) {
 			h := newHarness(t, func(c *Config) {
-				c.timeouts = &timeouts{readHeader: time.Hour, read: time.Hour, idle: time.Hour}
+				SetTimeouts(c, Timeouts{ReadHeader: time.Hour, Read: time.Hour, Idle: time.Hour})
 			})
-			limit := maxConnsUnix
+			limit := MaxConnsUnix
 			host := "local"
 			if via == "tcp" {
-				limit, host = maxConnsTCP, h.tcpAddr
+				limit, host = MaxConnsTCP, h.tcpAddr
 			}
 			var idle []net.Conn
 			for i := range limit {
