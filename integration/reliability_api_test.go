@@ -293,8 +293,9 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 		t.Errorf("%d well-behaved requests failed", wellFailed.Load())
 	}
 	// Bounded: each admitted connection holds a few goroutines, and the
-	// caps admit 64 + 32 at once.
-	if gMax > g0+3*(64+32)+20 {
+	// caps (agent/localapi's maxConnsUnix, maxConnsTCP) admit 256 + 32 at
+	// once.
+	if gMax > g0+3*(256+32)+20 {
 		t.Errorf("goroutines reached %.0f from %.0f: not bounded by the connection caps", gMax, g0)
 	}
 	if rssMax > 256<<20 {
@@ -313,7 +314,7 @@ func TestLocalAPIUnderAbuseAndLoad(t *testing.T) {
 
 	t.Run("flood past the connection caps", func(t *testing.T) {
 		var conns []net.Conn
-		for range 64 + 16 {
+		for range 256 + 16 {
 			if c, err := net.Dial("unix", sock); err == nil {
 				conns = append(conns, c)
 			}

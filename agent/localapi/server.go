@@ -44,10 +44,17 @@ const DefaultReadGroup = "pbx-agent"
 
 // Limits of the HTTP servers. Peers are local programs (the CLI, WMS,
 // monitoring): the numbers bound a misbehaving one, not real load.
+//
+// The socket takes as many connections as a WMS has workers that keep
+// theirs open: Apache's prefork MPM allows 256 by default. Past the cap a
+// new connection evicts an idle one, and a request racing that eviction
+// fails, so the cap sits above the worker pools integrators run, not at
+// them. An idle connection costs its goroutine and buffers, tens of KiB.
+// The TCP listener serves the status page and scrapes.
 const (
 	maxBodyBytes    = 64 << 10
 	maxHeaderBytes  = 16 << 10
-	maxConnsUnix    = 64
+	maxConnsUnix    = 256
 	maxConnsTCP     = 32
 	backendTO       = 90 * time.Second // activation and refresh talk to the portal
 	writeTO         = backendTO + 10*time.Second
