@@ -213,15 +213,9 @@ func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 
 // heartbeat records an appliance's report and answers what changed.
 func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
-	kid, dev, err := p.knownDevice(body) // commands.go
-	if err != nil {
-		return nil, err
-	}
 	var req protocol.HeartbeatRequest
-	if err := protocol.VerifyRequest(body, protocol.TypeHeartbeat, dev, &req); err != nil {
-		return nil, requestError(err, kid)
-	}
-	if err := checkRequest(req.Request); err != nil {
+	kid, err := p.verifyDeviceRequest(body, protocol.TypeHeartbeat, &req, &req.Request) // commands.go
+	if err != nil {
 		return nil, err
 	}
 	if err := req.Usage.Validate(); err != nil {

@@ -371,15 +371,9 @@ func (p *Portal) signalResultsLocked() {
 // wait answers an appliance's long-poll: at once when something is
 // pending, else when something arrives or the wait ends.
 func (p *Portal) wait(ctx context.Context, body string) (*reply, error) {
-	kid, dev, err := p.knownDevice(body)
-	if err != nil {
-		return nil, err
-	}
 	var req protocol.WaitRequest
-	if err := protocol.VerifyRequest(body, protocol.TypeWait, dev, &req); err != nil {
-		return nil, requestError(err, kid)
-	}
-	if err := checkRequest(req.Request); err != nil {
+	kid, err := p.verifyDeviceRequest(body, protocol.TypeWait, &req, &req.Request)
+	if err != nil {
 		return nil, err
 	}
 	wait := min(max(req.Wait.Duration(), 0), protocol.MaxWait)
@@ -431,18 +425,23 @@ func (p *Portal) pendingReply(req protocol.Request, pbxID string, pending bool, 
 		Interval: license.Seconds(p.interval / time.Second), Pending: pending}}
 }
 
-// knownDevice reads the device key a request is signed under.
-func (p *Portal) knownDevice(body string) (string, []byte, error) {
+// verifyDeviceRequest verifies body, a request of type typ signed by a
+// known appliance's device key, into v, whose embedded Request is req, and
+// checks that request's nonce. It returns the device key's id.
+func (p *Portal) verifyDeviceRequest(body, typ string, v any, req *protocol.Request) (string, error) {
 	kid, _, err := license.PeekHeader(body)
 	if err != nil {
-		return "", nil, errBadRequest("the request is not a valid compact JWS: %v", err)
+		return "", errBadRequest("the request is not a valid compact JWS: %v", err)
 	}
 	p.mu.Lock()
 	dev := p.devices[kid]
 	p.mu.Unlock()
 	if dev == nil {
-		return "", nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
+		return "", &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
 			msg: fmt.Sprintf("the portal knows no appliance with device key %q: activate first", kid)}
 	}
-	return kid, dev, nil
+	if err := protocol.VerifyRequest(body, typ, dev, v); err != nil {
+		return "", requestError(err, kid)
+	}
+	return kid, checkRequest(*req)
 }
