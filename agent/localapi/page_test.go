@@ -21,6 +21,7 @@ func (b pageBackend) Status() Status { return b.st }
 func TestStatusPage(t *testing.T) {
 	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
 	stop, del := now.AddDate(0, 0, 5), now.AddDate(0, 0, 14)
+	retry := now.Add(12 * time.Second)
 	st := Status{
 		State:   "stopping",
 		Summary: `Every licence is at zero <script>alert("x")</script>`,
@@ -30,6 +31,7 @@ func TestStatusPage(t *testing.T) {
 			"pbx-basic":  {Licensed: 3, Used: 1},
 		}, Overuse: map[string]int{"uc-premium": 2}},
 		Deadlines: Deadlines{StopAt: &stop, DeleteAt: &del},
+		Heartbeat: HeartbeatStatus{Next: &retry, Failures: 4, LastError: "portal refused: internal error"},
 		Clock:     ClockStatus{Now: now},
 		Commands:  []CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
 		Config:    &ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
@@ -58,6 +60,7 @@ func TestStatusPage(t *testing.T) {
 	for _, want := range []string{
 		"stopping", "UC-Premium", "12 of 10", "2 over the licence", "PBX-BASIC", "2 free",
 		"Telephony stops", "2027-03-15 10:00 UTC", "(in 5 days)", "PBX deleted", "(in 14 days)", "cmd-1",
+		"Next retry (4 failed in a row)",
 		"More users than licences", "UC-Premium: 2 users without a licence", "No new users of this profile",
 		"The configuration was not reloaded: yaml: line 3", "applied at the next restart: <code>listen.http</code>, <code>state_dir</code>.",
 	} {

@@ -35,7 +35,7 @@ func activeStatus() localapi.Status {
 			},
 			Overuse: map[string]int{"uc-business": 2},
 		},
-		Heartbeat: localapi.HeartbeatStatus{LastSuccess: ptr(t0.Add(-3 * time.Minute)), Next: ptr(t0.Add(time.Minute)), LastError: "portal timed out"},
+		Heartbeat: localapi.HeartbeatStatus{LastSuccess: ptr(t0.Add(-3 * time.Minute)), Next: ptr(t0.Add(time.Minute)), LastError: "portal timed out", Failures: 3},
 		Deadlines: localapi.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
 		SSH:       localapi.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
 		WMS:       localapi.WMSStatus{Version: "7.02.20250609.3"},

@@ -205,7 +205,7 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 	}
 	if hb.Next != nil {
 		if hb.Failures > 0 {
-			line("Next heartbeat", "%s (a retry: %d failed in a row)", at(hb.Next), hb.Failures)
+			line("Next heartbeat", "%s, a retry: %d failed in a row", at(hb.Next), hb.Failures)
 		} else {
 			line("Next heartbeat", "%s", at(hb.Next))
 		}

@@ -28,7 +28,7 @@ func TestStatus(t *testing.T) {
 			"  UC-Business         0       0         0         2\n",
 			"  uc-future           1       0         0\n",
 			"Last heartbeat      2026-05-20T09:57:00Z (3 minutes ago)\n",
-			"Next heartbeat      2026-05-20T10:01:00Z (in 60 seconds)\n",
+			"Next heartbeat      2026-05-20T10:01:00Z (in 60 seconds), a retry: 3 failed in a row\n",
 			"Last error          portal timed out\n",
 			"Offline grace ends  2026-06-19T10:00:00Z (in 30 days)\n",
 			"Licence clock       2026-05-20T10:00:00Z (the local clock is 3h0m0s behind: ignored)\n",
