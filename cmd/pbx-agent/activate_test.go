@@ -58,16 +58,7 @@ func TestActivate(t *testing.T) {
 				socket = tt.socket
 			}
 			r := run(t, tt.stdin, append([]string{"--socket", socket, "activate"}, tt.args...)...)
-			if r.code != tt.wantCode {
-				t.Errorf("exit code = %d, want %d (stderr %q)", r.code, tt.wantCode, r.stderr)
-			}
-			if !strings.Contains(r.stdout, tt.wantStdout) || tt.wantStdout == "" && r.stdout != "" {
-				t.Errorf("stdout = %q, want %q", r.stdout, tt.wantStdout)
-			}
-			if !strings.Contains(r.stderr, tt.wantStderr) || tt.wantStderr == "" && r.stderr != "" {
-				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
-			}
-			oneLine(t, r)
+			wantResult(t, r, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			keys := fb.Activations()
 			if len(keys) != tt.wantCalls {
 				t.Fatalf("the daemon saw %d activations, want %d", len(keys), tt.wantCalls)

@@ -46,16 +46,7 @@ func TestCheck(t *testing.T) {
 			fb.ClearCalls()
 			args := append([]string{"--socket", sock, "check"}, tt.args...)
 			r := run(t, "", args...)
-			if r.code != tt.wantCode {
-				t.Errorf("exit code = %d, want %d (stderr %q)", r.code, tt.wantCode, r.stderr)
-			}
-			if !strings.Contains(r.stdout, tt.wantStdout) || tt.wantStdout == "" && r.stdout != "" {
-				t.Errorf("stdout = %q, want %q", r.stdout, tt.wantStdout)
-			}
-			if !strings.Contains(r.stderr, tt.wantStderr) || tt.wantStderr == "" && r.stderr != "" {
-				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
-			}
-			oneLine(t, r)
+			wantResult(t, r, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			asked := fb.Admissions()
 			switch {
 			case tt.wantAsked == nil && len(asked) > 0:

@@ -72,6 +72,23 @@ func daemon(t *testing.T) (*localapitest.Backend, string) {
 }
 
 // oneLine checks the CLI's error contract: at most one line on stderr.
+// wantResult checks a CLI run against a table case: the exit code, and
+// each output containing what is wanted, or empty when nothing is; then
+// oneLine.
+func wantResult(t *testing.T, r result, code int, stdout, stderr string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit code = %d, want %d (stderr %q)", r.code, code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, stdout) || stdout == "" && r.stdout != "" {
+		t.Errorf("stdout = %q, want %q", r.stdout, stdout)
+	}
+	if !strings.Contains(r.stderr, stderr) || stderr == "" && r.stderr != "" {
+		t.Errorf("stderr = %q, want %q", r.stderr, stderr)
+	}
+	oneLine(t, r)
+}
+
 func oneLine(t *testing.T, r result) {
 	t.Helper()
 	if strings.Count(r.stderr, "\n") > 1 {

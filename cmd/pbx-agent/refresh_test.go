@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
@@ -36,16 +35,7 @@ func TestRefresh(t *testing.T) {
 				socket = tt.socket
 			}
 			r := run(t, "", "--socket", socket, "refresh")
-			if r.code != tt.wantCode {
-				t.Errorf("exit code = %d, want %d (stderr %q)", r.code, tt.wantCode, r.stderr)
-			}
-			if !strings.Contains(r.stdout, tt.wantStdout) || tt.wantStdout == "" && r.stdout != "" {
-				t.Errorf("stdout = %q, want %q", r.stdout, tt.wantStdout)
-			}
-			if !strings.Contains(r.stderr, tt.wantStderr) || tt.wantStderr == "" && r.stderr != "" {
-				t.Errorf("stderr = %q, want %q", r.stderr, tt.wantStderr)
-			}
-			oneLine(t, r)
+			wantResult(t, r, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			if n := fb.Refreshes(); n != tt.wantCalls {
 				t.Errorf("the daemon saw %d refreshes, want %d", n, tt.wantCalls)
 			}
