@@ -4,13 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pbx-agent/pbx-agent/internal/portalsim"
-	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // TestCrashWhileTakingLicences kills the agent with SIGKILL at random
@@ -35,31 +30,8 @@ func TestCrashWhileTakingLicences(t *testing.T) {
 
 	// The portal raises the count, one revision at a time, all along.
 	ctx, cancel := context.WithCancel(context.Background())
-	var bumps sync.WaitGroup
-	var issued atomic.Int64
-	bumps.Add(1)
-	go func() {
-		defer bumps.Done()
-		admin := p.client()
-		tick := time.NewTicker(25 * time.Millisecond)
-		defer tick.Stop()
-		for n := 2; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			res, err := admin.ChangeLicenses(ctx, "crash.example", portalsim.LicenseChange{Profiles: license.Counts{license.UCBusiness: n}})
-			if err != nil {
-				if ctx.Err() == nil {
-					t.Errorf("changing the licence: %v", err)
-				}
-				return
-			}
-			issued.Store(res.PBX.Revision)
-		}
-	}()
-	defer func() { cancel(); bumps.Wait() }()
+	raiser := p.raiseLicences(ctx, "crash.example", 25*time.Millisecond)
+	defer func() { cancel(); raiser.Wait() }()
 
 	var ahead, equal, recovered int
 	var lastHeld int64
@@ -92,10 +64,10 @@ func TestCrashWhileTakingLicences(t *testing.T) {
 		lastHeld = held
 	}
 	cancel()
-	bumps.Wait()
+	issued := raiser.Wait()
 	t.Logf("%d kills: every restart loaded its state; %d held the last revision shown before the kill, %d a newer one saved in flight; "+
 		"%d restarts used the previous good copy; the portal issued %d revisions, the agent held %d at the end",
-		kills, equal, ahead, recovered, issued.Load(), lastHeld)
+		kills, equal, ahead, recovered, issued, lastHeld)
 
 	// The audit log never records a revision going backwards. It may record
 	// one twice: it is written before the state is saved, so a kill in

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
-	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // TestPortalFaultStorm runs the agent against a portal that fails half its
@@ -35,31 +33,7 @@ func TestPortalFaultStorm(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), storm)
 	defer cancel()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	issued := int64(1)
-	wg.Add(1)
-	go func() { // the portal issues a revision every 300 ms
-		defer wg.Done()
-		tick := time.NewTicker(300 * time.Millisecond)
-		defer tick.Stop()
-		for n := 2; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			res, err := p.client().ChangeLicenses(context.Background(), "storm.example",
-				portalsim.LicenseChange{Profiles: license.Counts{license.UCBusiness: n}})
-			if err != nil {
-				t.Errorf("changing the licence: %v", err)
-				return
-			}
-			mu.Lock()
-			issued = res.PBX.Revision
-			mu.Unlock()
-		}
-	}()
+	raiser := p.raiseLicences(ctx, "storm.example", 300*time.Millisecond)
 
 	var held int64
 	var lat []time.Duration
@@ -76,9 +50,7 @@ func TestPortalFaultStorm(t *testing.T) {
 			t.Fatalf("no licence during the storm: %s %s", s.State, s.Heartbeat.LastError)
 		}
 		rev := s.License.Revision
-		mu.Lock()
-		top := issued
-		mu.Unlock()
+		top := raiser.Issued()
 		switch lic := s.License.Profiles["uc-business"].Licensed; {
 		case rev < held:
 			t.Fatalf("revision went back from %d to %d", held, rev)
@@ -89,7 +61,7 @@ func TestPortalFaultStorm(t *testing.T) {
 		}
 		held = rev
 	}
-	wg.Wait()
+	issued := raiser.Wait()
 	pc := percentiles(lat, 50, 99, 100)
 	t.Logf("storm of %v: %d status reads, p50 %v p99 %v max %v; states seen %v; the agent went from revision 1 to %d of %d issued",
 		storm, len(lat), pc[0], pc[1], pc[2], states, held, issued)

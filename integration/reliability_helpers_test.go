@@ -12,11 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // soak reports whether the larger settings of `make soak` apply.
@@ -149,4 +151,50 @@ func percentiles(ds []time.Duration, ps ...float64) []time.Duration {
 		out[i] = s[max(0, min(k, len(s)-1))]
 	}
 	return out
+}
+
+// licenceRaiser is the portal issuing a new revision of a PBX's licence
+// every period: revision n holds n UC-Business licences.
+type licenceRaiser struct {
+	issued atomic.Int64 // the newest revision the portal issued
+	done   chan struct{}
+}
+
+// raiseLicences starts raising the named PBX's UC-Business count by one
+// every period, from revision 1 just activated, until ctx ends.
+func (p *portal) raiseLicences(ctx context.Context, name string, every time.Duration) *licenceRaiser {
+	r := &licenceRaiser{done: make(chan struct{})}
+	r.issued.Store(1)
+	go func() {
+		defer close(r.done)
+		admin := p.client()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for n := 2; ; n++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// Not under ctx: a revision the portal issued is always counted.
+			res, err := admin.ChangeLicenses(context.Background(), name,
+				portalsim.LicenseChange{Profiles: license.Counts{license.UCBusiness: n}})
+			if err != nil {
+				p.t.Errorf("changing the licence of %s: %v", name, err)
+				return
+			}
+			r.issued.Store(res.PBX.Revision)
+		}
+	}()
+	return r
+}
+
+// Issued is the newest revision issued so far.
+func (r *licenceRaiser) Issued() int64 { return r.issued.Load() }
+
+// Wait waits for the raiser to stop, once its context has ended, and
+// returns the last revision it issued.
+func (r *licenceRaiser) Wait() int64 {
+	<-r.done
+	return r.issued.Load()
 }
