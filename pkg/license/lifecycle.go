@@ -30,6 +30,10 @@ type Facts struct {
 	Doc         *Document // the licence held; nil before activation or after deletion
 	LastSuccess time.Time // the last heartbeat the portal answered; zero counts from Doc.IssuedAt
 	Gone        string    // non-empty once the portal said the PBX is gone: why
+	// RefusedSince is when the portal, in a signed answer, refused this
+	// appliance as one of two copies of the same state; zero when it has
+	// not. The PBX lapses from then, as for a suspension.
+	RefusedSince time.Time
 }
 
 // Verdict is the state with the deadlines that apply and one sentence for
@@ -94,6 +98,10 @@ func Evaluate(f Facts) Verdict {
 			lapseFrom, suspended = s, true
 		}
 	}
+	refused := false
+	if r := f.RefusedSince; !r.IsZero() && (lapseFrom.IsZero() || r.Before(lapseFrom)) {
+		lapseFrom, suspended, refused = r.UTC(), false, true
+	}
 	lapsing := !lapseFrom.IsZero()
 	if lapsing {
 		v.LapseGraceEnd = lapseFrom.Add(d.LapseGracePeriod()).UTC()
@@ -124,6 +132,14 @@ func Evaluate(f Facts) Verdict {
 		v.State, v.Reason = Stopping, "every licence at zero"
 		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s), unless a licence is added back on the portal first.",
 			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
+	case lapsing && !now.Before(v.LapseGraceEnd) && refused:
+		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal refuses this appliance as a copy"
+		v.Summary = fmt.Sprintf("Telephony is stopped: since %s the portal refuses this appliance because two copies of its state were heartbeating, and the lapse grace ended %s; the partner must re-bind the PBX or resync it on the portal once one copy is left.",
+			stamp(lapseFrom), stamp(v.LapseGraceEnd))
+	case lapsing && !now.Before(lapseFrom) && refused:
+		v.State, v.Reason = Lapsed, "the portal refuses this appliance as a copy"
+		v.Summary = fmt.Sprintf("Since %s the portal refuses this appliance because two copies of its state (a cloned VM or a copied state folder) were heartbeating: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the partner re-binds the PBX, or resyncs it on the portal once only one copy is left.",
+			stamp(lapseFrom), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	case lapsing && !now.Before(lapseFrom) && suspended:
 		v.State, v.Reason = Lapsed, "the portal suspended the licence"
 		v.Summary = fmt.Sprintf("The portal suspended this licence on %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal lifts the suspension first.",

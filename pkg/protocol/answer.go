@@ -4,28 +4,56 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// The range of times a signed answer may carry: outside it a time is a
+// portal bug or an attack, and would overflow what is computed from it.
+var (
+	MinTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // VerifyAnswer checks a portal answer: signed by a trusted portal key, of
 // type answer, answering the request with nonce, about PBX pbxID (when
 // known). Refusals are *license.Error values.
 func VerifyAnswer(compact string, kr *license.Keyring, nonce, pbxID string) (*Answer, error) {
+	a, err := verifyAnswer(compact, kr, pbxID)
+	if err != nil {
+		return nil, err
+	}
+	if a.Nonce != nonce {
+		return nil, answerInvalid("it answers another request (replayed or misrouted)")
+	}
+	return a, nil
+}
+
+// VerifyKeptAnswer checks an answer the agent kept from an earlier
+// exchange (the last one that counted as a success): signed by a trusted
+// portal key, of type answer, about PBX pbxID. Its nonce was checked when
+// it arrived.
+func VerifyKeptAnswer(compact string, kr *license.Keyring, pbxID string) (*Answer, error) {
+	return verifyAnswer(compact, kr, pbxID)
+}
+
+func answerInvalid(format string, args ...any) error {
+	return &license.Error{Doc: "portal answer", Kind: license.ErrInvalid, Detail: fmt.Sprintf(format, args...)}
+}
+
+func verifyAnswer(compact string, kr *license.Keyring, pbxID string) (*Answer, error) {
 	v, err := kr.Verify(compact, TypeAnswer, "portal answer")
 	if err != nil {
 		return nil, err
 	}
-	invalid := func(format string, args ...any) error {
-		return &license.Error{Doc: "portal answer", Kind: license.ErrInvalid, Detail: fmt.Sprintf(format, args...)}
-	}
+	invalid := answerInvalid
 	var a Answer
 	if err := json.Unmarshal(v.Payload, &a); err != nil {
 		return nil, invalid("its signed content is not an answer: %v", err)
 	}
+	a.Compact = compact
 	switch {
-	case a.Nonce != nonce:
-		return nil, invalid("it answers another request (replayed or misrouted)")
 	case pbxID != "" && a.PBXID != pbxID && !(a.Status == StatusStale && a.PBXID == ""):
 		// A stale answer to an activation names no PBX: the portal judged
 		// the time before reading the key. It carries only the time,
@@ -33,6 +61,12 @@ func VerifyAnswer(compact string, kr *license.Keyring, nonce, pbxID string) (*An
 		return nil, invalid("it is about PBX %q, not %q", a.PBXID, pbxID)
 	case a.Time.IsZero():
 		return nil, invalid("it carries no portal time")
+	case a.Time.Before(MinTime) || !a.Time.Before(MaxTime):
+		return nil, invalid("its portal time %s is outside %d–%d", a.Time.UTC().Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)
+	case a.Revision < 0:
+		return nil, invalid("negative licence revision")
+	case len(a.Digest) > 64 || len(a.Link) > 64:
+		return nil, invalid("a digest longer than 64 characters")
 	case a.Interval < 0:
 		return nil, invalid("negative heartbeat interval")
 	case len(a.Commands) > MaxCommands:
@@ -41,7 +75,17 @@ func VerifyAnswer(compact string, kr *license.Keyring, nonce, pbxID string) (*An
 		return nil, invalid("%d acknowledgements, more than %d", len(a.Acked), MaxResults)
 	}
 	switch a.Status {
-	case StatusOK, StatusStale:
+	case StatusOK:
+		switch a.Standing {
+		case "", StandingActive, StandingSuspended:
+		default:
+			return nil, invalid("unknown standing %q", a.Standing)
+		}
+	case StatusStale:
+	case StatusRefused:
+		if a.Reason != RefusedCloned {
+			return nil, invalid("refused for an unknown reason %q", a.Reason)
+		}
 	case StatusGone:
 		if a.Reason != GoneDeleted && a.Reason != GoneRebound {
 			return nil, invalid("gone for an unknown reason %q", a.Reason)

@@ -66,10 +66,24 @@ type ActivateRequest struct {
 
 // HeartbeatRequest reports usage and asks for what changed. The header's key
 // id names the device key that signed it.
+//
+// Revision and Digest say which licence the appliance holds. The portal
+// may use them only to save bytes (it leaves out a licence the appliance
+// already holds); what is true comes back in the signed answer, which
+// states the current revision and digest itself. Fetch asks for the
+// current licence whatever the request claims: the agent sends it when an
+// answer disagrees with what it holds.
 type HeartbeatRequest struct {
 	Request
-	PBXID        string         `json:"pbx_id"`
-	Revision     int64          `json:"revision"` // the licence revision held
+	PBXID    string `json:"pbx_id"`
+	Revision int64  `json:"revision"`        // the licence revision held
+	Digest   string `json:"digest"`          // Digest of the licence held
+	Fetch    bool   `json:"fetch,omitempty"` // send the current licence
+	// Link and Seq are the appliance's end of the heartbeat chain: the
+	// Digest of the last answer it accepted and how many it has accepted
+	// (chain.go).
+	Link         string         `json:"link"`
+	Seq          uint64         `json:"seq"`
 	State        string         `json:"state"`
 	Usage        license.Counts `json:"usage,omitempty"`   // users per profile, once counted
 	Overuse      license.Counts `json:"overuse,omitempty"` // users beyond the licences, per profile
@@ -97,6 +111,29 @@ const (
 	// StatusGone: this appliance no longer holds the PBX (deleted, or
 	// re-bound to another appliance). The agent wipes its licence.
 	StatusGone Status = "gone"
+	// StatusRefused: the portal refuses this appliance's heartbeats for the
+	// Reason given (RefusedCloned). Signed, so the agent acts on it: the
+	// PBX lapses until the partner resolves it on the portal.
+	StatusRefused Status = "refused"
+)
+
+// RefusedCloned: two copies of the appliance's state both kept advancing
+// the heartbeat chain. The partner re-binds the PBX, or resyncs it once
+// the copy is gone.
+const RefusedCloned = "cloned"
+
+// Standing of the PBX on the portal, as an ok answer states it.
+const (
+	StandingActive    = "active"
+	StandingSuspended = "suspended"
+)
+
+// Chain notes an answer may carry.
+const (
+	// ChainReanchored: the appliance's link was neither of the two the
+	// portal accepts (its state was rolled back, restored or reverted);
+	// the portal recorded the fork and continued the chain from it.
+	ChainReanchored = "reanchored"
 )
 
 // Reasons a PBX is gone.
@@ -112,8 +149,20 @@ type Answer struct {
 	Nonce    string          `json:"nonce"` // the nonce of the request answered
 	PBXID    string          `json:"pbx_id"`
 	Interval license.Seconds `json:"interval_seconds,omitempty"` // heartbeat interval to use
-	License  string          `json:"license,omitempty"`          // signed licence, when newer than the one held
-	Reason   string          `json:"reason,omitempty"`           // why gone
+	// Revision, Digest and Standing state the PBX's current licence on the
+	// portal, in every ok answer to an activation or a heartbeat: the
+	// agent counts an answer as a success only when they match the
+	// licence it holds.
+	Revision int64  `json:"revision,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Standing string `json:"standing,omitempty"`
+	License  string `json:"license,omitempty"` // the current signed licence, when the appliance may not hold it
+	Reason   string `json:"reason,omitempty"`  // why gone or refused
+	// Link and Seq echo the chain position of the request answered; Chain
+	// notes what the portal did with it (ChainReanchored).
+	Link  string `json:"link,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	Chain string `json:"chain,omitempty"`
 	// Commands are signed commands for the PBX (TypeCommand), delivered
 	// again until their result is acknowledged.
 	Commands []string `json:"commands,omitempty"`
@@ -123,6 +172,10 @@ type Answer struct {
 	// Pending, in an answer to a wait, says the portal has something for
 	// the PBX: a command or a newer licence. The agent heartbeats at once.
 	Pending bool `json:"pending,omitempty"`
+
+	// Compact is the signed answer as received; set by verification, not
+	// signed. Its Digest is the next link of the heartbeat chain.
+	Compact string `json:"-"`
 }
 
 // Error is the JSON body of a refusal (a non-2xx status). Refusals are not
