@@ -159,6 +159,24 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 	})
 
 	pbx.AddCommand(&cobra.Command{
+		Use:   "resync NAME",
+		Short: "Accept a PBX's appliance again after two copies of it were refused",
+		Long: "When two copies of an appliance (a cloned VM, a copied state folder) both heartbeat,\n" +
+			"the portal refuses them and the PBX lapses. Once only one copy is left, resync lets\n" +
+			"the bound appliance in again: its next heartbeat starts the heartbeat chain afresh.\n" +
+			"A re-bind (pbx rebind) with a fresh activation does the same for a new appliance.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := client().Resync(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(e.stdout, "%s: heartbeat chain resynced; the next heartbeat of its appliance starts it again\n", p.Name)
+			return err
+		},
+	})
+
+	pbx.AddCommand(&cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a PBX: its appliance is told it is gone",
 		Args:  cobra.ExactArgs(1),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
 // The admin API's JSON documents. Times are RFC 3339 UTC, durations Go text.
@@ -40,6 +41,20 @@ type PBX struct {
 	ZeroSince *time.Time `json:"zero_since,omitempty"`
 	StopAt    *time.Time `json:"stop_at,omitempty"`
 	DeleteAt  *time.Time `json:"delete_at,omitempty"`
+	// The heartbeat chain: forks re-anchored (a state rolled back, restored
+	// or reverted on the appliance), the last of them, and since when two
+	// copies of the appliance are refused (pbx resync lifts it).
+	ChainForks int         `json:"chain_forks,omitempty"`
+	LastFork   *ForkRecord `json:"last_fork,omitempty"`
+	Cloned     *time.Time  `json:"cloned,omitempty"`
+}
+
+// ForkRecord is a fork of the heartbeat chain the portal re-anchored: the
+// appliance came back with a state from the past.
+type ForkRecord struct {
+	At           time.Time `json:"at"`
+	ApplianceSeq uint64    `json:"appliance_seq"` // the sequence the appliance sent
+	PortalSeq    uint64    `json:"portal_seq"`    // the portal's head when it did
 }
 
 // Device is an appliance bound, or once bound, to a PBX.
@@ -359,12 +374,32 @@ func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 			old.UnboundAt = &t
 			rec.Former = append(rec.Former, old)
 			rec.Device = nil
+			rec.Cloned, rec.Chain = nil, protocol.PortalChain{Forks: rec.Chain.Forks}
 			out.UnboundDevice = old.DeviceID
 			p.markDirty()
 			p.wakeLocked(rec.ID)
 			p.log.Info("PBX released for re-binding", "pbx", rec.Name, "former_device", old.DeviceID)
 		}
 		out.PBX = rec.view()
+		return nil
+	})
+	return out, err
+}
+
+// resyncPBX lifts the refusal of a cloned appliance once the partner has
+// made sure only one copy is left: the chain starts again from the next
+// heartbeat of the bound appliance, whatever its link.
+func (p *Portal) resyncPBX(r *http.Request) (any, error) {
+	var out PBX
+	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
+		if rec.Cloned != nil || rec.Chain.Head != "" {
+			p.log.Info("heartbeat chain resynced: the next heartbeat of the bound appliance starts it again",
+				"pbx", rec.Name, "was_cloned", rec.Cloned != nil)
+			rec.Cloned, rec.Chain = nil, protocol.PortalChain{Forks: rec.Chain.Forks}
+			p.markDirty()
+			p.wakeLocked(rec.ID)
+		}
+		out = rec.view()
 		return nil
 	})
 	return out, err

@@ -27,11 +27,15 @@ type reply struct {
 	// previous is the PBX's previous licence revision, for the replay_old
 	// fault; nil when there is none.
 	previous *license.Document
+	// signed is the answer already signed by the handler, which chains it;
+	// empty for the wrapper to sign.
+	signed string
 }
 
 // agentFunc verifies and handles one agent request body, returning the
-// reply to sign or a refusal.
-type agentFunc func(ctx context.Context, body string) (*reply, error)
+// reply to sign or a refusal. replayOld is the fault that signs the
+// previous licence revision into an ok answer.
+type agentFunc func(ctx context.Context, body string, replayOld bool) (*reply, error)
 
 // agent wraps an agent endpoint: faults before and after it, reading the
 // body, signing the answer. Refusals are unsigned JSON.
@@ -69,17 +73,19 @@ func (p *Portal) agent(name string, fn agentFunc) http.Handler {
 			writeError(w, err)
 			return
 		}
-		rep, err := fn(r.Context(), body)
+		rep, err := fn(r.Context(), body, f.replayOld)
 		if err != nil {
 			p.log.Info("agent request refused", "endpoint", name, "err", err)
 			writeError(w, err)
 			return
 		}
-		out, err := p.signAnswer(rep, f.replayOld)
-		if err != nil {
-			p.log.Error("signing answer", "endpoint", name, "err", err)
-			writeError(w, err)
-			return
+		out := rep.signed
+		if out == "" {
+			if out, err = p.signAnswer(rep, f.replayOld); err != nil {
+				p.log.Error("signing answer", "endpoint", name, "err", err)
+				writeError(w, err)
+				return
+			}
 		}
 		out = f.damage(out)
 		w.Header().Set("Content-Type", protocol.ContentType)
@@ -114,7 +120,7 @@ func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
 func (p *Portal) signAnswer(rep *reply, replayOld bool) (string, error) {
 	a := rep.answer
 	if replayOld && a.Status == protocol.StatusOK && rep.previous != nil {
-		lic, err := p.signLicense(*rep.previous, a.Time)
+		lic, err := p.signLicense(*rep.previous)
 		if err != nil {
 			return "", err
 		}
@@ -128,7 +134,7 @@ func (p *Portal) signAnswer(rep *reply, replayOld bool) (string, error) {
 }
 
 // activate binds a PBX to the appliance whose device key signed the request.
-func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
+func (p *Portal) activate(_ context.Context, body string, replayOld bool) (*reply, error) {
 	dev, err := claimedDeviceKey(body)
 	if err != nil {
 		return nil, err
@@ -157,9 +163,6 @@ func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 			rep = p.staleReply(req.Request, "", now)
 			return nil
 		}
-		if err := p.useNonce(kid, req.Nonce, now); err != nil {
-			return err
-		}
 		key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
 		if err != nil {
 			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey, msg: err.Error()}
@@ -182,6 +185,14 @@ func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 			return &apiError{status: http.StatusConflict, code: protocol.CodeBoundElsewhere,
 				msg: fmt.Sprintf("PBX %q is bound to another appliance since %s; a hardware replacement needs the portal to re-bind it (pbx-portal-sim pbx rebind %s)",
 					r.Name, r.Device.BoundAt.Format(time.RFC3339), r.Name)}
+		}
+		// Only now is the request known to come from the holder of this
+		// PBX's current key: an unauthenticated one leaves no trace, so a
+		// flood of them neither grows nor rewrites the portal's state.
+		if err := p.useNonce(kid, req.Nonce, now); err != nil {
+			return err
+		}
+		switch {
 		case r.Device == nil:
 			r.Device = &binding{
 				DeviceID:     kid,
@@ -200,19 +211,30 @@ func (p *Portal) activate(_ context.Context, body string) (*reply, error) {
 		default:
 			p.log.Info("PBX activated again by its appliance", "pbx", r.Name, "device", kid)
 		}
-		lic, err := p.signLicense(r.License, now)
+		lic, err := p.signLicense(r.License)
 		if err != nil {
 			return err
 		}
-		rep = p.okReply(req.Request, r, now)
+		rep = p.okReply(req.Request, r, lic, now)
 		rep.answer.License = lic
+		// An activation opens the heartbeat chain afresh: its answer is
+		// the appliance's first link.
+		if rep.signed, err = p.signAnswer(rep, replayOld); err != nil {
+			return err
+		}
+		r.Chain.Restart(rep.signed)
+		r.Cloned = nil
+		p.markDirty()
 		return nil
 	})
 	return rep, err
 }
 
-// heartbeat records an appliance's report and answers what changed.
-func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
+// heartbeat records an appliance's report and answers with the PBX's
+// current licence revision, digest and standing, signed. What the request
+// claims to hold decides only whether the licence itself is left out (the
+// appliance already has it); the agent checks the signed statement.
+func (p *Portal) heartbeat(_ context.Context, body string, replayOld bool) (*reply, error) {
 	var req protocol.HeartbeatRequest
 	kid, err := p.verifyDeviceRequest(body, protocol.TypeHeartbeat, &req, &req.Request) // commands.go
 	if err != nil {
@@ -223,6 +245,9 @@ func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
 	}
 	if err := req.Overuse.Validate(); err != nil {
 		return nil, errBadRequest("overuse: %v", err)
+	}
+	if len(req.Results) > protocol.MaxResults {
+		return nil, errBadRequest("%d results, more than %d", len(req.Results), protocol.MaxResults)
 	}
 
 	var rep *reply
@@ -252,6 +277,20 @@ func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
 			rep = p.goneReply(req.Request, r.ID, protocol.GoneDeleted, now)
 			return nil
 		}
+		sent := protocol.Link{Digest: req.Link, Seq: req.Seq}
+		verdict := r.Chain.Judge(req.Link)
+		if verdict == protocol.LinkCloned && r.Cloned == nil {
+			t := now
+			r.Cloned = &t
+			p.markDirty()
+			p.log.Warn("two copies of one appliance: both advance the heartbeat chain; refused until the partner re-binds or resyncs the PBX",
+				"pbx", r.Name, "device", kid, "seq", req.Seq)
+		}
+		if r.Cloned != nil {
+			rep = &reply{answer: protocol.Answer{Status: protocol.StatusRefused, Reason: protocol.RefusedCloned,
+				Time: now, Nonce: req.Nonce, PBXID: r.ID, Link: sent.Digest, Seq: sent.Seq}}
+			return nil
+		}
 		t := now
 		r.LastHeartbeat = &t
 		r.LastUsage = req.Usage
@@ -260,33 +299,50 @@ func (p *Portal) heartbeat(_ context.Context, body string) (*reply, error) {
 		r.AgentVersion = req.AgentVersion
 		r.Device.AgentVersion = req.AgentVersion
 		p.markDirty()
-		rep = p.okReply(req.Request, r, now)
-		if len(req.Results) > protocol.MaxResults {
-			return errBadRequest("%d results, more than %d", len(req.Results), protocol.MaxResults)
+		lic, err := p.signLicense(r.License)
+		if err != nil {
+			return err
 		}
+		rep = p.okReply(req.Request, r, lic, now)
+		rep.answer.Link, rep.answer.Seq = sent.Digest, sent.Seq
 		rep.answer.Acked = p.recordResultsLocked(r, req.Results, now)
 		rep.answer.Commands = p.commandsForLocked(r, now)
-		if r.License.Revision > req.Revision {
-			lic, err := p.signLicense(r.License, now)
-			if err != nil {
-				return err
-			}
+		if req.Fetch || req.Revision != r.License.Revision || req.Digest != rep.answer.Digest {
 			rep.answer.License = lic
 		}
+		forked := verdict == protocol.LinkForked
+		if forked {
+			rep.answer.Chain = protocol.ChainReanchored
+			r.LastFork = &ForkRecord{At: now, ApplianceSeq: req.Seq, PortalSeq: r.Chain.HeadSeq}
+			p.log.Warn("heartbeat chain forked: the appliance came back with a state from the past (rolled back, restored or reverted); re-anchored",
+				"pbx", r.Name, "device", kid, "appliance_seq", req.Seq, "portal_seq", r.Chain.HeadSeq)
+		}
+		if rep.signed, err = p.signAnswer(rep, replayOld); err != nil {
+			return err
+		}
+		r.Chain.Advance(sent, rep.signed, forked)
 		p.log.Debug("heartbeat", "pbx", r.Name, "state", req.State, "revision_held", req.Revision,
-			"revision_sent", r.License.Revision > req.Revision)
+			"licence_sent", rep.answer.License != "", "seq", req.Seq)
 		return nil
 	})
 	return rep, err
 }
 
-func (p *Portal) okReply(req protocol.Request, r *pbxRecord, now time.Time) *reply {
+// okReply is an ok answer stating the PBX's current licence, lic signed.
+func (p *Portal) okReply(req protocol.Request, r *pbxRecord, lic string, now time.Time) *reply {
+	standing := protocol.StandingActive
+	if r.License.Suspended {
+		standing = protocol.StandingSuspended
+	}
 	rep := &reply{answer: protocol.Answer{
 		Status:   protocol.StatusOK,
 		Time:     now,
 		Nonce:    req.Nonce,
 		PBXID:    r.ID,
 		Interval: license.Seconds(p.interval / time.Second),
+		Revision: r.License.Revision,
+		Digest:   protocol.Digest(lic),
+		Standing: standing,
 	}}
 	if r.Previous != nil {
 		prev := *r.Previous

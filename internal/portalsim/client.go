@@ -64,6 +64,20 @@ func (c *Client) Rebind(ctx context.Context, ref string) (*RebindResult, error) 
 	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/rebind"), nil, &out)
 }
 
+// Resync lifts the refusal of a cloned appliance: the heartbeat chain
+// starts again from the bound appliance's next heartbeat.
+func (c *Client) Resync(ctx context.Context, ref string) (*PBX, error) {
+	var out PBX
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/resync"), nil, &out)
+}
+
+// RotateKey retires the portal's signing key and revokes it in every live
+// PBX's licence.
+func (c *Client) RotateKey(ctx context.Context) (*KeyRotation, error) {
+	var out KeyRotation
+	return &out, c.do(ctx, http.MethodPost, "/admin/v1/keys/rotate", nil, &out)
+}
+
 // Suspend suspends a PBX's licence: its appliance lapses.
 func (c *Client) Suspend(ctx context.Context, ref string) (*SuspendResult, error) {
 	var out SuspendResult

@@ -325,7 +325,7 @@ func (p *Portal) recordResultsLocked(rec *pbxRecord, results []protocol.CommandR
 // pendingLocked reports whether the PBX's appliance, holding revision,
 // has something to fetch: an open command or a newer licence.
 func (p *Portal) pendingLocked(rec *pbxRecord, revision int64, now time.Time) bool {
-	if rec.License.Revision > revision || rec.deleted() {
+	if rec.License.Revision != revision || rec.deleted() {
 		return true
 	}
 	p.expireCommandsLocked(rec, now)
@@ -370,7 +370,7 @@ func (p *Portal) signalResultsLocked() {
 
 // wait answers an appliance's long-poll: at once when something is
 // pending, else when something arrives or the wait ends.
-func (p *Portal) wait(ctx context.Context, body string) (*reply, error) {
+func (p *Portal) wait(ctx context.Context, body string, _ bool) (*reply, error) {
 	var req protocol.WaitRequest
 	kid, err := p.verifyDeviceRequest(body, protocol.TypeWait, &req, &req.Request)
 	if err != nil {

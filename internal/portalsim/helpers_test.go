@@ -138,6 +138,10 @@ type testAgent struct {
 	signer *license.Signer
 	model  license.Model
 	pbxID  string
+	// held are the licences it was sent, by revision; link is its end of
+	// the heartbeat chain.
+	held map[int64]string
+	link protocol.Link
 }
 
 func newTestAgent(f *fixture, model license.Model) *testAgent {
@@ -186,6 +190,9 @@ func (a *testAgent) heartbeatReq(ts time.Time, revision int64) protocol.Heartbea
 		Request:      protocol.Request{Time: ts, Nonce: newNonce()},
 		PBXID:        a.pbxID,
 		Revision:     revision,
+		Digest:       digestOrEmpty(a.held[revision]),
+		Link:         a.link.Digest,
+		Seq:          a.link.Seq,
 		State:        "active",
 		Usage:        license.Counts{license.UCPremium: 3},
 		AgentVersion: "test",
@@ -245,7 +252,31 @@ func (a *testAgent) activate(key string) *protocol.Answer {
 		a.f.t.Fatalf("activation answered %q", ans.Status)
 	}
 	a.pbxID = ans.PBXID
+	a.link = protocol.Link{}.Next(ans.Compact)
+	a.keep(ans)
 	return ans
+}
+
+// keep records the licence an answer carries, as an appliance would.
+func (a *testAgent) keep(ans *protocol.Answer) {
+	if ans.License == "" {
+		return
+	}
+	d, err := license.ParseDocument(ans.License, a.f.keyring(), license.DocumentCheck{})
+	if err != nil {
+		a.f.t.Fatalf("licence does not verify: %v", err)
+	}
+	if a.held == nil {
+		a.held = map[int64]string{}
+	}
+	a.held[d.Revision] = ans.License
+}
+
+func digestOrEmpty(compact string) string {
+	if compact == "" {
+		return ""
+	}
+	return protocol.Digest(compact)
 }
 
 // heartbeat sends a heartbeat holding revision at portal time.
@@ -253,7 +284,12 @@ func (a *testAgent) heartbeat(revision int64) (*protocol.Answer, response) {
 	a.f.t.Helper()
 	req := a.heartbeatReq(a.f.portal.Now(), revision)
 	r := a.post(protocol.PathHeartbeat, a.sign(protocol.TypeHeartbeat, req))
-	return a.answer(r, req.Nonce), r
+	ans := a.answer(r, req.Nonce)
+	if ans.Status == protocol.StatusOK || ans.Status == protocol.StatusRefused {
+		a.link = a.link.Next(ans.Compact)
+	}
+	a.keep(ans)
+	return ans, r
 }
 
 // licence verifies the licence an answer carries.

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -66,6 +69,62 @@ func loadSigner(dir, kid string) (*license.Signer, error) {
 			path, s.KeyID(), kid)
 	}
 	return s, nil
+}
+
+// KeyRotation is the answer of a key rotation.
+type KeyRotation struct {
+	Retired string   `json:"retired"` // the key id no longer used, and revoked
+	Current string   `json:"current"` // the key id the portal signs with from now on
+	PBXs    []string `json:"pbxs"`    // the PBXs given a licence revision that revokes the retired key
+}
+
+// rotateKey retires the portal's signing key, as after a leak: a new key
+// signs from now on (its public key joins the exported keyring), and every
+// live PBX gets a licence revision that revokes the retired key, so its
+// appliance refuses anything the retired key signs from then on.
+func (p *Portal) rotateKey(*http.Request) (any, error) {
+	var out KeyRotation
+	err := p.update(func(now time.Time) error {
+		next, err := license.GenerateSigner("sim-" + randomHex(4))
+		if err != nil {
+			return err
+		}
+		if err := license.WriteKeyringFile(p.KeyringDir(), next.KeyID(), next.Public()); err != nil {
+			return err
+		}
+		if err := license.SaveSigner(filepath.Join(p.dataDir, signingKeyFile), next); err != nil {
+			return err
+		}
+		kr, err := license.LoadKeyring(p.KeyringDir())
+		if err != nil {
+			return err
+		}
+		out.Retired, out.Current = p.signer.KeyID(), next.KeyID()
+		p.signer, p.keyring, p.st.SignerKeyID = next, kr, next.KeyID()
+		p.markDirty()
+		for _, r := range p.st.PBXs {
+			if r.deleted() {
+				continue
+			}
+			changed, err := applyLicense(r, now, func(d *license.Document) error {
+				if !slices.Contains(d.RevokedKeyIDs, out.Retired) {
+					d.RevokedKeyIDs = append(d.RevokedKeyIDs, out.Retired)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if changed {
+				out.PBXs = append(out.PBXs, r.Name)
+				p.wakeLocked(r.ID)
+			}
+		}
+		p.log.Warn("signing key rotated: the retired key is revoked in every live PBX's licence",
+			"retired", out.Retired, "current", out.Current, "pbxs", len(out.PBXs))
+		return nil
+	})
+	return out, err
 }
 
 func randomHex(n int) string {

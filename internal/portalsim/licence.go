@@ -244,8 +244,7 @@ func mergeCounts(change license.Counts) func(*license.Document) error {
 }
 
 // signLicense signs a licence as issued now: a fresh iat on the same revision.
-func (p *Portal) signLicense(d license.Document, now time.Time) (string, error) {
-	d.IssuedAt = now.Truncate(time.Second)
+func (p *Portal) signLicense(d license.Document) (string, error) {
 	s, err := p.signer.Sign(license.TypeLicense, d)
 	if err != nil {
 		return "", fmt.Errorf("signing licence: %w", err)

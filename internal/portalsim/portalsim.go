@@ -173,7 +173,9 @@ func open(cfg Config, unlock func() error) (*Portal, error) {
 	if err := license.WriteKeyringFile(p.KeyringDir(), p.signer.KeyID(), p.signer.Public()); err != nil {
 		return nil, err
 	}
-	p.keyring, err = license.NewKeyring(map[string]ed25519.PublicKey{p.signer.KeyID(): p.signer.Public()})
+	// Every key the portal signed with stays good for the PBX keys it
+	// issued; the licences revoke the retired ones for the agents.
+	p.keyring, err = license.LoadKeyring(p.KeyringDir())
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +269,8 @@ func (p *Portal) routes() []route {
 		{"POST /admin/v1/pbxs/{ref}/rebind", p.admin(p.rebindPBX)},
 		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},
 		{"POST /admin/v1/pbxs/{ref}/suspend", p.admin(p.suspendPBX)},
+		{"POST /admin/v1/pbxs/{ref}/resync", p.admin(p.resyncPBX)},
+		{"POST /admin/v1/keys/rotate", p.admin(p.rotateKey)},
 		{"POST " + protocol.PathActivate, p.agent("activate", p.activate)},
 		{"POST " + protocol.PathHeartbeat, p.agent("heartbeat", p.heartbeat)},
 		{"POST " + protocol.PathWait, p.agent("wait", p.wait)},

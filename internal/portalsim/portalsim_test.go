@@ -288,6 +288,8 @@ func TestHeartbeatRefusals(t *testing.T) {
 	})
 }
 
+// An answer states the current revision whatever the request claims; the
+// licence itself is left out only when the request holds it already.
 func TestHeartbeatCarriesOnlyNewerLicences(t *testing.T) {
 	f := newFixture(t)
 	_, key := f.createPBX("acme.example", license.ModelVM, license.Monthly, acmeCounts)
@@ -316,9 +318,13 @@ func TestHeartbeatCarriesOnlyNewerLicences(t *testing.T) {
 	tests := []struct {
 		held    int64
 		wantRev int64 // 0: no licence
-	}{{1, 2}, {2, 0}, {3, 0}}
+	}{{1, 2}, {2, 0}, {3, 2}, {999999, 2}}
 	for _, tt := range tests {
 		ans, _ := a.heartbeat(tt.held)
+		if ans.Revision != 2 || ans.Digest != protocol.Digest(a.held[2]) || ans.Standing != protocol.StandingActive {
+			t.Errorf("holding %d: the answer states revision %d, digest %q, standing %q; want revision 2, its digest, active",
+				tt.held, ans.Revision, ans.Digest, ans.Standing)
+		}
 		switch {
 		case tt.wantRev == 0 && ans.License != "":
 			t.Errorf("holding %d: got a licence; want none", tt.held)

@@ -31,11 +31,19 @@ type pbxRecord struct {
 	KeyID        string    `json:"key_id"` // jti of the current PBX key
 	KeyExpiresAt time.Time `json:"key_expires_at"`
 
-	// License is the current licence, unsigned; it is signed with a fresh
-	// iat whenever it is issued. Previous is the revision before it, kept
-	// for the replay_old fault.
+	// License is the current licence, unsigned; it is signed as it stands
+	// (its iat is when the revision was made), so every copy of one
+	// revision is the same document with the same digest. Previous is the
+	// revision before it, kept for the replay_old fault.
 	License  license.Document  `json:"license"`
 	Previous *license.Document `json:"previous,omitempty"`
+
+	// Chain is the portal's end of the heartbeat chain with the bound
+	// appliance; LastFork the last fork it re-anchored; Cloned when two
+	// copies of the appliance were seen, until the partner resolves it.
+	Chain    protocol.PortalChain `json:"chain,omitzero"`
+	LastFork *ForkRecord          `json:"last_fork,omitempty"`
+	Cloned   *time.Time           `json:"cloned,omitempty"`
 
 	Device *binding  `json:"device,omitempty"` // the appliance holding the PBX
 	Former []binding `json:"former,omitempty"` // appliances it was re-bound away from
@@ -184,6 +192,9 @@ func (r *pbxRecord) view() PBX {
 		ZeroSince:     r.License.ZeroSince,
 		StopAt:        r.License.StopAt,
 		DeleteAt:      r.License.DeleteAt,
+		ChainForks:    r.Chain.Forks,
+		LastFork:      r.LastFork,
+		Cloned:        r.Cloned,
 	}
 	if !r.License.TermEnd.IsZero() {
 		te := r.License.TermEnd
