@@ -34,7 +34,7 @@ func benchAgent(b *testing.B, socket string) *Agent {
 	a.doc = &license.Document{Version: 1, PBX: license.PBX{ID: "pbx-bench", Name: "bench", Model: license.ModelVM}, Revision: 1,
 		IssuedAt: now, Term: license.Monthly, TermEnd: now.Add(30 * 24 * time.Hour),
 		Counts: license.Counts{license.UCPremium: 1000, license.PBXBasic: 100}}
-	a.st.LastSuccess = now
+	a.lastOK = now
 	if err := a.countUsers(context.Background()); err != nil {
 		b.Fatal(err)
 	}

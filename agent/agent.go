@@ -51,7 +51,7 @@ type Options struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	keyring *license.Keyring
+	trust   *trust // the portal keys trusted, revocations applied (trust.go)
 	clock   *license.Clock
 	store   *state.File[persisted]
 	portal  *portalClient
@@ -87,6 +87,8 @@ type Agent struct {
 	lastError string
 	next      time.Time // the next heartbeat, for status
 	failures  int       // heartbeats failed in a row, for status
+	lastOK    time.Time // the signed time of st.Answer: the last success
+	refusedAt time.Time // the signed time of st.Refused, unless a success came after
 
 	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
 	resched   chan struct{}      // an activation restarts the heartbeat schedule
@@ -108,7 +110,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		setupErr = err
 	}
 	bi := buildinfo.Read()
-	portal, err := newPortalClient(cfg.Portal, kr, "pbx-agent/"+bi.Version)
+	var tr *trust // loaded from the state folder below, before any exchange
+	portal, err := newPortalClient(cfg.Portal, func() *license.Keyring { return tr.Keyring() }, "pbx-agent/"+bi.Version)
 	if err != nil && setupErr == nil {
 		setupErr = err
 	}
@@ -143,12 +146,15 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	case info.Recovered:
 		log.Warn("state recovered from the previous good copy", "reason", info.RecoveredReason)
 	}
+	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
+		return nil, err
+	}
 	src := opts.Time
 	if src == nil {
 		src = license.NewSystemTime()
 	}
 	a := &Agent{
-		cfg: cfg, log: log, keyring: kr, portal: portal, store: store, setupErr: setupErr,
+		cfg: cfg, log: log, trust: tr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
 		clock:     license.NewClock(src, st.HighWater),
 		refreshCh: make(chan chan error),
@@ -170,6 +176,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 			log.Error("saved licence refused; starting unactivated", "err", err)
 		}
 		a.doc = doc
+		a.loadAnswers()
 	}
 	if err := a.initLifecycle(opts); err != nil {
 		return nil, err
@@ -191,35 +198,71 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	return a, nil
 }
 
-// checkMachine refuses a state folder activated on another machine: a
-// copy of /var/lib/pbx-agent, device key included, would otherwise run as
-// the original. The licence and device key are set aside (the files stay);
-// this appliance must be activated with its own key, which the portal binds
-// only after a re-bind. A state saved before fingerprints were kept
-// records this machine's.
+// checkMachine refuses a state folder that was not activated on this
+// machine for the PBX its licence names: a copy of /var/lib/pbx-agent,
+// device key included, would otherwise run as the original, and a licence
+// of another PBX pasted into the state would be used. The licence and
+// device key are set aside (the files stay, never deleted or adopted);
+// this appliance must be activated with its own key, which the portal
+// binds only after a re-bind. A state without a fingerprint is foreign
+// too: every activation records one.
 func (a *Agent) checkMachine() {
-	if a.st.PBX == nil || a.doc == nil {
+	if a.doc == nil {
 		return
 	}
-	fp, err := identity.Fingerprint(a.root, a.st.PBX.ID, a.cfg.Identity.Serial)
+	fp, err := identity.Fingerprint(a.root, a.doc.PBX.ID, a.cfg.Identity.Serial)
 	if err != nil {
 		a.log.Warn("cannot fingerprint this machine; the state folder is not checked", "err", err)
 		return
 	}
-	switch a.st.Fingerprint {
-	case fp:
-	case "":
-		a.st.Fingerprint = fp
+	why := ""
+	switch {
+	case a.st.PBX == nil || a.st.PBX.ID != a.doc.PBX.ID:
+		why = "its licence is for another PBX than the one activated"
+	case a.st.Fingerprint == "":
+		why = "it records no fingerprint of the machine it was activated on"
+	case a.st.Fingerprint != fp:
+		why = "it was activated on another machine (its fingerprint differs)"
 	default:
-		a.doc, a.device = nil, nil
-		a.lastError = "this state folder was activated on another machine (its fingerprint differs): " +
-			"activate this appliance with its PBX key; the portal must re-bind the PBX to it"
-		a.log.Error("state folder from another machine: licence and device key set aside", "pbx", a.st.PBX.ID)
+		return
+	}
+	a.doc, a.device = nil, nil
+	a.lastError = "this state folder is foreign: " + why + "; it is set aside, not used. " +
+		"Activate this appliance with its PBX key (pbx-agent activate); if the PBX is bound to another appliance, the partner re-binds it on the portal first"
+	a.log.Error("foreign state folder: licence and device key set aside", "why", why, "dir", a.cfg.StateDir)
+}
+
+// loadAnswers derives the last success and any refusal from the signed
+// answers kept in the state, never from an unsigned field: a kept answer
+// counts only when it verifies, names this PBX and states the licence held
+// as current. Without one, the licence's issue time stands in.
+func (a *Agent) loadAnswers() {
+	kr, doc := a.trust.Keyring(), a.doc
+	if doc == nil || kr == nil {
+		return
+	}
+	if a.st.Answer != "" {
+		ans, err := protocol.VerifyKeptAnswer(a.st.Answer, kr, doc.PBX.ID)
+		switch {
+		case err != nil:
+			a.log.Warn("the kept portal answer does not verify; the last success counts from the licence's issue time", "err", err)
+		case !ans.Matches(protocol.HeldLicence(doc.Revision, a.st.License)):
+			a.log.Warn("the kept portal answer is about another licence than the one held; the last success counts from the licence's issue time",
+				"answer_revision", ans.Revision, "held_revision", doc.Revision)
+		default:
+			a.lastOK = ans.Time
+		}
+	}
+	if a.st.Refused != "" {
+		ans, err := protocol.VerifyKeptAnswer(a.st.Refused, kr, doc.PBX.ID)
+		if err == nil && ans.Status == protocol.StatusRefused && ans.Time.After(a.lastOK) {
+			a.refusedAt = ans.Time
+		}
 	}
 }
 
 func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
-	doc, err := license.ParseDocument(compact, a.keyring, license.DocumentCheck{})
+	doc, err := license.ParseDocument(compact, a.trust.Keyring(), license.DocumentCheck{})
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +276,7 @@ func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
 
 // verdict evaluates the lifecycle now. Callers hold a.mu.
 func (a *Agent) verdictLocked(now time.Time) license.Verdict {
-	return license.Evaluate(license.Facts{Now: now, Doc: a.doc, LastSuccess: a.st.LastSuccess, Gone: a.st.Gone})
+	return license.Evaluate(license.Facts{Now: now, Doc: a.doc, LastSuccess: a.lastOK, Gone: a.st.Gone, RefusedSince: a.refusedAt})
 }
 
 // State returns the current lifecycle state.
@@ -252,7 +295,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	if a.setupErr != nil {
 		return fmt.Errorf("%w: %v", localapi.ErrUnreachable, a.setupErr)
 	}
-	key, err := license.ParseKey(raw, a.keyring, license.KeyCheck{Now: a.clock.Now(), Model: a.model})
+	key, err := license.ParseKey(raw, a.trust.Keyring(), license.KeyCheck{Now: a.clock.Now(), Model: a.model})
 	if err != nil {
 		return err
 	}
@@ -301,16 +344,18 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	if err != nil {
 		return fmt.Errorf("%w: activation answer: %v", localapi.ErrUnreachable, err)
 	}
-	a.mu.Lock()
-	a.doc = doc
-	a.st = persisted{
-		License: ans.License, PBX: &doc.PBX, ActivatedAt: a.clock.Now(),
-		LastSuccess: a.clock.Now(), Interval: ans.Interval, HighWater: a.clock.Now(),
-		State: a.st.State, Fingerprint: fingerprint,
+	if !ans.Matches(protocol.HeldLicence(doc.Revision, ans.License)) {
+		return fmt.Errorf("%w: the activation answer states another licence (revision %d) than the one it carries (revision %d)",
+			localapi.ErrUnreachable, ans.Revision, doc.Revision)
 	}
-	a.lastError = ""
-	err = a.saveLocked()
+	a.mu.Lock()
+	err = a.commitLocked(persisted{
+		License: ans.License, PBX: &doc.PBX, ActivatedAt: a.clock.Now(),
+		Answer: ans.Compact, Chain: protocol.Link{}.Next(ans.Compact),
+		Interval: ans.Interval, State: a.st.State, Fingerprint: fingerprint,
+	}, doc)
 	if err == nil {
+		a.lastOK, a.refusedAt, a.lastError = ans.Time, time.Time{}, ""
 		fields := licenceFields(doc)
 		fields["pbx"], fields["name"], fields["model"] = doc.PBX.ID, doc.PBX.Name, string(doc.PBX.Model)
 		a.auditLocked(a.clock.Now(), auditActivated, fields)
@@ -412,14 +457,20 @@ func (a *Agent) acceptLicense(compact, pbxID string, first bool) (*license.Docum
 	if !first && held != nil && doc.Revision < held.Revision {
 		return nil, fmt.Errorf("licence revision %d is older than the %d held: refused", doc.Revision, held.Revision)
 	}
+	// The revocations it announces are kept before the licence is taken,
+	// apart from the state: no state rolled back or wiped un-revokes them.
+	added, err := a.trust.Revoke(doc.RevokedKeyIDs)
+	if err != nil {
+		return nil, err
+	}
+	if len(added) > 0 {
+		a.log.Warn("portal keys revoked: documents they sign are refused from now on", "kids", added)
+		a.mu.Lock()
+		a.auditLocked(a.clock.Now(), auditKeysRevoked, map[string]any{"kids": added, "revision": doc.Revision})
+		a.mu.Unlock()
+	}
 	return doc, nil
 }
 
 // saveLocked persists the state with the licence clock's mark. Callers hold a.mu.
-func (a *Agent) saveLocked() error {
-	a.st.HighWater = a.clock.Now()
-	if err := a.store.Save(a.st); err != nil {
-		return fmt.Errorf("saving state: %w", err)
-	}
-	return nil
-}
+func (a *Agent) saveLocked() error { return a.commitLocked(a.st, a.doc) }

@@ -141,7 +141,7 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 		}
 	}
 	for _, s := range signed {
-		cmd, err := protocol.VerifyCommand(s, a.keyring, pbxID, now)
+		cmd, err := protocol.VerifyCommand(s, a.trust.Keyring(), pbxID, now)
 		if err != nil {
 			var ce *protocol.CommandError
 			if !errors.As(err, &ce) {

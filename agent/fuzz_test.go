@@ -62,7 +62,7 @@ func FuzzPortalExchange(f *testing.F) {
 		w.Write([]byte(next.body))
 	}))
 	f.Cleanup(srv.Close)
-	pc, err := newPortalClient(PortalConfig{URL: srv.URL}, kr, "fuzz")
+	pc, err := newPortalClient(PortalConfig{URL: srv.URL}, func() *license.Keyring { return kr }, "fuzz")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -67,6 +67,9 @@ const (
 	auditLicenceRefused  = "licence.refused"  // a licence from the portal refused: error
 	auditStateChanged    = "state.changed"    // from, to, why
 	auditDeleted         = "deleted"          // the licence wiped: pbx, reason
+	auditChainReanchored = "chain.reanchored" // the portal found a state from the past: pbx, seq
+	auditChainRefused    = "chain.refused"    // the portal refuses this appliance as a copy: pbx, reason, seq
+	auditKeysRevoked     = "keys.revoked"     // portal keys revoked by a licence: kids, revision
 	auditTelephony       = "telephony"        // action stop|start, state, error
 )
 
@@ -173,7 +176,7 @@ func (a *Agent) evaluate(ctx context.Context) license.Verdict {
 		pbx := a.doc.PBX
 		a.st.Gone = fmt.Sprintf("deleted on the portal at %s, at the end of its zero-licence countdown", v.DeleteAt.Format(time.RFC3339))
 		a.st.GoneAt = now
-		a.st.License, a.doc = "", nil
+		a.st.License, a.st.Answer, a.doc = "", "", nil
 		a.lastError = ""
 		a.auditLocked(now, auditDeleted, map[string]any{"pbx": pbx.ID, "name": pbx.Name, "reason": a.st.Gone})
 		a.log.Warn("the PBX's zero-licence countdown is over; licence wiped", "pbx", pbx.ID, "delete_at", v.DeleteAt)

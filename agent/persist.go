@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
 // stateSchema is the version of persisted. Bump it with a migration in
@@ -16,16 +17,30 @@ const (
 	deviceKeyFile = "device-key.pem" // the device's Ed25519 private key, 0600
 )
 
-// persisted is what survives a restart. The licence is kept as the portal
-// signed it and verified again at every load, so editing the file cannot
-// raise a count.
+// persisted is what survives a restart. What decides anything is kept as
+// the portal signed it and verified again at every load: the licence (so
+// editing the file cannot raise a count) and the last answer that counted
+// as a success (so it cannot extend the offline grace). The unsigned
+// fields can only make the agent stricter, or are checked by the portal
+// (the chain).
 type persisted struct {
-	License     string          `json:"license,omitempty"` // compact JWS
-	PBX         *license.PBX    `json:"pbx,omitempty"`     // kept after deletion, for status
-	ActivatedAt time.Time       `json:"activated_at,omitzero"`
-	LastSuccess time.Time       `json:"last_success,omitzero"`
-	Interval    license.Seconds `json:"interval_seconds,omitempty"` // as the portal last set it
-	HighWater   time.Time       `json:"clock_high_water,omitzero"`  // the licence clock's persisted mark
+	License     string       `json:"license,omitempty"` // compact JWS
+	PBX         *license.PBX `json:"pbx,omitempty"`     // kept after deletion, for status
+	ActivatedAt time.Time    `json:"activated_at,omitzero"`
+	// Answer is the portal's last signed answer that stated the licence
+	// held as the PBX's current one: the last success is its signed time.
+	// Empty after an upgrade from a state without it: the licence's issue
+	// time stands in until the next answer.
+	Answer string `json:"answer,omitempty"`
+	// Chain is this appliance's end of the heartbeat chain: the digest of
+	// the last answer accepted and how many were. Saved before the next
+	// request is sent, as every accepted answer is saved.
+	Chain protocol.Link `json:"chain,omitzero"`
+	// Refused is the portal's signed refusal of this appliance as one of
+	// two copies; the PBX lapses from its time until an answer matches.
+	Refused   string          `json:"refused,omitempty"`
+	Interval  license.Seconds `json:"interval_seconds,omitempty"` // as the portal last set it
+	HighWater time.Time       `json:"clock_high_water,omitzero"`  // the licence clock's persisted mark
 	// Fingerprint is the machine's fingerprint at activation: a state
 	// folder copied to another machine is refused (see New).
 	Fingerprint string    `json:"fingerprint,omitempty"`

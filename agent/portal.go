@@ -30,7 +30,7 @@ const clientTimeout = protocol.MaxWait + portalTimeout
 // signed answers. It keeps no state of its own.
 type portalClient struct {
 	http    *resty.Client
-	keyring *license.Keyring
+	keyring func() *license.Keyring // the keys trusted now, revocations applied
 }
 
 // refusedError is a portal refusal: a non-2xx answer with a JSON body.
@@ -59,7 +59,7 @@ func (e *refusedError) transient() bool {
 	return e.status >= 500 || e.status == http.StatusTooManyRequests || e.status == http.StatusRequestTimeout
 }
 
-func newPortalClient(cfg PortalConfig, kr *license.Keyring, userAgent string) (*portalClient, error) {
+func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent string) (*portalClient, error) {
 	if err := checkPortalURL(cfg.URL); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID st
 		_ = json.Unmarshal(resp.Body(), &re.body) // a body that is not JSON leaves the status to speak
 		return nil, re
 	}
-	a, err := protocol.VerifyAnswer(string(resp.Body()), p.keyring, nonce, pbxID)
+	a, err := protocol.VerifyAnswer(string(resp.Body()), p.keyring(), nonce, pbxID)
 	if err != nil {
 		return nil, fmt.Errorf("refusing the portal's answer: %w", err)
 	}

@@ -59,8 +59,8 @@ func (a *Agent) Status() localapi.Status {
 		OfflineGraceEnd: optional(v.OfflineGraceEnd),
 		LapseGraceEnd:   optional(v.LapseGraceEnd),
 	}
-	if !a.st.LastSuccess.IsZero() {
-		s.Heartbeat.LastSuccess = utc(a.st.LastSuccess)
+	if a.doc != nil && !a.lastOK.IsZero() {
+		s.Heartbeat.LastSuccess = utc(a.lastOK)
 	}
 	if a.doc != nil && !a.next.IsZero() {
 		// The schedule runs on the machine's timers; shown in licence time.

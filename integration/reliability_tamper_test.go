@@ -259,7 +259,7 @@ func TestReplays(t *testing.T) {
 	key := p.admin("pbx", "create", "--name", "replay.example", "--users", "uc-business=5")
 	rec := &recorder{}
 	mitm := httptest.NewServer(rec.handler(t, p.url()))
-	defer mitm.Close()
+	t.Cleanup(mitm.Close) // after the agent stops: its long-poll holds a connection
 	a := newAppliance(t, "replayed", &portal{t: t, addr: strings.TrimPrefix(mitm.URL, "http://"), data: p.data}, "1h")
 	a.startQuick()
 	if r := a.cli(key, "activate"); r.code != 0 {
@@ -286,11 +286,13 @@ func TestReplays(t *testing.T) {
 	})
 
 	t.Run("answer replayed at the agent", func(t *testing.T) {
-		p.admin("pbx", "licenses", "replay.example", "uc-business=6")
+		// The wire replays before the change: the long-poll wakes the
+		// agent for it at once, and that heartbeat must meet the replay too.
 		before := a.status()
 		rec.mu.Lock()
 		rec.replayOld = true
 		rec.mu.Unlock()
+		p.admin("pbx", "licenses", "replay.example", "uc-business=6")
 		r := a.cli("", "refresh")
 		after := a.status()
 		if r.code == 0 || !strings.Contains(after.Heartbeat.LastError, "answers another request") {

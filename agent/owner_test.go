@@ -1,0 +1,429 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/state"
+)
+
+// The attacks of an appliance's owner: root on the box, the binary as
+// shipped, the device key in hand, the state folder theirs to edit, the
+// network between the agent and the portal theirs to proxy. Each test
+// shows the attack refused on the appliance or seen by the portal.
+
+// ownerProxy stands between the agent and the portal as the owner can:
+// it holds the device key (root's file), decodes every request, lets
+// rewrite change it, and signs it again. What it cannot do is sign an
+// answer: the portal's key is not on the box.
+//
+// It also reads every answer (signed, not secret): current holds the
+// revision and digest the portal last stated as current.
+func ownerProxy(t *testing.T, r *rig, current *atomic.Value, rewrite func(path string, claims map[string]any)) *httptest.Server {
+	t.Helper()
+	u, err := url.Parse(r.server.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		if parts := strings.Split(string(b), "."); len(parts) == 3 {
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var ans protocol.Answer
+			if json.Unmarshal(payload, &ans) == nil && ans.Digest != "" {
+				current.Store(protocol.Held{Revision: ans.Revision, Digest: ans.Digest})
+			}
+		}
+		return nil
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		if dev, err := license.LoadSigner(filepath.Join(r.cfg.StateDir, deviceKeyFile)); err == nil && req.URL.Path != protocol.PathActivate {
+			_, typ, _ := license.PeekHeader(string(body))
+			parts := strings.Split(string(body), ".")
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			var claims map[string]any
+			if json.Unmarshal(payload, &claims) == nil {
+				rewrite(req.URL.Path, claims)
+				if signed, err := dev.Sign(typ, claims); err == nil {
+					body = []byte(signed)
+				}
+			}
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestProxyClaimingAnotherRevision: the owner's proxy re-signs every
+// heartbeat and wait claiming revision 999999, or (the strongest proxy)
+// the very revision and digest the portal states as current, with any
+// request to fetch the licence struck out. After a decrease, a suspension
+// and 40 days on the portal's clock, the agent is not active on its old
+// revision: it takes the current licence, or, kept from it, counts no
+// answer as a success and lapses with the offline grace.
+func TestProxyClaimingAnotherRevision(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		learn   bool // the owner asks the portal first, to know what to claim
+		rewrite func(current *atomic.Value) func(string, map[string]any)
+	}{
+		{"revision 999999", false, func(*atomic.Value) func(string, map[string]any) {
+			return func(_ string, c map[string]any) { c["revision"] = 999999 }
+		}},
+		{"the current revision and digest, no fetch", true, func(current *atomic.Value) func(string, map[string]any) {
+			return func(_ string, c map[string]any) {
+				if cur, ok := current.Load().(protocol.Held); ok {
+					c["revision"], c["digest"] = cur.Revision, cur.Digest
+				}
+				delete(c, "fetch")
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			var current atomic.Value // what the portal's answers state, as the proxy reads them
+			key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 13})
+			a := r.newAgent(t)
+			if err := a.Activate(context.Background(), key); err != nil {
+				t.Fatal(err)
+			}
+			proxy := ownerProxy(t, r, &current, tt.rewrite(&current))
+			a.portal.http.SetBaseURL(proxy.URL)
+			if err := a.heartbeat(context.Background()); err != nil {
+				t.Fatalf("heartbeat through the proxy, nothing changed yet: %v", err)
+			}
+
+			r.licences(t, license.Counts{license.UCPremium: 2})
+			if _, err := r.admin.Suspend(context.Background(), "acme.example"); err != nil {
+				t.Fatal(err)
+			}
+			r.advancePortal(t, 40*24*time.Hour)
+			if tt.learn {
+				ownerHeartbeat(t, a, proxy.URL, r.portal.Now())
+			}
+
+			for range 3 {
+				a.heartbeat(context.Background())
+			}
+			s := a.Status()
+			if s.State == "active" || s.State == "offline" {
+				t.Errorf("after a decrease, a suspension and 40 days: %s on revision %d; want lapsed or stopped", s.State, s.License.Revision)
+			}
+			if tt.learn && (s.License.Revision != 1 || s.Heartbeat.LastError == "") {
+				t.Errorf("a proxy claiming exactly what the portal states: revision %d, last error %q; want revision 1 kept from the agent and the answers not counted",
+					s.License.Revision, s.Heartbeat.LastError)
+			}
+			if d := a.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 7}); d.Allowed {
+				t.Errorf("7 more users admitted through the proxy: %+v", d)
+			}
+			t.Logf("%s: state %s, revision %d, last error %q", tt.name, s.State, s.License.Revision, s.Heartbeat.LastError)
+		})
+	}
+}
+
+// ownerHeartbeat is a heartbeat the owner makes with the device key, to
+// read what the portal states as current (the proxy keeps it).
+func ownerHeartbeat(t *testing.T, a *Agent, proxyURL string, now time.Time) {
+	t.Helper()
+	a.mu.Lock()
+	req := protocol.HeartbeatRequest{PBXID: a.doc.PBX.ID, Revision: a.doc.Revision, Link: a.st.Chain.Digest, Seq: a.st.Chain.Seq, State: "active",
+		Request: protocol.Request{Time: now, Nonce: newNonce()}}
+	dev := a.device
+	a.mu.Unlock()
+	body, err := dev.Sign(protocol.TypeHeartbeat, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(proxyURL+protocol.PathHeartbeat, protocol.ContentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// TestRevokedKeyIsRefusedEverywhere: after the portal rotates its key and
+// revokes the old one in a new licence revision, the holder of the old
+// key gets nothing accepted: not a licence, not an answer, not a command,
+// and not by rolling the state file back to before the revocation.
+func TestRevokedKeyIsRefusedEverywhere(t *testing.T) {
+	r := newRig(t)
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
+	a := r.newAgent(t)
+	if err := a.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	before := readFile(t, filepath.Join(r.cfg.StateDir, stateFileName))
+	old, err := license.LoadSigner(filepath.Join(filepath.Dir(r.portal.KeyringDir()), "signing-key.pem")) // the leaked key
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot, err := r.admin.RotateKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = r.newAgent(t) // the appliance now trusts the new key too
+	if err := a.heartbeat(context.Background()); err != nil {
+		t.Fatalf("heartbeat after the rotation: %v", err)
+	}
+	if got := a.trust.Revoked(); !slices.Contains(got, rot.Retired) {
+		t.Fatalf("revoked keys %v; want %s", got, rot.Retired)
+	}
+	pbxID := a.Status().PBX.ID
+
+	t.Run("licence", func(t *testing.T) {
+		doc := *a.doc
+		doc.Revision, doc.Counts, doc.RevokedKeyIDs = doc.Revision+1, license.Counts{license.UCPremium: 5000}, nil
+		forged, err := old.Sign(license.TypeLicense, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.acceptLicense(forged, pbxID, false); err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Errorf("a licence of 5,000 users signed by the revoked key: %v; want refused as revoked", err)
+		}
+	})
+	t.Run("answer", func(t *testing.T) {
+		ans, err := old.Sign(protocol.TypeAnswer, protocol.Answer{Status: protocol.StatusOK, Time: time.Now(), Nonce: "n", PBXID: pbxID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := protocol.VerifyAnswer(ans, a.trust.Keyring(), "n", pbxID); err == nil {
+			t.Error("an answer signed by the revoked key was accepted")
+		}
+	})
+	t.Run("command", func(t *testing.T) {
+		now := a.clock.Now()
+		cmd, err := old.Sign(protocol.TypeCommand, protocol.Command{ID: "cmd-revoked", PBXID: pbxID, Type: protocol.CommandSSHClose,
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := protocol.VerifyCommand(cmd, a.trust.Keyring(), pbxID, now); err == nil {
+			t.Error("a command signed by the revoked key was accepted")
+		}
+	})
+	t.Run("state rolled back to before the revocation", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(r.cfg.StateDir, stateFileName), before, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rolled := r.newAgent(t)
+		if s := rolled.Status(); s.State != "unactivated" || !strings.Contains(s.Heartbeat.LastError, "revoked") {
+			t.Errorf("a state holding a licence signed by the revoked key: %s, %q; want unactivated, revoked", s.State, s.Heartbeat.LastError)
+		}
+	})
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// editState loads the agent's state file as plain JSON, lets edit change
+// it and saves it with a valid checksum: what root can do with any editor.
+func editState(t *testing.T, dir string, edit func(map[string]any)) {
+	t.Helper()
+	f, err := state.Open[map[string]any](state.Options{Dir: dir, Name: stateFileName, Version: stateSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := f.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(st)
+	if err := f.Save(st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEditedStateGrantsNothing: the unsigned parts of the state are the
+// owner's to edit; none of the edits keeps the PBX licensed longer or
+// lets it use another PBX's licence.
+func TestEditedStateGrantsNothing(t *testing.T) {
+	setup := func(t *testing.T) (*rig, *Agent) {
+		r := newRig(t)
+		key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
+		a := r.newAgent(t)
+		if err := a.Activate(context.Background(), key); err != nil {
+			t.Fatal(err)
+		}
+		return r, a
+	}
+
+	t.Run("last success set to 2099, portal blocked for 31 days", func(t *testing.T) {
+		r, _ := setup(t)
+		editState(t, r.cfg.StateDir, func(st map[string]any) {
+			st["last_success"] = "2099-01-01T00:00:00Z"
+			delete(st, "answer")
+		})
+		r.server.Close()
+		r.time.run(31 * 24 * time.Hour)
+		a := r.newAgent(t)
+		if got := a.State(); got != license.Lapsed {
+			t.Errorf("31 days offline with last_success edited to 2099: %s; want lapsed", got)
+		}
+	})
+
+	t.Run("the kept answer swapped for another PBX's", func(t *testing.T) {
+		r, _ := setup(t)
+		otherKey := r.createPBX(t, "other.example", license.Counts{license.UCPremium: 500})
+		other := r.otherAppliance(t)
+		if err := other.Activate(context.Background(), otherKey); err != nil {
+			t.Fatal(err)
+		}
+		r.time.run(20 * 24 * time.Hour)
+		if err := other.heartbeat(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		other.mu.Lock()
+		fresh := other.st.Answer
+		other.mu.Unlock()
+		editState(t, r.cfg.StateDir, func(st map[string]any) { st["answer"] = fresh })
+		r.server.Close()
+		r.time.run(11 * 24 * time.Hour)
+		if got := r.newAgent(t).State(); got != license.Lapsed {
+			t.Errorf("31 days offline, with another PBX's fresh answer kept: %s; want lapsed", got)
+		}
+	})
+
+	t.Run("another PBX's licence pasted in", func(t *testing.T) {
+		r, _ := setup(t)
+		otherKey := r.createPBX(t, "other.example", license.Counts{license.UCPremium: 500})
+		other := r.otherAppliance(t)
+		if err := other.Activate(context.Background(), otherKey); err != nil {
+			t.Fatal(err)
+		}
+		other.mu.Lock()
+		lic, pbx := other.st.License, *other.st.PBX
+		other.mu.Unlock()
+		for _, withPBX := range []bool{false, true} {
+			editState(t, r.cfg.StateDir, func(st map[string]any) {
+				st["license"] = lic
+				if withPBX {
+					st["pbx"] = map[string]any{"id": pbx.ID, "name": pbx.Name, "model": string(pbx.Model)}
+				}
+			})
+			s := r.newAgent(t).Status()
+			if s.State != "unactivated" || !strings.Contains(s.Heartbeat.LastError, "foreign") {
+				t.Errorf("another PBX's licence (its PBX record too: %v): %s, %q; want unactivated, foreign", withPBX, s.State, s.Heartbeat.LastError)
+			}
+		}
+	})
+
+	t.Run("fingerprint deleted", func(t *testing.T) {
+		r, _ := setup(t)
+		editState(t, r.cfg.StateDir, func(st map[string]any) { delete(st, "fingerprint") })
+		a := r.newAgent(t)
+		s := a.Status()
+		if s.State != "unactivated" || !strings.Contains(s.Heartbeat.LastError, "no fingerprint") {
+			t.Errorf("state without a fingerprint: %s, %q; want unactivated, set aside", s.State, s.Heartbeat.LastError)
+		}
+		st, _, err := a.store.Load()
+		if err != nil || st.License == "" || st.Fingerprint != "" {
+			t.Errorf("the foreign state was changed on disk: fingerprint %q, licence kept %v, %v", st.Fingerprint, st.License != "", err)
+		}
+	})
+
+	t.Run("a snapshot from before a decrease restored", func(t *testing.T) {
+		r, a := setup(t)
+		snapshot := readFile(t, filepath.Join(r.cfg.StateDir, stateFileName))
+		r.licences(t, license.Counts{license.UCPremium: 2})
+		if err := a.heartbeat(context.Background()); err != nil || a.Status().License.Revision != 2 {
+			t.Fatalf("taking the decrease: %v", err)
+		}
+		// One more: a state one answer behind is what a lost answer looks
+		// like, and is accepted as such (it still gets revision 2).
+		if err := a.heartbeat(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(r.cfg.StateDir, stateFileName), snapshot, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		restored := r.newAgent(t)
+		if err := restored.heartbeat(context.Background()); err != nil {
+			t.Fatalf("first heartbeat of the restored state: %v", err)
+		}
+		if s := restored.Status(); s.License.Revision != 2 || s.License.Profiles["uc-premium"].Licensed != 2 {
+			t.Errorf("the restored state after its first heartbeat: revision %d, %+v; want revision 2 (2 users)", s.License.Revision, s.License.Profiles)
+		}
+		pbx, err := r.admin.PBX(context.Background(), "acme.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pbx.ChainForks != 1 || pbx.LastFork == nil {
+			t.Errorf("the portal did not see the restored state: forks %d", pbx.ChainForks)
+		}
+		if !slices.Contains(kinds(t, r.cfg.StateDir), auditChainReanchored) {
+			t.Errorf("no %s in the audit log: %v", auditChainReanchored, kinds(t, r.cfg.StateDir))
+		}
+	})
+}
+
+// TestUnwritableStateRefusesTheNewRevision: a new revision that cannot be
+// saved is not applied (nothing is granted that a restart would forget)
+// and is not counted as a success; the error says why.
+func TestUnwritableStateRefusesTheNewRevision(t *testing.T) {
+	r := newRig(t)
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
+	a := r.newAgent(t)
+	if err := a.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	r.licences(t, license.Counts{license.UCPremium: 20})
+	a.store = brokenStore(t, a)
+	err := a.heartbeat(context.Background())
+	s := a.Status()
+	if err == nil || s.License.Revision != 1 || !strings.Contains(s.Heartbeat.LastError, "not applied") {
+		t.Errorf("unsavable revision 2: err %v, holding revision %d, last error %q; want an error, revision 1, \"not applied\"",
+			err, s.License.Revision, s.Heartbeat.LastError)
+	}
+}
+
+// brokenStore is a state file whose folder is gone, a file in its place:
+// every save fails, as on a read-only or failed disk (root writes through
+// mode bits, so a chmod would not do).
+func brokenStore(t *testing.T, a *Agent) *state.File[persisted] {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "state")
+	f, err := state.Open[persisted](state.Options{Dir: dir, Name: stateFileName, Version: stateSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
