@@ -427,3 +427,58 @@ func brokenStore(t *testing.T, a *Agent) *state.File[persisted] {
 	}
 	return f
 }
+
+// TestClonedApplianceLapses: the whole state folder copied to a clone of
+// the machine (a cloned VM: same machine id, same serial) runs as the
+// original, as nothing on the box can tell them apart. Once both
+// heartbeat, the portal refuses them with a signed answer and the PBX
+// lapses on both; after the partner removes the copy and resyncs, the
+// one left is active again.
+func TestClonedApplianceLapses(t *testing.T) {
+	r := newRig(t)
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
+	orig := r.newAgent(t)
+	if err := orig.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	cloneDir := filepath.Join(t.TempDir(), "state")
+	copyDir(t, r.cfg.StateDir, cloneDir)
+	clone := r.agentIn(t, cloneDir)
+
+	for range 3 {
+		orig.heartbeat(context.Background())
+		clone.heartbeat(context.Background())
+	}
+	for name, a := range map[string]*Agent{"original": orig, "clone": clone} {
+		if got := a.State(); got != license.Lapsed {
+			t.Errorf("%s, with both heartbeating: %s; want lapsed", name, got)
+		}
+		if d := a.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 1}); d.Allowed {
+			t.Errorf("%s admits a user while refused as a copy", name)
+		}
+	}
+	if !slices.Contains(kinds(t, cloneDir), auditChainRefused) {
+		t.Errorf("no %s in the clone's audit log", auditChainRefused)
+	}
+	// A restart keeps the refusal: it is kept signed in the state.
+	if got := r.newAgent(t).State(); got != license.Lapsed {
+		t.Errorf("the original restarted: %s; want lapsed", got)
+	}
+
+	if _, err := r.admin.Resync(context.Background(), "acme.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := orig.heartbeat(context.Background()); err != nil {
+		t.Fatalf("heartbeat after the resync: %v", err)
+	}
+	if got := orig.State(); got != license.Active {
+		t.Errorf("the copy left after the resync: %s; want active", got)
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
+}
