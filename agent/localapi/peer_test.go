@@ -111,7 +111,7 @@ func TestPeerPermissions(t *testing.T) {
 		want    map[string]int
 		msg     map[string]string // part of the error message, per request
 	}{
-		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[Perm]bool{PermRead: true, PermWrite: true, PermAdmit: true},
+		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[Perm]bool{PermRead: true, PermWrite: true, PermAdmit: true, PermReadSocket: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 403},
 			msg: map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root",
 				"POST /v1/admission": "may not ask for admission: join the group " + missing}},
