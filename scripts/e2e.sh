@@ -252,7 +252,7 @@ service_hardened_and_watched() {
 	# systemd binds the socket and the status port and hands both over.
 	ct systemctl is-active pbx-agent.socket pbx-agent-http.socket
 	ct systemctl is-enabled pbx-agent.socket pbx-agent-http.socket
-	[ "$(ct stat -c '%U:%G %a' /run/pbx-agent/agent.sock)" = "root:pbx-agent 660" ] || { ct stat /run/pbx-agent/agent.sock; return 1; }
+	[ "$(ct stat -c '%G %a' /run/pbx-agent/agent.sock)" = "pbx-agent 660" ] || { ct stat /run/pbx-agent/agent.sock; return 1; }
 	[ "$(ct pbx-agent status --json | grep -c '"systemd": true')" = 2 ] || { ct pbx-agent status --json; return 1; }
 }
 
