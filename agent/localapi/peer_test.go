@@ -199,6 +199,13 @@ func TestPeerPermissions(t *testing.T) {
 					t.Errorf("%s: message %q does not name the uid", req, r.Error)
 				}
 			}
+			// The backend bounds a peer's reservations by the uid it is told:
+			// the peer's own, from SO_PEERCRED, whatever its groups.
+			for _, adm := range fb.Admissions() {
+				if adm.PeerUID == nil || *adm.PeerUID != 65534 {
+					t.Errorf("admission asked with peer uid %v, want 65534", adm.PeerUID)
+				}
+			}
 			keys, refreshes := fb.Activations(), fb.Refreshes()
 			if wantWrites := tt.want["POST /v1/activate"] == 200; (len(keys) > 0 || refreshes > 0) != wantWrites {
 				t.Errorf("backend saw %d activations and %d refreshes", len(keys), refreshes)
