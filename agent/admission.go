@@ -2,19 +2,23 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // Audit event kinds of admission and counting.
 const (
-	auditAdmissionDenied = "admission.denied" // profile, count, reason, kind, peer; repeats
-	auditOveruse         = "overuse"          // overuse (or none), users, licensed
+	auditAdmissionDenied   = "admission.denied"   // profile, count, reason, kind, peer, uid; repeats
+	auditAdmissionReserved = "admission.reserved" // profile, count, uid, peer, held (by the uid), remaining
+	auditOveruse           = "overuse"            // overuse (or none), users, licensed
 )
 
 // deniedAuditEvery spaces the audit records of denials for one profile: a
@@ -32,7 +36,10 @@ type denialLog struct {
 // Admit answers an admission from memory: the licence, the state, the
 // last count and the reservations. An allowed request that is not a dry
 // run reserves its seats, under the same lock as the decision, so that
-// concurrent requests can never take the same seat. A denied request that
+// concurrent requests can never take the same seat, and is recorded in the
+// audit log with the peer's uid. A peer (other than root and
+// admission.unbounded_uids) may hold at most
+// admission.max_reservations_per_uid seats at once. A denied request that
 // is not a dry run is recorded in the audit log.
 func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
 	now := a.clock.Now()
@@ -52,8 +59,18 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 		in.Stale = strings.TrimSuffix(license.Relative(u.countedAt, mono), " ago") + " old"
 	}
 	d := admission.Decide(in, admission.Request{Profile: req.Profile, Count: req.Count})
-	if d.Allowed && !req.DryRun {
-		u.book.Reserve(mono, req.Profile, req.Count)
+	owner, held := admission.NoOwner, 0
+	if req.PeerUID != nil {
+		owner = int64(*req.PeerUID)
+		held = u.book.HeldBy(mono, owner)
+		if limit := a.cfg.Admission.MaxReservationsPerUID; d.Allowed && a.boundedLocked(*req.PeerUID) && held+req.Count > limit {
+			d = boundDenial(d, *req.PeerUID, held, req.Count, limit, a.cfg.Admission.ReservationTTL)
+		}
+	}
+	reserved := d.Allowed && !req.DryRun
+	if reserved {
+		u.book.ReserveFor(mono, owner, req.Profile, req.Count)
+		held += req.Count
 	}
 	record := !d.Allowed && !req.DryRun && u.noteDenial(req.Profile, mono)
 	repeats := 0
@@ -70,6 +87,9 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 	a.metrics.AdmissionDecision(string(req.Profile), decision)
 	if d.Allowed {
 		remaining := d.Remaining
+		if reserved {
+			a.auditReservation(now, req, held, remaining)
+		}
 		return localapi.AdmissionAnswer{Allowed: true, Remaining: &remaining}
 	}
 	if record {
@@ -79,6 +99,9 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 		}
 		if req.Peer != "" {
 			fields["peer"] = req.Peer
+		}
+		if req.PeerUID != nil {
+			fields["uid"] = *req.PeerUID
 		}
 		if repeats > 0 {
 			fields["repeats"] = repeats
@@ -113,4 +136,48 @@ func (u *usersState) noteDenial(p license.Profile, now time.Time) bool {
 	}
 	dl.last = now
 	return true
+}
+
+// boundedLocked reports whether admission.max_reservations_per_uid applies
+// to a peer: every uid but root's and those of admission.unbounded_uids.
+// Callers hold a.users.mu, under which a reload sets the section.
+func (a *Agent) boundedLocked(uid uint32) bool {
+	return uid != 0 && !slices.Contains(a.cfg.Admission.UnboundedUIDs, uid)
+}
+
+// boundDenial turns an allowed decision into the denial of a peer that
+// would hold more than limit seats reserved at once.
+func boundDenial(d admission.Decision, uid uint32, held, count, limit int, ttl time.Duration) admission.Decision {
+	d.Allowed, d.Remaining, d.Kind = false, 0, admission.KindBound
+	d.Reason = fmt.Sprintf("uid %d holds %d reserved %s (admitted, not counted yet) and may hold %d at once (admission.max_reservations_per_uid), so %d more %s refused: "+
+		"the seats free up as a count shows the users added, or after admission.reservation_ttl (%v); "+
+		"a program that adds users in bulk, such as the WMS, is exempted by listing its uid in admission.unbounded_uids",
+		uid, held, plural(held, "seat", "seats"), limit, count, plural(count, "is", "are"), ttl)
+	return d
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// auditReservation records a reservation: who took how many seats of
+// which profile. The audit log has a lock of its own: a.mu is not held
+// through its fsync, so status reads do not wait for the disk.
+func (a *Agent) auditReservation(now time.Time, req localapi.Admission, held, remaining int) {
+	if a.lc.audit == nil {
+		return
+	}
+	fields := map[string]any{"profile": string(req.Profile), "count": req.Count, "held": held, "remaining": remaining}
+	if req.Peer != "" {
+		fields["peer"] = req.Peer
+	}
+	if req.PeerUID != nil {
+		fields["uid"] = *req.PeerUID
+	}
+	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: auditAdmissionReserved, Fields: fields}); err != nil {
+		a.log.Error("writing the audit log", "kind", auditAdmissionReserved, "err", err)
+	}
 }

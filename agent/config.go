@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,6 +106,13 @@ type IdentityConfig struct {
 // AdmissionConfig tunes admission decisions.
 type AdmissionConfig struct {
 	ReservationTTL time.Duration `mapstructure:"reservation_ttl"`
+	// MaxReservationsPerUID bounds the seats one peer uid may hold reserved
+	// at once (admitted, not counted yet), so that one member of the read
+	// group cannot reserve every free seat. Root is not bounded.
+	MaxReservationsPerUID int `mapstructure:"max_reservations_per_uid"`
+	// UnboundedUIDs are peer uids the bound does not apply to: the WMS's,
+	// for bulk imports.
+	UnboundedUIDs []uint32 `mapstructure:"unbounded_uids"`
 }
 
 // EnforcementConfig lists what a stopped licence stops, and how.
@@ -196,7 +204,7 @@ func DefaultConfig() Config {
 			Command: CommandUsersConfig{Argv: []string{}, Timeout: 10 * time.Second},
 			HTTP:    HTTPUsersConfig{Timeout: 10 * time.Second},
 		},
-		Admission: AdmissionConfig{ReservationTTL: 60 * time.Second},
+		Admission: AdmissionConfig{ReservationTTL: 60 * time.Second, MaxReservationsPerUID: 50, UnboundedUIDs: []uint32{}},
 		Enforcement: EnforcementConfig{
 			StopUnits: []string{}, StopCommand: []string{}, StartCommand: []string{}, OveruseHook: []string{},
 			CommandTimeout: 2 * time.Minute,
@@ -282,6 +290,21 @@ func (c *Config) Validate() error {
 	}
 	if c.Admission.ReservationTTL <= 0 {
 		bad("admission.reservation_ttl", "%v: must be positive", c.Admission.ReservationTTL)
+	}
+	if n := c.Admission.MaxReservationsPerUID; n < 1 {
+		bad("admission.max_reservations_per_uid", "%d: at least 1 (exempt a peer with admission.unbounded_uids instead)", n)
+	}
+	for _, uid := range c.Admission.UnboundedUIDs {
+		if uid == 0 || uid == 1<<32-1 {
+			bad("admission.unbounded_uids", "%d: list the uids of peers such as the WMS (root is never bounded)", uid)
+		}
+	}
+	if c.Listen.HTTP != "" {
+		if _, port, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
+			bad("listen.http", "%v: want host:port, e.g. 127.0.0.1:9731 (empty: no TCP listener)", err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("listen.http", "%q: the port must be a number, e.g. 127.0.0.1:9731", c.Listen.HTTP)
+		}
 	}
 	c.validateUpgrade(bad)
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {

@@ -19,9 +19,9 @@ import (
 // keyring, identity, the telephony commands, ...) is read once at start
 // and applies after a restart.
 var liveKeys = []string{
-	"admission.reservation_ttl", // reservations made from now on
-	"enforcement.overuse_hook",  // the next run of the hook
-	"heartbeat.interval",        // the heartbeat loop restarts with it
+	"admission.",               // reservations made from now on; the per-uid bound at the next request
+	"enforcement.overuse_hook", // the next run of the hook
+	"heartbeat.interval",       // the heartbeat loop restarts with it
 	"log.level",
 	"users.", // the users loop restarts with the new source and interval
 }
@@ -132,10 +132,11 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 			problems = append(problems, err)
 		}
 	}
-	if slices.Contains(live, "admission.reservation_ttl") {
+	if slices.ContainsFunc(live, func(k string) bool { return strings.HasPrefix(k, "admission.") }) {
+		// Admit reads the section under u.mu.
 		u := &a.users
 		u.mu.Lock()
-		a.cfg.Admission.ReservationTTL = next.Admission.ReservationTTL
+		a.cfg.Admission = next.Admission
 		u.book.SetTTL(next.Admission.ReservationTTL)
 		u.mu.Unlock()
 	}

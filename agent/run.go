@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -22,8 +21,11 @@ import (
 const clockPersistInterval = time.Minute
 
 // Run serves the local API and runs the heartbeat loop until ctx ends. The
-// start is all or nothing: if a listener cannot be bound, what was started
-// is stopped and the error returned.
+// unix socket (handed over by systemd, or bound here) and the remote
+// metrics listener must be available, or Run stops what it started and
+// returns the error. The TCP listener (listen.http) need not be: while its
+// port is held by another process the daemon runs, enforces and answers on
+// the socket, reports the failure and keeps trying to bind it.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -37,42 +39,37 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	unixLn, err := api.ListenUnix(ctx, a.cfg.Listen.Socket, localapi.DefaultReadGroup, 0o660)
+	lns, err := a.openListeners(ctx, api) // listen.go
 	if err != nil {
-		return err
-	}
-	var tcpLn net.Listener
-	if a.cfg.Listen.HTTP != "" {
-		if tcpLn, err = net.Listen("tcp", a.cfg.Listen.HTTP); err != nil {
-			unixLn.Close()
-			return fmt.Errorf("config listen.http: %w", err)
-		}
-	}
-	metricsLn, err := a.listenMetrics() // metrics.listen: metrics.go
-	if err != nil {
-		unixLn.Close()
-		if tcpLn != nil {
-			tcpLn.Close()
-		}
 		return err
 	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
-	serve := func(ln net.Listener, kind localapi.Kind) {
+	serve := func(kind localapi.Kind, run func() error) {
 		defer wg.Done()
-		if err := api.Serve(ctx, ln, kind); err != nil && !errors.Is(err, context.Canceled) {
+		if err := run(); err != nil && !errors.Is(err, context.Canceled) {
 			errc <- fmt.Errorf("local API (%s): %w", kind, err)
 			cancel()
 		}
 	}
 	wg.Add(1)
-	go serve(unixLn, localapi.Unix)
-	if tcpLn != nil {
-		wg.Add(1)
-		go serve(tcpLn, localapi.TCP)
+	if lns.unixSystemd {
+		go serve(localapi.Unix, func() error { return api.ServeSystemd(ctx, lns.unix, localapi.Unix) })
+	} else {
+		go serve(localapi.Unix, func() error { return api.Serve(ctx, lns.unix, localapi.Unix) })
 	}
-	if metricsLn != nil {
+	httpAddr := a.cfg.Listen.HTTP
+	switch {
+	case lns.http != nil:
+		httpAddr = lns.http.Addr().String()
+		wg.Add(1)
+		go serve(localapi.TCP, func() error { return api.ServeSystemd(ctx, lns.http, localapi.TCP) })
+	case httpAddr != "":
+		wg.Add(1)
+		go serve(localapi.TCP, func() error { return api.ServeTCPAddr(ctx, httpAddr) })
+	}
+	if metricsLn := lns.metrics; metricsLn != nil {
 		wg.Go(func() {
 			if err := a.metrics.Serve(ctx, metricsLn, a.cfg.Metrics.WebConfigFile); err != nil {
 				errc <- err
@@ -91,15 +88,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	// Ready once the state is loaded (New) and the listeners are bound:
-	// mainLoop says so first.
+	// Ready once the state is loaded (New) and the socket is bound, whatever
+	// became of listen.http: mainLoop says so first.
 	ready.Store(true)
-	attrs := []any{"socket", a.cfg.Listen.Socket, "state", a.State()}
-	if tcpLn != nil {
-		attrs = append(attrs, "http", tcpLn.Addr().String())
+	attrs := []any{"socket", lns.unix.Addr().String(), "state", a.State()}
+	if httpAddr != "" {
+		attrs = append(attrs, "http", httpAddr)
 	}
-	if metricsLn != nil {
-		attrs = append(attrs, "metrics", metricsLn.Addr().String())
+	if lns.unixSystemd || lns.http != nil {
+		attrs = append(attrs, "from_systemd", systemdNames(lns))
+	}
+	if lns.metrics != nil {
+		attrs = append(attrs, "metrics", lns.metrics.Addr().String())
 	}
 	a.log.Info("pbx-agent running", attrs...)
 

@@ -233,6 +233,7 @@ YAML
 
 verify_units() {
 	ct systemd-analyze verify /usr/lib/systemd/system/pbx-agent.service \
+		/usr/lib/systemd/system/pbx-agent.socket /usr/lib/systemd/system/pbx-agent-http.socket \
 		/usr/lib/systemd/system/pbx-agent-sshd@.service /usr/lib/systemd/system/pbx-agent-wms-upgrade@.service \
 		/usr/lib/systemd/system/pbx-licence-active.target /usr/lib/systemd/system/pbx-licence-stopped.target
 }
@@ -248,6 +249,11 @@ service_hardened_and_watched() {
 	# Armed: systemd has seen a ping since the start.
 	eventually 40 test "$(ct systemctl show -P WatchdogTimestampMonotonic pbx-agent.service)" != 0
 	ct systemctl is-active pbx-licence-active.target
+	# systemd binds the socket and the status port and hands both over.
+	ct systemctl is-active pbx-agent.socket pbx-agent-http.socket
+	ct systemctl is-enabled pbx-agent.socket pbx-agent-http.socket
+	[ "$(ct stat -c '%G %a' /run/pbx-agent/agent.sock)" = "pbx-agent 660" ] || { ct stat /run/pbx-agent/agent.sock; return 1; }
+	[ "$(ct pbx-agent status --json | grep -c '"systemd": true')" = 2 ] || { ct pbx-agent status --json; return 1; }
 }
 
 activate() {
@@ -473,6 +479,13 @@ admission_through_the_socket() {
 	ct bash -c "exec 3<>/dev/tcp/127.0.0.1/9731 && printf 'POST /v1/admission HTTP/1.0\r\nHost: 127.0.0.1:9731\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n%s' '$body' >&3 && cat <&3" > "$work/tcp"
 	head -1 "$work/tcp" | grep -q ' 403 ' || { cat "$work/tcp"; return 1; }
 	grep -q 'admission is asked on the unix socket' "$work/tcp"
+	ct pbx-agent audit | grep -q 'admission.reserved'
+	# The audit log is the socket's, for root and the group: not on TCP.
+	ct bash -c "exec 3<>/dev/tcp/127.0.0.1/9731 && printf 'GET /v1/audit HTTP/1.0\r\nHost: 127.0.0.1:9731\r\n\r\n' >&3 && cat <&3" > "$work/tcp"
+	head -1 "$work/tcp" | grep -q ' 403 ' || { cat "$work/tcp"; return 1; }
+	# A DNS-rebinding page's Host is refused on reads too.
+	ct bash -c "exec 3<>/dev/tcp/127.0.0.1/9731 && printf 'GET /v1/status HTTP/1.0\r\nHost: evil.example:9731\r\n\r\n' >&3 && cat <&3" > "$work/tcp"
+	head -1 "$work/tcp" | grep -q ' 403 ' || { cat "$work/tcp"; return 1; }
 }
 
 inactive() { ! ct systemctl is-active --quiet "$1"; }

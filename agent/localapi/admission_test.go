@@ -72,6 +72,7 @@ func TestAdmissionAPI(t *testing.T) {
 				}
 				want := *tt.wantAsked
 				want.Peer = "uid " + strconv.Itoa(os.Getuid()) + " pid " + strconv.Itoa(os.Getpid())
+				want.PeerUID = ptr(uint32(os.Getuid())) // the peer's, from SO_PEERCRED
 				if !reflect.DeepEqual(asked[0], want) {
 					t.Errorf("asked %+v, want %+v", asked[0], want)
 				}

@@ -28,9 +28,10 @@ func SetTimeouts(c *Config, to Timeouts) {
 type Perm = perm
 
 const (
-	PermRead  = permRead
-	PermWrite = permWrite
-	PermAdmit = permAdmit
+	PermRead       = permRead
+	PermWrite      = permWrite
+	PermAdmit      = permAdmit
+	PermReadSocket = permReadSocket
 )
 
 // RoutePerms returns the permission of every route, keyed "METHOD /path":

@@ -171,7 +171,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) error {
 		name = "main"
 	}
 	var buf bytes.Buffer
-	if err := pageTemplate.ExecuteTemplate(&buf, name, newPageView(s.backend.Status())); err != nil {
+	if err := pageTemplate.ExecuteTemplate(&buf, name, newPageView(s.status())); err != nil {
 		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "rendering the status page", err: err}
 	}
 	setCommonHeaders(w.Header(), "text/html; charset=utf-8")

@@ -42,6 +42,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	get := func(path string) (*http.Response, string) {
 		req := httptest.NewRequest("GET", path, nil)
+		req.Host = "127.0.0.1:9731"
 		req = req.WithContext(context.WithValue(req.Context(), connKey{}, &connInfo{kind: TCP, access: accessRead}))
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, req)

@@ -111,7 +111,7 @@ func TestPeerPermissions(t *testing.T) {
 		want    map[string]int
 		msg     map[string]string // part of the error message, per request
 	}{
-		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[Perm]bool{PermRead: true, PermWrite: true, PermAdmit: true},
+		{name: "in no group", cfg: Config{ReadGroup: missing}, refused: map[Perm]bool{PermRead: true, PermWrite: true, PermAdmit: true, PermReadSocket: true},
 			want: map[string]int{"GET /healthz": 200, "GET /v1/status": 403, "POST /v1/activate": 403, "POST /v1/refresh": 403, "POST /v1/admission": 403},
 			msg: map[string]string{"GET /v1/status": "reads need root or group " + missing, "POST /v1/activate": "writes need root",
 				"POST /v1/admission": "may not ask for admission: join the group " + missing}},
@@ -197,6 +197,13 @@ func TestPeerPermissions(t *testing.T) {
 				}
 				if r.Status == 403 && !strings.Contains(r.Error, "uid 65534") {
 					t.Errorf("%s: message %q does not name the uid", req, r.Error)
+				}
+			}
+			// The backend bounds a peer's reservations by the uid it is told:
+			// the peer's own, from SO_PEERCRED, whatever its groups.
+			for _, adm := range fb.Admissions() {
+				if adm.PeerUID == nil || *adm.PeerUID != 65534 {
+					t.Errorf("admission asked with peer uid %v, want 65534", adm.PeerUID)
 				}
 			}
 			keys, refreshes := fb.Activations(), fb.Refreshes()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,15 +19,16 @@ import (
 type perm int
 
 const (
-	permUnset perm = iota // a route must say; a test checks
-	permAny               // any peer, even one with no rights: health probes
-	permRead              // the read group, write peers, and TCP peers
-	permWrite             // root, the daemon's user, api.write_groups; never TCP, never a browser
-	permAdmit             // the read group and write peers, on the unix socket only; never a browser
+	permUnset      perm = iota // a route must say; a test checks
+	permAny                    // any peer, even one with no rights: health probes
+	permRead                   // the read group, write peers, and TCP peers
+	permWrite                  // root, the daemon's user, api.write_groups; never TCP, never a browser
+	permAdmit                  // the read group and write peers, on the unix socket only; never a browser
+	permReadSocket             // the read group and write peers, on the unix socket only: the audit log
 )
 
 func (p perm) String() string {
-	return [...]string{"unset", "any", "read", "write", "admit"}[p]
+	return [...]string{"unset", "any", "read", "write", "admit", "read-socket"}[p]
 }
 
 // handler serves one route. It opens with its own permission check, and
@@ -44,7 +47,7 @@ var routes = map[string]route{
 	"GET /healthz":       {permAny, (*Server).serveHealthz},
 	"GET /metrics":       {permRead, (*Server).serveMetrics},
 	"GET /readyz":        {permAny, (*Server).serveReadyz},
-	"GET /v1/audit":      {permRead, (*Server).serveAudit},
+	"GET /v1/audit":      {permReadSocket, (*Server).serveAudit},
 	"GET /v1/status":     {permRead, (*Server).serveStatus},
 	"POST /v1/activate":  {permWrite, (*Server).serveActivate},
 	"POST /v1/admission": {permAdmit, (*Server).serveAdmission},
@@ -55,8 +58,26 @@ var routes = map[string]route{
 // ServeHTTP routes a request: 404 or 405 when no route matches, otherwise the
 // route's permission, then its handler, with one place answering errors.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if lc, ok := connFrom(r.Context()).conn.(*limitConn); ok && lc.owner != nil {
+	ci := connFrom(r.Context())
+	if lc, ok := ci.conn.(*limitConn); ok && lc.owner != nil {
 		lc.owner.serving(lc) // not a slow client: see limitListener
+	}
+	if ci.kind == TCP {
+		// Every request on TCP, reads included, is addressed to a loopback
+		// name: a web page that rebinds its own name to 127.0.0.1 sends
+		// that name, and may not read the status through the browser.
+		if err := loopbackHost(r.Host); err != nil {
+			s.handleError(w, r, err)
+			return
+		}
+		if ci.gate != nil {
+			select {
+			case ci.gate <- struct{}{}:
+				defer func() { <-ci.gate }()
+			case <-r.Context().Done():
+				return
+			}
+		}
 	}
 	var err error
 	if rt, ok := routes[r.Method+" "+r.URL.Path]; ok {
@@ -114,8 +135,33 @@ func (s *Server) permit(r *http.Request, need perm) error {
 		if ci.kind == Unix && ci.access >= accessRead {
 			return browserGuard(r, ci)
 		}
+	case permReadSocket:
+		// Every local user reaches the TCP listener: what only the read
+		// group may see is served on the socket alone.
+		if ci.kind == Unix && ci.access >= accessRead {
+			return nil
+		}
 	}
 	return &apiError{status: http.StatusForbidden, code: CodeForbidden, msg: s.deniedMessage(ci, need)}
+}
+
+// loopbackHost refuses a request on the TCP listener whose Host is not a
+// loopback name (localhost) or address, whatever the port; a request
+// without Host (HTTP/1.0; browsers always send one) passes.
+func loopbackHost(host string) error {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if name == "" || strings.EqualFold(name, "localhost") {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(name); err == nil && ip.Unmap().IsLoopback() {
+		return nil
+	}
+	return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+		msg: fmt.Sprintf("Host %q is refused on the TCP listener: address it as 127.0.0.1 or localhost (a web page that rebinds its own name to this machine sends that name)", host)}
 }
 
 // browserGuard refuses requests carrying an Origin header, or a Host other
@@ -151,11 +197,18 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// status is the backend's status with the listeners' states.
+func (s *Server) status() Status {
+	st := s.backend.Status()
+	st.Listeners = s.listenersStatus()
+	return st
+}
+
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := s.permit(r, permRead); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, s.backend.Status())
+	return writeJSON(w, http.StatusOK, s.status())
 }
 
 // maxAuditLimit bounds ?limit= of GET /v1/audit; the log itself is capped.
@@ -163,7 +216,7 @@ const maxAuditLimit = 100000
 
 // serveAudit answers the audit log, oldest first; ?limit=N keeps the last N.
 func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) error {
-	if err := s.permit(r, permRead); err != nil {
+	if err := s.permit(r, permReadSocket); err != nil {
 		return err
 	}
 	limit := 0
@@ -208,7 +261,7 @@ func (s *Server) serveActivate(w http.ResponseWriter, r *http.Request) error {
 		s.log.Info("activation through the local API failed", peerAttr(r), "err", err)
 		return activationError(err)
 	}
-	st := s.backend.Status()
+	st := s.status()
 	s.log.Info("activated through the local API", peerAttr(r), "state", st.State)
 	return writeJSON(w, http.StatusOK, st)
 }
@@ -229,7 +282,7 @@ func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 		// Any other failure is the portal's: not reached, or answered badly.
 		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
 	}
-	return writeJSON(w, http.StatusOK, s.backend.Status())
+	return writeJSON(w, http.StatusOK, s.status())
 }
 
 // serveSSHClose closes support SSH access and answers the status.
@@ -242,7 +295,7 @@ func (s *Server) serveSSHClose(w http.ResponseWriter, r *http.Request) error {
 	if err := s.backend.CloseSSH(ctx); err != nil {
 		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: err.Error()}
 	}
-	return writeJSON(w, http.StatusOK, s.backend.Status())
+	return writeJSON(w, http.StatusOK, s.status())
 }
 
 // activationError maps a Backend.Activate error to its answer.
@@ -286,7 +339,12 @@ func (s *Server) serveAdmission(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
 			msg: fmt.Sprintf("count %d: ask for 1 to %d users", count, MaxAdmissionCount)}
 	}
-	ans := s.backend.Admit(r.Context(), Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)})
+	adm := Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)}
+	if ci := connFrom(r.Context()); ci.creds != nil {
+		uid := ci.creds.uid
+		adm.PeerUID = &uid
+	}
+	ans := s.backend.Admit(r.Context(), adm)
 	status := http.StatusOK
 	if !ans.Allowed {
 		status = http.StatusConflict

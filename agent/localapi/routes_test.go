@@ -68,6 +68,8 @@ func TestRoutes(t *testing.T) {
 				below = &connInfo{kind: Unix, access: accessRead, hosts: []string{""}}
 			case permAdmit:
 				below = &connInfo{kind: TCP, access: accessRead, hosts: []string{""}}
+			case permReadSocket:
+				below = &connInfo{kind: TCP, access: accessWrite, hosts: []string{""}}
 			}
 			r := httptest.NewRequest(method, path, strings.NewReader(`{"key":"k"}`))
 			r.Header.Set("Content-Type", "application/json")

@@ -52,10 +52,14 @@ const DefaultReadGroup = "pbx-agent"
 // them. An idle connection costs its goroutine and buffers, tens of KiB.
 // The TCP listener serves the status page and scrapes.
 const (
-	maxBodyBytes    = 64 << 10
-	maxHeaderBytes  = 16 << 10
-	maxConnsUnix    = 256
-	maxConnsTCP     = 32
+	maxBodyBytes   = 64 << 10
+	maxHeaderBytes = 16 << 10
+	maxConnsUnix   = 256
+	maxConnsTCP    = 32
+	// maxInflightTCP bounds the TCP requests in handlers at once: a flood
+	// of page loads and scrapes keeps at most this many busy, leaving the
+	// CPU to the socket, whose peers admit users and run the CLI.
+	maxInflightTCP  = 2
 	backendTO       = 90 * time.Second // activation and refresh talk to the portal
 	writeTO         = backendTO + 10*time.Second
 	shutdownTimeout = 5 * time.Second
@@ -106,6 +110,9 @@ type Server struct {
 	readGID     uint32
 	readGroup   string // name, for messages
 	hasReadGID  bool
+
+	lmu       sync.Mutex // guards listeners
+	listeners ListenersStatus
 }
 
 // New resolves the groups of cfg and returns the API.
@@ -248,7 +255,83 @@ func (s *Server) ListenUnix(ctx context.Context, path, group string, mode os.Fil
 // Unix for the full API subject to peer credentials, TCP for read-only.
 // It returns nil after a shutdown through ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
+	return s.serve(ctx, ln, kind, false)
+}
+
+// ServeSystemd is Serve for a listener systemd bound and handed over
+// (socket activation): the status says so.
+func (s *Server) ServeSystemd(ctx context.Context, ln net.Listener, kind Kind) error {
+	return s.serve(ctx, ln, kind, true)
+}
+
+// bindBackoff spaces the attempts to bind listen.http while another
+// process holds its port.
+var bindBackoff = httpserve.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second}
+
+// ServeTCPAddr binds addr and serves the read-only TCP listener on it
+// until ctx ends. While addr cannot be bound (another local process holds
+// the port) it keeps trying with backoff, logs the failure and reports it
+// in the status (listeners.http.error): the daemon runs and enforces
+// without its TCP listener, which only shows the status.
+func (s *Server) ServeTCPAddr(ctx context.Context, addr string) error {
+	var lastErr string
+	ln, err := httpserve.Bind(ctx, "tcp", addr, bindBackoff, func(attempt int, err error) {
+		msg := err.Error()
+		s.setListener(TCP, &ListenerStatus{Address: addr,
+			Error: fmt.Sprintf("not listening: %s; retrying (attempt %d)", msg, attempt)})
+		if msg != lastErr {
+			lastErr = msg
+			s.log.Error("listen.http cannot be bound: the status page and local scrapes are unavailable until it is; retrying",
+				"addr", addr, "err", err,
+				"fix", "find the process holding the port (ss -ltnp) and stop it, or let systemd hold it (pbx-agent-http.socket)")
+		}
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("config listen.http: %w", err)
+	}
+	if lastErr != "" {
+		s.log.Info("listen.http bound after failures", "addr", ln.Addr().String())
+	}
+	return s.serve(ctx, ln, TCP, false)
+}
+
+// setListener records the state of a listener for the status.
+func (s *Server) setListener(kind Kind, st *ListenerStatus) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	switch kind {
+	case Unix:
+		s.listeners.Socket = st
+	case TCP:
+		s.listeners.HTTP = st
+	}
+}
+
+// listenersStatus is a copy of the listeners' states; nil before any.
+func (s *Server) listenersStatus() *ListenersStatus {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if s.listeners.Socket == nil && s.listeners.HTTP == nil {
+		return nil
+	}
+	out := &ListenersStatus{}
+	if l := s.listeners.Socket; l != nil {
+		c := *l
+		out.Socket = &c
+	}
+	if l := s.listeners.HTTP; l != nil {
+		c := *l
+		out.HTTP = &c
+	}
+	return out
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, kind Kind, systemd bool) error {
 	var hosts []string
+	var gate chan struct{}
 	limit := maxConnsUnix
 	switch kind {
 	case Unix:
@@ -260,9 +343,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 			port = strconv.Itoa(a.Port)
 		}
 		hosts = []string{"127.0.0.1:" + port, "localhost:" + port, "[::1]:" + port}
+		gate = make(chan struct{}, maxInflightTCP)
 	default:
 		return fmt.Errorf("localapi: unknown listener kind %v", kind)
 	}
+	s.setListener(kind, &ListenerStatus{Address: ln.Addr().String(), Systemd: systemd})
 	lis := newLimitListener(ln, limit)
 	srv := &http.Server{
 		Handler:           s,
@@ -278,7 +363,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(cctx context.Context, c net.Conn) context.Context {
 			ci := s.connInfo(c, kind, hosts)
-			ci.conn = c
+			ci.conn, ci.gate = c, gate
 			return context.WithValue(cctx, connKey{}, ci)
 		},
 	}
@@ -304,8 +389,9 @@ type connInfo struct {
 	kind   Kind
 	hosts  []string // Host values accepted on guarded endpoints
 	access access
-	creds  *peerCreds // unix peers only; nil when unknown
-	conn   net.Conn   // for the connection cap: a request reached a handler
+	creds  *peerCreds    // unix peers only; nil when unknown
+	conn   net.Conn      // for the connection cap: a request reached a handler
+	gate   chan struct{} // TCP: a slot per request in a handler (maxInflightTCP)
 }
 
 type connKey struct{}
@@ -376,6 +462,9 @@ func (s *Server) deniedMessage(ci *connInfo, need perm) string {
 			return "admission is asked on the unix socket (listen.socket), by root or a member of group " + s.readGroup + ": the TCP listener may not reserve users"
 		}
 		return who + " may not ask for admission: join the group " + s.readGroup + " (then log in again)"
+	}
+	if need == permReadSocket && ci.kind == TCP {
+		return "the audit log is served on the unix socket only (pbx-agent audit), to root and group " + s.readGroup + ": not on the TCP listener, which every local user reaches"
 	}
 	if need == permWrite {
 		if ci.kind == TCP {

@@ -311,6 +311,11 @@ func TestAPI(t *testing.T) {
 				if err := json.Unmarshal(a.body, &got); err != nil {
 					t.Fatal(err)
 				}
+				// The server adds its listeners to the backend's status.
+				if l := got.Listeners; l == nil || l.Socket == nil || l.Socket.Address != h.sock || l.HTTP == nil || l.HTTP.Address != h.tcpAddr {
+					t.Errorf("listeners = %+v, want the socket %s and %s", l, h.sock, h.tcpAddr)
+				}
+				got.Listeners = nil
 				if want := sampleStatus(); !reflect.DeepEqual(got, want) {
 					t.Errorf("status round trip:\n got %+v\nwant %+v", got, want)
 				}
@@ -348,8 +353,10 @@ func TestAudit(t *testing.T) {
 	}{
 		{name: "over unix", req: request{method: "GET", path: "/v1/audit"}, events: events, wantStatus: 200,
 			wantKinds: []string{"activated", "state.changed", "deleted"}},
-		{name: "over tcp: a read", req: request{via: "tcp", method: "GET", path: "/v1/audit"}, events: events, wantStatus: 200,
-			wantKinds: []string{"activated", "state.changed", "deleted"}},
+		// Every local user reaches the TCP listener: the audit is for root
+		// and the read group, on the socket.
+		{name: "over tcp: refused", req: request{via: "tcp", method: "GET", path: "/v1/audit"}, events: events, wantStatus: 403, wantLimit: -1},
+		{name: "over tcp with a limit: refused", req: request{via: "tcp", method: "GET", path: "/v1/audit?limit=1"}, events: events, wantStatus: 403, wantLimit: -1},
 		{name: "the last two", req: request{method: "GET", path: "/v1/audit?limit=2"}, events: events, wantStatus: 200,
 			wantKinds: []string{"state.changed", "deleted"}, wantLimit: 2},
 		{name: "no events is an empty list", req: request{method: "GET", path: "/v1/audit"}, wantStatus: 200, wantKinds: []string{}},

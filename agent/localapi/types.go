@@ -28,6 +28,26 @@ type Status struct {
 	Clock     ClockStatus     `json:"clock"`
 	Users     UsersStatus     `json:"users"`
 	Config    *ConfigStatus   `json:"config,omitempty"` // absent until the configuration is reloaded
+	// Listeners are the local API's listeners as the server sees them; the
+	// server fills it in, not the Backend.
+	Listeners *ListenersStatus `json:"listeners,omitempty"`
+}
+
+// ListenersStatus is where the local API listens.
+type ListenersStatus struct {
+	Socket *ListenerStatus `json:"socket,omitempty"` // listen.socket: the CLI, the WMS
+	HTTP   *ListenerStatus `json:"http,omitempty"`   // listen.http: the status page, scrapes; absent when disabled
+}
+
+// ListenerStatus is one listener.
+type ListenerStatus struct {
+	Address string `json:"address"`
+	// Systemd: the listener was bound by systemd (pbx-agent.socket) and
+	// handed over at start.
+	Systemd bool `json:"systemd,omitempty"`
+	// Error says why the listener is not bound (another process holds the
+	// port); the daemon runs without it and keeps trying.
+	Error string `json:"error,omitempty"`
 }
 
 // ConfigStatus is how the last reload of the configuration (SIGHUP,
@@ -182,6 +202,9 @@ type Admission struct {
 	Count   int
 	DryRun  bool
 	Peer    string // who asks, for the audit log: "uid 1001 pid 4242"
+	// PeerUID is the asking peer's uid (SO_PEERCRED), which bounds the
+	// seats it may hold; nil for a caller inside the daemon.
+	PeerUID *uint32
 }
 
 // AdmissionAnswer is the body of POST /v1/admission's 200 (allowed) and

@@ -28,7 +28,9 @@ uc-premium, or a name such as UC-Premium) may be added: POST /v1/admission.
 By default it is a dry run, which reserves nothing. With --reserve an
 allowed answer holds the seats for admission.reservation_ttl (60 s by
 default) or until a count of users shows them, so that a WMS adding the
-users in that time cannot be overtaken by another request.
+users in that time cannot be overtaken by another request. A user other
+than root holds at most admission.max_reservations_per_uid seats at once
+(50 by default) unless its uid is in admission.unbounded_uids.
 
 Exits 0 when allowed, 1 when denied (the reason on stderr), 2 on errors.`,
 		Args: cobra.ExactArgs(1),

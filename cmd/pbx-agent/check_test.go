@@ -55,7 +55,10 @@ func TestCheck(t *testing.T) {
 				if len(asked) != 1 {
 					t.Fatalf("the daemon was asked %d times", len(asked))
 				}
-				asked[0].Peer = ""
+				if asked[0].PeerUID == nil {
+					t.Error("the daemon did not learn the peer's uid")
+				}
+				asked[0].Peer, asked[0].PeerUID = "", nil
 				if asked[0] != *tt.wantAsked {
 					t.Errorf("asked %+v, want %+v", asked[0], *tt.wantAsked)
 				}

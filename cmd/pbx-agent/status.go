@@ -255,6 +255,9 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 			line("Restart to apply", "%s (changed in the file since the start)", strings.Join(c.RestartNeeded, ", "))
 		}
 	}
+	if l := st.Listeners; l != nil && l.HTTP != nil && l.HTTP.Error != "" {
+		line("HTTP listener", "%s %s", l.HTTP.Address, l.HTTP.Error)
+	}
 	for _, c := range st.Commands {
 		cmd := fmt.Sprintf("%s %s: %s", c.ID, c.Type, c.State)
 		if c.Result != "" {

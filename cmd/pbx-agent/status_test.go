@@ -62,6 +62,10 @@ func TestStatus(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 			t.Fatal(err)
 		}
+		if got.Listeners == nil || got.Listeners.Socket == nil || got.Listeners.Socket.Address != sock {
+			t.Errorf("status --json listeners %+v, want the socket %s", got.Listeners, sock)
+		}
+		got.Listeners = nil // added by the server to the backend's
 		if want := activeStatus(); !reflect.DeepEqual(got, want) {
 			t.Errorf("status --json:\n got %+v\nwant %+v", got, want)
 		}

@@ -47,6 +47,7 @@ const (
 	KindCounts  = "counts"  // the users are not counted (yet, or any more)
 	KindFull    = "full"    // not enough free licences
 	KindOveruse = "overuse" // more users than licences already
+	KindBound   = "bound"   // the asking peer holds as many reserved seats as it may (the daemon's per-peer bound)
 )
 
 // Decision is the answer.

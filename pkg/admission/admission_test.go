@@ -287,3 +287,33 @@ func TestBook(t *testing.T) {
 		})
 	}
 }
+
+// TestBookHeldBy follows one owner's seats through reservations, a count
+// that shows some of its users (oldest reservation first, whoever made it)
+// and expiry.
+func TestBookHeldBy(t *testing.T) {
+	const ttl = time.Minute
+	p, q := license.UCPremium, license.PBXBasic
+	b := NewBook(ttl)
+	b.ReserveFor(t0, 1001, p, 3)
+	b.ReserveFor(t0, 1002, p, 1)
+	b.ReserveFor(t0.Add(time.Second), 1001, q, 2)
+	b.Reserve(t0.Add(time.Second), p, 4) // no owner
+	check := func(at time.Duration, want1001, want1002, wantNone int) {
+		t.Helper()
+		now := t0.Add(at)
+		if got := []int{b.HeldBy(now, 1001), b.HeldBy(now, 1002), b.HeldBy(now, NoOwner)}; !reflect.DeepEqual(got, []int{want1001, want1002, wantNone}) {
+			t.Errorf("at %v: held by 1001, 1002, nobody = %v, want %v", at, got, []int{want1001, want1002, wantNone})
+		}
+	}
+	check(2*time.Second, 5, 1, 4)
+	// Two users of p show up: the oldest reservation (1001's) gives them.
+	b.Counted(t0.Add(3*time.Second), license.Counts{p: 10}, license.Counts{p: 12})
+	check(3*time.Second, 3, 1, 4)
+	// The first reservations expire, then the rest.
+	check(ttl, 2, 0, 4)
+	check(ttl+time.Second, 0, 0, 0)
+	if len(b.byOwner) != 0 {
+		t.Errorf("owners left after every seat went: %v", b.byOwner)
+	}
+}

@@ -14,20 +14,25 @@ import (
 // its owner serialises it with its decisions, so that no two admissions
 // can take the same seat.
 type Book struct {
-	ttl   time.Duration
-	held  []reservation // oldest first
-	total license.Counts
+	ttl     time.Duration
+	held    []reservation // oldest first
+	total   license.Counts
+	byOwner map[int64]int // seats held per owner, for the per-peer bound
 }
 
 type reservation struct {
 	profile license.Profile
 	seats   int
 	expires time.Time
+	owner   int64 // who reserved: a peer's uid, or NoOwner
 }
+
+// NoOwner is the owner of a reservation nobody in particular made.
+const NoOwner int64 = -1
 
 // NewBook returns an empty book whose reservations last ttl.
 func NewBook(ttl time.Duration) *Book {
-	return &Book{ttl: ttl, total: license.Counts{}}
+	return &Book{ttl: ttl, total: license.Counts{}, byOwner: map[int64]int{}}
 }
 
 // SetTTL sets the time to live of reservations made from now on; those
@@ -36,11 +41,32 @@ func (b *Book) SetTTL(ttl time.Duration) { b.ttl = ttl }
 
 // Reserve holds n seats of p from now for the book's time to live.
 func (b *Book) Reserve(now time.Time, p license.Profile, n int) {
+	b.ReserveFor(now, NoOwner, p, n)
+}
+
+// ReserveFor is Reserve on behalf of owner (a peer's uid), whose seats
+// HeldBy counts until they are released.
+func (b *Book) ReserveFor(now time.Time, owner int64, p license.Profile, n int) {
 	if n <= 0 {
 		return
 	}
-	b.held = append(b.held, reservation{profile: p, seats: n, expires: now.Add(b.ttl)})
+	b.held = append(b.held, reservation{profile: p, seats: n, expires: now.Add(b.ttl), owner: owner})
 	b.total[p] += n
+	b.byOwner[owner] += n
+}
+
+// HeldBy returns the seats owner holds at now, of every profile, after
+// expiry.
+func (b *Book) HeldBy(now time.Time, owner int64) int {
+	b.expire(now)
+	return b.byOwner[owner]
+}
+
+// release takes n seats off r's owner.
+func (b *Book) release(r reservation, n int) {
+	if b.byOwner[r.owner] -= n; b.byOwner[r.owner] <= 0 {
+		delete(b.byOwner, r.owner)
+	}
 }
 
 // Reserved returns the seats held per profile at now, after dropping the
@@ -84,6 +110,7 @@ func (b *Book) Counted(now time.Time, prev, next license.Counts) int {
 			rise[r.profile] -= take
 			r.seats -= take
 			b.total[r.profile] -= take
+			b.release(r, take)
 			released += take
 		}
 		if r.seats > 0 {
@@ -107,6 +134,7 @@ func (b *Book) expire(now time.Time) {
 			kept = append(kept, r)
 		} else {
 			b.total[r.profile] -= r.seats
+			b.release(r, r.seats)
 		}
 	}
 	clear(b.held[len(kept):])
