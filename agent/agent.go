@@ -150,7 +150,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, log: log, keyring: kr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
-		clock:     license.NewClock(src, st.HighWater),
+		clock:     license.NewClock(src, license.Mark{Time: st.HighWater}),
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
