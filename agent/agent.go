@@ -53,6 +53,7 @@ type Agent struct {
 	log     *slog.Logger
 	keyring *license.Keyring
 	clock   *license.Clock
+	mark    *clockMark // the clock's mark record (clockmark.go)
 	store   *state.File[persisted]
 	portal  *portalClient
 	root    string
@@ -147,10 +148,15 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if src == nil {
 		src = license.NewSystemTime()
 	}
+	mark, clock, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg: cfg, log: log, keyring: kr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
-		clock:     license.NewClock(src, license.Mark{Time: st.HighWater}),
+		clock:     clock,
+		mark:      mark,
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
