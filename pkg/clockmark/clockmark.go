@@ -16,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Mark is what the record holds: the licence clock's mark and the highest
@@ -189,10 +187,10 @@ func (r *Record) Write(m Mark) error {
 	n, next := r.counter+1, 1-r.cur
 	slot := encode(m, n)
 	off := int64(next) * SlotSize
-	if _, err := unix.Pwrite(int(r.f.Fd()), slot, off); err != nil {
+	if _, err := r.f.WriteAt(slot, off); err != nil { // pwrite(2)
 		return fmt.Errorf("writing the clock mark record %s: %w", r.path, err)
 	}
-	if err := unix.Fdatasync(int(r.f.Fd())); err != nil {
+	if err := datasync(r.f); err != nil {
 		return fmt.Errorf("syncing the clock mark record %s: %w", r.path, err)
 	}
 	r.counter, r.cur = n, next

@@ -1,11 +1,8 @@
 package license
 
 import (
-	"fmt"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TimeSource is what the licence clock reads. The local wall clock can be
@@ -27,16 +24,8 @@ func NewSystemTime() *SystemTime { return &SystemTime{} }
 // Wall returns the local clock without its monotonic reading.
 func (s *SystemTime) Wall() time.Time { return time.Now().Round(0).UTC() }
 
-// Elapsed returns CLOCK_BOOTTIME. The call cannot fail on Linux with a
-// valid clock id; a failure would be a broken kernel, not a condition to
-// recover from.
-func (s *SystemTime) Elapsed() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		panic(fmt.Sprintf("reading CLOCK_BOOTTIME: %v", err))
-	}
-	return time.Duration(ts.Nano())
-}
+// Elapsed returns the time since boot (boottime_linux.go).
+func (s *SystemTime) Elapsed() time.Duration { return bootTime() }
 
 // Mark is a persisted point of the licence clock: the licence time and the
 // TimeSource's Elapsed reading at that moment. A restart in the same boot
