@@ -74,4 +74,3 @@ func TestRecordReadOnlyFolder(t *testing.T) {
 		t.Errorf("a record in a read-only folder: %v, want EROFS", err)
 	}
 }
-
