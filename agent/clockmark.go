@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -41,14 +43,18 @@ func openClockMark(stateDir, root string, src license.TimeSource, highWater time
 		return nil, nil, fmt.Errorf("the licence clock cannot run: %w", err)
 	}
 	path := filepath.Join(stateDir, clockMarkFile)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) && !highWater.IsZero() {
+		// An upgrade from a version without the record, or the record
+		// removed: the time since the state file's mark is lost.
+		log.Warn("the licence clock's mark record is missing: the clock resumes from the state file's mark", "file", path, "mark", highWater)
+	}
 	rec, err := clockmark.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("the licence clock cannot run: %w", err)
 	}
 	m, err := rec.Read()
 	switch {
-	case errors.Is(err, clockmark.ErrNoMark):
-		log.Info("no licence clock mark yet: the licence clock starts from the state file", "file", path)
+	case errors.Is(err, clockmark.ErrNoMark): // made just now, or never written
 	case err != nil:
 		rec.Close()
 		return nil, nil, fmt.Errorf("the licence clock cannot run: %w", err)
@@ -125,11 +131,10 @@ func (a *Agent) writeClockMark() error {
 	return a.mark.write(a.clock.Mark(), rev)
 }
 
-// clockMarkLoop writes the mark every clockMarkInterval and once more when
-// ctx ends. First it compares the licence held with the record: a state
+// checkRestoredState compares the licence held with the record: a state
 // file restored alone from a backup holds an older revision than the
 // record has seen.
-func (a *Agent) clockMarkLoop(ctx context.Context) {
+func (a *Agent) checkRestoredState() error {
 	a.mu.Lock()
 	var rev int64
 	if a.doc != nil {
@@ -137,8 +142,18 @@ func (a *Agent) clockMarkLoop(ctx context.Context) {
 	}
 	a.mu.Unlock()
 	if held := a.mark.heldRevision(); rev < held {
-		a.log.Error("the state file holds an older licence than this appliance has had: restored from a backup?",
-			"revision", rev, "held", held, "file", a.mark.rec.Path())
+		return fmt.Errorf("the state file holds licence revision %d, but this appliance has held revision %d (%s): "+
+			"was the state file restored from a backup? The portal sends the current licence at the next heartbeat",
+			rev, held, a.mark.rec.Path())
+	}
+	return nil
+}
+
+// clockMarkLoop writes the mark every clockMarkInterval and once more when
+// ctx ends, after checking the state file against the record.
+func (a *Agent) clockMarkLoop(ctx context.Context) {
+	if err := a.checkRestoredState(); err != nil {
+		a.log.Error("older state file", "err", err)
 	}
 	t := time.NewTicker(clockMarkInterval)
 	defer t.Stop()

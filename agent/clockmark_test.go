@@ -186,3 +186,32 @@ func TestClockMarkRemovedWhileRunning(t *testing.T) {
 		t.Errorf("after a good write, clock.mark_error = %q", s.Clock.MarkError)
 	}
 }
+
+// TestClockMarkRecognisesRestoredState: a state file restored alone from a
+// backup holds an older licence than the record has seen.
+func TestClockMarkRecognisesRestoredState(t *testing.T) {
+	r := newRig(t)
+	a := r.activated(t, nil)
+	statePath := filepath.Join(r.cfg.StateDir, stateFileName)
+	backup, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.licences(t, license.Counts{license.UCPremium: 20, license.PBXBasic: 2})
+	if err := a.heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.writeClockMark(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.newAgent(t).checkRestoredState(); err != nil {
+		t.Errorf("the current state file: %v", err)
+	}
+	if err := os.WriteFile(statePath, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = r.newAgent(t).checkRestoredState()
+	if err == nil || !strings.Contains(err.Error(), "revision 1, but this appliance has held revision 2") {
+		t.Errorf("the state file from the backup: %v", err)
+	}
+}
