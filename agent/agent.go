@@ -53,6 +53,7 @@ type Agent struct {
 	log     *slog.Logger
 	trust   *trust // the portal keys trusted, revocations applied (trust.go)
 	clock   *license.Clock
+	mark    *clockMark // the clock's mark record (clockmark.go)
 	store   *state.File[persisted]
 	portal  *portalClient
 	root    string
@@ -89,6 +90,7 @@ type Agent struct {
 	failures  int       // heartbeats failed in a row, for status
 	lastOK    time.Time // the signed time of st.Answer: the last success
 	refusedAt time.Time // the signed time of st.Refused, unless a success came after
+	restored  bool      // the state is older than the clock record: lapsed until an answer counts
 
 	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
 	resched   chan struct{}      // an activation restarts the heartbeat schedule
@@ -153,10 +155,15 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if src == nil {
 		src = license.NewSystemTime()
 	}
+	mark, clock, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
 		cfg: cfg, log: log, trust: tr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
-		clock:     license.NewClock(src, st.HighWater),
+		clock:     clock,
+		mark:      mark,
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),
 		probe:     make(chan chan struct{}),
@@ -195,6 +202,9 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("loading the device key: %w", err)
 	}
 	a.checkMachine()
+	a.mu.Lock()
+	a.checkRestoredState() // clockmark.go
+	a.mu.Unlock()
 	return a, nil
 }
 
@@ -253,6 +263,10 @@ func (a *Agent) loadAnswers() {
 			a.lastOK = ans.Time
 		}
 	}
+	// The licence clock was at least where the portal signed: a mark moved
+	// back cannot take it before the licence or the last answer.
+	a.clock.Floor(doc.IssuedAt)
+	a.clock.Floor(a.lastOK)
 	if a.st.Refused != "" {
 		ans, err := protocol.VerifyKeptAnswer(a.st.Refused, kr, doc.PBX.ID)
 		if err == nil && ans.Status == protocol.StatusRefused && ans.Time.After(a.lastOK) {
@@ -276,7 +290,8 @@ func (a *Agent) verifyLicense(compact string) (*license.Document, error) {
 
 // verdict evaluates the lifecycle now. Callers hold a.mu.
 func (a *Agent) verdictLocked(now time.Time) license.Verdict {
-	return license.Evaluate(license.Facts{Now: now, Doc: a.doc, LastSuccess: a.lastOK, Gone: a.st.Gone, RefusedSince: a.refusedAt})
+	return license.Evaluate(license.Facts{Now: now, Doc: a.doc, LastSuccess: a.lastOK, Gone: a.st.Gone,
+		RefusedSince: a.refusedAt, Restored: a.restored})
 }
 
 // State returns the current lifecycle state.
@@ -355,7 +370,10 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 		Interval: ans.Interval, State: a.st.State, Fingerprint: fingerprint,
 	}, doc)
 	if err == nil {
-		a.lastOK, a.refusedAt, a.lastError = ans.Time, time.Time{}, ""
+		a.lastOK, a.refusedAt, a.restored, a.lastError = ans.Time, time.Time{}, false, ""
+		if merr := a.mark.restart(a.clock.Mark(), doc.Revision, a.st.Chain.Seq); merr != nil {
+			a.log.Error("writing the licence clock's mark", "err", merr)
+		}
 		fields := licenceFields(doc)
 		fields["pbx"], fields["name"], fields["model"] = doc.PBX.ID, doc.PBX.Name, string(doc.PBX.Model)
 		a.auditLocked(a.clock.Now(), auditActivated, fields)

@@ -270,8 +270,9 @@ func (a *Agent) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, er
 		a.log.Error("the answer of the portal cannot be kept; nothing of it applies", "err", err)
 		return false, err
 	}
+	a.mark.noteSeq(st.Chain.Seq)
 	if matched {
-		a.lastOK, a.refusedAt = ans.Time, time.Time{}
+		a.lastOK, a.refusedAt, a.restored = ans.Time, time.Time{}, false
 		a.lastError = ""
 	}
 	if nextErr != nil {

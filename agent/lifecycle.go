@@ -70,6 +70,7 @@ const (
 	auditChainReanchored = "chain.reanchored" // the portal found a state from the past: pbx, seq
 	auditChainRefused    = "chain.refused"    // the portal refuses this appliance as a copy: pbx, reason, seq
 	auditKeysRevoked     = "keys.revoked"     // portal keys revoked by a licence: kids, revision
+	auditStateRestored   = "state.restored"   // the state file is older than the clock record: revision, held_revision, seq, held_seq
 	auditTelephony       = "telephony"        // action stop|start, state, error
 )
 

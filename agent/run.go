@@ -84,6 +84,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.commandLoop(ctx) })   // portal commands: commands.go
 	wg.Go(func() { a.waitLoop(ctx) })      // the portal's long-poll: wait.go
 	wg.Go(func() { a.clockLoop(ctx) })
+	wg.Go(func() { a.clockMarkLoop(ctx) }) // the clock's mark record: clockmark.go
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

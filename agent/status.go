@@ -22,7 +22,7 @@ func (a *Agent) Status() localapi.Status {
 		State:    string(v.State),
 		Summary:  v.Summary,
 		Commands: commands,
-		Clock:    localapi.ClockStatus{Now: now},
+		Clock:    localapi.ClockStatus{Now: now, MarkError: a.mark.lastError()},
 		SSH:      ssh,
 		WMS:      wmsSt,
 		Users:    us,

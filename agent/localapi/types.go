@@ -165,6 +165,9 @@ type ClockStatus struct {
 	// LocalBehind is how far the local clock lags the licence clock, when
 	// it does (a clock set back is ignored, and reported here).
 	LocalBehind string `json:"local_behind,omitempty"`
+	// MarkError is why the licence clock's mark could not be written
+	// (state folder read-only, record removed); absent after a good write.
+	MarkError string `json:"mark_error,omitempty"`
 }
 
 // Backend is what the API needs of the daemon.

@@ -57,6 +57,9 @@ func newRunCmd(a *app) *cobra.Command {
 			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
 			log.Info("support SSH access", "by", sshHow)
 			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level}
+			if opts.Time, err = testTimeSource(os.Getenv, log); err != nil { // testclock.go: nil when shipped
+				return err
+			}
 			if wu, err := wmsUpgradesFor(a, cfg, log, os.Getenv); err != nil { // helper_wms.go
 				log.Error("WMS upgrades are not available", "err", err)
 			} else {

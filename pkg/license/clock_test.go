@@ -105,7 +105,7 @@ func TestClock(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeTime{wall: start, elapsed: 42 * time.Second}
-			c := NewClock(f, tt.highWater)
+			c := NewClock(f, Mark{Time: tt.highWater})
 			tt.steps(f, c)
 			if got := c.Now(); !got.Equal(tt.want) {
 				t.Errorf("Now() = %v, want %v", got, tt.want)
@@ -117,7 +117,7 @@ func TestClock(t *testing.T) {
 func TestClockReportsLocalClockBehind(t *testing.T) {
 	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	f := &fakeTime{wall: start}
-	c := NewClock(f, start.Add(48*time.Hour))
+	c := NewClock(f, Mark{Time: start.Add(48 * time.Hour)})
 	if got := c.LocalOffset(); got != -48*time.Hour {
 		t.Errorf("LocalOffset = %v, want -48h", got)
 	}
@@ -236,7 +236,7 @@ func TestClockWithEvaluate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeTime{wall: start, elapsed: 42 * time.Second}
-			c := NewClock(f, tt.highWater)
+			c := NewClock(f, Mark{Time: tt.highWater})
 			last := tt.steps(f, c)
 			v := Evaluate(Facts{Now: c.Now(), Doc: &tt.doc, LastSuccess: last})
 			if v.State != tt.want {
@@ -249,7 +249,7 @@ func TestClockWithEvaluate(t *testing.T) {
 func TestClockPortalBacked(t *testing.T) {
 	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	f := &fakeTime{wall: start}
-	c := NewClock(f, time.Time{})
+	c := NewClock(f)
 	if c.PortalBacked() {
 		t.Error("portal-backed before any answer")
 	}

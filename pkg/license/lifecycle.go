@@ -34,6 +34,10 @@ type Facts struct {
 	// appliance as one of two copies of the same state; zero when it has
 	// not. The PBX lapses from then, as for a suspension.
 	RefusedSince time.Time
+	// Restored: the state holds an older licence or heartbeat chain than
+	// this appliance has held (a state file restored from a backup). The
+	// PBX lapses until the portal's next answer sets it right.
+	Restored bool
 }
 
 // Verdict is the state with the deadlines that apply and one sentence for
@@ -124,6 +128,10 @@ func Evaluate(f Facts) Verdict {
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the licence is suspended"
 		v.Summary = fmt.Sprintf("Telephony is stopped: the portal suspended this licence on %s and the lapse grace ended %s; it starts again when the portal lifts the suspension.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd))
+	case lapsing && !now.Before(v.LapseGraceEnd) && refused:
+		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal refuses this appliance as a copy"
+		v.Summary = fmt.Sprintf("Telephony is stopped: since %s the portal refuses this appliance because two copies of its state were heartbeating, and the lapse grace ended %s; the partner must re-bind the PBX or resync it on the portal once one copy is left.",
+			stamp(lapseFrom), stamp(v.LapseGraceEnd))
 	case lapsing && !now.Before(v.LapseGraceEnd):
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal not reached"
 		v.Summary = fmt.Sprintf("Telephony is stopped: the portal has not been reached since %s and the lapse grace ended %s; it starts again as soon as the portal is reached.",
@@ -132,10 +140,9 @@ func Evaluate(f Facts) Verdict {
 		v.State, v.Reason = Stopping, "every licence at zero"
 		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s), unless a licence is added back on the portal first.",
 			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
-	case lapsing && !now.Before(v.LapseGraceEnd) && refused:
-		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal refuses this appliance as a copy"
-		v.Summary = fmt.Sprintf("Telephony is stopped: since %s the portal refuses this appliance because two copies of its state were heartbeating, and the lapse grace ended %s; the partner must re-bind the PBX or resync it on the portal once one copy is left.",
-			stamp(lapseFrom), stamp(v.LapseGraceEnd))
+	case f.Restored:
+		v.State, v.Reason = Lapsed, "the state file is older than what this appliance held"
+		v.Summary = "The state file holds an older licence or heartbeat record than this appliance has held: it was restored from a backup. Existing users keep working, but no new users are admitted until the portal is reached and confirms the licence."
 	case lapsing && !now.Before(lapseFrom) && refused:
 		v.State, v.Reason = Lapsed, "the portal refuses this appliance as a copy"
 		v.Summary = fmt.Sprintf("Since %s the portal refuses this appliance because two copies of its state (a cloned VM or a copied state folder) were heartbeating: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the partner re-binds the PBX, or resyncs it on the portal once only one copy is left.",
