@@ -28,6 +28,28 @@ type Status struct {
 	Clock     ClockStatus     `json:"clock"`
 	Users     UsersStatus     `json:"users"`
 	Config    *ConfigStatus   `json:"config,omitempty"` // absent until the configuration is reloaded
+	Trust     *TrustStatus    `json:"trust,omitempty"`
+}
+
+// TrustStatus is where the portal keys the agent trusts come from.
+type TrustStatus struct {
+	// Roots is "embedded" in a release build, whose root keys are in the
+	// binary, and "configured" in a development build, which trusts the
+	// keys of portal.keyring: anyone with root on the appliance can
+	// replace them.
+	Roots string             `json:"roots"`
+	Keys  []TrustedKeyStatus `json:"keys"`
+	// Ignored are the keyring files and keys not trusted, and why.
+	Ignored []string `json:"ignored,omitempty"`
+}
+
+// TrustedKeyStatus is one portal key of the keyring.
+type TrustedKeyStatus struct {
+	KeyID       string     `json:"kid"`
+	Role        string     `json:"role"`                   // "root", "announced" or "configured"
+	AnnouncedBy string     `json:"announced_by,omitempty"` // the root that announced it
+	NotAfter    *time.Time `json:"not_after,omitempty"`    // when its announcement ends
+	Revoked     bool       `json:"revoked,omitempty"`      // revoked by a licence, or announced by a revoked root
 }
 
 // ConfigStatus is how the last reload of the configuration (SIGHUP,
