@@ -71,7 +71,7 @@ func execute(ctx context.Context, args []string, e *env) int {
 	}
 	root.PersistentFlags().StringVar(&portal, "portal", portal, "`URL` of the running simulator (env "+portalEnv+")")
 	client := func() *portalsim.Client { return portalsim.NewClient(portal) }
-	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client), newCommandCmd(e, client))
+	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client), newCommandCmd(e, client), newKeysCmd(e))
 	root.SetArgs(commandArgs(args))
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
