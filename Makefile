@@ -93,10 +93,19 @@ e2e-if-possible:
 	elif [ "$$(id -u)" != 0 ]; then echo "e2e: skipped (needs root; run make e2e as root)"; \
 	else scripts/e2e.sh; fi
 
-# deb builds dist/pbx-agent_<version>_amd64.deb with nfpm at a pinned version.
+# PORTAL_ROOTS is the folder of the vendor's production portal root public
+# keys (<kid>.pem) that a release embeds (packaging/portal-roots/README).
+PORTAL_ROOTS ?= packaging/portal-roots
+
+# deb builds dist/pbx-agent_<version>_amd64.deb with nfpm at a pinned version:
+# a release build, whose portal root keys are those of PORTAL_ROOTS, linked
+# into the binary; it fails when that folder holds none. `make build` is a
+# development build, which trusts the keys of portal.keyring instead.
 deb:
 	rm -rf $(DIST)/build && mkdir -p $(DIST)/build/completions
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X $(MODULE)/pkg/buildinfo.Version=$(DEB_VERSION)' \
+	$(GO) run ./internal/tools/portalroots '$(PORTAL_ROOTS)' > $(DIST)/build/portal-roots
+	CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags "-s -w -X $(MODULE)/pkg/buildinfo.Version=$(DEB_VERSION) -X $(MODULE)/pkg/license.embeddedRoots=$$(cat $(DIST)/build/portal-roots)" \
 		-o $(DIST)/build/pbx-agent ./cmd/pbx-agent
 	$(DIST)/build/pbx-agent completion bash > $(DIST)/build/completions/pbx-agent.bash
 	$(DIST)/build/pbx-agent completion zsh > $(DIST)/build/completions/_pbx-agent

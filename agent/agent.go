@@ -107,7 +107,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	// A missing keyring or portal URL keeps the agent from its portal but
 	// not from running: a fresh install starts, and says what to configure.
 	var setupErr error
-	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
+	kr, err := loadPortalKeyring(cfg.Portal.Keyring, log) // trust.go
 	if err != nil {
 		setupErr = err
 	}

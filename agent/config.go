@@ -48,7 +48,7 @@ type LogConfig struct {
 // PortalConfig says where the portal is and which of its keys to trust.
 type PortalConfig struct {
 	URL     string `mapstructure:"url"`
-	Keyring string `mapstructure:"keyring"` // folder of <kid>.pem portal public keys
+	Keyring string `mapstructure:"keyring"` // folder of key announcements (*.jws); a development build's <kid>.pem roots
 	CAFile  string `mapstructure:"ca_file"` // pinned CA bundle; empty uses the system's
 }
 

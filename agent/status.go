@@ -68,6 +68,7 @@ func (a *Agent) Status() localapi.Status {
 	}
 	s.Heartbeat.LastError = a.lastError
 	s.Heartbeat.Failures = a.failures
+	s.Trust = trustStatus(a.trust.Keyring())
 	if c := a.cfgStatus; c != nil {
 		cc := *c
 		s.Config = &cc

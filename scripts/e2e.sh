@@ -20,7 +20,7 @@ mirror=${PBX_E2E_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d /tmp/pbx-e2e.XXXXXX)
 rootfs=$cache/rootfs
 portal_addr=127.0.0.1:${PBX_E2E_PORTAL_PORT:-18780}
-nspawn_pid= container_pid= portal_pid= root_mounted=
+nspawn_pid= container_pid= portal_pid= root_mounted= root_kid=
 steps=() failed=0
 
 log() { printf '\033[1m[e2e]\033[0m %s\n' "$*"; }
@@ -114,10 +114,15 @@ make_rootfs() {
 }
 
 build() {
-	log "building the .deb (twice: the second, a newer version, for the upgrade) and the portal"
+	log "building the portal and the .deb (twice: the second, a newer version, for the upgrade)"
+	go build -o "$work/" ./cmd/pbx-portal-sim || die "building pbx-portal-sim failed"
+	# The portal's key is made before the package, which embeds it as its
+	# portal root, as a release embeds the vendor's: the agent trusts it
+	# with nothing in /etc/pbx-agent/portal-keys.
+	root_kid=$("$work/pbx-portal-sim" keys init --data "$work/portal") || die "making the portal's key failed"
 	# The version once: a commit made while the rig builds must not split it.
 	version=$(scripts/version.sh)
-	make -s deb DEB_VERSION="$version" >/dev/null || die "make deb failed"
+	make -s deb DEB_VERSION="$version" PORTAL_ROOTS="$work/portal/keyring" >/dev/null || die "make deb failed"
 	deb1=$(ls dist/pbx-agent_"${version}"_amd64.deb)
 	mkdir -p "$work/dist"
 	cp "$deb1" "$work/dist/pbx-agent-1.deb"
@@ -126,9 +131,8 @@ build() {
 		die "lintian found problems in $deb1 (fix them, or override one with a reason in packaging/lintian-overrides)"
 	fi
 	log "lintian: no errors or warnings"
-	make -s deb DEB_VERSION="${version}+e2e" >/dev/null || die "make deb (upgrade) failed"
+	make -s deb DEB_VERSION="${version}+e2e" PORTAL_ROOTS="$work/portal/keyring" >/dev/null || die "make deb (upgrade) failed"
 	cp "dist/pbx-agent_${version}+e2e_amd64.deb" "$work/dist/pbx-agent-2.deb"
-	go build -o "$work/" ./cmd/pbx-portal-sim || die "building pbx-portal-sim failed"
 	# A WMS stand-in that writes a SQLite user database (static: pure Go).
 	CGO_ENABLED=0 go build -o "$work/dist/" ./internal/tools/seedusers || die "building seedusers failed"
 	make_wms_repo || die "making the stand-in WMS repository failed"
@@ -189,7 +193,7 @@ boot() {
 	container_pid=
 	systemd-nspawn --quiet --register=no --keep-unit --console=passive \
 		--machine=pbx-e2e -D "$work/root" \
-		--bind-ro="$work/dist:/mnt/dist" --bind-ro="$work/portal/keyring:/mnt/keyring" \
+		--bind-ro="$work/dist:/mnt/dist" \
 		-b > "$work/nspawn.log" 2>&1 &
 	nspawn_pid=$!
 	local self_ns=$(readlink /proc/self/ns/pid)
@@ -218,7 +222,6 @@ boot() {
 
 install_first() {
 	ct dpkg -i /mnt/dist/pbx-agent-1.deb
-	ct sh -c 'install -m 0644 /mnt/keyring/*.pem /etc/pbx-agent/portal-keys/'
 	ct sh -c "cat > /etc/pbx-agent/agent.yaml" <<YAML
 portal:
   url: http://$portal_addr
@@ -254,6 +257,21 @@ service_hardened_and_watched() {
 	ct systemctl is-enabled pbx-agent.socket pbx-agent-http.socket
 	[ "$(ct stat -c '%G %a' /run/pbx-agent/agent.sock)" = "pbx-agent 660" ] || { ct stat /run/pbx-agent/agent.sock; return 1; }
 	[ "$(ct pbx-agent status --json | grep -c '"systemd": true')" = 2 ] || { ct pbx-agent status --json; return 1; }
+}
+
+# trust_is_embedded: the package is a release build; it trusts the portal's
+# key as its embedded root alone, with no key configured, and does not say
+# it is a development build.
+trust_is_embedded() {
+	ct pbx-agent status --json > "$work/status.json"
+	grep -q '"roots": "embedded"' "$work/status.json" || { cat "$work/status.json"; return 1; }
+	grep -q "\"kid\": \"$root_kid\"" "$work/status.json" || { echo "root $root_kid not trusted"; cat "$work/status.json"; return 1; }
+	[ "$(grep -c '"kid"' "$work/status.json")" = 1 ] || { echo "more keys than the root"; cat "$work/status.json"; return 1; }
+	# Not `! cmd`: set -e ignores a negated command, and the step would pass.
+	if ct journalctl -u pbx-agent.service --no-pager | grep -q 'development build'; then
+		echo "the journal says: development build"; return 1
+	fi
+	ct pbx-agent status | grep -q '^Portal keys *roots embedded in this build'
 }
 
 activate() {
@@ -724,6 +742,7 @@ boot
 step "install the .deb; the service starts" install_first
 step "systemd-analyze verify on the installed units" verify_units
 step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
+step "a release build: the portal's key is its embedded root, none configured" trust_is_embedded
 step "activate with a key from the portal on the host" activate
 step "metrics: served under the hardened unit; rules installed" metrics_under_the_unit
 step "status: root and the pbx-agent group read, others refused" status_by_group

@@ -31,6 +31,7 @@ type Status struct {
 	// Listeners are the local API's listeners as the server sees them; the
 	// server fills it in, not the Backend.
 	Listeners *ListenersStatus `json:"listeners,omitempty"`
+	Trust     *TrustStatus     `json:"trust,omitempty"`
 }
 
 // ListenersStatus is where the local API listens.
@@ -48,6 +49,27 @@ type ListenerStatus struct {
 	// Error says why the listener is not bound (another process holds the
 	// port); the daemon runs without it and keeps trying.
 	Error string `json:"error,omitempty"`
+}
+
+// TrustStatus is where the portal keys the agent trusts come from.
+type TrustStatus struct {
+	// Roots is "embedded" in a release build, whose root keys are in the
+	// binary, and "configured" in a development build, which trusts the
+	// keys of portal.keyring: anyone with root on the appliance can
+	// replace them.
+	Roots string             `json:"roots"`
+	Keys  []TrustedKeyStatus `json:"keys"`
+	// Ignored are the keyring files and keys not trusted, and why.
+	Ignored []string `json:"ignored,omitempty"`
+}
+
+// TrustedKeyStatus is one portal key of the keyring.
+type TrustedKeyStatus struct {
+	KeyID       string     `json:"kid"`
+	Role        string     `json:"role"`                   // "root", "announced" or "configured"
+	AnnouncedBy string     `json:"announced_by,omitempty"` // the root that announced it
+	NotAfter    *time.Time `json:"not_after,omitempty"`    // when its announcement ends
+	Revoked     bool       `json:"revoked,omitempty"`      // revoked by a licence, or announced by a revoked root
 }
 
 // ConfigStatus is how the last reload of the configuration (SIGHUP,

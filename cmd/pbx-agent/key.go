@@ -86,7 +86,7 @@ type keyVerifier struct {
 }
 
 func (a *app) keyVerifier(cfg agent.Config) (keyVerifier, error) {
-	kr, err := license.LoadKeyring(cfg.Portal.Keyring)
+	kr, err := license.LoadPortalKeyring(cfg.Portal.Keyring, time.Now().UTC())
 	if err != nil {
 		return keyVerifier{}, err
 	}

@@ -233,6 +233,13 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 		clock += " (the local clock is " + st.Clock.LocalBehind + " behind: ignored)"
 	}
 	line("Licence clock", "%s", clock)
+	if st.Trust != nil {
+		label := "Portal keys"
+		for _, l := range wrap(trustLine(st.Trust), statusWidth-labelWidth) {
+			line(label, "%s", l)
+			label = ""
+		}
+	}
 	if st.SSH.Open {
 		ssh := fmt.Sprintf("open on port %d", st.SSH.Port)
 		if st.SSH.Until != nil {

@@ -7,6 +7,7 @@
 //
 //	signing-key.pem      the portal's Ed25519 signing key (0600), made on first start
 //	keyring/<kid>.pem    its public key: what an agent's portal.keyring points at
+//	keyring/announce.jws a key announcement signed with its key as a root (keys announce)
 //	state.json           PBXs, bindings, clock offset, nonces, faults (pkg/state)
 //	lock                 held while a Portal has the folder open
 package portalsim

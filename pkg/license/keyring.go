@@ -30,7 +30,8 @@ const publicKeySuffix = ".pem"
 type Keyring struct {
 	keys    map[string]ed25519.PublicKey
 	revoked map[string]bool
-	source  string // where the keys came from, for error messages
+	source  string     // where the keys came from, for error messages
+	trust   *trustInfo // where each key's trust comes from (trust.go); nil when built in code
 }
 
 // NewKeyring builds a keyring from public keys by id.
@@ -95,7 +96,7 @@ func LoadKeyring(dir string) (*Keyring, error) {
 func (k *Keyring) KeyIDs() []string {
 	ids := make([]string, 0, len(k.keys))
 	for kid := range k.keys {
-		if !k.revoked[kid] {
+		if k.revokedReason(kid) == "" {
 			ids = append(ids, kid)
 		}
 	}
@@ -104,12 +105,13 @@ func (k *Keyring) KeyIDs() []string {
 }
 
 // WithRevoked returns a keyring that no longer trusts the given key ids, as
-// a licence's revoked key list demands. The receiver is unchanged.
+// a licence's revoked key list demands: roots, announced and configured keys
+// alike, and the keys a revoked root announced. The receiver is unchanged.
 func (k *Keyring) WithRevoked(kids []string) *Keyring {
 	if len(kids) == 0 {
 		return k
 	}
-	out := &Keyring{keys: k.keys, source: k.source, revoked: make(map[string]bool, len(k.revoked)+len(kids))}
+	out := &Keyring{keys: k.keys, source: k.source, trust: k.trust, revoked: make(map[string]bool, len(k.revoked)+len(kids))}
 	for kid := range k.revoked {
 		out.revoked[kid] = true
 	}
@@ -121,8 +123,8 @@ func (k *Keyring) WithRevoked(kids []string) *Keyring {
 
 // lookup returns the key for kid, or a reason it is not trusted.
 func (k *Keyring) lookup(kid string) (ed25519.PublicKey, string) {
-	if k.revoked[kid] {
-		return nil, fmt.Sprintf("portal key %q has been revoked", kid)
+	if why := k.revokedReason(kid); why != "" {
+		return nil, why
 	}
 	pub, ok := k.keys[kid]
 	if !ok {
