@@ -58,8 +58,9 @@ type journalEntry struct {
 	Acked      bool                    `json:"acked,omitempty"`
 	ReceivedAt time.Time               `json:"received_at"`
 	ExpiresAt  time.Time               `json:"expires_at,omitzero"`
-	// Unverified marks a refusal whose id was read from an unverified
-	// document: a valid command with that id is still taken.
+	// Unverified marks a refusal whose id no verified command for this
+	// PBX vouches for (see refuseLocked): a valid command with that id is
+	// still taken.
 	Unverified bool `json:"unverified,omitempty"`
 }
 
@@ -197,8 +198,16 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 
 // refuseLocked journals a refused command so its refusal is reported. A
 // refusal with no readable id is only logged and audited.
+//
+// Only a verified command of type pbx-command+jws for this PBX may hold
+// its id against a later command, and of the refusals only an expired one
+// is that. Every other refusal read its id from a document that does not
+// vouch for it: badly signed, of another type (a licence or answer claiming
+// an id), for another PBX, malformed or of an unknown type. Holding such an
+// id would let anyone who can deliver a document keep the genuine command
+// with that id from ever running.
 func (c *commandsState) refuseLocked(ce *protocol.CommandError, now time.Time) *journalEntry {
-	unverified := ce.Code == protocol.RefusedBadSignature
+	unverified := ce.Code != protocol.RefusedExpired
 	if ce.ID == "" {
 		return nil
 	}
