@@ -85,12 +85,32 @@ func UnmarshalKnown(data []byte, v any) error {
 // names are the known names. With a nil v only the rules that need no
 // target apply. Check decodes nothing into v.
 func Check(data []byte, v any) error {
+	if !json.Valid(data) {
+		return syntaxError(data)
+	}
 	var root reflect.Type
 	if v != nil {
 		root = reflect.TypeOf(v)
 	}
-	c := checker{fields: map[reflect.Type]map[string][]field{}}
-	return c.scan(data, root)
+	w := walker{data: data, fields: map[reflect.Type]map[string][]field{}}
+	return w.value(root, "", "", -1)
+}
+
+// syntaxError says why json.Valid refused data, telling a second value
+// from a syntax error.
+func syntaxError(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var first json.RawMessage
+	if err := dec.Decode(&first); err != nil {
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if _, err := dec.Token(); err != nil && err != io.EOF {
+		return err
+	}
+	return ErrTrailingData
 }
 
 // field is one JSON name a struct knows, and the type of its value.
@@ -100,131 +120,176 @@ type field struct {
 	depth int // of embedding, for the shallower-wins rule of encoding/json
 }
 
-// frame is an open object or array.
-type frame struct {
-	object   bool
-	typ      reflect.Type      // the object's or array's type; nil: no schema
-	names    map[string]string // fold key → first name seen (objects)
-	wantKey  bool              // the next token is a member name (objects)
-	key      string            // the current member (objects)
-	index    int               // the current element (arrays)
-	elemType reflect.Type      // type of the value being read
-	path     string
-}
-
-type checker struct {
+// walker reads JSON that json.Valid accepted, so it never meets a syntax
+// error and checks nothing but member names.
+type walker struct {
+	data   []byte
+	i      int
 	fields map[reflect.Type]map[string][]field // memo of struct fields, for this call
 }
 
-func (c *checker) scan(data []byte, root reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // numbers are not converted: no range error of its own
-	var stack []*frame
-	done := false // the top-level value is complete
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if !done {
-				return io.ErrUnexpectedEOF
-			}
+func (w *walker) space() {
+	for w.i < len(w.data) {
+		switch w.data[w.i] {
+		case ' ', '\t', '\r', '\n':
+			w.i++
+		default:
+			return
+		}
+	}
+}
+
+// value reads the value at w.i, expected to decode into t (nil: no
+// schema). It is member key of the object at path, or element index of
+// the array at path when index >= 0; the path is built only when needed.
+func (w *walker) value(t reflect.Type, path, key string, index int) error {
+	w.space()
+	switch w.data[w.i] {
+	case '{':
+		return w.object(schema(t), childPath(path, key, index))
+	case '[':
+		return w.array(elem(deref(t)), childPath(path, key, index))
+	case '"':
+		w.str()
+	default: // a number, true, false or null
+		for w.i < len(w.data) && !strings.ContainsRune(",]} \t\r\n", rune(w.data[w.i])) {
+			w.i++
+		}
+	}
+	return nil
+}
+
+func childPath(path, key string, index int) string {
+	switch {
+	case index >= 0:
+		return path + "[" + strconv.Itoa(index) + "]"
+	case path == "":
+		return key
+	}
+	return path + "." + key
+}
+
+// str skips the string at w.i and returns it, quotes included.
+func (w *walker) str() []byte {
+	start := w.i
+	w.i++
+	for w.data[w.i] != '"' {
+		if w.data[w.i] == '\\' {
+			w.i++
+		}
+		w.i++
+	}
+	w.i++
+	return w.data[start:w.i]
+}
+
+func (w *walker) array(t reflect.Type, path string) error {
+	w.i++ // [
+	for n := 0; ; n++ {
+		w.space()
+		if w.data[w.i] == ']' {
+			w.i++
 			return nil
 		}
+		if w.data[w.i] == ',' {
+			w.i++
+		}
+		if err := w.value(t, path, "", n); err != nil {
+			return err
+		}
+	}
+}
+
+// object reads an object to be decoded into t (a struct or a map; nil: no
+// schema), checking every member name.
+func (w *walker) object(t reflect.Type, path string) error {
+	w.i++ // past the brace
+	// The names so far: compared one by one while few, as most objects
+	// are small, then by fold key.
+	var few []string
+	var many map[string]string // fold key → first name seen
+	for {
+		w.space()
+		switch w.data[w.i] {
+		case '}':
+			w.i++
+			return nil
+		case ',':
+			w.i++
+			w.space()
+		}
+		name := unquote(w.str())
+		w.space()
+		w.i++ // past the colon
+		if many == nil {
+			for _, prev := range few {
+				if strings.EqualFold(prev, name) {
+					return &MemberError{Path: path, Name: name, Other: prev, Dup: true}
+				}
+			}
+			few = append(few, name)
+			if len(few) > 16 {
+				many = make(map[string]string, 2*len(few))
+				for _, n := range few {
+					many[foldKey(n)] = n
+				}
+			}
+		} else {
+			k := foldKey(name)
+			if prev, ok := many[k]; ok {
+				return &MemberError{Path: path, Name: name, Other: prev, Dup: true}
+			}
+			many[k] = name
+		}
+		child, err := w.member(t, name, path)
 		if err != nil {
 			return err
 		}
-		if done {
-			return ErrTrailingData
+		if err := w.value(child, path, name, -1); err != nil {
+			return err
 		}
-		var top *frame
-		if n := len(stack); n > 0 {
-			top = stack[n-1]
-		}
-		if top != nil && top.object && top.wantKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				done = valueDone(stack)
-				continue
-			}
-			name, _ := tok.(string) // Token returns only strings here
-			if err := c.member(top, name); err != nil {
-				return err
-			}
-			continue
-		}
-		// A value: the top level, a member's or an element's.
-		var t reflect.Type
-		path := ""
-		switch {
-		case top == nil:
-			t = root
-		case top.object:
-			t, path = top.elemType, join(top.path, top.key)
-		default:
-			t, path = elem(top.typ), fmt.Sprintf("%s[%d]", top.path, top.index)
-		}
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{':
-				stack = append(stack, &frame{object: true, typ: schema(t), wantKey: true, path: path})
-				continue
-			case '[':
-				stack = append(stack, &frame{typ: deref(t), path: path})
-				continue
-			case ']':
-				stack = stack[:len(stack)-1]
-				done = valueDone(stack)
-				continue
-			}
-		}
-		done = valueDone(stack)
 	}
 }
 
-// valueDone records that a value of the innermost open frame ended, and
-// reports whether that was the top-level value.
-func valueDone(stack []*frame) bool {
-	if len(stack) == 0 {
-		return true
+// member checks name against what t knows and returns the type of its value.
+func (w *walker) member(t reflect.Type, name, path string) (reflect.Type, error) {
+	if t == nil {
+		return nil, nil
 	}
-	top := stack[len(stack)-1]
-	if top.object {
-		top.wantKey = true
-	} else {
-		top.index++
-	}
-	return false
-}
-
-// member checks one member name of object f and sets the type of its value.
-func (c *checker) member(f *frame, name string) error {
-	k := foldKey(name)
-	if f.names == nil {
-		f.names = map[string]string{}
-	}
-	if prev, ok := f.names[k]; ok {
-		return &MemberError{Path: f.path, Name: name, Other: prev, Dup: true}
-	}
-	f.names[k] = name
-	f.wantKey, f.key, f.elemType = false, name, nil
-	if f.typ == nil {
-		return nil
-	}
-	switch f.typ.Kind() {
+	switch t.Kind() {
 	case reflect.Struct:
-		fds := c.structFields(f.typ)[k]
+		fds := w.structFields(t)[foldKey(name)]
 		for _, fd := range fds {
 			if fd.name == name {
-				f.elemType = fd.typ
-				return nil
+				return fd.typ, nil
 			}
 		}
 		if len(fds) > 0 {
-			return &MemberError{Path: f.path, Name: name, Other: fds[0].name}
+			return nil, &MemberError{Path: path, Name: name, Other: fds[0].name}
 		}
 	case reflect.Map:
-		f.elemType = f.typ.Elem()
+		return t.Elem(), nil
 	}
-	return nil
+	return nil, nil
+}
+
+// unquote decodes a JSON string as encoding/json does, by encoding/json
+// itself when it holds escapes or non-ASCII bytes (invalid UTF-8 becomes
+// U+FFFD there, and must here too).
+func unquote(q []byte) string {
+	plain := true
+	for _, b := range q {
+		if b == '\\' || b >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return string(q[1 : len(q)-1])
+	}
+	var s string
+	_ = json.Unmarshal(q, &s) // valid: json.Valid accepted the whole
+	return s
 }
 
 var (
@@ -271,12 +336,12 @@ func elem(t reflect.Type) reflect.Type {
 // structFields returns the JSON names of struct type t by fold key, with
 // fields of embedded structs promoted as encoding/json promotes them. A
 // struct may know two names that differ only in case: both are listed.
-func (c *checker) structFields(t reflect.Type) map[string][]field {
-	if m, ok := c.fields[t]; ok {
+func (w *walker) structFields(t reflect.Type) map[string][]field {
+	if m, ok := w.fields[t]; ok {
 		return m
 	}
 	m := map[string][]field{}
-	c.fields[t] = m
+	w.fields[t] = m
 	addFields(m, t, 0, map[reflect.Type]bool{})
 	return m
 }
@@ -347,11 +412,4 @@ func foldKey(s string) string {
 		b.WriteRune(least)
 	}
 	return b.String()
-}
-
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
 }
