@@ -105,6 +105,7 @@ func FuzzVerifyRequest(f *testing.F) {
 			mustRefusal(t, err)
 			return
 		}
+		mustBeUnambiguous(t, compact, nil)
 		// Accepted: the same content signed again verifies again.
 		again := mustSign(t, device, TypeHeartbeat, req)
 		var back HeartbeatRequest
