@@ -154,7 +154,7 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 			}
 			continue
 		}
-		if e := c.findLocked(cmd.ID); e != nil && !e.Unverified {
+		if e := c.findLocked(cmd.ID); e != nil && e.holdsID() {
 			if e.Command != nil && !sameCommand(e.Command, cmd) {
 				a.log.Warn("command refused: its id was used before for another command", "id", cmd.ID)
 				a.auditCommand(now, auditCommandRefused, cmd.ID, cmd.Type, map[string]any{"reason": protocol.RefusedReplayed})
@@ -219,6 +219,18 @@ func (c *commandsState) refuseLocked(ce *protocol.CommandError, now time.Time) *
 		Result:    &protocol.CommandResult{ID: ce.ID, State: protocol.CommandRefused, Reason: ce.Code, Message: ce.Detail, At: now}}
 	c.j.Entries = append(c.j.Entries, e)
 	return e
+}
+
+// holdsID reports whether e keeps a later command with its id from
+// running. A journal written before every refusal but an expiry was
+// marked Unverified holds such refusals unmarked: they hold nothing either.
+func (e *journalEntry) holdsID() bool {
+	if e.Unverified {
+		return false
+	}
+	refusedUnread := e.Command == nil && e.State == protocol.CommandRefused &&
+		e.Result != nil && e.Result.Reason != protocol.RefusedExpired
+	return !refusedUnread
 }
 
 func sameCommand(a, b *protocol.Command) bool {

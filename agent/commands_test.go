@@ -370,3 +370,43 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalFromBeforeReleasesBlockedIDs loads a journal an older agent
+// wrote, where a wrong-typ document's refusal of cmd-x was not marked
+// unverified: the genuine cmd-x must still run after the upgrade.
+func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
+	cr := newCommandRig(t)
+	pbxID := cr.a.Status().PBX.ID
+	now := cr.a.clock.Now()
+	genuine := protocol.Command{ID: "cmd-x", PBXID: pbxID, Type: protocol.CommandSSHOpen,
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}}
+	decoy, err := cr.portal.Signer().Sign(protocol.TypeAnswer, genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a.takeCommands([]string{decoy}, nil, pbxID)
+	c := &cr.a.cmds
+	c.mu.Lock()
+	e := c.findLocked("cmd-x")
+	if e == nil || e.State != protocol.CommandRefused {
+		c.mu.Unlock()
+		t.Fatalf("the decoy was not journaled as refused: %+v", e)
+	}
+	e.Unverified = false // as the older agent saved it
+	err = c.store.Save(c.j)
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a = cr.start(t)
+	signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a.takeCommands([]string{signed}, nil, pbxID)
+	for cr.a.applyNext(context.Background()) {
+	}
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("the genuine cmd-x opened SSH %d times, want 1", opens)
+	}
+}
