@@ -58,8 +58,9 @@ type journalEntry struct {
 	Acked      bool                    `json:"acked,omitempty"`
 	ReceivedAt time.Time               `json:"received_at"`
 	ExpiresAt  time.Time               `json:"expires_at,omitzero"`
-	// Unverified marks a refusal whose id was read from an unverified
-	// document: a valid command with that id is still taken.
+	// Unverified marks a refusal whose id no verified command for this
+	// PBX vouches for (see refuseLocked): a valid command with that id is
+	// still taken.
 	Unverified bool `json:"unverified,omitempty"`
 }
 
@@ -153,7 +154,7 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 			}
 			continue
 		}
-		if e := c.findLocked(cmd.ID); e != nil && !e.Unverified {
+		if e := c.findLocked(cmd.ID); e != nil && e.holdsID() {
 			if e.Command != nil && !sameCommand(e.Command, cmd) {
 				a.log.Warn("command refused: its id was used before for another command", "id", cmd.ID)
 				a.auditCommand(now, auditCommandRefused, cmd.ID, cmd.Type, map[string]any{"reason": protocol.RefusedReplayed})
@@ -197,8 +198,16 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 
 // refuseLocked journals a refused command so its refusal is reported. A
 // refusal with no readable id is only logged and audited.
+//
+// Only a verified command of type pbx-command+jws for this PBX may hold
+// its id against a later command, and of the refusals only an expired one
+// is that. Every other refusal read its id from a document that does not
+// vouch for it: badly signed, of another type (a licence or answer claiming
+// an id), for another PBX, malformed or of an unknown type. Holding such an
+// id would let anyone who can deliver a document keep the genuine command
+// with that id from ever running.
 func (c *commandsState) refuseLocked(ce *protocol.CommandError, now time.Time) *journalEntry {
-	unverified := ce.Code == protocol.RefusedBadSignature
+	unverified := ce.Code != protocol.RefusedExpired
 	if ce.ID == "" {
 		return nil
 	}
@@ -210,6 +219,18 @@ func (c *commandsState) refuseLocked(ce *protocol.CommandError, now time.Time) *
 		Result:    &protocol.CommandResult{ID: ce.ID, State: protocol.CommandRefused, Reason: ce.Code, Message: ce.Detail, At: now}}
 	c.j.Entries = append(c.j.Entries, e)
 	return e
+}
+
+// holdsID reports whether e keeps a later command with its id from
+// running. A journal written before every refusal but an expiry was
+// marked Unverified holds such refusals unmarked: they hold nothing either.
+func (e *journalEntry) holdsID() bool {
+	if e.Unverified {
+		return false
+	}
+	refusedUnread := e.Command == nil && e.State == protocol.CommandRefused &&
+		e.Result != nil && e.Result.Reason != protocol.RefusedExpired
+	return !refusedUnread
 }
 
 func sameCommand(a, b *protocol.Command) bool {

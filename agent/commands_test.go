@@ -296,3 +296,117 @@ func TestCommandReceivedBeforeCrashRunsAfterRestart(t *testing.T) {
 		t.Fatalf("portal sees %s", v.State)
 	}
 }
+
+// TestRefusedDocumentNeverHoldsACommandID delivers, before a genuine
+// command cmd-x, a document claiming its id that is not a valid command of
+// this PBX: one the portal signed as another type, one for another PBX, a
+// malformed one, one signed by a stranger. Each is refused; the genuine
+// cmd-x must still run, also after a restart that reloads the journal.
+func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
+	stranger, err := license.GenerateSigner("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type attack struct {
+		signer func(*commandRig) *license.Signer
+		typ    string
+		edit   func(*protocol.Command)
+		code   string
+	}
+	portal := func(cr *commandRig) *license.Signer { return cr.portal.Signer() }
+	for name, at := range map[string]attack{
+		"licence type":       {signer: portal, typ: license.TypeLicense, code: protocol.RefusedMalformed},
+		"answer type":        {signer: portal, typ: protocol.TypeAnswer, code: protocol.RefusedMalformed},
+		"key type":           {signer: portal, typ: license.TypeKey, code: protocol.RefusedMalformed},
+		"another PBX":        {signer: portal, typ: protocol.TypeCommand, edit: func(c *protocol.Command) { c.PBXID = "pbx-someone-else" }, code: protocol.RefusedForeign},
+		"malformed":          {signer: portal, typ: protocol.TypeCommand, edit: func(c *protocol.Command) { c.SSH.TTL = 18446744074 }, code: protocol.RefusedMalformed},
+		"unknown type":       {signer: portal, typ: protocol.TypeCommand, edit: func(c *protocol.Command) { c.Type, c.SSH = "rm.rf", nil }, code: protocol.RefusedUnsupported},
+		"bad signature":      {signer: func(*commandRig) *license.Signer { return stranger }, typ: protocol.TypeCommand, code: protocol.RefusedBadSignature},
+		"wrong typ, restart": {signer: portal, typ: protocol.TypeAnswer, code: protocol.RefusedMalformed},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cr := newCommandRig(t)
+			pbxID := cr.a.Status().PBX.ID
+			now := cr.a.clock.Now()
+			genuine := protocol.Command{ID: "cmd-x", PBXID: pbxID, Type: protocol.CommandSSHOpen,
+				IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}}
+			bad := genuine
+			bad.SSH = &protocol.SSHOpen{TTL: 60}
+			if at.edit != nil {
+				at.edit(&bad)
+			}
+			decoy, err := at.signer(cr).Sign(at.typ, bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cr.a.takeCommands([]string{decoy}, nil, pbxID)
+			res := cr.a.results()
+			if len(res) != 1 || res[0].ID != "cmd-x" || res[0].Reason != at.code {
+				t.Fatalf("the decoy's refusal: %+v, want cmd-x refused %s", res, at.code)
+			}
+			if strings.HasSuffix(name, "restart") {
+				cr.a = cr.start(t) // the refusal is in the journal on disk
+			}
+			signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, genuine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cr.a.takeCommands([]string{signed}, nil, pbxID)
+			for cr.a.applyNext(context.Background()) {
+			}
+			if opens, _ := cr.ssh.counts(); opens != 1 {
+				t.Fatalf("the genuine cmd-x opened SSH %d times, want 1", opens)
+			}
+			if res := cr.a.results(); len(res) != 1 || res[0].ID != "cmd-x" || res[0].State != protocol.CommandDone {
+				t.Fatalf("results after the genuine cmd-x: %+v, want it done", res)
+			}
+			// Delivered again, it is never run twice.
+			cr.a.takeCommands([]string{signed, decoy}, nil, pbxID)
+			for cr.a.applyNext(context.Background()) {
+			}
+			if opens, _ := cr.ssh.counts(); opens != 1 {
+				t.Fatalf("cmd-x delivered again with its decoy opened SSH %d times, want 1", opens)
+			}
+		})
+	}
+}
+
+// TestJournalFromBeforeReleasesBlockedIDs loads a journal an older agent
+// wrote, where a wrong-typ document's refusal of cmd-x was not marked
+// unverified: the genuine cmd-x must still run after the upgrade.
+func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
+	cr := newCommandRig(t)
+	pbxID := cr.a.Status().PBX.ID
+	now := cr.a.clock.Now()
+	genuine := protocol.Command{ID: "cmd-x", PBXID: pbxID, Type: protocol.CommandSSHOpen,
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}}
+	decoy, err := cr.portal.Signer().Sign(protocol.TypeAnswer, genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a.takeCommands([]string{decoy}, nil, pbxID)
+	c := &cr.a.cmds
+	c.mu.Lock()
+	e := c.findLocked("cmd-x")
+	if e == nil || e.State != protocol.CommandRefused {
+		c.mu.Unlock()
+		t.Fatalf("the decoy was not journaled as refused: %+v", e)
+	}
+	e.Unverified = false // as the older agent saved it
+	err = c.store.Save(c.j)
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a = cr.start(t)
+	signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.a.takeCommands([]string{signed}, nil, pbxID)
+	for cr.a.applyNext(context.Background()) {
+	}
+	if opens, _ := cr.ssh.counts(); opens != 1 {
+		t.Fatalf("the genuine cmd-x opened SSH %d times, want 1", opens)
+	}
+}

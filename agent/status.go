@@ -22,7 +22,7 @@ func (a *Agent) Status() localapi.Status {
 		State:    string(v.State),
 		Summary:  v.Summary,
 		Commands: commands,
-		Clock:    localapi.ClockStatus{Now: now, MarkError: a.mark.lastError()},
+		Clock:    localapi.ClockStatus{Now: clampTime(now), MarkError: a.mark.lastError()},
 		SSH:      ssh,
 		WMS:      wmsSt,
 		Users:    us,
@@ -48,7 +48,7 @@ func (a *Agent) Status() localapi.Status {
 			ls.Overuse[string(p)] = n
 		}
 		if so := d.SoftOverage; so != nil && now.Before(so.Until) {
-			ls.SoftOverage = &localapi.SoftOverageStatus{Factor: so.Factor, Until: so.Until.UTC()}
+			ls.SoftOverage = &localapi.SoftOverageStatus{Factor: so.Factor, Until: clampTime(so.Until)}
 		}
 		ls.HigherCoversLower = d.HigherCoversLower
 		s.License = ls
@@ -84,7 +84,28 @@ func optional(t time.Time) *time.Time {
 	return utc(t)
 }
 
+// utc is t in UTC, or nil when JSON cannot carry it: time.MarshalJSON
+// refuses years beyond 9999, and one such time (a deadline computed from
+// a far signed time) failed the whole status. A deadline that far is none.
 func utc(t time.Time) *time.Time {
 	t = t.UTC()
+	if !encodable(t) {
+		return nil
+	}
 	return &t
 }
+
+// clampTime is t in UTC, held within the years JSON can carry, for the
+// times the status always shows.
+func clampTime(t time.Time) time.Time {
+	t = t.UTC()
+	switch {
+	case t.Year() > 9999:
+		return time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	case t.Year() < 0:
+		return time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return t
+}
+
+func encodable(t time.Time) bool { return t.Year() >= 0 && t.Year() <= 9999 }

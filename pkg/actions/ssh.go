@@ -30,6 +30,19 @@ type SSHRequest struct {
 	Keys []string      // support keys, authorized_keys lines, already validated
 }
 
+// MaxSSHTTL is the longest access Open grants, as the protocol allows.
+const MaxSSHTTL = 24 * time.Hour
+
+// checkTTL refuses a TTL outside 1 s to MaxSSHTTL. The caller converted
+// it from signed seconds already; this is the last guard before a timer
+// or a unit name is made from it.
+func checkTTL(ttl time.Duration) error {
+	if ttl < time.Second || ttl > MaxSSHTTL {
+		return fmt.Errorf("ttl %v is outside 1s to %v", ttl, MaxSSHTTL)
+	}
+	return nil
+}
+
 // SSHState is the access as it stands.
 type SSHState struct {
 	Open  bool

@@ -59,6 +59,9 @@ const listenTimeout = 10 * time.Second
 func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := checkTTL(req.TTL); err != nil {
+		return SSHState{}, err // before closing the access open now
+	}
 	p.closeLocked()
 	keys, err := writeAuthorizedKeys(p.dir, req.Keys)
 	if err != nil {

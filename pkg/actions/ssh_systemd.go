@@ -72,10 +72,10 @@ func (s *SystemdSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	if req.Port != SSHUnitPort {
 		return SSHState{}, fmt.Errorf("the support sshd unit listens on port %d only, not %d", SSHUnitPort, req.Port)
 	}
-	ttl := int64(req.TTL / time.Second)
-	if ttl < 1 || ttl > 99999 {
-		return SSHState{}, fmt.Errorf("ttl %v: the unit takes 1 to 99999 seconds", req.TTL)
+	if err := checkTTL(req.TTL); err != nil {
+		return SSHState{}, err
 	}
+	ttl := int64(req.TTL / time.Second)
 	if _, err := writeAuthorizedKeys(s.keysDir, req.Keys); err != nil {
 		return SSHState{}, err
 	}
@@ -141,6 +141,9 @@ func (s *SystemdSSH) stateLocked(ctx context.Context) (SSHState, error) {
 	return st, nil
 }
 
+// unitMaxTTL is the longest instance the unit template takes, in seconds.
+const unitMaxTTL = 99999
+
 // unitTTL reads the TTL of a unit's instance.
 func unitTTL(unit string) (time.Duration, bool) {
 	inst, ok := strings.CutPrefix(unit, "pbx-agent-sshd@")
@@ -148,8 +151,8 @@ func unitTTL(unit string) (time.Duration, bool) {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(strings.TrimSuffix(inst, ".service"), 10, 64)
-	if err != nil || n < 1 {
-		return 0, false
+	if err != nil || n < 1 || n > unitMaxTTL {
+		return 0, false // beyond the unit's range, n seconds may not fit a Duration
 	}
 	return time.Duration(n) * time.Second, true
 }

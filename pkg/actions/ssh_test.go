@@ -114,13 +114,48 @@ func TestProcessSSHReportsAFailedStart(t *testing.T) {
 
 func TestUnitTTL(t *testing.T) {
 	for unit, want := range map[string]time.Duration{
-		"pbx-agent-sshd@3600.service": time.Hour,
-		"pbx-agent-sshd@1.service":    time.Second,
-		"pbx-agent-sshd@x.service":    0,
-		"other@5.service":             0,
+		"pbx-agent-sshd@3600.service":        time.Hour,
+		"pbx-agent-sshd@1.service":           time.Second,
+		"pbx-agent-sshd@x.service":           0,
+		"pbx-agent-sshd@99999.service":       99999 * time.Second,
+		"pbx-agent-sshd@100000.service":      0,
+		"pbx-agent-sshd@18446744074.service": 0, // would wrap to 0.29 s
+		"pbx-agent-sshd@9223372037.service":  0, // would wrap negative
+		"other@5.service":                    0,
 	} {
 		if got, _ := unitTTL(unit); got != want {
 			t.Errorf("unitTTL(%q) = %v, want %v", unit, got, want)
+		}
+	}
+}
+
+// TestSSHOpenRefusesTTLOutOfRange gives both executors the TTLs a signed
+// ttl_seconds became when multiplied into a Duration unchecked: 18446744074 s
+// wrapped to 0.29 s and 9223372037 s to a negative TTL. Nothing may be
+// touched: no keys written, no unit or process started.
+func TestSSHOpenRefusesTTLOutOfRange(t *testing.T) {
+	wrap := func(seconds int64) time.Duration { return time.Duration(seconds) * time.Second }
+	for _, ttl := range []time.Duration{
+		wrap(18446744074), // 290.448384ms
+		wrap(9223372037),  // negative
+		0, time.Second - 1, MaxSSHTTL + time.Second,
+	} {
+		dir := filepath.Join(t.TempDir(), "ssh")
+		dialed := false
+		sd := NewSystemdSSH(func(context.Context) (SSHUnits, error) {
+			dialed = true
+			return nil, os.ErrPermission
+		}, dir, filepath.Join(dir, "none*"), nil)
+		if _, err := sd.Open(context.Background(), SSHRequest{Port: SSHUnitPort, TTL: ttl}); err == nil || !strings.Contains(err.Error(), "outside 1s to 24h0m0s") {
+			t.Errorf("systemd: ttl %v: %v", ttl, err)
+		}
+		// The process executor refuses before looking for sshd at all.
+		p := NewProcessSSH("/nonexistent/sshd", dir, nil)
+		if _, err := p.Open(context.Background(), SSHRequest{Port: freeTCPPort(t), TTL: ttl}); err == nil || !strings.Contains(err.Error(), "outside 1s to 24h0m0s") {
+			t.Errorf("process: ttl %v: %v", ttl, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) || dialed {
+			t.Errorf("ttl %v: the keys folder was made (%v) or the bus dialed (%v)", ttl, err, dialed)
 		}
 	}
 }

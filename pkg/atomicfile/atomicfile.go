@@ -48,11 +48,13 @@ func WriteTemp(dir, pattern string, data []byte, perm os.FileMode) (name string,
 	if err != nil {
 		return "", fmt.Errorf("atomicfile: %w", err)
 	}
-	name = f.Name()
+	// Removed by its own name: `return "", err` has cleared the named
+	// result by the time this deferred call runs.
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close() // may already be closed; the error is moot then
-			os.Remove(name)
+			os.Remove(tmp)
 		}
 	}()
 	// CreateTemp always uses 0600; set the requested mode before any data
@@ -71,7 +73,7 @@ func WriteTemp(dir, pattern string, data []byte, perm os.FileMode) (name string,
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("atomicfile: %w", err)
 	}
-	return name, nil
+	return tmp, nil
 }
 
 // SyncDir fsyncs directory dir, making renames, creations and removals of

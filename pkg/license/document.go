@@ -1,9 +1,11 @@
 package license
 
 import (
-	"encoding/json"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 // DocumentVersion is the licence document format this build reads and writes.
@@ -19,8 +21,18 @@ const (
 // Seconds is a duration carried on the wire as whole seconds.
 type Seconds int64
 
-// Duration converts s to a time.Duration.
-func (s Seconds) Duration() time.Duration { return time.Duration(s) * time.Second }
+// Duration converts s to a time.Duration, saturating at the longest and
+// shortest durations rather than wrapping: 9223372037 s is not negative.
+func (s Seconds) Duration() time.Duration {
+	const limit = Seconds(math.MaxInt64 / int64(time.Second))
+	switch {
+	case s > limit:
+		return math.MaxInt64
+	case s < -limit:
+		return math.MinInt64
+	}
+	return time.Duration(s) * time.Second
+}
 
 // SoftOverage lets a PBX exceed its counts by a factor until a deadline, as
 // the portal may grant after a decrease.
@@ -127,7 +139,7 @@ func ParseDocument(compact string, kr *Keyring, check DocumentCheck) (*Document,
 
 func decodeDocument(payload []byte) (*Document, error) {
 	var d Document
-	if err := json.Unmarshal(payload, &d); err != nil {
+	if err := strictjson.Unmarshal(payload, &d); err != nil {
 		return nil, &Error{Doc: "licence", Kind: ErrInvalid, Detail: "its signed content is not a licence document: " + err.Error()}
 	}
 	if err := d.Validate(); err != nil {
@@ -165,6 +177,17 @@ func (d *Document) Validate() error {
 		return invalid("a grace period is negative")
 	}
 	if err := d.Counts.Validate(); err != nil {
+		return invalid("%v", err)
+	}
+	times := []namedTime{{"iat", &d.IssuedAt}, {"suspended_since", d.SuspendedSince},
+		{"zero_since", d.ZeroSince}, {"stop_at", d.StopAt}, {"delete_at", d.DeleteAt}}
+	if !d.TermEnd.IsZero() {
+		times = append(times, namedTime{"term_end", &d.TermEnd})
+	}
+	if so := d.SoftOverage; so != nil && !so.Until.IsZero() {
+		times = append(times, namedTime{"soft_overage.until", &so.Until})
+	}
+	if err := checkTimes(times...); err != nil {
 		return invalid("%v", err)
 	}
 	if so := d.SoftOverage; so != nil && (so.Factor < 1 || so.Factor > 2 || so.Until.IsZero()) {

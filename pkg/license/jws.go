@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 // Document types, carried in the protected "typ" header so that a document
@@ -108,6 +110,12 @@ func (k *Keyring) Verify(compact, typ, doc string) (Verified, error) {
 		return Verified{}, &Error{Doc: doc, Kind: ErrBadSignature,
 			Detail: "the signature does not match the content", Fix: "it was altered after the portal signed it"}
 	}
+	// Every signed payload is JSON that every reader must read alike: no
+	// duplicate or case-variant member names at any depth. The decoders
+	// check again against their own field names.
+	if err := strictjson.Check(payload, nil); err != nil {
+		return Verified{}, &Error{Doc: doc, Kind: ErrInvalid, Detail: "its signed content is not strict JSON: " + err.Error()}
+	}
 	return Verified{Payload: payload, KeyID: hdr.KeyID}, nil
 }
 
@@ -148,8 +156,14 @@ func inspectCompact(s, doc string) (header, error) {
 	if err != nil {
 		return fail(ErrCorrupted, "its header is not valid base64url")
 	}
+	// go-jose reads the header again, matching names exactly and refusing
+	// duplicates: a "Typ" beside "typ" would make the two readings differ.
 	var hdr header
-	if err := json.Unmarshal(rawHeader, &hdr); err != nil {
+	if err := strictjson.Unmarshal(rawHeader, &hdr); err != nil {
+		var me *strictjson.MemberError
+		if errors.As(err, &me) {
+			return fail(ErrCorrupted, "its header is ambiguous: "+me.Error())
+		}
 		return fail(ErrCorrupted, "its header is not valid JSON")
 	}
 	if jose.SignatureAlgorithm(hdr.Algorithm) != jose.EdDSA {

@@ -1,12 +1,13 @@
 package license
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 // KeyVersion is the PBX key format this build reads and writes.
@@ -127,7 +128,7 @@ func decodeKey(payload []byte) (*Key, error) {
 		return &Error{Doc: "PBX key", Kind: ErrInvalid, Detail: detail}
 	}
 	var k Key
-	if err := json.Unmarshal(payload, &k); err != nil {
+	if err := strictjson.Unmarshal(payload, &k); err != nil {
 		return nil, invalid("its signed content is not a key document: " + err.Error())
 	}
 	switch {
@@ -147,6 +148,13 @@ func decodeKey(payload []byte) (*Key, error) {
 		return nil, invalid(fmt.Sprintf("unknown term %q", k.Term))
 	case k.ExpiresAt.IsZero():
 		return nil, invalid("it has no expiry time")
+	}
+	iat := &k.IssuedAt
+	if k.IssuedAt.IsZero() { // optional
+		iat = nil
+	}
+	if err := checkTimes(namedTime{"iat", iat}, namedTime{"exp", &k.ExpiresAt}); err != nil {
+		return nil, invalid(err.Error())
 	}
 	if err := k.Counts.Validate(); err != nil {
 		return nil, invalid(err.Error())

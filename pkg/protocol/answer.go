@@ -2,18 +2,10 @@ package protocol
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
-)
-
-// The range of times a signed answer may carry: outside it a time is a
-// portal bug or an attack, and would overflow what is computed from it.
-var (
-	MinTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	MaxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 // VerifyAnswer checks a portal answer: signed by a trusted portal key, of
@@ -49,7 +41,7 @@ func verifyAnswer(compact string, kr *license.Keyring, pbxID string) (*Answer, e
 	}
 	invalid := answerInvalid
 	var a Answer
-	if err := json.Unmarshal(v.Payload, &a); err != nil {
+	if err := strictjson.Unmarshal(v.Payload, &a); err != nil {
 		return nil, invalid("its signed content is not an answer: %v", err)
 	}
 	a.Compact = compact
@@ -61,8 +53,8 @@ func verifyAnswer(compact string, kr *license.Keyring, pbxID string) (*Answer, e
 		return nil, invalid("it is about PBX %q, not %q", a.PBXID, pbxID)
 	case a.Time.IsZero():
 		return nil, invalid("it carries no portal time")
-	case a.Time.Before(MinTime) || !a.Time.Before(MaxTime):
-		return nil, invalid("its portal time %s is outside %d–%d", a.Time.UTC().Format(time.RFC3339), MinTime.Year(), MaxTime.Year()-1)
+	case license.CheckTime("time", a.Time) != nil:
+		return nil, invalid("%v", license.CheckTime("time", a.Time))
 	case a.Revision < 0:
 		return nil, invalid("negative licence revision")
 	case len(a.Digest) > 64 || len(a.Link) > 64:
@@ -108,7 +100,7 @@ func VerifyRequest(compact, typ string, device ed25519.PublicKey, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(signed.Payload, v); err != nil {
+	if err := strictjson.Unmarshal(signed.Payload, v); err != nil {
 		return &license.Error{Doc: "request", Kind: license.ErrInvalid, Detail: err.Error()}
 	}
 	return nil

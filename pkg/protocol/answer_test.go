@@ -3,6 +3,7 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -56,6 +57,16 @@ func TestVerifyAnswer(t *testing.T) {
 		{"a licence is not an answer", sign(ok, license.TypeLicense), license.ErrWrongType},
 		{"signed by a device", func() string { s, _ := signer(t, "portal-2").Sign(TypeAnswer, ok); return s }(), license.ErrUnknownSigner},
 		{"truncated", sign(ok, TypeAnswer)[:60], license.ErrTruncated},
+		{"year 9999", sign(edit(func(a *Answer) { a.Time = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) }), TypeAnswer), license.ErrInvalid},
+		{"year 1970", sign(edit(func(a *Answer) { a.Time = time.Unix(0, 0) }), TypeAnswer), license.ErrInvalid},
+		{"unknown standing", sign(edit(func(a *Answer) { a.Standing = "owned" }), TypeAnswer), license.ErrInvalid},
+		{"refused for no known reason", sign(edit(func(a *Answer) { a.Status, a.Reason = StatusRefused, "" }), TypeAnswer), license.ErrInvalid},
+		{"refused, cloned", sign(edit(func(a *Answer) { a.Status, a.Reason = StatusRefused, RefusedCloned }), TypeAnswer), nil},
+		// What a proxy would like the agent to read: the portal signed
+		// one revision, a case variant claims another.
+		{"a case variant of a member", signRaw(t, portal, `{"status":"ok","time":"2026-11-27T12:00:00Z","nonce":"n1","pbx_id":"pbx-1","revision":1,"Revision":9}`), license.ErrInvalid},
+		{"a lone case variant", signRaw(t, portal, `{"status":"ok","time":"2026-11-27T12:00:00Z","nonce":"n1","pbx_id":"pbx-1","Revision":9}`), license.ErrInvalid},
+		{"a duplicate member", signRaw(t, portal, `{"status":"ok","time":"2026-11-27T12:00:00Z","nonce":"n1","pbx_id":"pbx-1","revision":1,"revision":9}`), license.ErrInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,6 +76,16 @@ func TestVerifyAnswer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signRaw signs payload exactly as given, as a portal signs what it means.
+func signRaw(t *testing.T, s *license.Signer, payload string) string {
+	t.Helper()
+	out, err := s.Sign(TypeAnswer, json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestVerifyRequest(t *testing.T) {

@@ -1,10 +1,12 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 // Commands are work the portal pushes to one PBX. Each is a compact JWS of
@@ -114,8 +117,8 @@ func VerifyCommand(compact string, kr *license.Keyring, pbxID string, now time.T
 	v, err := kr.Verify(compact, TypeCommand, "command")
 	if err != nil {
 		code := RefusedBadSignature
-		if errors.Is(err, license.ErrWrongType) {
-			code = RefusedMalformed
+		if errors.Is(err, license.ErrWrongType) || errors.Is(err, license.ErrInvalid) {
+			code = RefusedMalformed // signed, but not a command, or ambiguous JSON
 		}
 		return nil, &CommandError{ID: ClaimedCommandID(compact), Code: code, Detail: err.Error()}
 	}
@@ -132,18 +135,13 @@ func VerifyCommand(compact string, kr *license.Keyring, pbxID string, now time.T
 	return c, nil
 }
 
-// DecodeCommand parses a command's signed payload strictly and checks its
+// DecodeCommand parses a command's signed payload strictly (no unknown,
+// duplicate or case-variant member names, one JSON value) and checks its
 // format. It verifies nothing: VerifyCommand does, then calls it.
 func DecodeCommand(payload []byte) (*Command, error) {
 	var c Command
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		var probe struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal(payload, &probe)
-		return nil, &CommandError{ID: safeID(probe.ID), Code: RefusedMalformed, Detail: "its content is not a command: " + err.Error()}
+	if err := strictjson.UnmarshalKnown(payload, &c); err != nil {
+		return nil, &CommandError{ID: probeID(payload), Code: RefusedMalformed, Detail: "its content is not a command: " + err.Error()}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -164,6 +162,10 @@ func (c *Command) Validate() error {
 		return bad("it names no PBX")
 	case c.IssuedAt.IsZero() || c.ExpiresAt.IsZero():
 		return bad("it has no issue or expiry time")
+	case license.CheckTime("iat", c.IssuedAt) != nil:
+		return bad("%v", license.CheckTime("iat", c.IssuedAt))
+	case license.CheckTime("exp", c.ExpiresAt) != nil:
+		return bad("%v", license.CheckTime("exp", c.ExpiresAt))
 	case !c.ExpiresAt.After(c.IssuedAt):
 		return bad("it expires before it is issued")
 	case c.ExpiresAt.Sub(c.IssuedAt) > MaxCommandLifetime:
@@ -201,7 +203,8 @@ func (s *SSHOpen) validate(bad func(string, ...any) error) error {
 	switch {
 	case s.Port != 0 && (s.Port < 1024 || s.Port > 65535):
 		return bad("ssh port %d is outside 1024-65535", s.Port)
-	case s.TTL < 1 || s.TTL.Duration() > MaxSSHTTL:
+	case s.TTL < 1 || s.TTL > license.Seconds(MaxSSHTTL/time.Second):
+		// Compared as seconds: 18446744074 s times 1e9 wraps to 0.29 s.
 		return bad("ssh ttl_seconds %d is outside 1 to %d", s.TTL, int64(MaxSSHTTL/time.Second))
 	case len(s.PublicKeys) > MaxSSHKeys:
 		return bad("%d ssh public keys, more than %d", len(s.PublicKeys), MaxSSHKeys)
@@ -222,6 +225,8 @@ func (w *WMSUpgrade) validate(bad func(string, ...any) error, expires time.Time)
 		return bad("wms.upgrade needs a repository")
 	case w.WindowStart.IsZero() || w.WindowEnd.IsZero() || !w.WindowEnd.After(w.WindowStart):
 		return bad("wms.upgrade needs a maintenance window whose end is after its start")
+	case license.CheckTime("window_start", w.WindowStart) != nil:
+		return bad("%v", license.CheckTime("window_start", w.WindowStart))
 	case w.WindowEnd.After(expires):
 		return bad("the maintenance window ends after the command expires")
 	}
@@ -270,13 +275,43 @@ func ClaimedCommandID(compact string) string {
 	if err != nil {
 		return ""
 	}
-	var probe struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(payload, &probe) != nil {
+	return probeID(payload)
+}
+
+// probeID reads the id a payload claims without decoding the rest, so a
+// command refused for its content is still reported under its id. Two
+// spellings of "id" at the top level ("id" twice, "ID") claim none.
+func probeID(payload []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return ""
 	}
-	return safeID(probe.ID)
+	id, seen := "", false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return ""
+		}
+		if !strings.EqualFold(name, "id") {
+			continue
+		}
+		if seen || name != "id" || json.Unmarshal(raw, &id) != nil {
+			return ""
+		}
+		seen = true
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return ""
+	}
+	if _, err := dec.Token(); err != io.EOF { // a second value may claim another id
+		return ""
+	}
+	return safeID(id)
 }
 
 func safeID(id string) string {

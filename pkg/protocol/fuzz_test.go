@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/strictjson"
 )
 
 var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds under testdata/fuzz")
@@ -86,6 +88,7 @@ func FuzzVerifyAnswer(f *testing.F) {
 		case a.Status == StatusGone && a.Reason != GoneDeleted && a.Reason != GoneRebound:
 			t.Fatalf("accepted gone for reason %q", a.Reason)
 		}
+		mustBeUnambiguous(t, compact, nil)
 	})
 }
 
@@ -102,6 +105,7 @@ func FuzzVerifyRequest(f *testing.F) {
 			mustRefusal(t, err)
 			return
 		}
+		mustBeUnambiguous(t, compact, nil)
 		// Accepted: the same content signed again verifies again.
 		again := mustSign(t, device, TypeHeartbeat, req)
 		var back HeartbeatRequest
@@ -141,7 +145,12 @@ func FuzzVerifyCommand(f *testing.F) {
 			t.Fatalf("accepted %+v", c)
 		case c.Validate() != nil:
 			t.Fatalf("accepted an invalid command: %v", c.Validate())
+		case c.SSH != nil && (c.SSH.TTL < 1 || c.SSH.TTL > 86400):
+			t.Fatalf("accepted ttl_seconds %d", c.SSH.TTL)
+		case license.CheckTime("exp", c.ExpiresAt) != nil || license.CheckTime("iat", c.IssuedAt) != nil:
+			t.Fatalf("accepted times %v to %v", c.IssuedAt, c.ExpiresAt)
 		}
+		mustBeUnambiguous(t, compact, &Command{})
 		for _, k := range func() []string {
 			if c.SSH == nil {
 				return nil
@@ -153,6 +162,20 @@ func FuzzVerifyCommand(f *testing.F) {
 			}
 		}
 	})
+}
+
+// mustBeUnambiguous fails unless the payload of an accepted compact JWS
+// reads alike for every parser: no duplicate or case-variant member names,
+// against target's field names when it is not nil.
+func mustBeUnambiguous(t *testing.T, compact string, target any) {
+	t.Helper()
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(compact, ".")[1])
+	if err != nil {
+		t.Fatalf("accepted a payload that is not base64url: %v", err)
+	}
+	if err := strictjson.Check(payload, target); err != nil {
+		t.Fatalf("accepted an ambiguous payload %q: %v", payload, err)
+	}
 }
 
 // FuzzParseRetryAfter feeds the Retry-After header of a portal refusal.
@@ -189,6 +212,10 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"truncated":      okAns[:len(okAns)/2],
 		"error-json":     `{"error": "injected fault: internal error", "code": "unavailable"}`,
 		"empty":          "",
+		// Ambiguous signed JSON.
+		"nonce-case-variant": portalSigned(t, TypeAnswer, `{"status":"ok","time":"2026-11-27T12:00:00Z","nonce":"n0","pbx_id":"pbx-1","Nonce":"n1"}`),
+		"status-duplicate": portalSigned(t, TypeAnswer,
+			`{"status":"gone","reason":"deleted","time":"2026-11-27T12:00:00Z","nonce":"n1","pbx_id":"pbx-1","status":"ok"}`),
 	})
 	hb := HeartbeatRequest{Request: Request{Time: fuzzNow, Nonce: fuzzNonce}, PBXID: fuzzPBX, Revision: 3, State: "active",
 		Usage: license.Counts{license.UCPremium: 4}}
@@ -199,6 +226,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"other-device":   mustSign(t, portal, TypeHeartbeat, hb),
 		"truncated":      hbSigned[:len(hbSigned)-10],
 		"payload-string": mustSign(t, device, TypeHeartbeat, "not an object"),
+		"revision-case-variant": signJSON(t, "device", DeviceKeyID(device.Public()), TypeHeartbeat,
+			`{"time":"2026-11-27T12:00:00Z","nonce":"n1","pbx_id":"pbx-1","revision":3,"Revision":9,"state":"active"}`),
 	})
 	cmd := fuzzCommand()
 	cmdEdit := func(f func(*Command)) Command { c := cmd; f(&c); return c }
@@ -219,6 +248,16 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"other-key":   mustSign(t, other, TypeCommand, cmd),
 		"answer-type": mustSign(t, portal, TypeAnswer, cmd),
 		"truncated":   cmdSigned[:len(cmdSigned)-20],
+		// TTLs that wrap when multiplied into a Duration, times out of range.
+		"ttl-wraps-to-0.29s": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.SSH = &SSHOpen{TTL: 18446744074} })),
+		"ttl-negative":       mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.SSH = &SSHOpen{TTL: 9223372037} })),
+		"exp-year-9999":      mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.ExpiresAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC) })),
+		// Ambiguous signed JSON.
+		"ttl-case-variant": portalSigned(t, TypeCommand,
+			strings.Replace(commandJSON(t, cmd), `"ttl_seconds":3600`, `"ttl_seconds":60,"TTL_SECONDS":86400`, 1)),
+		"id-duplicate": portalSigned(t, TypeCommand, strings.Replace(commandJSON(t, cmd), `"id":"cmd-1"`, `"id":"cmd-1","id":"cmd-2"`, 1)),
+		"second-value": portalSigned(t, TypeCommand, commandJSON(t, cmd)+`{"id":"cmd-2"}`),
+		"pbx-id-case":  portalSigned(t, TypeCommand, strings.Replace(commandJSON(t, cmd), `"pbx_id"`, `"PBX_ID"`, 1)),
 	})
 	writeSeeds(t, "FuzzParseRetryAfter", map[string]string{
 		"seconds": "120", "date": "Fri, 27 Nov 2026 12:05:00 GMT", "past": "Thu, 26 Nov 2026 12:05:00 GMT", "junk": "1.5",
