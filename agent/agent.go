@@ -155,6 +155,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if src == nil {
 		src = license.NewSystemTime()
 	}
+	markRemoved := st.ClockMark && !fileExists(filepath.Join(cfg.StateDir, clockMarkFile))
 	mark, clock, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
 	if err != nil {
 		return nil, err
@@ -203,7 +204,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	}
 	a.checkMachine()
 	a.mu.Lock()
-	a.checkRestoredState() // clockmark.go
+	a.checkRestoredState(markRemoved) // clockmark.go
 	a.mu.Unlock()
 	return a, nil
 }

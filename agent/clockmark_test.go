@@ -242,3 +242,28 @@ func TestClockMarkRecognisesRestoredState(t *testing.T) {
 		})
 	}
 }
+
+// TestClockMarkRemovedWhileStopped: the owner removes the mark record
+// while the agent is stopped, so the next start would resume from the
+// state file's older mark. The state says a record existed: the PBX
+// lapses until the portal answers.
+func TestClockMarkRemovedWhileStopped(t *testing.T) {
+	r := newRig(t)
+	r.activated(t, nil)
+	if err := os.Remove(filepath.Join(r.cfg.StateDir, clockMarkFile)); err != nil {
+		t.Fatal(err)
+	}
+	a := r.newAgent(t)
+	if got := a.State(); got != license.Lapsed {
+		t.Errorf("started with its mark record removed: %s; want lapsed", got)
+	}
+	if err := a.heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.State(); got != license.Active {
+		t.Errorf("after the portal's answer: %s; want active", got)
+	}
+	if got := r.newAgent(t).State(); got != license.Active {
+		t.Errorf("restarted with the record made again: %s; want active", got)
+	}
+}

@@ -301,7 +301,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, er
 // never acted on, so nothing is granted that a restart would forget.
 // Callers hold a.mu.
 func (a *Agent) commitLocked(st persisted, doc *license.Document) error {
-	st.HighWater = a.clock.Now()
+	st.HighWater, st.ClockMark = a.clock.Now(), true // New made the mark record before any save
 	if err := a.store.Save(st); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}

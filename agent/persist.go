@@ -41,6 +41,9 @@ type persisted struct {
 	Refused   string          `json:"refused,omitempty"`
 	Interval  license.Seconds `json:"interval_seconds,omitempty"` // as the portal last set it
 	HighWater time.Time       `json:"clock_high_water,omitzero"`  // the licence clock's persisted mark
+	// ClockMark says the clock's mark record (clock.mark) existed when
+	// this state was saved: a record missing at start was removed.
+	ClockMark bool `json:"clock_mark,omitempty"`
 	// Fingerprint is the machine's fingerprint at activation: a state
 	// folder copied to another machine is refused (see New).
 	Fingerprint string    `json:"fingerprint,omitempty"`
