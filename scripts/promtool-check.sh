@@ -73,8 +73,8 @@ identity:
 YAML
 "$bin/pbx-agent" --config "$work/agent.yaml" run 2> "$work/agent.log" &
 pids+=($!)
-wait_for grep -q 'msg="pbx-agent running"' "$work/agent.log" || fail "the agent did not start"
-http=$(logged_addr "$work/agent.log" http)
+wait_for grep -q 'msg="HTTP listener bound"' "$work/agent.log" || fail "the agent did not start"
+http=$(grep 'msg="HTTP listener bound"' "$work/agent.log" | grep -o 'addr=[^ ]*' | head -n 1 | sed 's|^addr=||')
 "$bin/pbx-agent" --config "$work/agent.yaml" activate < "$work/key" > /dev/null || fail "activation failed"
 
 get "$http" /metrics > "$work/metrics.txt"

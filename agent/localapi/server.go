@@ -367,7 +367,12 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, kind Kind, systemd 
 			return context.WithValue(cctx, connKey{}, ci)
 		},
 	}
-	s.log.Debug("local API serving", "kind", kind, "addr", ln.Addr().String())
+	if kind == TCP {
+		// Bound at start or later (after a squatter let go): worth a line.
+		s.log.Info("HTTP listener bound", "addr", ln.Addr().String())
+	} else {
+		s.log.Debug("local API serving", "kind", kind, "addr", ln.Addr().String())
+	}
 	if err := httpserve.Run(ctx, srv, shutdownTimeout, func() error { return srv.Serve(lis) }); err != nil {
 		return fmt.Errorf("local API on %s: %w", ln.Addr(), err)
 	}
