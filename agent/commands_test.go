@@ -347,16 +347,7 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 			if strings.HasSuffix(name, "restart") {
 				cr.a = cr.start(t) // the refusal is in the journal on disk
 			}
-			signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, genuine)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cr.a.takeCommands([]string{signed}, nil, pbxID)
-			for cr.a.applyNext(context.Background()) {
-			}
-			if opens, _ := cr.ssh.counts(); opens != 1 {
-				t.Fatalf("the genuine cmd-x opened SSH %d times, want 1", opens)
-			}
+			signed := cr.runGenuineOnce(t, genuine, pbxID)
 			if res := cr.a.results(); len(res) != 1 || res[0].ID != "cmd-x" || res[0].State != protocol.CommandDone {
 				t.Fatalf("results after the genuine cmd-x: %+v, want it done", res)
 			}
@@ -399,7 +390,14 @@ func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	cr.a = cr.start(t)
-	signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, genuine)
+	cr.runGenuineOnce(t, genuine, pbxID)
+}
+
+// runGenuineOnce delivers the portal's signed cmd, applies what is due and
+// checks it opened SSH exactly once; it returns the signed command.
+func (cr *commandRig) runGenuineOnce(t *testing.T, cmd protocol.Command, pbxID string) string {
+	t.Helper()
+	signed, err := cr.portal.Signer().Sign(protocol.TypeCommand, cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,6 +405,7 @@ func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
 	for cr.a.applyNext(context.Background()) {
 	}
 	if opens, _ := cr.ssh.counts(); opens != 1 {
-		t.Fatalf("the genuine cmd-x opened SSH %d times, want 1", opens)
+		t.Fatalf("the genuine %s opened SSH %d times, want 1", cmd.ID, opens)
 	}
+	return signed
 }

@@ -1,15 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/internal/ownerproxy"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
@@ -28,57 +23,6 @@ import (
 // shipped, the device key in hand, the state folder theirs to edit, the
 // network between the agent and the portal theirs to proxy. Each test
 // shows the attack refused on the appliance or seen by the portal.
-
-// ownerProxy stands between the agent and the portal as the owner can:
-// it holds the device key (root's file), decodes every request, lets
-// rewrite change it, and signs it again. What it cannot do is sign an
-// answer: the portal's key is not on the box.
-//
-// It also reads every answer (signed, not secret): current holds the
-// revision and digest the portal last stated as current.
-func ownerProxy(t *testing.T, r *rig, current *atomic.Value, rewrite func(path string, claims map[string]any)) *httptest.Server {
-	t.Helper()
-	u, err := url.Parse(r.server.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	proxy.ModifyResponse = func(resp *http.Response) error {
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return err
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(b))
-		if parts := strings.Split(string(b), "."); len(parts) == 3 {
-			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-			var ans protocol.Answer
-			if json.Unmarshal(payload, &ans) == nil && ans.Digest != "" {
-				current.Store(protocol.Held{Revision: ans.Revision, Digest: ans.Digest})
-			}
-		}
-		return nil
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		if dev, err := license.LoadSigner(filepath.Join(r.cfg.StateDir, deviceKeyFile)); err == nil && req.URL.Path != protocol.PathActivate {
-			_, typ, _ := license.PeekHeader(string(body))
-			parts := strings.Split(string(body), ".")
-			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-			var claims map[string]any
-			if json.Unmarshal(payload, &claims) == nil {
-				rewrite(req.URL.Path, claims)
-				if signed, err := dev.Sign(typ, claims); err == nil {
-					body = []byte(signed)
-				}
-			}
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.ContentLength = int64(len(body))
-		proxy.ServeHTTP(w, req)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 // TestProxyClaimingAnotherRevision: the owner's proxy re-signs every
 // heartbeat and wait claiming revision 999999, or (the strongest proxy)
@@ -113,7 +57,17 @@ func TestProxyClaimingAnotherRevision(t *testing.T) {
 			if err := a.Activate(context.Background(), key); err != nil {
 				t.Fatal(err)
 			}
-			proxy := ownerProxy(t, r, &current, tt.rewrite(&current))
+			proxy := ownerproxy.Start(t, ownerproxy.Options{
+				Portal:    r.server.URL,
+				DeviceKey: func() string { return filepath.Join(r.cfg.StateDir, deviceKeyFile) },
+				Rewrite:   tt.rewrite(&current),
+				// The strongest proxy reads what every answer states as current.
+				Answer: func(ans protocol.Answer) {
+					if ans.Digest != "" {
+						current.Store(protocol.Held{Revision: ans.Revision, Digest: ans.Digest})
+					}
+				},
+			})
 			a.portal.http.SetBaseURL(proxy.URL)
 			if err := a.heartbeat(context.Background()); err != nil {
 				t.Fatalf("heartbeat through the proxy, nothing changed yet: %v", err)

@@ -151,10 +151,14 @@ func TestClockKillLoopAndCleanStop(t *testing.T) {
 	advanced := time.Duration(now1 - now0)
 	t.Logf("%d SIGKILL restarts in %v: licence clock advanced %v, offline grace left %v -> %v",
 		kills, loop.Round(time.Millisecond), advanced.Round(time.Millisecond), left0, left1)
-	if advanced < loop {
+	// The clock is anchored afresh at each start (to the portal's time, a
+	// mark, the boot time): it may lag the test's own clock by a few
+	// microseconds a restart. The attack, unfixed, keeps it still.
+	const slack = 50 * time.Millisecond
+	if advanced < loop-slack {
 		t.Errorf("over %d SIGKILL restarts taking %v the licence clock advanced only %v", kills, loop, advanced)
 	}
-	if left0-left1 < loop {
+	if left0-left1 < loop-slack {
 		t.Errorf("the offline grace shrank %v over a loop of %v", left0-left1, loop)
 	}
 
