@@ -436,3 +436,36 @@ func copyDir(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestWaitAnswerStatesTheCurrentLicence: a proxy that claims revision
+// 999999 in every wait keeps the portal from ending waits early for a new
+// licence, but the wait's signed answer states the current one: the agent
+// heartbeats for it without waiting for its interval.
+func TestWaitAnswerStatesTheCurrentLicence(t *testing.T) {
+	r := newRig(t)
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 13})
+	a := r.newAgent(t)
+	if err := a.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	proxy := ownerproxy.Start(t, ownerproxy.Options{
+		Portal:    r.server.URL,
+		DeviceKey: func() string { return filepath.Join(r.cfg.StateDir, deviceKeyFile) },
+		Rewrite: func(path string, c map[string]any) {
+			if path == protocol.PathWait {
+				c["revision"], c["wait_seconds"] = 999999, 1
+			}
+		},
+	})
+	a.portal.http.SetBaseURL(proxy.URL)
+	r.licences(t, license.Counts{license.UCPremium: 2})
+	failures := 0
+	if _, ok := a.waitOnce(context.Background(), &failures); !ok || failures != 0 {
+		t.Fatalf("wait through the proxy: ok %v, failures %d", ok, failures)
+	}
+	select {
+	case <-a.hbWake:
+	default:
+		t.Error("a wait whose answer states revision 2, holding 1, did not wake the heartbeat")
+	}
+}

@@ -90,7 +90,12 @@ func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, boo
 		return delay, true
 	}
 	*failures = 0
-	if ans.Pending {
+	// The answer states the current licence: one that differs from the
+	// licence held is owed, whatever the request claimed.
+	a.mu.Lock()
+	owed := a.doc != nil && ans.Digest != "" && !ans.Matches(protocol.HeldLicence(a.doc.Revision, a.st.License))
+	a.mu.Unlock()
+	if ans.Pending || owed {
 		a.wakeHeartbeat()
 	}
 	return 0, true

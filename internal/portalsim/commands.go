@@ -323,9 +323,13 @@ func (p *Portal) recordResultsLocked(rec *pbxRecord, results []protocol.CommandR
 }
 
 // pendingLocked reports whether the PBX's appliance, holding revision,
-// has something to fetch: an open command or a newer licence.
+// has something to fetch: an open command or a newer licence. The claimed
+// revision only decides how soon the wait ends: every wait's answer states
+// the current licence, which the agent checks against what it holds, so a
+// claim rewritten on the way delays a licence by one wait at most (and a
+// claim set high cannot make every wait end at once).
 func (p *Portal) pendingLocked(rec *pbxRecord, revision int64, now time.Time) bool {
-	if rec.License.Revision != revision || rec.deleted() {
+	if rec.License.Revision > revision || rec.deleted() {
 		return true
 	}
 	p.expireCommandsLocked(rec, now)
@@ -395,7 +399,7 @@ func (p *Portal) wait(ctx context.Context, body string, _ bool) (*reply, error) 
 		}
 		if p.pendingLocked(r, req.Revision, now) {
 			rep = p.pendingReply(req.Request, r.ID, true, now)
-			return nil
+			return p.stateCurrentLocked(rep, r)
 		}
 		woken = p.waitSignalLocked(r.ID)
 		return nil
@@ -415,9 +419,27 @@ func (p *Portal) wait(ctx context.Context, body string, _ bool) (*reply, error) 
 		return nil, errClosed()
 	}
 	p.mu.Lock()
-	now := p.nowLocked()
-	p.mu.Unlock()
-	return p.pendingReply(req.Request, req.PBXID, pending, now), nil
+	defer p.mu.Unlock()
+	rep = p.pendingReply(req.Request, req.PBXID, pending, p.nowLocked())
+	if r := p.byID[req.PBXID]; r != nil && r.Device != nil && r.Device.DeviceID == kid && !r.deleted() {
+		if err := p.stateCurrentLocked(rep, r); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// stateCurrentLocked makes a wait's answer state the PBX's current licence,
+// as a heartbeat's does: the agent heartbeats at once when it differs from
+// the one it holds, whatever its request claimed. Callers hold p.mu.
+func (p *Portal) stateCurrentLocked(rep *reply, r *pbxRecord) error {
+	lic, err := p.signLicense(r.License)
+	if err != nil {
+		return err
+	}
+	ok := p.okReply(protocol.Request{}, r, lic, time.Time{})
+	rep.answer.Revision, rep.answer.Digest, rep.answer.Standing = ok.answer.Revision, ok.answer.Digest, ok.answer.Standing
+	return nil
 }
 
 func (p *Portal) pendingReply(req protocol.Request, pbxID string, pending bool, now time.Time) *reply {
