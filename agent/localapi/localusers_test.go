@@ -222,3 +222,26 @@ func (slowMetrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	}
 	io.WriteString(w, sb.String())
 }
+
+// TestRefusalOnAClosingConnectionIsNoReset: an HTTP/1.0 request refused
+// before its body is read (admission over TCP), its body written after
+// its headers as a shell's printf to /dev/tcp may: the client reads the
+// answer and an end of stream, never a reset.
+func TestRefusalOnAClosingConnectionIsNoReset(t *testing.T) {
+	h := newHarness(t, nil)
+	const body = `{"profile": "uc-premium"}`
+	for i := range 100 {
+		c, err := net.Dial("tcp", h.tcpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST /v1/admission HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", h.tcpAddr, len(body))
+		io.WriteString(c, body)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.0 403 ") {
+			t.Fatalf("try %d: read %q, %v; want a 403 and the end of the stream", i+1, got, err)
+		}
+	}
+}

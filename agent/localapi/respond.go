@@ -52,6 +52,12 @@ func (s *Server) handleError(w http.ResponseWriter, r *http.Request, err error) 
 		// Close rather than read the rest of the body: the server would
 		// otherwise wait for it before answering.
 		w.Header().Set("Connection", "close")
+	} else if r.Body != nil && r.ContentLength <= maxBodyBytes {
+		// A refused request's small body is read before the answer:
+		// net/http does not read it for a connection it closes next
+		// (HTTP/1.0), and closing with it unread makes the kernel reset the
+		// connection, which a client may see before the answer.
+		io.CopyN(io.Discard, r.Body, maxBodyBytes)
 	}
 	if werr := writeJSON(w, ae.status, ErrorBody{Error: ae.msg, Code: ae.code}); werr != nil {
 		s.log.Error("local API: writing an error answer", "err", werr)

@@ -644,3 +644,14 @@ func (c *limitConn) Close() error {
 
 // NetConn returns the connection underneath, for peer credentials.
 func (c *limitConn) NetConn() net.Conn { return c.Conn }
+
+// CloseWrite half-closes the connection underneath. net/http does so
+// before closing a connection whose request body it did not read (a
+// request refused before its body): the client then reads the answer and
+// an end of stream, not a reset.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
