@@ -107,18 +107,11 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	// A missing keyring or portal URL keeps the agent from its portal but
 	// not from running: a fresh install starts, and says what to configure.
 	var setupErr error
-	kr, err := loadPortalKeyring(cfg.Portal.Keyring, log) // trust.go
+	bi := buildinfo.Read()
+	var tr *trust // loaded below, before any exchange
+	portal, err := newPortalClient(cfg.Portal, func() *license.Keyring { return tr.Keyring() }, "pbx-agent/"+bi.Version)
 	if err != nil {
 		setupErr = err
-	}
-	bi := buildinfo.Read()
-	var tr *trust // loaded from the state folder below, before any exchange
-	portal, err := newPortalClient(cfg.Portal, func() *license.Keyring { return tr.Keyring() }, "pbx-agent/"+bi.Version)
-	if err != nil && setupErr == nil {
-		setupErr = err
-	}
-	if setupErr != nil {
-		log.Error("the agent cannot reach its portal until this is fixed", "err", setupErr)
 	}
 	root := opts.Root
 	if root == "" {
@@ -127,8 +120,10 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	// Only activation needs the model: a machine that hides it still runs.
 	model, source, err := identity.ResolveModel(cfg.Identity.Model, root)
 	switch {
-	case err != nil && setupErr == nil:
-		setupErr = err
+	case err != nil:
+		if setupErr == nil {
+			setupErr = err
+		}
 		log.Error("the appliance model is unknown; activation needs it", "err", err)
 	case source == "identity.model":
 		log.Info("appliance model set by configuration", "model", model)
@@ -148,9 +143,6 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	case info.Recovered:
 		log.Warn("state recovered from the previous good copy", "reason", info.RecoveredReason)
 	}
-	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
-		return nil, err
-	}
 	src := opts.Time
 	if src == nil {
 		src = license.NewSystemTime()
@@ -158,6 +150,18 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	markRemoved := st.ClockMark && !fileExists(filepath.Join(cfg.StateDir, clockMarkFile))
 	mark, clock, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
 	if err != nil {
+		return nil, err
+	}
+	// Key announcements are judged on the licence clock, which a local
+	// clock set back cannot move back, so it cannot revive an expired one.
+	kr, err := loadPortalKeyring(cfg.Portal.Keyring, clock.Now(), log) // trust.go
+	if err != nil {
+		setupErr = err // what to configure first on a fresh install
+	}
+	if setupErr != nil {
+		log.Error("the agent cannot reach its portal until this is fixed", "err", setupErr)
+	}
+	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
 		return nil, err
 	}
 	a := &Agent{

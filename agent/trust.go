@@ -114,11 +114,11 @@ func (t *trust) Revoke(kids []string) ([]string, error) {
 // loadPortalKeyring loads the portal keys this build trusts from the
 // keyring folder dir, and says loudly when the build is a development one,
 // whose roots anyone with root on the appliance can replace.
-func loadPortalKeyring(dir string, log *slog.Logger) (*license.Keyring, error) {
+func loadPortalKeyring(dir string, now time.Time, log *slog.Logger) (*license.Keyring, error) {
 	if !license.ReleaseBuild() {
 		log.Error(license.DevelopmentBuildWarning, "keyring", dir)
 	}
-	kr, err := license.LoadPortalKeyring(dir, time.Now().UTC())
+	kr, err := license.LoadPortalKeyring(dir, now)
 	if err != nil {
 		return nil, err
 	}
