@@ -69,11 +69,7 @@ func TestClockMarkOlderStateFile(t *testing.T) {
 // time a clean stop lasts is counted at the next start.
 func TestClockMarkStop(t *testing.T) {
 	r := newRig(t)
-	lt := &lockedTime{fakeTime: *r.time}
-	a, err := New(r.cfg, slog.New(slog.DiscardHandler), Options{Time: lt, Root: r.root})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, lt := r.onLockedTime(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.clockMarkLoop(ctx); close(done) }()

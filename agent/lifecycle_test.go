@@ -435,15 +435,23 @@ func (l *lockedTime) run(d time.Duration) {
 	l.fakeTime.run(d)
 }
 
-// TestLifecycleLoop: the loop evaluates at start, and again when woken,
-// and returns when its context ends.
-func TestLifecycleLoop(t *testing.T) {
-	r := newRig(t)
+// onLockedTime starts an agent on a copy of the rig's clocks that its
+// loops may read while the test moves it.
+func (r *rig) onLockedTime(t *testing.T) (*Agent, *lockedTime) {
+	t.Helper()
 	lt := &lockedTime{fakeTime: *r.time}
 	a, err := New(r.cfg, slog.New(slog.DiscardHandler), Options{Time: lt, Root: r.root})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a, lt
+}
+
+// TestLifecycleLoop: the loop evaluates at start, and again when woken,
+// and returns when its context ends.
+func TestLifecycleLoop(t *testing.T) {
+	r := newRig(t)
+	a, lt := r.onLockedTime(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.lifecycleLoop(ctx); close(done) }()

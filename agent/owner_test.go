@@ -128,11 +128,7 @@ func ownerHeartbeat(t *testing.T, a *Agent, proxyURL string, now time.Time) {
 // and not by rolling the state file back to before the revocation.
 func TestRevokedKeyIsRefusedEverywhere(t *testing.T) {
 	r := newRig(t)
-	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
-	a := r.newAgent(t)
-	if err := a.Activate(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
+	a := r.activated(t, nil) // acme.example, 10 UC-Premium users
 	before := readFile(t, filepath.Join(r.cfg.StateDir, stateFileName))
 	old, err := license.LoadSigner(filepath.Join(filepath.Dir(r.portal.KeyringDir()), "signing-key.pem")) // the leaked key
 	if err != nil {
@@ -226,11 +222,7 @@ func editState(t *testing.T, dir string, edit func(map[string]any)) {
 func TestEditedStateGrantsNothing(t *testing.T) {
 	setup := func(t *testing.T) (*rig, *Agent) {
 		r := newRig(t)
-		key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
-		a := r.newAgent(t)
-		if err := a.Activate(context.Background(), key); err != nil {
-			t.Fatal(err)
-		}
+		a := r.activated(t, nil)
 		return r, a
 	}
 
@@ -250,11 +242,7 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 
 	t.Run("the kept answer swapped for another PBX's", func(t *testing.T) {
 		r, _ := setup(t)
-		otherKey := r.createPBX(t, "other.example", license.Counts{license.UCPremium: 500})
-		other := r.otherAppliance(t)
-		if err := other.Activate(context.Background(), otherKey); err != nil {
-			t.Fatal(err)
-		}
+		other := otherPBXActivated(t, r)
 		r.time.run(20 * 24 * time.Hour)
 		if err := other.heartbeat(context.Background()); err != nil {
 			t.Fatal(err)
@@ -272,11 +260,7 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 
 	t.Run("another PBX's licence pasted in", func(t *testing.T) {
 		r, _ := setup(t)
-		otherKey := r.createPBX(t, "other.example", license.Counts{license.UCPremium: 500})
-		other := r.otherAppliance(t)
-		if err := other.Activate(context.Background(), otherKey); err != nil {
-			t.Fatal(err)
-		}
+		other := otherPBXActivated(t, r)
 		other.mu.Lock()
 		lic, pbx := other.st.License, *other.st.PBX
 		other.mu.Unlock()
@@ -343,16 +327,24 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 	})
 }
 
+// otherPBXActivated is another PBX of the same portal, of 500 users,
+// activated on another appliance: what the owner may copy from.
+func otherPBXActivated(t *testing.T, r *rig) *Agent {
+	t.Helper()
+	key := r.createPBX(t, "other.example", license.Counts{license.UCPremium: 500})
+	other := r.otherAppliance(t)
+	if err := other.Activate(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	return other
+}
+
 // TestUnwritableStateRefusesTheNewRevision: a new revision that cannot be
 // saved is not applied (nothing is granted that a restart would forget)
 // and is not counted as a success; the error says why.
 func TestUnwritableStateRefusesTheNewRevision(t *testing.T) {
 	r := newRig(t)
-	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
-	a := r.newAgent(t)
-	if err := a.Activate(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
+	a := r.activated(t, nil) // acme.example, 10 UC-Premium users
 	r.licences(t, license.Counts{license.UCPremium: 20})
 	a.store = brokenStore(t, a)
 	err := a.heartbeat(context.Background())
@@ -390,11 +382,7 @@ func brokenStore(t *testing.T, a *Agent) *state.File[persisted] {
 // one left is active again.
 func TestClonedApplianceLapses(t *testing.T) {
 	r := newRig(t)
-	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
-	orig := r.newAgent(t)
-	if err := orig.Activate(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
+	orig := r.activated(t, nil) // acme.example, 10 UC-Premium users
 	cloneDir := filepath.Join(t.TempDir(), "state")
 	copyDir(t, r.cfg.StateDir, cloneDir)
 	clone := r.agentIn(t, cloneDir)
