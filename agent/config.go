@@ -173,6 +173,17 @@ type SSHConfig struct {
 	// Sshd is the sshd binary run as a child process when systemd does
 	// not run the agent.
 	Sshd string `mapstructure:"sshd"`
+	// User is the one account the pushed keys log in to. Listen are the
+	// IP addresses sshd binds. Under systemd both are the unit's
+	// (pbx-support; 0.0.0.0 and ::), which the agent cannot change: it
+	// refuses to open access when they differ.
+	User   string   `mapstructure:"user"`
+	Listen []string `mapstructure:"listen"`
+}
+
+// Policy is who may log in to the support sshd and where it listens.
+func (s SSHConfig) Policy() actions.SSHPolicy {
+	return actions.SSHPolicy{User: s.User, Listen: s.Listen}
 }
 
 // MetricsConfig is the remote metrics listener, for a Prometheus off the
@@ -217,7 +228,8 @@ func DefaultConfig() Config {
 			AptLockTimeout: 120 * time.Second, InstallTimeout: time.Hour,
 			ResultDir: "/var/lib/pbx-agent-wms",
 		},
-		SSH: SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd"},
+		SSH: SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd",
+			User: actions.UnitSSHPolicy().User, Listen: actions.UnitSSHPolicy().Listen},
 		API: APIConfig{WriteGroups: []string{}},
 		Log: LogConfig{Level: "info"},
 	}
@@ -309,6 +321,12 @@ func (c *Config) Validate() error {
 	c.validateUpgrade(bad)
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
 		bad("ssh.port", "%d is not a TCP port", c.SSH.Port)
+	}
+	if err := actions.CheckSSHUser(c.SSH.User); err != nil {
+		bad("ssh.user", "%v", err)
+	}
+	if err := actions.CheckSSHListen(c.SSH.Listen); err != nil {
+		bad("ssh.listen", "%v", err)
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

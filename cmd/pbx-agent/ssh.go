@@ -23,10 +23,10 @@ func sshFor(cfg agent.Config, log *slog.Logger, getenv func(string) string) (age
 	log = log.With("component", "ssh")
 	dir := filepath.Join(cfg.RuntimeDir, "ssh")
 	if underSystemd(getenv) {
-		return actions.NewSystemdSSH(actions.DialSSHUnits, dir, "/etc/ssh/ssh_host_*_key.pub", log),
+		return actions.NewSystemdSSH(actions.DialSSHUnits, dir, "/etc/ssh/ssh_host_*_key.pub", cfg.SSH.Policy(), log),
 			"systemd: " + actions.SSHUnitPattern
 	}
-	return actions.NewProcessSSH(cfg.SSH.Sshd, dir, log), "child process " + cfg.SSH.Sshd
+	return actions.NewProcessSSH(cfg.SSH.Sshd, dir, cfg.SSH.Policy(), log), "child process " + cfg.SSH.Sshd
 }
 
 // newSSHCmd is `ssh status` and `ssh close`, for the local admin.

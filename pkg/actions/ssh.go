@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -30,6 +32,81 @@ type SSHRequest struct {
 	Keys []string      // support keys, authorized_keys lines, already validated
 }
 
+// SSHPolicy is who may log in to the support sshd and where it listens.
+type SSHPolicy struct {
+	User   string   // the one account let in (sshd's AllowUsers)
+	Listen []string // IP addresses sshd binds, each with the request's port
+}
+
+// UnitSSHPolicy is what the shipped pbx-agent-sshd@.service allows: the
+// production values, and the defaults of ssh.user and ssh.listen.
+func UnitSSHPolicy() SSHPolicy {
+	return SSHPolicy{User: "pbx-support", Listen: []string{"0.0.0.0", "::"}}
+}
+
+// userName is a POSIX account name: no sshd pattern characters (*, ?, !,
+// @, commas, spaces) that would widen AllowUsers.
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// Check refuses a policy that would let in more than one account or bind
+// anything but IP addresses.
+func (p SSHPolicy) Check() error {
+	return errors.Join(CheckSSHUser(p.User), CheckSSHListen(p.Listen))
+}
+
+// CheckSSHUser refuses anything but one account name.
+func CheckSSHUser(name string) error {
+	if !userName.MatchString(name) {
+		return fmt.Errorf("ssh user %q is not one account name (e.g. pbx-support)", name)
+	}
+	return nil
+}
+
+// CheckSSHListen refuses an empty list or anything but IP addresses.
+func CheckSSHListen(addrs []string) error {
+	if len(addrs) == 0 {
+		return errors.New("no listen address: name at least one, e.g. 0.0.0.0")
+	}
+	for _, a := range addrs {
+		if net.ParseIP(a) == nil {
+			return fmt.Errorf("listen address %q is not an IP address (e.g. 192.0.2.10; 0.0.0.0 and :: for all)", a)
+		}
+	}
+	return nil
+}
+
+// sshdOptions are the sshd options that confine support access, the same
+// in both modes (the unit carries them literally): one account, no root
+// unless that account is root, no forwarding of any kind (ssh -L, -D, -R
+// would reach the site's network or the appliance's local services), no
+// tunnel devices.
+func (p SSHPolicy) sshdOptions() []string {
+	root := "no"
+	if p.User == "root" {
+		root = "prohibit-password"
+	}
+	opts := []string{"AllowUsers=" + p.User, "PermitRootLogin=" + root,
+		"DisableForwarding=yes", "PermitTunnel=no",
+		"PasswordAuthentication=no", "KbdInteractiveAuthentication=no"}
+	for _, a := range p.Listen {
+		opts = append(opts, "ListenAddress="+a)
+	}
+	return opts
+}
+
+// dialAddr is where to check that sshd listens: the first address, its
+// loopback when it is a wildcard.
+func (p SSHPolicy) dialAddr(port int) string {
+	ip := net.ParseIP(p.Listen[0])
+	switch {
+	case ip.Equal(net.IPv4zero):
+		ip = net.IPv4(127, 0, 0, 1)
+	case ip.Equal(net.IPv6unspecified):
+		ip = net.IPv6loopback
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(port))
+}
+
 // MaxSSHTTL is the longest access Open grants, as the protocol allows.
 const MaxSSHTTL = 24 * time.Hour
 
@@ -47,7 +124,7 @@ func checkTTL(ttl time.Duration) error {
 type SSHState struct {
 	Open  bool
 	Port  int
-	Until time.Time // wall clock; zero when closed
+	Until time.Time // on the executor's clock (the licence clock); zero when closed
 	// HostKeys are the fingerprints (SHA256:...) of the host keys the
 	// sshd presents, so support can check the host.
 	HostKeys []string

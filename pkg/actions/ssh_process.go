@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -22,17 +23,19 @@ import (
 // signal), so access never outlives its TTL or the agent.
 //
 // sshd runs as the agent's user with a host key of its own in the runtime
-// folder. Run as root it needs /run/sshd, which it creates. Unlike the
-// systemd unit, a session that leaves sshd's process group (setsid) is not
-// ended with it: development only.
+// folder, with the unit's confinement (sshdOptions): the policy's account
+// alone, on the policy's addresses alone, no forwarding. Run as root it
+// needs /run/sshd, which it creates. Unlike the systemd unit, a session
+// that leaves sshd's process group (setsid) is not ended with it.
 type ProcessSSH struct {
-	sshd string // the sshd binary
-	dir  string // <runtime_dir>/ssh: keys, host key
-	log  *slog.Logger
-	now  func() time.Time
+	sshd   string // the sshd binary
+	dir    string // <runtime_dir>/ssh: keys, host key
+	policy SSHPolicy
+	log    *slog.Logger
 
 	mu    sync.Mutex
-	child *sshChild // nil when closed
+	now   func() time.Time // the clock Until is told on; SetClock
+	child *sshChild        // nil when closed
 }
 
 type sshChild struct {
@@ -43,12 +46,22 @@ type sshChild struct {
 }
 
 // NewProcessSSH returns the executor; sshd is the binary (usually
-// /usr/sbin/sshd), dir the folder for its files.
-func NewProcessSSH(sshd, dir string, log *slog.Logger) *ProcessSSH {
+// /usr/sbin/sshd), dir the folder for its files, policy who may log in and
+// where sshd listens (Open refuses a policy that does not Check).
+func NewProcessSSH(sshd, dir string, policy SSHPolicy, log *slog.Logger) *ProcessSSH {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &ProcessSSH{sshd: sshd, dir: dir, log: log, now: time.Now}
+	return &ProcessSSH{sshd: sshd, dir: dir, policy: policy, log: log, now: time.Now}
+}
+
+// SetClock sets the clock the access's end is told on: the licence clock,
+// so that the status and the portal see the end the licence sees. The TTL
+// itself runs on elapsed time.
+func (p *ProcessSSH) SetClock(now func() time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.now = now
 }
 
 // listenTimeout bounds the wait for sshd to listen.
@@ -61,6 +74,9 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	defer p.mu.Unlock()
 	if err := checkTTL(req.TTL); err != nil {
 		return SSHState{}, err // before closing the access open now
+	}
+	if err := p.checkPolicy(); err != nil {
+		return SSHState{}, err
 	}
 	p.closeLocked()
 	keys, err := writeAuthorizedKeys(p.dir, req.Keys)
@@ -77,12 +93,14 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 			return SSHState{}, fmt.Errorf("creating /run/sshd: %w", err)
 		}
 	}
-	cmd := exec.Command(p.sshd, "-D", "-e", "-f", "/dev/null",
+	args := []string{"-D", "-e", "-f", "/dev/null",
 		"-p", strconv.Itoa(req.Port), "-h", hostKey,
-		"-o", "AuthorizedKeysFile="+keys,
-		"-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no",
-		"-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
-		"-o", "ListenAddress=0.0.0.0", "-o", "ListenAddress=::")
+		"-o", "AuthorizedKeysFile=" + keys,
+		"-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no"}
+	for _, o := range p.policy.sshdOptions() {
+		args = append(args, "-o", o)
+	}
+	cmd := exec.Command(p.sshd, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	out := &lineLogger{log: p.log.With("component", "sshd")}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -92,12 +110,14 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	c := &sshChild{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(c.done) }()
 
-	if err := waitListening(ctx, req.Port, c.done); err != nil {
+	if err := waitListening(ctx, p.policy.dialAddr(req.Port), c.done); err != nil {
 		killGroup(cmd)
 		<-c.done
 		return SSHState{}, fmt.Errorf("support sshd did not start: %w (%s)", err, out.last())
 	}
-	c.state = SSHState{Open: true, Port: req.Port, Until: p.now().Add(req.TTL),
+	// Until is on the licence clock; the timer counts the TTL as elapsed
+	// time, so neither clock moving shortens or stretches the access.
+	c.state = SSHState{Open: true, Port: req.Port, Until: p.now().Round(0).Add(req.TTL),
 		HostKeys: Fingerprints([]string{hostKey + ".pub"})}
 	c.timer = time.AfterFunc(req.TTL, func() {
 		p.mu.Lock()
@@ -154,12 +174,32 @@ func killGroup(cmd *exec.Cmd) {
 	}
 }
 
-// waitListening polls until something accepts on port, the process exits,
+// checkPolicy refuses a policy that cannot confine sshd, or that no one
+// could log in with: sshd run by a user other than root can only let that
+// user in.
+func (p *ProcessSSH) checkPolicy() error {
+	if err := p.policy.Check(); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	me, err := user.Current()
+	if err != nil {
+		return fmt.Errorf("finding the account sshd would run as: %w", err)
+	}
+	if me.Username != p.policy.User {
+		return fmt.Errorf("support sshd runs as %s here (not root), so it can let in %s alone, not %s: set ssh.user to %s",
+			me.Username, me.Username, p.policy.User, me.Username)
+	}
+	return nil
+}
+
+// waitListening polls until something accepts on addr, the process exits,
 // or the time is up.
-func waitListening(ctx context.Context, port int, exited <-chan struct{}) error {
+func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, listenTimeout)
 	defer cancel()
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -171,7 +211,7 @@ func waitListening(ctx context.Context, port int, exited <-chan struct{}) error 
 		case <-exited:
 			return errors.New("it exited")
 		case <-ctx.Done():
-			return fmt.Errorf("nothing listens on port %d after %v", port, listenTimeout)
+			return fmt.Errorf("nothing listens on %s after %v", addr, listenTimeout)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"golang.org/x/sys/unix"
 )
 
 // SSHUnitPattern matches the support sshd units: pbx-agent-sshd@<ttl>.service.
@@ -44,24 +47,61 @@ func DialSSHUnits(ctx context.Context) (SSHUnits, error) {
 // sshd alone; it ends itself at the TTL (timeout(1) in the unit), even with
 // the agent dead, and stopping it ends every session (UsePAM=no keeps them
 // in its control group).
+//
+// The unit is static and run by root: its account (AllowUsers) and
+// addresses (ListenAddress) are UnitSSHPolicy, which the agent cannot
+// change, so a compromised agent cannot widen them. Open refuses a
+// configuration that asks for others rather than pretend to apply it.
 type SystemdSSH struct {
 	keysDir  string   // <runtime_dir>/ssh, the unit's ConditionPathExists
 	hostKeys []string // the system sshd's public host keys
+	policy   SSHPolicy
 	log      *slog.Logger
 
-	mu  sync.Mutex // one call at a time; guards bus
-	bus bus[SSHUnits]
+	mu    sync.Mutex // one call at a time; guards the fields below
+	bus   bus[SSHUnits]
+	now   func() time.Time // the clock Until is told on; SetClock
+	mono  func() time.Duration
+	until unitUntil // the end of the running unit, once computed
+}
+
+// unitUntil is the end of one run of a unit on the licence clock, fixed
+// when first seen so that it does not move between reads.
+type unitUntil struct {
+	unit  string
+	start uint64 // ActiveEnterTimestampMonotonic
+	until time.Time
 }
 
 // NewSystemdSSH returns the executor. keysDir must be the folder the unit
 // reads (/run/pbx-agent/ssh); hostKeyGlob finds the public host keys the
 // unit's sshd presents (/etc/ssh/ssh_host_*_key.pub).
-func NewSystemdSSH(dial func(context.Context) (SSHUnits, error), keysDir, hostKeyGlob string, log *slog.Logger) *SystemdSSH {
+// policy is the configured one, which Open checks against the unit's.
+func NewSystemdSSH(dial func(context.Context) (SSHUnits, error), keysDir, hostKeyGlob string, policy SSHPolicy, log *slog.Logger) *SystemdSSH {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	keys, _ := filepath.Glob(hostKeyGlob)
-	return &SystemdSSH{bus: newBus(dial), keysDir: keysDir, hostKeys: keys, log: log}
+	return &SystemdSSH{bus: newBus(dial), keysDir: keysDir, hostKeys: keys, policy: policy, log: log,
+		now: time.Now, mono: monotonic}
+}
+
+// SetClock sets the clock the access's end is told on: the licence clock.
+// The unit's TTL runs on elapsed time (timeout(1)).
+func (s *SystemdSSH) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// monotonic reads CLOCK_MONOTONIC, the clock of systemd's
+// *TimestampMonotonic properties.
+func monotonic() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return -1
+	}
+	return time.Duration(ts.Nano())
 }
 
 // Open writes the keys, closes any open access, and starts the unit for
@@ -71,6 +111,10 @@ func (s *SystemdSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	defer s.mu.Unlock()
 	if req.Port != SSHUnitPort {
 		return SSHState{}, fmt.Errorf("the support sshd unit listens on port %d only, not %d", SSHUnitPort, req.Port)
+	}
+	if unit := UnitSSHPolicy(); s.policy.User != unit.User || !slices.Equal(s.policy.Listen, unit.Listen) {
+		return SSHState{}, fmt.Errorf("the support sshd unit lets in %s alone on %s, not %s on %s: set ssh.user and ssh.listen to the unit's values",
+			unit.User, strings.Join(unit.Listen, " and "), s.policy.User, strings.Join(s.policy.Listen, " and "))
 	}
 	if err := checkTTL(req.TTL); err != nil {
 		return SSHState{}, err
@@ -130,14 +174,23 @@ func (s *SystemdSSH) stateLocked(ctx context.Context) (SSHState, error) {
 	if err != nil {
 		return SSHState{}, err
 	}
-	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestamp")
+	// The start on the monotonic clock, not the wall clock: the time left
+	// is then right whatever the local clock was set to, and the end is
+	// told on the licence clock from it.
+	p, err := conn.GetUnitPropertyContext(ctx, unit, "ActiveEnterTimestampMonotonic")
 	if err != nil {
 		s.bus.drop()
 		return SSHState{}, fmt.Errorf("reading the start time of %s: %w", unit, err)
 	}
-	if usec, ok := p.Value.Value().(uint64); ok && usec > 0 {
-		st.Until = time.UnixMicro(int64(usec)).Add(ttl)
+	usec, ok := p.Value.Value().(uint64)
+	if !ok || usec == 0 || usec > math.MaxInt64/1000 {
+		return st, nil
 	}
+	if s.until.unit != unit || s.until.start != usec {
+		left := time.Duration(usec)*time.Microsecond + ttl - s.mono()
+		s.until = unitUntil{unit: unit, start: usec, until: s.now().Round(0).Add(left)}
+	}
+	st.Until = s.until.until
 	return st, nil
 }
 

@@ -53,7 +53,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 func TestProcessSSHOpenCloseExpire(t *testing.T) {
 	sshd := sshdOrSkip(t)
 	dir := filepath.Join(t.TempDir(), "ssh")
-	p := NewProcessSSH(sshd, dir, nil)
+	p := NewProcessSSH(sshd, dir, loopbackPolicy(t), nil)
 	ctx := context.Background()
 	port := freeTCPPort(t)
 	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl support@example"
@@ -102,7 +102,7 @@ func TestProcessSSHReportsAFailedStart(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'Bind to port failed: Address already in use' >&2\nexit 255\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := NewProcessSSH(broken, filepath.Join(dir, "ssh"), nil)
+	p := NewProcessSSH(broken, filepath.Join(dir, "ssh"), loopbackPolicy(t), nil)
 	_, err := p.Open(context.Background(), SSHRequest{Port: freeTCPPort(t), TTL: time.Minute})
 	if err == nil || !strings.Contains(err.Error(), "support sshd did not start") || !strings.Contains(err.Error(), "Address already in use") {
 		t.Fatalf("error %v: want one saying sshd did not start, with its last words", err)
@@ -145,12 +145,12 @@ func TestSSHOpenRefusesTTLOutOfRange(t *testing.T) {
 		sd := NewSystemdSSH(func(context.Context) (SSHUnits, error) {
 			dialed = true
 			return nil, os.ErrPermission
-		}, dir, filepath.Join(dir, "none*"), nil)
+		}, dir, filepath.Join(dir, "none*"), UnitSSHPolicy(), nil)
 		if _, err := sd.Open(context.Background(), SSHRequest{Port: SSHUnitPort, TTL: ttl}); err == nil || !strings.Contains(err.Error(), "outside 1s to 24h0m0s") {
 			t.Errorf("systemd: ttl %v: %v", ttl, err)
 		}
 		// The process executor refuses before looking for sshd at all.
-		p := NewProcessSSH("/nonexistent/sshd", dir, nil)
+		p := NewProcessSSH("/nonexistent/sshd", dir, loopbackPolicy(t), nil)
 		if _, err := p.Open(context.Background(), SSHRequest{Port: freeTCPPort(t), TTL: ttl}); err == nil || !strings.Contains(err.Error(), "outside 1s to 24h0m0s") {
 			t.Errorf("process: ttl %v: %v", ttl, err)
 		}
