@@ -69,6 +69,8 @@ type SSHAccess interface {
 	Open(ctx context.Context, req actions.SSHRequest) (actions.SSHState, error)
 	Close(ctx context.Context) error
 	State(ctx context.Context) (actions.SSHState, error)
+	// SetClock sets the clock SSHState.Until is told on (ssh.go).
+	SetClock(now func() time.Time)
 }
 
 // commandsState is the agent's command machinery.
@@ -105,6 +107,7 @@ func (a *Agent) initCommands(opts Options) error {
 		a.log.Warn("command journal recovered from its previous good copy", "reason", info.RecoveredReason)
 	}
 	a.cmds = commandsState{store: store, ssh: opts.SSH, wake: make(chan struct{}, 1), j: j}
+	a.wireSSH()
 	a.wms = opts.WMS
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 // executors (pkg/actions) are tested against real sshd and systemd.
 type countingSSH struct {
 	mu     sync.Mutex
+	now    func() time.Time // the clock the agent hands it
 	opens  int
 	closes int
 	state  actions.SSHState
@@ -29,7 +30,11 @@ func (c *countingSSH) Open(_ context.Context, req actions.SSHRequest) (actions.S
 	defer c.mu.Unlock()
 	c.opens++
 	c.keys = req.Keys
-	c.state = actions.SSHState{Open: true, Port: req.Port, Until: time.Now().Add(req.TTL), HostKeys: []string{"ssh-ed25519 SHA256:test"}}
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	c.state = actions.SSHState{Open: true, Port: req.Port, Until: now().Add(req.TTL), HostKeys: []string{"ssh-ed25519 SHA256:test"}}
 	return c.state, nil
 }
 
@@ -45,6 +50,12 @@ func (c *countingSSH) State(context.Context) (actions.SSHState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state, nil
+}
+
+func (c *countingSSH) SetClock(now func() time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
 }
 
 func (c *countingSSH) counts() (int, int) {
@@ -408,4 +419,43 @@ func (cr *commandRig) runGenuineOnce(t *testing.T, cmd protocol.Command, pbxID s
 		t.Fatalf("the genuine %s opened SSH %d times, want 1", cmd.ID, opens)
 	}
 	return signed
+}
+
+// TestSSHUntilOnTheLicenceClock puts the portal's clock 60 days ahead of
+// the machine's: the access's end in the status and in the result the
+// portal receives is the licence clock's, not the machine's (which showed
+// it "63 days ago" to the portal).
+func TestSSHUntilOnTheLicenceClock(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	if _, err := r.admin.AdvanceClock(ctx, 60*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	key := r.createPBX(t, "acme.example", license.Counts{license.UCPremium: 5})
+	cr := &commandRig{rig: r, ssh: &countingSSH{}, pbx: "acme.example"}
+	cr.a = cr.start(t)
+	if err := cr.a.Activate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	before := r.portal.Now()
+	id := cr.queue(t, sshOpen(time.Hour, testPubKey))
+	cr.cycle(t)
+	after := r.portal.Now()
+
+	st := cr.a.Status()
+	if !st.SSH.Open || st.SSH.Until == nil {
+		t.Fatalf("status ssh = %+v", st.SSH)
+	}
+	until := *st.SSH.Until
+	if until.Before(before.Add(time.Hour).Truncate(time.Second)) || until.After(after.Add(time.Hour)) {
+		t.Errorf("status until %v, want the portal's time plus the hour, between %v and %v (the machine says %v)",
+			until, before.Add(time.Hour), after.Add(time.Hour), r.time.Wall())
+	}
+	v := cr.portalView(t, id)
+	if v.Result == nil || v.Result.SSH == nil || !v.Result.SSH.Until.Equal(until) {
+		t.Fatalf("the portal received %+v, want until %v", v.Result, until)
+	}
+	if want := until.UTC().Format(time.RFC3339); !strings.Contains(v.Result.Message, want) {
+		t.Errorf("the portal's message %q does not say until %s", v.Result.Message, want)
+	}
 }

@@ -14,6 +14,15 @@ import (
 // errNoSSH: the agent was built without an SSH executor (tests).
 var errNoSSH = errors.New("temporary SSH access is not set up on this appliance")
 
+// wireSSH hands the executor the licence clock: the access's end, shown
+// in the status and reported to the portal, is a time like every other the
+// agent tells, though the TTL itself runs on elapsed time.
+func (a *Agent) wireSSH() {
+	if a.cmds.ssh != nil {
+		a.cmds.ssh.SetClock(a.clock.Now)
+	}
+}
+
 // openSSH applies ssh.open: the portal's keys, on the appliance's port,
 // for the TTL asked.
 func (a *Agent) openSSH(ctx context.Context, cmd *protocol.Command) protocol.CommandResult {
@@ -127,8 +136,8 @@ func sshResult(st actions.SSHState) *protocol.SSHResult {
 	return r
 }
 
-// sshStatus is the access for the status: open, port, until (licence time
-// is not involved: the TTL runs on the machine's clock).
+// sshStatus is the access for the status: open, port, until (on the
+// licence clock, see wireSSH).
 func (a *Agent) sshStatus() localapi.SSHStatus {
 	a.cmds.mu.Lock()
 	defer a.cmds.mu.Unlock()

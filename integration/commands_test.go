@@ -35,7 +35,12 @@ func TestSSHCommandsWithinSeconds(t *testing.T) {
 	key := p.admin("pbx", "create", "--name", "acme.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=5")
 	a := newAppliance(t, "pbx", p, "0s") // 0s: follow the portal's 60 s
 	port := freePort(t)
-	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n", port, sshd))
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test's own account, on loopback alone (127.0.0.2 must not answer).
+	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n  user: %s\n  listen: [\"127.0.0.1\"]\n", port, sshd, me.Username))
 	a.start()
 	if r := a.cli(key, "activate"); r.code != 0 {
 		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)
@@ -57,9 +62,9 @@ func TestSSHCommandsWithinSeconds(t *testing.T) {
 		opens = append(opens, time.Since(began))
 
 		if i == 0 {
-			me, err := user.Current()
-			if err != nil {
-				t.Fatal(err)
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(port)), time.Second); err == nil {
+				c.Close()
+				t.Errorf("support sshd answers on 127.0.0.2, configured to listen on 127.0.0.1 alone")
 			}
 			out, err := exec.Command("ssh", "-i", keyFile, "-p", strconv.Itoa(port), "-o", "BatchMode=yes",
 				"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
@@ -160,7 +165,11 @@ func TestCommandsSurviveSIGKILL(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n", freePort(t), wrapper))
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n  user: %s\n  listen: [\"127.0.0.1\"]\n", freePort(t), wrapper, me.Username))
 	a.start()
 	if r := a.cli(key, "activate"); r.code != 0 {
 		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)

@@ -14,6 +14,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/agent"
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/actions"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // sshFor chooses how the daemon opens support SSH: under systemd, the
@@ -42,7 +43,7 @@ func newSSHCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printSSH(a.stdout, st.SSH, asJSON)
+			return printSSH(a.stdout, st, asJSON)
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print the status's ssh object as JSON")
@@ -55,7 +56,7 @@ func newSSHCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printSSH(a.stdout, st.SSH, false)
+			return printSSH(a.stdout, st, false)
 		},
 	}
 	cmd.AddCommand(status, closeCmd)
@@ -74,7 +75,10 @@ func (a *app) daemonStatus(ctx context.Context, method, path string) (localapi.S
 	return st, nil
 }
 
-func printSSH(w io.Writer, s localapi.SSHStatus, asJSON bool) error {
+// printSSH prints the access; the time left is counted on the licence
+// clock the status states, like the end itself.
+func printSSH(w io.Writer, st localapi.Status, asJSON bool) error {
+	s := st.SSH
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -86,7 +90,11 @@ func printSSH(w io.Writer, s localapi.SSHStatus, asJSON bool) error {
 	}
 	until := "no end known"
 	if s.Until != nil {
-		until = "until " + s.Until.UTC().Format(time.RFC3339) + " (" + time.Until(*s.Until).Round(time.Second).String() + " left)"
+		now := st.Clock.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		until = "until " + s.Until.UTC().Format(time.RFC3339) + " (" + license.Relative(*s.Until, now) + ")"
 	}
 	fmt.Fprintf(w, "SSH: open on port %d, %s\n", s.Port, until)
 	for _, k := range s.HostKeys {

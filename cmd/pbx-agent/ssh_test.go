@@ -37,6 +37,23 @@ func TestSSHStatusAndClose(t *testing.T) {
 	oneLine(t, r)
 }
 
+// TestSSHStatusOnTheLicenceClock: with the licence clock 60 days ahead of
+// the machine's, the time left is counted from the licence clock the
+// status states, not from the machine's.
+func TestSSHStatusOnTheLicenceClock(t *testing.T) {
+	fb, sock := daemon(t)
+	licence := time.Now().Add(60 * 24 * time.Hour).UTC().Truncate(time.Second)
+	until := licence.Add(3 * time.Hour)
+	st := fb.Status()
+	st.Clock.Now = licence
+	st.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until}
+	fb.SetStatus(st)
+	r := run(t, "", "--socket", sock, "ssh", "status")
+	if want := "until " + until.Format(time.RFC3339) + " (in 3 hours)"; r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("ssh status: exit %d, want %q\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+}
+
 // TestClientWithABrokenConfig: a configuration file that no longer loads
 // (a reload the daemon refused) still lets the admin reach the daemon.
 func TestClientWithABrokenConfig(t *testing.T) {
