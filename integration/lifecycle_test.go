@@ -71,8 +71,8 @@ func TestActivationAndHeartbeat(t *testing.T) {
 	})
 
 	t.Run("rebind moves the PBX and deletes it from the first appliance", func(t *testing.T) {
-		p.admin("pbx", "rebind", "acme.example")
-		if r := second.cli(key, "activate"); r.code != 0 {
+		newKey := p.admin("pbx", "rebind", "acme.example")
+		if r := second.cli(newKey, "activate"); r.code != 0 {
 			t.Fatalf("activation after rebind: exit %d: %s", r.code, r.stderr)
 		}
 		second.waitState("active", 5*time.Second)

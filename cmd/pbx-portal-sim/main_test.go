@@ -154,8 +154,9 @@ func TestCLIDrivesARunningSimulator(t *testing.T) {
 		t.Errorf("fault printed %q", out)
 	}
 
-	if out := ok("pbx", "rebind", "acme.example"); !strings.Contains(out, "not bound") {
-		t.Errorf("pbx rebind printed %q", out)
+	if code, out, errs := run(t, nil, append(portal, "pbx", "rebind", "acme.example")...); code != 0 ||
+		strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "eyJ") || !strings.Contains(errs, "not bound") {
+		t.Errorf("pbx rebind: exit %d, stdout %q, stderr %q; want the new key alone on stdout, the news on stderr", code, out, errs)
 	}
 	if out := ok("pbx", "delete", "acme.example"); !strings.Contains(out, "deleted") {
 		t.Errorf("pbx delete printed %q", out)

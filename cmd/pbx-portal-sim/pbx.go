@@ -20,7 +20,7 @@ type clientFunc func() *portalsim.Client
 
 func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 	pbx := &cobra.Command{Use: "pbx", Short: "Manage the simulator's PBXs (by name or id)"}
-	pbx.AddCommand(newPBXCreateCmd(e, client))
+	pbx.AddCommand(newPBXCreateCmd(e, client), newPBXKeyCmd(e, client))
 
 	pbx.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -139,22 +139,27 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 
 	pbx.AddCommand(&cobra.Command{
 		Use:   "rebind NAME",
-		Short: "Release a PBX from its appliance (hardware replacement)",
+		Short: "Release a PBX from its appliance (hardware replacement); print its new key",
 		Long: "Release a PBX from its appliance, as for a hardware replacement: the old appliance's\n" +
-			"next heartbeat is told, in a signed answer, that the PBX was re-bound; the next\n" +
-			"activation with the PBX's key, from any appliance, binds it.",
+			"next heartbeat is told, in a signed answer, that the PBX was re-bound. A new PBX\n" +
+			"key is printed alone on standard output (what happened goes to standard error);\n" +
+			"the next activation with it, from any appliance, binds the PBX. The previous key\n" +
+			"no longer activates anything.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := client().Rebind(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			if res.UnboundDevice == "" {
-				_, err = fmt.Fprintf(e.stdout, "%s: not bound to any appliance; the next activation binds it\n", res.PBX.Name)
+			if _, err := fmt.Fprintln(e.stdout, res.Key); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(e.stdout, "%s: released from appliance %s; the next activation binds it\n", res.PBX.Name, res.UnboundDevice)
-			return err
+			if res.UnboundDevice == "" {
+				fmt.Fprintf(e.stderr, "%s: not bound to any appliance; the new key (on stdout) binds the next one\n", res.PBX.Name)
+				return nil
+			}
+			fmt.Fprintf(e.stderr, "%s: released from appliance %s; the new key (on stdout) binds the next one\n", res.PBX.Name, res.UnboundDevice)
+			return nil
 		},
 	})
 

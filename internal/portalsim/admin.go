@@ -104,10 +104,12 @@ type LicenseChangeResult struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// RebindResult names the device the PBX was released from, if any.
+// RebindResult names the device the PBX was released from, if any, and
+// carries the new PBX key that binds the next appliance.
 type RebindResult struct {
 	PBX           PBX    `json:"pbx"`
 	UnboundDevice string `json:"unbound_device,omitempty"`
+	Key           string `json:"key"`
 }
 
 // Clock is the portal's clock.
@@ -368,6 +370,14 @@ func asAPIError(err error) error {
 func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 	var out RebindResult
 	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
+		// A re-bind comes with a new key: the old one, which went with the
+		// old appliance, binds nothing from now on, and the new appliance
+		// is not held back by the old key's expiry. It is signed first, so
+		// a failure leaves the PBX as it was.
+		key, err := p.issueKeyLocked(rec, now, p.keyTTL)
+		if err != nil {
+			return err
+		}
 		if rec.Device != nil {
 			old := *rec.Device
 			t := now
@@ -380,7 +390,7 @@ func (p *Portal) rebindPBX(r *http.Request) (any, error) {
 			p.wakeLocked(rec.ID)
 			p.log.Info("PBX released for re-binding", "pbx", rec.Name, "former_device", old.DeviceID)
 		}
-		out.PBX = rec.view()
+		out.PBX, out.Key = rec.view(), key
 		return nil
 	})
 	return out, err

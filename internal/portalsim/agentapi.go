@@ -180,7 +180,8 @@ func (p *Portal) activate(_ context.Context, body string, replayOld bool) (*repl
 				msg: fmt.Sprintf("PBX %q was deleted on the portal: create a new PBX and use its key", r.Name)}
 		case key.ID != r.KeyID:
 			return &apiError{status: http.StatusBadRequest, code: protocol.CodeInvalidKey,
-				msg: fmt.Sprintf("this key of PBX %q has been replaced by a newer one: copy the current key from the portal", r.Name)}
+				msg: fmt.Sprintf("this key of PBX %q has been replaced by a newer one: use the newest key, or %s",
+					r.Name, license.NewKeyFix(key.PBX))}
 		case r.Device != nil && r.Device.DeviceID != kid:
 			return &apiError{status: http.StatusConflict, code: protocol.CodeBoundElsewhere,
 				msg: fmt.Sprintf("PBX %q is bound to another appliance since %s; a hardware replacement needs the portal to re-bind it (pbx-portal-sim pbx rebind %s)",

@@ -267,6 +267,7 @@ func (p *Portal) routes() []route {
 		{"POST /admin/v1/pbxs/{ref}/commands", p.admin(p.queueCommand)},
 		{"GET /admin/v1/pbxs/{ref}/commands/{id}", p.admin(p.getCommand)},
 		{"POST /admin/v1/pbxs/{ref}/licenses", p.admin(p.changeLicenses)},
+		{"POST /admin/v1/pbxs/{ref}/key", p.admin(p.issuePBXKey)},
 		{"POST /admin/v1/pbxs/{ref}/rebind", p.admin(p.rebindPBX)},
 		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},
 		{"POST /admin/v1/pbxs/{ref}/suspend", p.admin(p.suspendPBX)},

@@ -194,7 +194,7 @@ func TestRebindMovesThePBXAndTellsTheOldAppliance(t *testing.T) {
 		t.Errorf("rebind = %+v; want %s released", res, oldBox.kid())
 	}
 	f.clock.Add(time.Minute)
-	newBox.activate(key)
+	newBox.activate(res.Key)
 
 	ans, _ := oldBox.heartbeat(1)
 	if ans.Status != protocol.StatusGone || ans.Reason != protocol.GoneRebound || ans.PBXID != oldBox.pbxID {
@@ -203,8 +203,8 @@ func TestRebindMovesThePBXAndTellsTheOldAppliance(t *testing.T) {
 	if ans, _ := newBox.heartbeat(1); ans.Status != protocol.StatusOK {
 		t.Errorf("new appliance's heartbeat = %+v; want ok", ans)
 	}
-	// The old appliance cannot take the PBX back.
-	r := oldBox.post(protocol.PathActivate, oldBox.sign(protocol.TypeActivate, oldBox.activateReq(key, f.portal.Now())))
+	// The old appliance cannot take the PBX back, even with the new key.
+	r := oldBox.post(protocol.PathActivate, oldBox.sign(protocol.TypeActivate, oldBox.activateReq(res.Key, f.portal.Now())))
 	if e := r.refusal(t); r.status != 409 || e.Code != protocol.CodeBoundElsewhere {
 		t.Errorf("old appliance activating again: %d %+v; want 409 bound_elsewhere", r.status, e)
 	}

@@ -102,7 +102,7 @@ func ParseKey(raw string, kr *Keyring, check KeyCheck) (*Key, error) {
 	if !check.Now.Before(k.ExpiresAt) {
 		return k, &Error{Doc: "PBX key", Kind: ErrExpired,
 			Detail: fmt.Sprintf("it expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339)),
-			Fix:    "generate a new key for this PBX on the portal"}
+			Fix:    NewKeyFix(k.PBX)}
 	}
 	if check.Model != "" && k.PBX.Model != check.Model {
 		return k, &Error{Doc: "PBX key", Kind: ErrWrongModel,
@@ -110,6 +110,17 @@ func ParseKey(raw string, kr *Keyring, check KeyCheck) (*Key, error) {
 			Fix:    fmt.Sprintf("create the PBX on the portal as a %s, or set identity.model if detection is wrong", check.Model)}
 	}
 	return k, nil
+}
+
+// NewKeyFix is the advice for a PBX key that no longer activates (expired,
+// or replaced by a newer one): the portal issues a new one at any time.
+// It names the reference portal's verb, with the PBX's name (or id).
+func NewKeyFix(pbx PBX) string {
+	ref := pbx.Name
+	if ref == "" {
+		ref = pbx.ID
+	}
+	return "issue a new key on the portal (pbx-portal-sim pbx key " + ref + ")"
 }
 
 // DecodeKeyUnverified returns what a key claims without checking its

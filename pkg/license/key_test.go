@@ -150,7 +150,7 @@ func TestParseKey(t *testing.T) {
 		},
 		{
 			name: "expired", input: mustSign(t, portal, TypeKey, expired), wantErr: ErrExpired,
-			wantMsg: "PBX key expired: it expired at 2026-11-27T11:00:00Z; generate a new key for this PBX on the portal",
+			wantMsg: "PBX key expired: it expired at 2026-11-27T11:00:00Z; issue a new key on the portal (pbx-portal-sim pbx key acme.example)",
 		},
 		{
 			name: "wrong model", input: mustSign(t, portal, TypeKey, hw), check: KeyCheck{Model: ModelVM}, wantErr: ErrWrongModel,
