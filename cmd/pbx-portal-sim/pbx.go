@@ -33,6 +33,9 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 				return err
 			}
 			if listJSON {
+				if pbxs == nil {
+					pbxs = []portalsim.PBX{}
+				}
 				return printJSON(e, portalsim.PBXList{PBXs: pbxs}) // command.go
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
