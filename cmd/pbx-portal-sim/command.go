@@ -125,8 +125,12 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			w := &protocol.WMSUpgrade{Version: version, Repository: repo}
-			now := time.Now().UTC().Truncate(time.Second)
-			var err error
+			// "now" is the portal's, which the agent follows, not this machine's.
+			clk, err := client().Clock(c.Context())
+			if err != nil {
+				return err
+			}
+			now := clk.Now.UTC().Truncate(time.Second)
 			if w.WindowStart, err = parseWhen(start, now); err != nil {
 				return fmt.Errorf("--window-start: %w", err)
 			}
@@ -138,8 +142,8 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 	})
 	upgrade.Flags().StringVar(&version, "version", "", "target version, major.minor.YYYYMMDD.build")
 	upgrade.Flags().StringVar(&repo, "repo", "rel01", "repository name, relNN")
-	upgrade.Flags().StringVar(&start, "window-start", "now", "window start: RFC 3339 UTC, or now, or now+DURATION")
-	upgrade.Flags().StringVar(&end, "window-end", "now+2h", "window end: RFC 3339 UTC, or now+DURATION")
+	upgrade.Flags().StringVar(&start, "window-start", "now", "window start: RFC 3339 UTC, or now, or now+DURATION (the portal's clock)")
+	upgrade.Flags().StringVar(&end, "window-end", "now+2h", "window end: RFC 3339 UTC, or now+DURATION (the portal's clock)")
 	upgrade.MarkFlagRequired("version")
 
 	var asJSON bool

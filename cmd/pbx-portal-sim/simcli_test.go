@@ -245,3 +245,30 @@ func TestCLIWaitExitsNonZeroWhenNotDone(t *testing.T) {
 func newRootForTest() *cobra.Command {
 	return newRoot(&env{getenv: func(string) string { return "" }})
 }
+
+// TestCLIUpgradeWindowOnThePortalClock: "now" in a window is the portal's
+// clock, moved months ahead, so the upgrade is queued, not refused as over.
+func TestCLIUpgradeWindowOnThePortalClock(t *testing.T) {
+	url, _ := startServe(t)
+	cli := cliOn(t, url)
+	if code, _, errs := cli("pbx", "create", "--name", "acme.example", "--users", "uc-premium=1"); code != 0 {
+		t.Fatal(errs)
+	}
+	cli("clock", "set", "2027-06-01T00:00:00Z")
+	if code, out, errs := cli("command", "acme.example", "upgrade", "--version", "7.03.20261120.1",
+		"--window-start", "now+30h", "--window-end", "now+31h"); code != 0 || !strings.HasPrefix(out, "cmd-") {
+		t.Fatalf("upgrade in a window from now+30h: exit %d, %q, %q", code, out, errs)
+	}
+	_, out, _ := cli("command", "list", "acme.example", "--json")
+	var cmds []portalsim.CommandView
+	if err := json.Unmarshal([]byte(out), &cmds); err != nil || len(cmds) != 1 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// Held until the window's end: 31 h after the portal's now.
+	if want := time.Date(2027, 6, 2, 7, 0, 0, 0, time.UTC); !cmds[0].ExpiresAt.Equal(want) {
+		t.Errorf("expires %v; want the window's end %v on the portal's clock", cmds[0].ExpiresAt, want)
+	}
+	if code, _, errs := cli("command", "acme.example", "upgrade", "--version", "7.03.20261120.1"); code != 0 {
+		t.Errorf("upgrade with the default window, now to now+2h: exit %d, %q", code, errs)
+	}
+}
