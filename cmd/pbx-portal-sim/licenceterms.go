@@ -27,10 +27,10 @@ func (f *licenceTermFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.higherCoversLower, "higher-covers-lower", false,
 		"a free licence of a higher profile may hold a user of a lower one (=false withdraws it)")
 	fs.StringVar(&f.softOverage, "soft-overage", "",
-		"allow FACTOR (1 to 2) times the counts until END: `FACTOR:END`, END a duration from the portal's now (72h, 3d) or an RFC 3339 time; none withdraws it")
-	fs.StringVar(&f.offlineGrace, "offline-grace", "", "how long the PBX runs without reaching the portal, e.g. 10d (`DURATION`; default: the agent's 30 days)")
-	fs.StringVar(&f.tolerance, "heartbeat-tolerance", "", "how long after a heartbeat the PBX counts as reached, e.g. 5m (`DURATION`; default: the agent's 10 minutes)")
-	fs.StringVar(&f.lapseGrace, "lapse-grace", "", "how long a lapsed PBX runs before telephony stops, e.g. 7d (`DURATION`; default: the agent's 14 days)")
+		"`FACTOR:END`: admit FACTOR (1 to 2) times the counts until END, a duration from the portal's now (72h, 3d) or an RFC 3339 time; none withdraws it")
+	fs.StringVar(&f.offlineGrace, "offline-grace", "", "how long the PBX runs without reaching the portal: a `DURATION` such as 10d, or default (the agent's 30 days)")
+	fs.StringVar(&f.tolerance, "heartbeat-tolerance", "", "how long after a heartbeat the PBX counts as reached: a `DURATION` such as 5m, or default (the agent's 10 minutes)")
+	fs.StringVar(&f.lapseGrace, "lapse-grace", "", "how long a lapsed PBX runs before telephony stops: a `DURATION` such as 7d, or default (the agent's 14 days)")
 }
 
 // terms reads the flags the command line gave.

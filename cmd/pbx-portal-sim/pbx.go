@@ -78,7 +78,7 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 
 	var terms licenceTermFlags
 	licenses := &cobra.Command{
-		Use:   "licenses NAME [PROFILE=COUNT...] [--higher-covers-lower] [--soft-overage F:END] [--offline-grace D] ...",
+		Use:   "licenses NAME [PROFILE=COUNT...] [flags]",
 		Short: "Change licence counts and terms; what is not named keeps its value",
 		Long: "Change licence counts and terms. The change names only the profiles and terms it\n" +
 			"changes; the others keep theirs. A real change makes a new licence revision, which\n" +
