@@ -147,8 +147,14 @@ func TestWMSUpgradeRefusals(t *testing.T) {
 	cr, w := newWMSRig(t, "lifetime")
 	now := time.Now().UTC().Truncate(time.Second)
 	major := cr.queue(t, upgrade("8.00.20261120.1", now, now.Add(time.Hour)))
-	minor := cr.queue(t, upgrade("7.03.20261120.1", now.Add(-2*time.Hour), now.Add(-time.Hour)))
-	badVersion := cr.queue(t, upgrade("7.3.x.1", now, now.Add(time.Hour)))
+	// The portal refuses the next two before signing; unchecked, it signs
+	// them so the agent's own refusals are tested.
+	late := upgrade("7.03.20261120.1", now.Add(-2*time.Hour), now.Add(-time.Hour))
+	late.Unchecked = true
+	minor := cr.queue(t, late)
+	bad := upgrade("7.3.x.1", now, now.Add(time.Hour))
+	bad.Unchecked = true
+	badVersion := cr.queue(t, bad)
 	cr.cycle(t)
 	if w.starts() != 0 {
 		t.Fatalf("a refused upgrade started: %+v", w.started)

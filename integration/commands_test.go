@@ -190,7 +190,12 @@ func TestCommandsSurviveSIGKILL(t *testing.T) {
 		a.proc.cmd.Process.Kill()
 		<-a.proc.done
 		a.start()
-		out := p.admin("command", "show", "acme.example", id, "--wait", "30s")
+		// Exit 1 is a result other than done, which a kill may cause.
+		r := p.try("command", "show", "acme.example", id, "--wait", "30s")
+		if r.code > 1 {
+			t.Fatalf("round %d: command show: exit %d: %s", i, r.code, r.stderr)
+		}
+		out := r.stdout
 		var v struct {
 			Result *struct {
 				State   string `json:"state"`
@@ -205,7 +210,9 @@ func TestCommandsSurviveSIGKILL(t *testing.T) {
 			t.Fatalf("round %d: the command ran %d times", i, n)
 		}
 		outcomes[fmt.Sprintf("%s, ran %d", v.Result.State, n)]++
-		p.admin("command", "acme.example", "ssh-close", "--wait", "30s")
+		if r := p.try("command", "acme.example", "ssh-close", "--wait", "30s"); r.code > 1 {
+			t.Fatalf("round %d: ssh-close: exit %d: %s", i, r.code, r.stderr)
+		}
 	}
 	t.Logf("%d SIGKILLs: %v (a command never ran twice)", rounds, outcomes)
 }

@@ -24,7 +24,19 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 		Long: "Queue a signed command for a PBX. A waiting appliance is woken at once and\n" +
 			"fetches it with a heartbeat; its result comes back with the next one. The new\n" +
 			"command's id is printed on stdout; --wait prints its result instead, once reported.\n\n" +
-			"The PBX may come first or second: `command pbx1 ssh-open` is `command ssh-open pbx1`.",
+			"The PBX and the verb may come in either order, with flags anywhere:\n" +
+			"`command pbx1 ssh-open` is `command ssh-open pbx1`.\n\n" +
+			"With --wait, the exit code says how the command ended: 0 done; 1 refused or\n" +
+			"failed by the appliance, or expired before it was fetched (the reason on stderr,\n" +
+			"the result on stdout); 2 not queued, or no result within the wait.",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			return fmt.Errorf("command %s: no verb: say what to do with the PBX, one of ssh-open, ssh-close, upgrade, list, show (e.g. command %s ssh-close)",
+				strings.Join(args, " "), args[0])
+		},
 	}
 	var ttl, wait time.Duration
 	queue := func(cobraCmd *cobra.Command, ref string, in portalsim.CommandRequest) error {
@@ -44,14 +56,17 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if c.Result == nil {
+		if c.Result == nil && c.State != portalsim.CommandExpired {
 			return fmt.Errorf("command %s: no result within %v (state %s)", c.ID, wait, c.State)
 		}
-		return printJSON(e, c)
+		if err := printJSON(e, c); err != nil {
+			return err
+		}
+		return commandOutcome(c)
 	}
 	common := func(c *cobra.Command) *cobra.Command {
 		c.Flags().DurationVar(&ttl, "expires-in", 0, "how long the command may wait for the appliance (default 24h)")
-		c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the result and print it")
+		c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the result and print it; exit 1 if refused, failed or expired")
 		return c
 	}
 
@@ -60,8 +75,10 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 	var pubkeys []string
 	open := common(&cobra.Command{
 		Use:   "ssh-open NAME",
-		Short: "Open temporary support SSH (port 2222 by default) for --ttl",
-		Args:  cobra.ExactArgs(1),
+		Short: "Open temporary support SSH (port 2222 by default) for --ttl with the --pubkey keys",
+		Long: "Open temporary support SSH for --ttl, letting in the keys of the --pubkey files and\n" +
+			"no others. Without --pubkey the port opens but nobody can log in (a warning says so).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			in := portalsim.CommandRequest{Type: protocol.CommandSSHOpen,
 				SSH: &protocol.SSHOpen{Port: port, TTL: license.Seconds(sshTTL / time.Second)}}
@@ -78,6 +95,11 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 						in.SSH.PublicKeys = append(in.SSH.PublicKeys, line)
 					}
 				}
+			}
+			if len(in.SSH.PublicKeys) == 0 {
+				// Kept for tests of the listener alone; the agent accepts
+				// only the keys a command pushes.
+				fmt.Fprintln(e.stderr, "pbx-portal-sim: warning: no support key is pushed (give --pubkey FILE): the port opens, but nobody can log in")
 			}
 			return queue(c, args[0], in)
 		},
@@ -103,8 +125,12 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			w := &protocol.WMSUpgrade{Version: version, Repository: repo}
-			now := time.Now().UTC().Truncate(time.Second)
-			var err error
+			// "now" is the portal's, which the agent follows, not this machine's.
+			clk, err := client().Clock(c.Context())
+			if err != nil {
+				return err
+			}
+			now := clk.Now.UTC().Truncate(time.Second)
 			if w.WindowStart, err = parseWhen(start, now); err != nil {
 				return fmt.Errorf("--window-start: %w", err)
 			}
@@ -116,8 +142,8 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 	})
 	upgrade.Flags().StringVar(&version, "version", "", "target version, major.minor.YYYYMMDD.build")
 	upgrade.Flags().StringVar(&repo, "repo", "rel01", "repository name, relNN")
-	upgrade.Flags().StringVar(&start, "window-start", "now", "window start: RFC 3339 UTC, or now, or now+DURATION")
-	upgrade.Flags().StringVar(&end, "window-end", "now+2h", "window end: RFC 3339 UTC, or now+DURATION")
+	upgrade.Flags().StringVar(&start, "window-start", "now", "window start: RFC 3339 UTC, or now, or now+DURATION (the portal's clock)")
+	upgrade.Flags().StringVar(&end, "window-end", "now+2h", "window end: RFC 3339 UTC, or now+DURATION (the portal's clock)")
 	upgrade.MarkFlagRequired("version")
 
 	var asJSON bool
@@ -157,33 +183,16 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printJSON(e, v)
+			if err := printJSON(e, v); err != nil || showWait <= 0 {
+				return err
+			}
+			return commandOutcome(v)
 		},
 	}
-	show.Flags().DurationVar(&showWait, "wait", 0, "wait up to this long for the result")
+	show.Flags().DurationVar(&showWait, "wait", 0, "wait up to this long for the result; exit 1 if refused, failed or expired")
 
 	cmd.AddCommand(open, closeCmd, upgrade, list, show)
 	return cmd
-}
-
-// commandVerbs are the verbs of `command`.
-var commandVerbs = map[string]bool{"ssh-open": true, "ssh-close": true, "upgrade": true, "list": true, "show": true}
-
-// commandArgs lets `command NAME VERB ...` (the portal's own phrasing, a
-// PBX then what to do with it) mean `command VERB NAME ...`.
-func commandArgs(args []string) []string {
-	for i, a := range args {
-		if a != "command" {
-			continue
-		}
-		if i+2 < len(args) && !commandVerbs[args[i+1]] && !strings.HasPrefix(args[i+1], "-") && commandVerbs[args[i+2]] {
-			out := append([]string(nil), args...)
-			out[i+1], out[i+2] = args[i+2], args[i+1]
-			return out
-		}
-		break
-	}
-	return args
 }
 
 // parseWhen reads "now", "now+DURATION" or an RFC 3339 time.
@@ -205,4 +214,24 @@ func printJSON(e *env, v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// commandOutcome is nil for a command done, or the exit-1 error that says
+// how it ended otherwise.
+func commandOutcome(c *portalsim.CommandView) error {
+	if c.State == portalsim.CommandExpired && c.Result == nil {
+		return &exitError{code: 1, err: fmt.Errorf("command %s expired at %s before its appliance fetched it",
+			c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))}
+	}
+	if c.Result == nil {
+		return fmt.Errorf("command %s: no result yet (state %s)", c.ID, c.State)
+	}
+	r := c.Result
+	switch r.State {
+	case protocol.CommandDone:
+		return nil
+	case protocol.CommandRefused:
+		return &exitError{code: 1, err: fmt.Errorf("command %s was refused by the appliance (%s): %s", c.ID, r.Reason, r.Message)}
+	}
+	return &exitError{code: 1, err: fmt.Errorf("command %s %s on the appliance: %s", c.ID, r.State, r.Message)}
 }

@@ -44,8 +44,19 @@ type env struct {
 	now func() time.Time
 }
 
-// execute runs the CLI and returns the exit code: 0, or 2 with one line on
-// stderr.
+// exitError ends the CLI with its own code: 1 for a command the appliance
+// refused or failed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// execute runs the CLI and returns the exit code: 0; 1 with one line on
+// stderr for a command refused or failed by its appliance (--wait); 2 with
+// one line on stderr for anything else that went wrong.
 func execute(ctx context.Context, args []string, e *env) int {
 	if e.getenv == nil {
 		e.getenv = func(string) string { return "" }
@@ -56,6 +67,22 @@ func execute(ctx context.Context, args []string, e *env) int {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	root := newRoot(e)
+	root.SetArgs(commandArgs(root, args))
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	if err := root.ExecuteContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(e.stderr, "pbx-portal-sim: %v\n", err)
+		if ee, ok := errors.AsType[*exitError](err); ok {
+			return ee.code
+		}
+		return 2
+	}
+	return 0
+}
+
+// newRoot builds the command tree for the process's environment.
+func newRoot(e *env) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "pbx-portal-sim",
 		Short: "Reference portal for pbx-agent",
@@ -72,12 +99,5 @@ func execute(ctx context.Context, args []string, e *env) int {
 	root.PersistentFlags().StringVar(&portal, "portal", portal, "`URL` of the running simulator (env "+portalEnv+")")
 	client := func() *portalsim.Client { return portalsim.NewClient(portal) }
 	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client), newCommandCmd(e, client), newKeysCmd(e, client))
-	root.SetArgs(commandArgs(args))
-	root.SetOut(e.stdout)
-	root.SetErr(e.stderr)
-	if err := root.ExecuteContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(e.stderr, "pbx-portal-sim: %v\n", err)
-		return 2
-	}
-	return 0
+	return root
 }

@@ -22,7 +22,8 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 	pbx := &cobra.Command{Use: "pbx", Short: "Manage the simulator's PBXs (by name or id)"}
 	pbx.AddCommand(newPBXCreateCmd(e, client), newPBXKeyCmd(e, client))
 
-	pbx.AddCommand(&cobra.Command{
+	var listJSON bool
+	list := &cobra.Command{
 		Use:   "list",
 		Short: "List every PBX, deleted ones included",
 		Args:  cobra.NoArgs,
@@ -30,6 +31,12 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 			pbxs, err := client().ListPBXs(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if listJSON {
+				if pbxs == nil {
+					pbxs = []portalsim.PBX{}
+				}
+				return printJSON(e, portalsim.PBXList{PBXs: pbxs}) // command.go
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tID\tMODEL\tTERM\tREV\tSTATUS\tDEVICE\tLAST HEARTBEAT\tPROFILES")
@@ -46,7 +53,9 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 			}
 			return tw.Flush()
 		},
-	})
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print the admin API's JSON: {\"pbxs\": [...]}, as pbx show --json shows each")
+	pbx.AddCommand(list)
 
 	var asJSON bool
 	show := &cobra.Command{
@@ -67,23 +76,37 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 	show.Flags().BoolVar(&asJSON, "json", false, "print the admin API's JSON")
 	pbx.AddCommand(show)
 
-	pbx.AddCommand(&cobra.Command{
-		Use:   "licenses NAME PROFILE=COUNT...",
-		Short: "Change licence counts; profiles not named keep theirs",
-		Long: "Change licence counts. The change names only the profiles it changes; the others\n" +
-			"keep their counts. A real change makes a new licence revision, which the PBX\n" +
-			"receives with its next heartbeat.\n\n" +
+	var terms licenceTermFlags
+	licenses := &cobra.Command{
+		Use:   "licenses NAME [PROFILE=COUNT...] [flags]",
+		Short: "Change licence counts and terms; what is not named keeps its value",
+		Long: "Change licence counts and terms. The change names only the profiles and terms it\n" +
+			"changes; the others keep theirs. A real change makes a new licence revision, which\n" +
+			"the PBX receives with its next heartbeat.\n\n" +
 			"The portal's rules apply: no count may decrease on the last day of a month (the\n" +
 			"whole change is refused); a change less than 2 days before the term ends is taken\n" +
 			"with a warning (on stderr); every count at zero starts the countdown (stopped\n" +
-			"after 5 calendar days, deleted after 14), and a licence added back clears it.",
-		Args: cobra.MinimumNArgs(2),
+			"after 5 calendar days, deleted after 14), and a licence added back clears it.\n\n" +
+			"Terms: --higher-covers-lower lets a free licence of a higher profile hold a user of\n" +
+			"a lower one; --soft-overage 1.1:72h admits up to 1.1 times each count for 72 hours\n" +
+			"of the portal's clock (none withdraws it); --offline-grace, --heartbeat-tolerance\n" +
+			"and --lapse-grace take a duration such as 10d or 5m, or default for the agent's own.",
+		Example: "  pbx-portal-sim pbx licenses acme.example uc-premium=20\n" +
+			"  pbx-portal-sim pbx licenses acme.example --higher-covers-lower --soft-overage 1.1:3d --offline-grace 2d",
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			counts, err := parseUsers("", args[1:])
 			if err != nil {
 				return err
 			}
-			res, err := client().ChangeLicenses(cmd.Context(), args[0], portalsim.LicenseChange{Profiles: counts})
+			t, err := terms.terms(cmd)
+			if err != nil {
+				return err
+			}
+			if len(counts) == 0 && t == (portalsim.LicenceTerms{}) {
+				return errors.New("name a change: PROFILE=COUNT pairs, or a term such as --soft-overage 1.1:72h (see --help)")
+			}
+			res, err := client().ChangeLicenses(cmd.Context(), args[0], portalsim.LicenseChange{Profiles: counts, LicenceTerms: t})
 			if err != nil {
 				return err
 			}
@@ -94,7 +117,11 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 			for _, w := range res.Warnings {
 				fmt.Fprintf(e.stderr, "pbx-portal-sim: warning: %s\n", w)
 			}
-			if _, err := fmt.Fprintf(e.stdout, "%s: revision %d%s: %s\n", res.PBX.Name, res.PBX.Revision, note, res.PBX.Profiles); err != nil {
+			line := fmt.Sprintf("%s: revision %d%s: %s", res.PBX.Name, res.PBX.Revision, note, res.PBX.Profiles)
+			if d := describeTerms(res.PBX); d != "" {
+				line += "; " + d
+			}
+			if _, err := fmt.Fprintln(e.stdout, line); err != nil {
 				return err
 			}
 			if res.PBX.StopAt != nil && res.Changed {
@@ -103,7 +130,9 @@ func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 			}
 			return err
 		},
-	})
+	}
+	terms.register(licenses)
+	pbx.AddCommand(licenses)
 
 	for _, suspend := range []bool{true, false} {
 		use, short, long := "suspend NAME", "Suspend a PBX's licence: its appliance lapses",
@@ -296,6 +325,9 @@ func printPBX(w io.Writer, p *portalsim.PBX) error {
 		row("term", "%s", p.Term)
 	}
 	row("profiles", "%s", p.Profiles)
+	if d := describeTerms(*p); d != "" {
+		row("terms", "%s", d)
+	}
 	if p.ZeroSince != nil {
 		row("countdown", "every licence at zero since %s: stops %s, deleted %s", ts(*p.ZeroSince), ts(*p.StopAt), ts(*p.DeleteAt))
 	}

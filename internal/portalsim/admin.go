@@ -47,6 +47,13 @@ type PBX struct {
 	ChainForks int         `json:"chain_forks,omitempty"`
 	LastFork   *ForkRecord `json:"last_fork,omitempty"`
 	Cloned     *time.Time  `json:"cloned,omitempty"`
+	// The licence terms the agent honours besides the counts, as signed:
+	// the grace periods in whole seconds, 0 when the agent's default holds.
+	HigherCoversLower  bool                 `json:"higher_covers_lower,omitempty"`
+	SoftOverage        *license.SoftOverage `json:"soft_overage,omitempty"`
+	OfflineGrace       license.Seconds      `json:"offline_grace_seconds,omitempty"`
+	HeartbeatTolerance license.Seconds      `json:"heartbeat_tolerance_seconds,omitempty"`
+	LapseGrace         license.Seconds      `json:"lapse_grace_seconds,omitempty"`
 }
 
 // ForkRecord is a fork of the heartbeat chain the portal re-anchored: the
@@ -90,9 +97,11 @@ type PBXList struct {
 }
 
 // LicenseChange is the body of POST /admin/v1/pbxs/{ref}/licenses: the
-// profiles it names get the new counts, the others keep theirs.
+// profiles it names get the new counts, the others keep theirs; the licence
+// terms it sets (see licenceterms.go) change, those it leaves out stay.
 type LicenseChange struct {
-	Profiles license.Counts `json:"profiles"`
+	Profiles license.Counts `json:"profiles,omitempty"`
+	LicenceTerms
 }
 
 // LicenseChangeResult says whether the change made a new revision, with
@@ -266,12 +275,12 @@ func (p *Portal) changeLicenses(r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if len(in.Profiles) == 0 {
-		return nil, errBadRequest("name at least one profile to change")
+	if len(in.Profiles) == 0 && in.LicenceTerms.empty() {
+		return nil, errBadRequest("name at least one profile or licence term to change")
 	}
 	var out LicenseChangeResult
 	err := p.updatePBX(r, true, func(rec *pbxRecord, now time.Time) error {
-		changed, err := applyLicense(rec, now, mergeCounts(in.Profiles))
+		changed, err := applyLicense(rec, now, in.change(now))
 		if err != nil {
 			return asAPIError(err)
 		}

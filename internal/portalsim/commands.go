@@ -63,6 +63,10 @@ type CommandRequest struct {
 	// ExpiresAt overrides the expiry, even into the past: a test of the
 	// agent's refusal of expired commands.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Unchecked signs a command that breaks the agent's rules on WMS
+	// versions, repositories and windows (the format still holds): a test
+	// of the agent's own refusals.
+	Unchecked bool `json:"unchecked,omitempty"`
 }
 
 // CommandView is a command as the admin API shows it.
@@ -113,8 +117,12 @@ func (p *Portal) queueCommand(r *http.Request) (any, error) {
 			ttl = w.WindowEnd.Sub(now)
 		}
 		c.ExpiresAt = now.Add(ttl).Truncate(time.Second)
-		if err := c.Validate(); err != nil {
-			return errBadRequest("%v", err)
+		check := checkAgentRules
+		if in.Unchecked {
+			check = func(c *protocol.Command, _ time.Time) error { return c.Validate() }
+		}
+		if err := check(&c, now); err != nil {
+			return errBadRequest("refused before signing, as the agent would refuse it: %v", err)
 		}
 		// The test overrides come after validation: they make commands an
 		// appliance must refuse.

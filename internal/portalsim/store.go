@@ -195,6 +195,12 @@ func (r *pbxRecord) view() PBX {
 		ChainForks:    r.Chain.Forks,
 		LastFork:      r.LastFork,
 		Cloned:        r.Cloned,
+
+		HigherCoversLower:  r.License.HigherCoversLower,
+		SoftOverage:        r.License.SoftOverage,
+		OfflineGrace:       r.License.OfflineGrace,
+		HeartbeatTolerance: r.License.HeartbeatTolerance,
+		LapseGrace:         r.License.LapseGrace,
 	}
 	if !r.License.TermEnd.IsZero() {
 		te := r.License.TermEnd
