@@ -332,3 +332,49 @@ func TestDemoKeepsLogsOnFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestDepsNamesMissingPackagesFirst: scripts/deps.sh, which make demo and
+// make check run, never runs sudo; it names a missing package before
+// installing it, and installs only as root without a terminal.
+func TestDepsNamesMissingPackagesFirst(t *testing.T) {
+	needDemoTools(t)
+	for _, tc := range []struct {
+		uid         string
+		wantInstall bool
+	}{{"1000", false}, {"0", true}} {
+		t.Run("uid "+tc.uid, func(t *testing.T) {
+			fake := t.TempDir()
+			for name, body := range map[string]string{
+				"dpkg-query": "exit 1", // nothing is installed
+				"id":         "echo " + tc.uid,
+				"apt-get":    `echo "RAN apt-get $*"`,
+				"sudo":       `echo "RAN sudo $*"`,
+			} {
+				if err := os.WriteFile(filepath.Join(fake, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", "../scripts/deps.sh", "demo")
+			cmd.Env = append(os.Environ(), "PATH="+fake+":"+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			text := string(out)
+			named := strings.Index(text, "missing Debian packages: ca-certificates")
+			ran := strings.Index(text, "RAN apt-get install")
+			if named < 0 {
+				t.Fatalf("the missing package is not named:\n%s", text)
+			}
+			if strings.Contains(text, "RAN sudo") {
+				t.Errorf("deps.sh ran sudo:\n%s", text)
+			}
+			if !tc.wantInstall {
+				if err == nil || ran >= 0 || !strings.Contains(text, "sudo apt-get install ca-certificates") {
+					t.Errorf("want exit 1 with the command to run and nothing installed; err %v:\n%s", err, text)
+				}
+				return
+			}
+			if err != nil || ran < named {
+				t.Errorf("want the package named, then installed; err %v:\n%s", err, text)
+			}
+		})
+	}
+}
