@@ -218,7 +218,7 @@ Try:
   $bin/pbx-agent --config $work/agent.yaml ssh status
   $bin/pbx-portal-sim --portal $portal command acme.example ssh-close --wait 30s
 
-Running until interrupted: Ctrl-C, or kill -INT $$ (pid $$), stops the portal and the agent.
+Running until interrupted: Ctrl-C, or SIGINT or SIGTERM to pid $$, stops the portal and the agent and removes $work.
 TXT
 
 # wait -n returns when either program ends, or at once when a signal's
