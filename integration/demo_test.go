@@ -378,3 +378,37 @@ func TestDepsNamesMissingPackagesFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoTalksOnlyToItsOwnPortal: a portal that serves another keyring
+// than the one in the demo's folder (a stranger's, or one from an earlier
+// run) is refused at once, with its log kept, before anything is created
+// on it or the agent is started.
+func TestDemoTalksOnlyToItsOwnPortal(t *testing.T) {
+	bin := t.TempDir()
+	if err := os.Symlink(filepath.Join(binDir, "pbx-agent"), filepath.Join(bin, "pbx-agent")); err != nil {
+		t.Fatal(err)
+	}
+	// serve runs the real simulator on a data folder of its own; other
+	// verbs go to the real one.
+	stranger := t.TempDir()
+	wrapper := "#!/bin/sh\nreal=" + filepath.Join(binDir, "pbx-portal-sim") + "\n" +
+		"if [ \"$1\" = serve ]; then exec \"$real\" serve --listen \"$3\" --data " + stranger + "; fi\n" +
+		"exec \"$real\" \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "pbx-portal-sim"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDemo(t, bin, freeAddr(t), freeAddr(t))
+	if code := d.wait(15 * time.Second); code == 0 {
+		t.Fatal("exit 0 with a portal serving a stranger's keyring")
+	}
+	out := d.output()
+	if !strings.Contains(out, "serves another keyring") {
+		t.Fatalf("the demo does not say the portal is not its own:\n%s", out)
+	}
+	if strings.Contains(out, "The portal creates a PBX") || strings.Contains(out, "Starting pbx-agent") {
+		t.Errorf("the demo went on with a stranger's portal:\n%s", out)
+	}
+	if f := d.folders(); len(f) != 1 || !strings.Contains(out, "Logs and data kept in "+f[0]) {
+		t.Errorf("want the folder kept and named, got %v:\n%s", f, out)
+	}
+}

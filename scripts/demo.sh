@@ -117,12 +117,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/pbx-demo.XXXXXX")
 sim() { "$bin/pbx-portal-sim" --portal "$portal" "$@"; }
 agent() { "$bin/pbx-agent" --config "$work/agent.yaml" "$@"; }
 
-# ours succeeds once the portal that logged it serves $portal_addr is the
-# one started here, with the keyring in $work the agent will trust.
-ours() {
-	grep -F 'msg="pbx-portal-sim serving"' "$work/portal.log" | grep -qF "$work/portal/keyring" &&
-		sim clock
-}
+# serving succeeds once the portal started here has logged that it serves.
+serving() { grep -qF 'msg="pbx-portal-sim serving"' "$work/portal.log"; }
 
 step "Starting the reference portal on $portal (logs in $work/portal.log)"
 # Started directly, not through the helper functions, so that $! is the
@@ -130,7 +126,13 @@ step "Starting the reference portal on $portal (logs in $work/portal.log)"
 "$bin/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 15s 2> "$work/portal.log" &
 portal_pid=$!
 pids+=("$portal_pid")
-wait_for "the portal" "$portal_pid" ours
+wait_for "the portal" "$portal_pid" serving
+# The agent trusts the keyring in $work alone: a portal with another one is
+# not the one started here, and talking to it would end in "untrusted
+# portal key".
+grep -F 'msg="pbx-portal-sim serving"' "$work/portal.log" | grep -qF -e "keyring=$work/portal/keyring " -e "keyring=\"$work/portal/keyring\"" ||
+	die "the portal started here serves another keyring than $work/portal/keyring: not the portal the agent will trust"
+wait_for "the portal" "$portal_pid" sim clock
 
 step "The portal creates a PBX: 10 UC-Premium, 3 PBX-BASIC, 1 UC-Wizyconf"
 sim pbx create --name acme.example --model WPBX-VM --term monthly \
