@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
+.PHONY: all build deps demo-deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
 
 all: build
 
@@ -78,8 +78,14 @@ soak:
 bench:
 	scripts/bench.sh
 
-demo: deps build
+# demo runs until interrupted, after checking its ports are free. deps.sh
+# demo names a missing Debian package and installs it only as root without
+# a terminal (as CI runs); otherwise it stops with the command to run.
+demo: demo-deps build
 	@scripts/demo.sh $(BIN)
+
+demo-deps:
+	@scripts/deps.sh demo
 
 # e2e boots a Debian 12 container with systemd (systemd-nspawn) and tests the
 # .deb in it for real: units, D-Bus, polkit, restart, upgrade, purge. Root only.

@@ -1,18 +1,42 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build and tests need, when missing.
-# Go itself is expected at /usr/local/go or on PATH (Debian 12's is too old).
+# Checks the Debian packages a target needs: `deps.sh demo` for make demo,
+# `deps.sh` (check) for the build and tests. Go itself is expected at
+# /usr/local/go or on PATH (Debian 12's is too old).
+#
+# Nothing is installed behind the operator's back: a missing package is
+# named first, then installed only when run as root without a terminal
+# (as CI does); otherwise it stops with the command to run.
 set -euo pipefail
 
-packages=(git ca-certificates openssh-client openssh-server)
+case ${1:-check} in
+demo)
+	# Go fetches the modules over HTTPS, which needs the CA certificates.
+	packages=(ca-certificates)
+	;;
+check)
+	packages=(git ca-certificates openssh-client openssh-server)
+	;;
+*)
+	echo "usage: $0 [demo|check]" >&2
+	exit 2
+	;;
+esac
+
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-	echo "installing: ${missing[*]}"
-	sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+	if [ "$(id -u)" -eq 0 ] && ! [ -t 0 ]; then
+		echo "deps: missing Debian packages: ${missing[*]}; installing them with apt-get (root, no terminal)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+	else
+		sudo=; [ "$(id -u)" -eq 0 ] || sudo="sudo "
+		echo "deps: missing Debian packages: ${missing[*]}. Install them, then run make again:" >&2
+		echo "  ${sudo}apt-get install ${missing[*]}" >&2
+		exit 1
+	fi
 fi
 
 if ! command -v go >/dev/null; then
