@@ -166,6 +166,10 @@ listen:
   socket: $work/agent/run/agent.sock
 identity:
   model: WPBX-VM
+ssh:
+  # Support SSH lets in one account alone: here the demo's own, on loopback.
+  user: $(id -un)
+  listen: ["127.0.0.1"]
 users:
   interval: 2s
   sqlite:
@@ -198,7 +202,12 @@ http_ok "$agent_http" /v1/status || die "http://$agent_http/v1/status does not a
 
 sqlite_try="sqlite3 $users_db \"INSERT INTO users (name, profile) VALUES ('new', 'uc-premium')\""
 command -v sqlite3 >/dev/null || sqlite_try="# adding a user needs the sqlite3 command (Debian: sqlite3)"
-ssh_note="# sshd on 2222, within a second"
+ssh_note="# sshd on 127.0.0.1:2222, within a second"
+ssh_key="" ssh_login=""
+if command -v ssh-keygen >/dev/null && ssh-keygen -q -t ed25519 -N "" -C pbx-demo-support -f "$work/support" 2>/dev/null; then
+	ssh_key=" --pubkey $work/support.pub"
+	ssh_login="ssh -i $work/support -p 2222 -o StrictHostKeyChecking=no $(id -un)@127.0.0.1 true   # the pushed key logs in"
+fi
 [ -x /usr/sbin/sshd ] || ssh_note="# needs /usr/sbin/sshd (Debian: openssh-server, not installed; the demo installs nothing)"
 
 cat <<TXT
@@ -216,8 +225,9 @@ Try:
   $bin/pbx-agent --config $work/agent.yaml check uc-premium --count 3 --reserve
   $sqlite_try
   $bin/pbx-agent --config $work/agent.yaml status
-  $bin/pbx-portal-sim --portal $portal command acme.example ssh-open --ttl 10m --wait 30s   $ssh_note
+  $bin/pbx-portal-sim --portal $portal command acme.example ssh-open --ttl 10m${ssh_key} --wait 30s   $ssh_note
   $bin/pbx-agent --config $work/agent.yaml ssh status
+  $ssh_login
   $bin/pbx-portal-sim --portal $portal command acme.example ssh-close --wait 30s
 
 Running until interrupted: Ctrl-C, or SIGINT or SIGTERM to pid $$, stops the portal and the agent and removes $work.
