@@ -1,32 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/pbx-agent/pbx-agent/internal/logbuf"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
-
-// syncBuffer is a log destination safe for the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A development build (this test binary) says at start, as an error, that
 // its roots are configuration, and the status says so too.
@@ -35,7 +16,7 @@ func TestDevelopmentBuildSaysSoLoudly(t *testing.T) {
 		t.Skip("built with embedded roots")
 	}
 	r := newRig(t)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	a, err := New(r.cfg, slog.New(slog.NewTextHandler(&logs, nil)), Options{Time: r.time, Root: r.root})
 	if err != nil {
 		t.Fatal(err)

@@ -8,34 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/internal/logbuf"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // realNow is the simulator's real clock in these tests.
 var realNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-
-// syncBuffer is a bytes.Buffer the server's goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startServe runs `serve` in process on a loopback listener and returns
 // its URL and data folder. Cleanup stops it as SIGTERM would.
@@ -46,7 +28,7 @@ func startServe(t *testing.T) (url, dir string) {
 		t.Fatal(err)
 	}
 	dir = filepath.Join(t.TempDir(), "data")
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	e := &env{
 		stdout: &bytes.Buffer{},
 		stderr: logs,

@@ -22,6 +22,8 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pbx-agent/pbx-agent/internal/logbuf"
 )
 
 // loopbackPolicy lets in the account the tests run as, on 127.0.0.1 alone.
@@ -140,7 +142,7 @@ func TestProcessSSHRefusesRoot(t *testing.T) {
 		return
 	}
 	signer, line := supportKey(t)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	p := NewProcessSSH(sshdOrSkip(t), filepath.Join(t.TempDir(), "ssh"), policy, slog.New(slog.NewTextHandler(logs, nil)))
 	port := freeTCPPort(t)
 	if _, err := p.Open(context.Background(), SSHRequest{Port: port, TTL: time.Hour, Keys: []string{line}}); err != nil {
@@ -154,24 +156,6 @@ func TestProcessSSHRefusesRoot(t *testing.T) {
 	waitFor(t, 5*time.Second, "sshd logs root's refusal", func() bool {
 		return strings.Contains(logs.String(), "User root from 127.0.0.1 not allowed because not listed in AllowUsers")
 	})
-}
-
-// syncBuffer is a log sink the test reads while sshd writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestProcessSSHListensOnlyWhereConfigured binds one loopback address and
