@@ -335,7 +335,7 @@ func TestDemoKeepsLogsOnFailure(t *testing.T) {
 
 // TestDepsNamesMissingPackagesFirst: scripts/deps.sh, which make demo and
 // make check run, never runs sudo; it names a missing package before
-// installing it, and installs only as root without a terminal.
+// installing it, and installs only as root.
 func TestDepsNamesMissingPackagesFirst(t *testing.T) {
 	needDemoTools(t)
 	for _, tc := range []struct {

@@ -4,8 +4,9 @@
 # /usr/local/go or on PATH (Debian 12's is too old).
 #
 # Nothing is installed behind the operator's back: a missing package is
-# named first, then installed only when run as root without a terminal
-# (as CI does); otherwise it stops with the command to run.
+# named first, then installed when run as root (as CI, or an admin setting
+# up a fresh machine, does); otherwise it stops with the command to run,
+# and never runs sudo itself.
 set -euo pipefail
 
 case ${1:-check} in
@@ -27,14 +28,13 @@ for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -eq 0 ] && ! [ -t 0 ]; then
-		echo "deps: missing Debian packages: ${missing[*]}; installing them with apt-get (root, no terminal)"
+	if [ "$(id -u)" -eq 0 ]; then
+		echo "deps: missing Debian packages: ${missing[*]}; installing them with apt-get"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 	else
-		sudo=; [ "$(id -u)" -eq 0 ] || sudo="sudo "
 		echo "deps: missing Debian packages: ${missing[*]}. Install them, then run make again:" >&2
-		echo "  ${sudo}apt-get install ${missing[*]}" >&2
+		echo "  sudo apt-get install ${missing[*]}" >&2
 		exit 1
 	fi
 fi
