@@ -29,6 +29,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	first := time.Duration(rand.Float64() * float64(a.interval()) / 10)
 	timer := time.NewTimer(first)
 	defer timer.Stop()
+	// The schedule is kept on the machine's clock, as the timers that run
+	// it are; the status shows it in licence time (status.go).
 	a.setNext(time.Now().Add(first), 0)
 	failures := 0
 	for {
@@ -180,7 +182,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, er
 	if used, _, _ := a.usersSnapshot(); used != nil { // usage only once counted
 		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
 	}
-	began := time.Now()
+	began := time.Now() // an exchange's duration, for the metric: the machine's monotonic clock
 	ans, err := a.signedExchange(ctx, protocol.PathHeartbeat, protocol.TypeHeartbeat, doc.PBX.ID, func(r protocol.Request) any {
 		req.Request = r
 		return req

@@ -20,6 +20,27 @@ import (
 // sshd is the OpenSSH server the child-process mode runs.
 const sshd = "/usr/sbin/sshd"
 
+// sshAppliance starts an appliance of portal p whose support SSH runs as a
+// child sshd on a free loopback port, letting in the test's own account
+// alone, and activates it with key. It returns the appliance and the port.
+func sshAppliance(t *testing.T, p *portal, key string) (*appliance, int) {
+	t.Helper()
+	a := newAppliance(t, "pbx", p, "0s") // 0s: follow the portal's interval
+	port := freePort(t)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test's own account, on loopback alone (127.0.0.2 must not answer).
+	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n  user: %s\n  listen: [\"127.0.0.1\"]\n", port, sshd, me.Username))
+	a.start()
+	if r := a.cli(key, "activate"); r.code != 0 {
+		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)
+	}
+	a.waitState("active", 10*time.Second)
+	return a, port
+}
+
 // TestSSHCommandsWithinSeconds drives support SSH from the portal with the
 // heartbeat at its production interval (60 s): ssh-open makes sshd listen
 // and a pushed key log in, ssh-close and the TTL close it. Each must take a
@@ -33,19 +54,11 @@ func TestSSHCommandsWithinSeconds(t *testing.T) {
 	data := t.TempDir()
 	p := startPortal(t, data, freeAddr(t)) // heartbeat interval: the default, 60 s
 	key := p.admin("pbx", "create", "--name", "acme.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=5")
-	a := newAppliance(t, "pbx", p, "0s") // 0s: follow the portal's 60 s
-	port := freePort(t)
+	a, port := sshAppliance(t, p, key) // following the portal's 60 s
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The test's own account, on loopback alone (127.0.0.2 must not answer).
-	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n  user: %s\n  listen: [\"127.0.0.1\"]\n", port, sshd, me.Username))
-	a.start()
-	if r := a.cli(key, "activate"); r.code != 0 {
-		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)
-	}
-	a.waitState("active", 10*time.Second)
 
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "id_ed25519")

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"testing"
 	"time"
 
@@ -22,18 +21,7 @@ func TestSSHUntilOnThePortalsClock(t *testing.T) {
 	p := startPortal(t, t.TempDir(), freeAddr(t))
 	p.admin("clock", "advance", "60d")
 	key := p.admin("pbx", "create", "--name", "acme.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=5")
-	a := newAppliance(t, "pbx", p, "0s")
-	port := freePort(t)
-	me, err := user.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.appendConfig(fmt.Sprintf("ssh:\n  port: %d\n  sshd: %s\n  user: %s\n  listen: [\"127.0.0.1\"]\n", port, sshd, me.Username))
-	a.start()
-	if r := a.cli(key, "activate"); r.code != 0 {
-		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)
-	}
-	a.waitState("active", 10*time.Second)
+	a, port := sshAppliance(t, p, key)
 
 	p.admin("command", "acme.example", "ssh-open", "--ttl", "10m")
 	waitPort(t, port, true, 20*time.Second)

@@ -76,6 +76,8 @@ func newPageView(st Status) pageView {
 	v := pageView{Status: st, StateName: st.State, Tone: stateTone(st.State)}
 	now := st.Clock.Now
 	if now.IsZero() {
+		// A backend that gives no licence time (tests, a page rendered
+		// before the clock runs): only the page's "as of" line uses it.
 		now = time.Now().UTC()
 	}
 	v.Now = now.UTC().Format("2006-01-02 15:04:05 UTC")

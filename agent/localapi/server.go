@@ -557,6 +557,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // closeIdlest closes the slowest pending connection, else the one idle the
 // longest; false when there is neither.
 func (l *limitListener) closeIdlest() bool {
+	// Connection ages are the machine's monotonic time: they judge clients,
+	// not licences.
 	l.idleMu.Lock()
 	oldest := func(m map[*limitConn]time.Time, before time.Time) *limitConn {
 		var o *limitConn
