@@ -14,6 +14,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
@@ -26,8 +27,10 @@ var ErrNotActivated = localapi.ErrNotActivated
 
 // Options are the parts of the agent tests replace.
 type Options struct {
-	Time license.TimeSource // nil: the machine's clocks
-	Root string             // prefix of the machine files read for identity; "" is "/"
+	// Time is the one clock every decision reads and every loop waits on;
+	// nil is the machine's (clock.System).
+	Time clock.Clock
+	Root string // prefix of the machine files read for identity; "" is "/"
 	// Telephony is called on entering and leaving the states that stop
 	// telephony; nil logs only (see lifecycle.go).
 	Telephony Telephony
@@ -51,7 +54,8 @@ type Options struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	trust   *trust // the portal keys trusted, revocations applied (trust.go)
+	clk     clock.Clock // Options.Time: the licence clock's readings and every loop's timers
+	trust   *trust      // the portal keys trusted, revocations applied (trust.go)
 	clock   *license.Clock
 	mark    *clockMark // the clock's mark record (clockmark.go)
 	store   *state.File[persisted]
@@ -86,11 +90,11 @@ type Agent struct {
 	doc       *license.Document // the verified licence of st.License
 	device    *license.Signer   // nil until the first activation
 	lastError string
-	next      time.Time // the next heartbeat, for status
-	failures  int       // heartbeats failed in a row, for status
-	lastOK    time.Time // the signed time of st.Answer: the last success
-	refusedAt time.Time // the signed time of st.Refused, unless a success came after
-	restored  bool      // the state is older than the clock record: lapsed until an answer counts
+	next      time.Duration // the next heartbeat, on the clock's elapsed reading, for status
+	failures  int           // heartbeats failed in a row, for status
+	lastOK    time.Time     // the signed time of st.Answer: the last success
+	refusedAt time.Time     // the signed time of st.Refused, unless a success came after
+	restored  bool          // the state is older than the clock record: lapsed until an answer counts
 
 	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
 	resched   chan struct{}      // an activation restarts the heartbeat schedule
@@ -145,16 +149,16 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	}
 	src := opts.Time
 	if src == nil {
-		src = license.NewSystemTime()
+		src = clock.System()
 	}
 	markRemoved := st.ClockMark && !fileExists(filepath.Join(cfg.StateDir, clockMarkFile))
-	mark, clock, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
+	mark, clk, err := openClockMark(cfg.StateDir, root, src, st.HighWater, log)
 	if err != nil {
 		return nil, err
 	}
 	// Key announcements are judged on the licence clock, which a local
 	// clock set back cannot move back, so it cannot revive an expired one.
-	kr, err := loadPortalKeyring(cfg.Portal.Keyring, clock.Now(), log) // trust.go
+	kr, err := loadPortalKeyring(cfg.Portal.Keyring, clk.Now(), log) // trust.go
 	if err != nil {
 		setupErr = err // what to configure first on a fresh install
 	}
@@ -167,7 +171,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, log: log, trust: tr, portal: portal, store: store, setupErr: setupErr,
 		root: root, model: model, version: bi.Version, st: st,
-		clock:     clock,
+		clock:     clk,
+		clk:       src,
 		mark:      mark,
 		refreshCh: make(chan chan error),
 		resched:   make(chan struct{}, 1),

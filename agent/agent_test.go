@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
@@ -27,6 +28,11 @@ type fakeTime struct {
 func (f *fakeTime) Wall() time.Time        { return f.wall }
 func (f *fakeTime) Elapsed() time.Duration { return f.elapsed }
 func (f *fakeTime) run(d time.Duration)    { f.wall = f.wall.Add(d); f.elapsed += d }
+
+// The loops of agents on a fakeTime wait on the runtime's timers; tests
+// that drive a loop's schedule use clocktest.Fake instead.
+func (f *fakeTime) NewTimer(d time.Duration) clock.Timer   { return clock.WithTimers(f).NewTimer(d) }
+func (f *fakeTime) NewTicker(d time.Duration) clock.Ticker { return clock.WithTimers(f).NewTicker(d) }
 
 // rig is an in-process portal and the configuration of an agent that uses it.
 type rig struct {

@@ -178,7 +178,7 @@ func fileExists(path string) bool {
 // clockMarkLoop writes the mark every clockMarkInterval and once more when
 // ctx ends, after checking the state file against the record.
 func (a *Agent) clockMarkLoop(ctx context.Context) {
-	t := time.NewTicker(clockMarkInterval)
+	t := a.clk.NewTicker(clockMarkInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -187,7 +187,7 @@ func (a *Agent) clockMarkLoop(ctx context.Context) {
 				a.log.Error("writing the licence clock's mark at stop", "err", err)
 			}
 			return
-		case <-t.C:
+		case <-t.C():
 			if err := a.writeClockMark(); err != nil {
 				a.log.Error("writing the licence clock's mark", "err", err)
 			}

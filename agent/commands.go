@@ -12,6 +12,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/actions"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
@@ -290,25 +291,25 @@ func (a *Agent) results() []protocol.CommandResult {
 func (a *Agent) commandLoop(ctx context.Context) {
 	a.reconcileCommands(ctx)
 	a.refreshSSH(ctx)
-	tick := time.NewTicker(sshCheckEvery)
+	tick := a.clk.NewTicker(sshCheckEvery)
 	defer tick.Stop()
 	a.refreshWMSVersion(ctx)
 	for {
 		for a.applyNext(ctx) {
 		}
 		timer := a.sshExpiryTimer()
-		wmsTimer := time.NewTimer(time.Hour)
+		wmsTimer := a.clk.NewTimer(time.Hour)
 		if d := a.followWMS(ctx); d > 0 { // upgrades waiting or running: wms.go
 			wmsTimer.Reset(d)
 		}
 		select {
 		case <-ctx.Done():
 		case <-a.cmds.wake:
-		case <-tick.C:
+		case <-tick.C():
 			a.refreshSSH(ctx)
-		case <-timer.C:
+		case <-timer.C():
 			a.refreshSSH(ctx)
-		case <-wmsTimer.C:
+		case <-wmsTimer.C():
 		}
 		timer.Stop()
 		wmsTimer.Stop()
@@ -323,15 +324,16 @@ func (a *Agent) commandLoop(ctx context.Context) {
 const sshCheckEvery = 30 * time.Second
 
 // sshExpiryTimer fires just after the open access should have ended.
-func (a *Agent) sshExpiryTimer() *time.Timer {
+func (a *Agent) sshExpiryTimer() clock.Timer {
 	a.cmds.mu.Lock()
 	until := a.cmds.sshSt.Until
 	open := a.cmds.sshSt.Open
 	a.cmds.mu.Unlock()
 	if !open || until.IsZero() {
-		return time.NewTimer(time.Hour)
+		return a.clk.NewTimer(time.Hour)
 	}
-	return time.NewTimer(max(time.Until(until)+500*time.Millisecond, 0))
+	// Until is told on the licence clock (ssh.go).
+	return a.clk.NewTimer(max(until.Sub(a.clock.Now())+500*time.Millisecond, 0))
 }
 
 // applyNext runs the oldest received command, reporting whether it did.

@@ -27,18 +27,16 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	// The first heartbeat after boot waits a random part of a tenth of the
 	// interval: a fleet coming back from a power cut does not arrive at once.
 	first := time.Duration(rand.Float64() * float64(a.interval()) / 10)
-	timer := time.NewTimer(first)
+	timer := a.clk.NewTimer(first)
 	defer timer.Stop()
-	// The schedule is kept on the machine's clock, as the timers that run
-	// it are; the status shows it in licence time (status.go).
-	a.setNext(time.Now().Add(first), 0)
+	a.setNext(first, 0)
 	failures := 0
 	for {
 		var reply chan error
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-timer.C():
 		case reply = <-a.refreshCh:
 		case <-a.hbWake:
 		case ack := <-a.probe:
@@ -48,7 +46,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			failures = 0
 			delay := protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
 			timer.Reset(delay)
-			a.setNext(time.Now().Add(delay), failures)
+			a.setNext(delay, failures)
 			continue
 		}
 		err := a.heartbeat(ctx)
@@ -75,7 +73,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			a.log.Warn("heartbeat failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}
 		timer.Reset(delay)
-		a.setNext(time.Now().Add(delay), failures)
+		a.setNext(delay, failures)
 		// Answered once the schedule is set, so a caller that reads the
 		// status next sees the outcome's schedule.
 		if reply != nil {
@@ -97,11 +95,13 @@ func (a *Agent) interval() time.Duration {
 	return defaultInterval
 }
 
-// setNext records the schedule for the status: the next heartbeat and the
-// failures in a row that chose it, together so a reader sees one decision.
-func (a *Agent) setNext(t time.Time, failures int) {
+// setNext records the schedule for the status: the next heartbeat, in
+// from now, and the failures in a row that chose it, together so a reader
+// sees one decision. It is kept on the elapsed clock the timer runs on, so
+// the licence clock adopting the portal's time does not move it.
+func (a *Agent) setNext(in time.Duration, failures int) {
 	a.mu.Lock()
-	a.next = t
+	a.next = a.clk.Elapsed() + in
 	a.failures = failures
 	a.mu.Unlock()
 }

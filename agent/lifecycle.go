@@ -111,13 +111,13 @@ func (a *Agent) initLifecycle(opts Options) error {
 // lifecycleLoop evaluates the lifecycle at start, at least every minute,
 // at the next deadline, and when woken, until ctx ends.
 func (a *Agent) lifecycleLoop(ctx context.Context) {
-	timer := time.NewTimer(0)
+	timer := a.clk.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-timer.C():
 		case <-a.lc.wake:
 		}
 		v := a.evaluate(ctx)
@@ -126,7 +126,7 @@ func (a *Agent) lifecycleLoop(ctx context.Context) {
 }
 
 // untilNextEvaluation is how long lifecycleLoop waits after verdict v. The
-// timer runs on the machine's monotonic clock, as the licence clock does
+// timer runs on the clock's elapsed time, as the licence clock does
 // between portal answers.
 func (a *Agent) untilNextEvaluation(v license.Verdict) time.Duration {
 	d := evaluateEvery

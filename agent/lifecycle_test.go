@@ -14,6 +14,7 @@ import (
 
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -428,6 +429,9 @@ func (l *lockedTime) Elapsed() time.Duration {
 	defer l.mu.Unlock()
 	return l.fakeTime.Elapsed()
 }
+
+func (l *lockedTime) NewTimer(d time.Duration) clock.Timer   { return clock.WithTimers(l).NewTimer(d) }
+func (l *lockedTime) NewTicker(d time.Duration) clock.Ticker { return clock.WithTimers(l).NewTicker(d) }
 
 func (l *lockedTime) run(d time.Duration) {
 	l.mu.Lock()

@@ -69,16 +69,16 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 		a.log.Warn("the watchdog settings from systemd are not understood; no pings", "err", err)
 	}
 	if every > 0 {
-		t := time.NewTicker(every / 3)
+		t := a.clk.NewTicker(every / 3)
 		defer t.Stop()
-		wdTick = t.C
+		wdTick = t.C()
 	}
 	var (
 		probeOut chan chan struct{} // a.probe while a probe waits to be taken, else nil
 		ack      chan struct{}      // the answer to the probe in flight, else nil
-		asked    time.Time          // when it was asked
+		asked    time.Duration      // when it was asked, on the elapsed clock
 	)
-	statusTick := time.NewTicker(statusEvery)
+	statusTick := a.clk.NewTicker(statusEvery)
 	defer statusTick.Stop()
 	updateStatus := func() {
 		if s := a.statusLine(); s != lastStatus {
@@ -93,10 +93,10 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 		case <-wdTick:
 			if ack != nil {
 				a.log.Warn("the heartbeat loop has not answered the watchdog; systemd restarts the daemon if this lasts",
-					"waiting", time.Since(asked).Round(time.Millisecond), "watchdog", every)
+					"waiting", (a.clk.Elapsed() - asked).Round(time.Millisecond), "watchdog", every)
 				continue
 			}
-			ack, probeOut, asked = make(chan struct{}, 1), a.probe, time.Now()
+			ack, probeOut, asked = make(chan struct{}, 1), a.probe, a.clk.Elapsed()
 		case probeOut <- ack:
 			probeOut = nil
 		case <-ack:
@@ -107,7 +107,7 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 			a.reload(ctx, lp)
 			lastStatus = a.statusLine()
 			n.send(daemon.SdNotifyReady, "STATUS="+lastStatus)
-		case <-statusTick.C:
+		case <-statusTick.C():
 			updateStatus()
 		}
 	}

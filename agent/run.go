@@ -124,13 +124,13 @@ func (a *Agent) Run(ctx context.Context) error {
 // clockLoop saves the licence clock's mark now and then, so a restart with
 // the local clock set back starts from it.
 func (a *Agent) clockLoop(ctx context.Context) {
-	t := time.NewTicker(clockPersistInterval)
+	t := a.clk.NewTicker(clockPersistInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			if err := a.persistClock(); err != nil {
 				a.log.Error("saving the licence clock", "err", err)
 			}

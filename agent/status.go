@@ -62,9 +62,9 @@ func (a *Agent) Status() localapi.Status {
 	if a.doc != nil && !a.lastOK.IsZero() {
 		s.Heartbeat.LastSuccess = utc(a.lastOK)
 	}
-	if a.doc != nil && !a.next.IsZero() {
-		// The schedule runs on the machine's timers; shown in licence time.
-		s.Heartbeat.Next = utc(now.Add(time.Until(a.next)).Truncate(time.Second))
+	if a.doc != nil && a.next != 0 {
+		// The schedule runs on the clock's elapsed time; shown in licence time.
+		s.Heartbeat.Next = utc(now.Add(a.next - a.clk.Elapsed()).Truncate(time.Second))
 	}
 	s.Heartbeat.LastError = a.lastError
 	s.Heartbeat.Failures = a.failures

@@ -83,14 +83,14 @@ func NewUsersSource(c UsersConfig) (users.Source, error) {
 // usersLoop counts users at start and every users.interval until ctx
 // ends. Refresh also counts, on demand.
 func (a *Agent) usersLoop(ctx context.Context) {
-	t := time.NewTicker(a.users.interval)
+	t := a.clk.NewTicker(a.users.interval)
 	defer t.Stop()
 	for {
 		a.countUsers(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }

@@ -40,12 +40,12 @@ func (a *Agent) waitLoop(ctx context.Context) {
 		if delay <= 0 {
 			continue
 		}
-		t := time.NewTimer(delay)
+		t := a.clk.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-a.waitWake: // an activation: start waiting at once
 			t.Stop()
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pbx-agent/pbx-agent/agent"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -34,6 +35,11 @@ func (m *machineClock) Elapsed() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.elapsed
+}
+
+func (m *machineClock) NewTimer(d time.Duration) clock.Timer { return clock.WithTimers(m).NewTimer(d) }
+func (m *machineClock) NewTicker(d time.Duration) clock.Ticker {
+	return clock.WithTimers(m).NewTicker(d)
 }
 
 func (m *machineClock) run(d time.Duration) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -23,7 +24,7 @@ const testClockEnv = "PBX_TESTCLOCK_FILE"
 // time ("-720h 0s": the local clock 30 days back). The file is read at
 // every reading, so a test moves the clocks of a running agent. Without
 // the variable, the machine's clocks.
-func testTimeSource(getenv func(string) string, log *slog.Logger) (license.TimeSource, error) {
+func testTimeSource(getenv func(string) string, log *slog.Logger) (clock.Clock, error) {
 	path := getenv(testClockEnv)
 	if path == "" {
 		return nil, nil
@@ -33,7 +34,8 @@ func testTimeSource(getenv func(string) string, log *slog.Logger) (license.TimeS
 		return nil, err
 	}
 	log.Warn("TEST BUILD: the licence clock reads offsets from a file", "file", path)
-	return s, nil
+	// Timers run on the machine's: the offsets move the readings only.
+	return clock.WithTimers(s), nil
 }
 
 type offsetTime struct {
