@@ -26,7 +26,7 @@ const jitterFraction = 0.1
 func (a *Agent) heartbeatLoop(ctx context.Context) {
 	// The first heartbeat after boot waits a random part of a tenth of the
 	// interval: a fleet coming back from a power cut does not arrive at once.
-	first := time.Duration(rand.Float64() * float64(a.interval()) / 10)
+	first := a.schedule().First(rand.Float64())
 	timer := a.clk.NewTimer(first)
 	defer timer.Stop()
 	a.setNext(first, 0)
@@ -44,7 +44,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			continue
 		case <-a.resched:
 			failures = 0
-			delay := protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
+			delay := a.schedule().Next(failures, 0, rand.Float64())
 			timer.Reset(delay)
 			a.setNext(delay, failures)
 			continue
@@ -54,7 +54,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		switch {
 		case err == nil, errors.Is(err, ErrNotActivated):
 			failures = 0
-			delay = protocol.Jitter(a.interval(), jitterFraction, rand.Float64())
+			delay = a.schedule().Next(failures, 0, rand.Float64())
 		default:
 			failures++
 			var retryAfter time.Duration
@@ -62,14 +62,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 			if errors.As(err, &re) {
 				retryAfter = re.retryAfter
 			}
-			delay = protocol.DefaultBackoff.Delay(failures, retryAfter, rand.Float64())
-			// A heartbeat interval set short by configuration (development,
-			// tests) caps the backoff too; the portal's Retry-After still
-			// holds. In production the policy alone decides: capped at the
-			// interval, a fleet would retry in lockstep once a minute.
-			if a.cfg.Heartbeat.Interval > 0 {
-				delay = min(delay, max(a.cfg.Heartbeat.Interval, retryAfter, time.Second))
-			}
+			// Capped only by an interval set in the configuration.
+			delay = a.schedule().Next(failures, retryAfter, rand.Float64())
 			a.log.Warn("heartbeat failed", "err", err, "failures", failures, "retry_in", delay.Round(time.Millisecond))
 		}
 		timer.Reset(delay)

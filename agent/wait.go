@@ -85,7 +85,8 @@ func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, boo
 			}
 			retryAfter = re.retryAfter
 		}
-		delay := protocol.DefaultBackoff.Delay(*failures, retryAfter, rand.Float64())
+		// The heartbeat's schedule: the same backoff, the same cap.
+		delay := a.schedule().Next(*failures, retryAfter, rand.Float64())
 		a.log.Debug("portal wait failed", "err", err, "failures", *failures, "retry_in", delay.Round(time.Millisecond))
 		return delay, true
 	}

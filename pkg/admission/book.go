@@ -14,10 +14,14 @@ import (
 // its owner serialises it with its decisions, so that no two admissions
 // can take the same seat.
 type Book struct {
-	ttl     time.Duration
-	held    []reservation // oldest first
-	total   license.Counts
-	byOwner map[int64]int // seats held per owner, for the per-peer bound
+	ttl  time.Duration
+	held []reservation // oldest first; in expiry order unless unordered
+	// soonest is the earliest expiry held; unordered is set when a lowered
+	// TTL (SetTTL) made a reservation expire before an older one.
+	soonest   time.Time
+	unordered bool
+	total     license.Counts
+	byOwner   map[int64]int // seats held per owner, for the per-peer bound
 }
 
 type reservation struct {
@@ -36,7 +40,9 @@ func NewBook(ttl time.Duration) *Book {
 }
 
 // SetTTL sets the time to live of reservations made from now on; those
-// held keep the expiry they were given.
+// held keep the expiry they were given. After a lower TTL, a new
+// reservation expires before older ones: expire does not rely on the
+// order in which they were made.
 func (b *Book) SetTTL(ttl time.Duration) { b.ttl = ttl }
 
 // Reserve holds n seats of p from now for the book's time to live.
@@ -50,7 +56,14 @@ func (b *Book) ReserveFor(now time.Time, owner int64, p license.Profile, n int) 
 	if n <= 0 {
 		return
 	}
-	b.held = append(b.held, reservation{profile: p, seats: n, expires: now.Add(b.ttl), owner: owner})
+	expires := now.Add(b.ttl)
+	if n := len(b.held); n == 0 || expires.Before(b.soonest) {
+		b.soonest = expires
+	}
+	if n := len(b.held); n > 0 && expires.Before(b.held[n-1].expires) {
+		b.unordered = true
+	}
+	b.held = append(b.held, reservation{profile: p, seats: n, expires: expires, owner: owner})
 	b.total[p] += n
 	b.byOwner[owner] += n
 }
@@ -122,21 +135,35 @@ func (b *Book) Counted(now time.Time, prev, next license.Counts) int {
 	return released
 }
 
-// expire drops the reservations whose time has come.
+// expire drops the reservations whose time has come. Reservations are
+// kept in the order they were made (Counted releases the oldest first),
+// which is their expiry order until a lowered TTL breaks it; soonest lets
+// the common case, nothing due, skip the scan whatever the order.
 func (b *Book) expire(now time.Time) {
-	if len(b.held) == 0 || now.Before(b.held[0].expires) {
-		// Oldest first and one time to live: the first is the next to go.
+	if len(b.held) == 0 || now.Before(b.soonest) {
 		return
 	}
 	kept := b.held[:0]
+	ordered := true
 	for _, r := range b.held {
-		if now.Before(r.expires) {
-			kept = append(kept, r)
-		} else {
+		if !now.Before(r.expires) {
 			b.total[r.profile] -= r.seats
 			b.release(r, r.seats)
+			continue
 		}
+		if b.unordered && len(kept) > 0 {
+			// Out of order: find the soonest, and whether the order is back.
+			last := kept[len(kept)-1].expires
+			if r.expires.Before(b.soonest) {
+				b.soonest = r.expires
+			}
+			ordered = ordered && !r.expires.Before(last)
+		} else if len(kept) == 0 {
+			b.soonest = r.expires
+		}
+		kept = append(kept, r)
 	}
 	clear(b.held[len(kept):])
 	b.held = kept
+	b.unordered = b.unordered && !ordered
 }

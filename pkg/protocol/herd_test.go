@@ -8,12 +8,14 @@ import (
 	"time"
 )
 
-// The agent's heartbeat schedule, as agent/heartbeat.go applies the policy
-// (restated here: pkg/ does not import agent/).
+// The agent's heartbeat schedule at its defaults: the very Schedule the
+// heartbeat loop runs (agent/heartbeat.go), with no configured override.
 const (
 	herdInterval = 60 * time.Second // the default interval
 	herdJitter   = 0.1              // ±10 % on every interval
 )
+
+var herdSchedule = Schedule{Interval: herdInterval, Jitter: herdJitter}
 
 // herdPolicy is one way of choosing the wait after an attempt.
 type herdPolicy struct {
@@ -24,20 +26,15 @@ type herdPolicy struct {
 }
 
 var (
-	// The policy as the heartbeat loop applies it: backoff after a failure,
-	// capped by the interval; the jittered interval after a success.
-	herdAgentLoop = herdPolicy{"agent loop (backoff capped at the interval)", func(failures int, r float64) time.Duration {
-		if failures == 0 {
-			return Jitter(herdInterval, herdJitter, r)
-		}
-		return min(DefaultBackoff.Delay(failures, 0, r), max(herdInterval, time.Second))
+	// The agent's loop: Schedule.Next, backoff up to its 10-minute cap
+	// after a failure, the jittered interval after a success.
+	herdAgentLoop = herdPolicy{"agent loop (Schedule.Next, cap 10 min)", func(failures int, r float64) time.Duration {
+		return herdSchedule.Next(failures, 0, r)
 	}}
-	// The pure policy, its 10-minute cap included.
-	herdPurePolicy = herdPolicy{"policy alone (cap 10 min)", func(failures int, r float64) time.Duration {
-		if failures == 0 {
-			return Jitter(herdInterval, herdJitter, r)
-		}
-		return DefaultBackoff.Delay(failures, 0, r)
+	// For comparison: the backoff capped at the interval, as Schedule
+	// does only when heartbeat.interval is configured (here at 60 s).
+	herdCappedAtInterval = herdPolicy{"backoff capped at the 60 s interval", func(failures int, r float64) time.Duration {
+		return Schedule{Interval: herdInterval, Override: herdInterval, Jitter: herdJitter}.Next(failures, 0, r)
 	}}
 	// The baseline: the same schedule without randomness, every wait at the
 	// middle of its range. This is the herd the jitter exists to prevent.
@@ -71,9 +68,8 @@ func simulateHerd(n int, outage, after time.Duration, p herdPolicy, seed uint64)
 	cal := make([][]herdEvent, len(res.buckets))
 	failures := make([]int, n)
 	for i := range n {
-		// The first heartbeat after boot waits a random part of a tenth of
-		// the interval (heartbeatLoop).
-		at := time.Duration(rng.Float64() * float64(herdInterval) / 10)
+		// The first heartbeat after boot, as heartbeatLoop waits it.
+		at := herdSchedule.First(rng.Float64())
 		cal[at/time.Second] = append(cal[at/time.Second], herdEvent{at: at, agent: i})
 	}
 	for s := range cal {
@@ -144,7 +140,7 @@ func TestHerdAfterOutage(t *testing.T) {
 	const outage, after = time.Hour, time.Hour
 	bound := herdBound(n)
 	nominal := float64(n) / herdInterval.Seconds()
-	for _, p := range []herdPolicy{herdAgentLoop, herdPurePolicy, herdNoJitter} {
+	for _, p := range []herdPolicy{herdAgentLoop, herdCappedAtInterval, herdNoJitter} {
 		r := simulateHerd(n, outage, after, p, 1)
 		ratio := float64(r.peakBack) / r.meanBack
 		t.Logf("%-46s %d agents: peak %d req/s (%v after the return) vs mean %.1f req/s: peak/mean %.2f (bound %.2f); "+
