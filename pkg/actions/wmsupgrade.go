@@ -605,6 +605,13 @@ func (u *upgrade) rollback(ctx context.Context, kept, previous string) error {
 		u.logf("%v", err) // apt may still manage; dpkg below in any case
 	}
 	err := u.apt(ctx, "install", "--no-remove", "--allow-downgrades", "--allow-change-held-packages", kept)
+	if err == nil {
+		// A dpkg killed while unpacking leaves the package half-installed
+		// at the old version, which apt takes for installed.
+		if now, ierr := u.installed(ctx); ierr != nil || now != previous {
+			err = fmt.Errorf("%s is at %q (%v)", u.cfg.Package, now, ierr)
+		}
+	}
 	if err != nil {
 		u.logf("apt-get could not roll back (%v); trying dpkg --install", err)
 		if derr := u.dpkg(ctx, "--install", kept); derr != nil {
