@@ -332,3 +332,35 @@ func TestUpgradeWMSResumeChecksTheKeptPackage(t *testing.T) {
 		})
 	}
 }
+
+// A helper that finds another holding the lock reports that in the
+// version's result, but never over an interrupted upgrade's result, which
+// a later start must still find to resume it.
+func TestUpgradeWMSLockedKeepsAResumableResult(t *testing.T) {
+	cfg := WMSUpgradeConfig{RuntimeDir: t.TempDir(), ResultDir: filepath.Join(t.TempDir(), "results"), ResultGID: -1}
+	if err := os.MkdirAll(cfg.ResultDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockFile(filepath.Join(cfg.ResultDir, ".lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	interrupted := &wms.Result{Version: wmsV2, Outcome: wms.Running, Previous: wmsV1, Step: wms.StepInstall, Started: time.Now()}
+	if err := wms.WriteResult(cfg.ResultDir, interrupted, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UpgradeWMS(context.Background(), cfg, wmsV2, nil); err == nil || !strings.Contains(err.Error(), "another WMS upgrade") {
+		t.Errorf("UpgradeWMS = %v", err)
+	}
+	if res, found, err := wms.ReadResult(cfg.ResultDir, wmsV2); err != nil || !found || !res.Resumable() || res.Step != wms.StepInstall {
+		t.Errorf("the interrupted result became %+v (%v)", res, err)
+	}
+	// Another version's result says why it did not run.
+	if _, err := UpgradeWMS(context.Background(), cfg, wmsV3, nil); err == nil {
+		t.Error("no error with the lock held")
+	}
+	if res, found, _ := wms.ReadResult(cfg.ResultDir, wmsV3); !found || res.Outcome != wms.Failed || !res.Done() {
+		t.Errorf("%s: %+v", wmsV3, res)
+	}
+}
