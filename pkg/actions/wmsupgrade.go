@@ -260,6 +260,11 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 	if werr := u.save(); werr != nil {
 		return u.res, errors.Join(err, werr)
 	}
+	if u.res.Outcome == wms.Upgraded {
+		// Only once the result is final: until then a resumed helper
+		// may still need the previous version's .deb.
+		u.keepNew(ctx)
+	}
 	if err == nil && !u.res.OK() {
 		err = errors.New(u.res.Error)
 	}
@@ -404,7 +409,6 @@ func (u *upgrade) checkTarget(ctx context.Context) error {
 	if h.OK {
 		u.res.Outcome = wms.Upgraded
 		u.logf("%s %s installed and healthy", u.cfg.Package, u.version)
-		u.keepNew(ctx)
 		return nil
 	}
 	return u.rollBackFor(ctx, fmt.Errorf("unhealthy after the upgrade to %s: %s", u.version, h.Detail))
