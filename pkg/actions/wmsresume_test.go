@@ -58,7 +58,7 @@ func TestWMSHelperProcess(t *testing.T) {
 	o.Cfg.beforeStep = func(s wms.Step) {
 		if s == o.StopAt {
 			os.WriteFile(o.Marker, []byte(s), 0o644)
-			select {} // until killed
+			time.Sleep(time.Hour) // until the test kills it; a bare select{} may be taken for a deadlock
 		}
 	}
 	UpgradeWMS(context.Background(), o.Cfg, o.Version, nil)
