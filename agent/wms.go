@@ -108,9 +108,7 @@ func (a *Agent) stepWMS(ctx context.Context, e *journalEntry) bool {
 			a.cmds.mu.Unlock()
 			return false
 		}
-		req := wms.Request{Version: p.Version, Repository: p.Repository, CommandID: e.ID,
-			Window: &wms.Window{Start: p.WindowStart, End: p.WindowEnd}}
-		if err := a.wms.Start(ctx, req); err != nil {
+		if err := a.wms.Start(ctx, wmsRequest(e)); err != nil {
 			a.finishWMS(e, protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()})
 			return true
 		}
@@ -141,6 +139,9 @@ func (a *Agent) stepWMS(ctx context.Context, e *journalEntry) bool {
 		if res2, found2, _ := a.wms.Result(ctx, p.Version); found2 && res2.CommandID == e.ID && res2.Done() {
 			return false
 		}
+		if handled, changed := a.resumeWMS(ctx, e, res); handled {
+			return changed
+		}
 		a.finishWMS(e, protocol.CommandResult{State: protocol.CommandFailed, WMS: res,
 			Message: "the upgrade helper stopped without a result (killed, or the machine restarted); see journalctl -u " +
 				"pbx-agent-wms-upgrade@" + p.Version + ".service"})
@@ -148,6 +149,38 @@ func (a *Agent) stepWMS(ctx context.Context, e *journalEntry) bool {
 		return true
 	}
 	return false
+}
+
+// wmsRequest is the helper's request for a journaled wms.upgrade.
+func wmsRequest(e *journalEntry) wms.Request {
+	p := e.Command.WMS
+	return wms.Request{Version: p.Version, Repository: p.Repository, CommandID: e.ID,
+		Window: &wms.Window{Start: p.WindowStart, End: p.WindowEnd}}
+}
+
+// resumeWMS starts the helper again for an upgrade whose helper stopped
+// before its result was final (power lost, the helper or the machine
+// killed): the helper resumes from the step its result records, rolling
+// an interrupted install back, and always ends with a final result. The
+// helper's own count of resumes (wms.MaxResumes, plus its last attempt
+// that gives up) bounds this; a result without a step, or past the
+// count, is not resumed and the command fails as before. handled says
+// whether it dealt with the entry; changed whether the entry changed.
+func (a *Agent) resumeWMS(ctx context.Context, e *journalEntry, res *wms.Result) (handled, changed bool) {
+	if res == nil || res.CommandID != e.ID || !res.Resumable() || res.Resumes > wms.MaxResumes+1 {
+		return false, false
+	}
+	version := e.Command.WMS.Version
+	if err := a.wms.Start(ctx, wmsRequest(e)); err != nil {
+		a.finishWMS(e, protocol.CommandResult{State: protocol.CommandFailed, WMS: res,
+			Message: fmt.Sprintf("the upgrade helper stopped in step %s and could not be started again to finish it: %v; "+
+				"start pbx-agent-wms-upgrade@%s.service to roll it back", res.Step, err, version)})
+		return true, true
+	}
+	a.setWMSUpgrade(fmt.Sprintf("resuming the upgrade to %s, interrupted in step %s", version, res.Step))
+	a.log.Warn("WMS upgrade helper stopped before its result was final; started again to resume it",
+		"id", e.ID, "version", version, "step", res.Step, "resumes", res.Resumes)
+	return true, false
 }
 
 func (a *Agent) finishWMS(e *journalEntry, res protocol.CommandResult) {

@@ -113,8 +113,8 @@ func (w *WMSUpgrades) Running(ctx context.Context, version string) (bool, error)
 
 // Result reads the helper's result for version; found is false when there
 // is none. A result whose outcome is wms.Running while Running is false
-// is a helper that died (killed, or the machine lost power): it will not
-// finish.
+// is a helper that died (killed, or the machine lost power): if it is
+// Resumable, Start again resumes it from its step.
 func (w *WMSUpgrades) Result(_ context.Context, version string) (res *wms.Result, found bool, err error) {
 	return wms.ReadResult(w.cfg.ResultDir, version)
 }

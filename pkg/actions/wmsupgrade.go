@@ -59,6 +59,10 @@ type WMSUpgradeConfig struct {
 	Root string
 
 	Output io.Writer // the commands' output, as it comes (the journal); nil discards
+
+	// beforeStep, when set, is called after a step is recorded and before
+	// it starts: the tests' kill point.
+	beforeStep func(wms.Step)
 }
 
 func (c *WMSUpgradeConfig) root() string {
@@ -211,11 +215,21 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 
 	unlock, err := lockFile(filepath.Join(cfg.ResultDir, ".lock"))
 	if err != nil {
-		// Another version's upgrade runs: say so in this version's result.
+		// Another upgrade runs: say so in this version's result, unless
+		// that result is an interrupted upgrade's, which a later start
+		// must still find to resume it.
+		if prev, found, _ := wms.ReadResult(cfg.ResultDir, version); found && prev.Resumable() {
+			return u.res, err
+		}
 		u.res.Outcome, u.res.Error, u.res.Finished = wms.Failed, err.Error(), time.Now().UTC()
 		return u.res, errors.Join(err, u.save())
 	}
 	defer unlock()
+	// Read under the lock: a result left unfinished is resumed.
+	prev, found, rerr := wms.ReadResult(cfg.ResultDir, version)
+	if rerr != nil {
+		log.Warn("the previous result is unreadable; starting afresh", "err", rerr)
+	}
 	if cfg.fakeRoot() {
 		dir, err := os.MkdirTemp("", "pbx-agent-apt-*")
 		if err != nil {
@@ -227,7 +241,11 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 			return nil, err
 		}
 	}
-	err = u.run(ctx)
+	if found && prev.Resumable() {
+		err = u.resume(ctx, prev)
+	} else {
+		err = u.run(ctx)
+	}
 	// The result is written even when the helper is being stopped.
 	ctx = context.WithoutCancel(ctx)
 	if err != nil {
@@ -241,6 +259,11 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 	u.res.Finished = time.Now().UTC()
 	if werr := u.save(); werr != nil {
 		return u.res, errors.Join(err, werr)
+	}
+	if u.res.Outcome == wms.Upgraded {
+		// Only once the result is final: until then a resumed helper
+		// may still need the previous version's .deb.
+		u.keepNew(ctx)
 	}
 	if err == nil && !u.res.OK() {
 		err = errors.New(u.res.Error)
@@ -263,6 +286,19 @@ func (u *upgrade) save() error {
 	return wms.WriteResult(u.cfg.ResultDir, u.res, u.cfg.ResultGID)
 }
 
+// step records that step s begins, durably, before it begins: a helper
+// started again after a power loss or a kill resumes from it.
+func (u *upgrade) step(s wms.Step) error {
+	u.res.Step, u.res.StepStarted = s, time.Now().UTC()
+	if err := u.save(); err != nil {
+		return fmt.Errorf("recording the step %s: %w", s, err)
+	}
+	if u.cfg.beforeStep != nil {
+		u.cfg.beforeStep(s)
+	}
+	return nil
+}
+
 func (u *upgrade) logf(format string, args ...any) {
 	fmt.Fprintf(u.out, "pbx-agent: "+format+"\n", args...)
 }
@@ -283,12 +319,12 @@ func (u *upgrade) run(ctx context.Context) error {
 			return fmt.Errorf("the maintenance window closed at %s: nothing done", req.Window.End.UTC().Format(time.RFC3339))
 		}
 	}
-	if err := u.save(); err != nil {
-		return err
-	}
 	u.logf("upgrading %s to %s from %s", u.cfg.Package, u.version, req.Repository)
 
 	// 1. An interrupted dpkg run blocks apt: finish it first.
+	if err := u.step(wms.StepPrepare); err != nil {
+		return err
+	}
 	if err := u.recover(ctx); err != nil {
 		return err
 	}
@@ -313,6 +349,9 @@ func (u *upgrade) run(ctx context.Context) error {
 	}
 
 	// 2. The repository.
+	if err := u.step(wms.StepSource); err != nil {
+		return err
+	}
 	if err := u.writeSource(req.Repository); err != nil {
 		return err
 	}
@@ -322,13 +361,20 @@ func (u *upgrade) run(ctx context.Context) error {
 	}
 
 	// 3. Something to roll back to, before anything changes.
+	if err := u.step(wms.StepKeep); err != nil {
+		return err
+	}
 	kept, err := u.keep(ctx, previous)
 	if err != nil {
 		return fmt.Errorf("keeping %s %s for a rollback: %w", u.cfg.Package, previous, err)
 	}
+	u.res.Kept = kept
 
 	// 4. The backup.
 	if len(u.cfg.BackupHook) > 0 {
+		if err := u.step(wms.StepBackup); err != nil {
+			return err
+		}
 		u.logf("backup: %s", strings.Join(u.cfg.BackupHook, " "))
 		env := []string{"WMS_VERSION_FROM=" + previous, "WMS_VERSION_TO=" + u.version}
 		if err := u.runCmd(ctx, u.cfg.BackupTimeout, env, u.cfg.BackupHook[0], u.cfg.BackupHook[1:]...); err != nil {
@@ -337,6 +383,9 @@ func (u *upgrade) run(ctx context.Context) error {
 	}
 
 	// 5. The upgrade, 6. the health check.
+	if err := u.step(wms.StepInstall); err != nil {
+		return err
+	}
 	var failure error
 	if err := u.apt(ctx, "install", "--no-remove", "--allow-change-held-packages", u.cfg.Package+"="+u.version); err != nil {
 		failure = fmt.Errorf("installing %s %s: %w", u.cfg.Package, u.version, err)
@@ -344,23 +393,37 @@ func (u *upgrade) run(ctx context.Context) error {
 		failure = fmt.Errorf("after apt-get, %s is at %q, not %s (%v)", u.cfg.Package, now, u.version, err)
 	} else {
 		u.res.Installed = now
-		h := u.health(ctx)
-		u.res.Health = &h
-		if h.OK {
-			u.res.Outcome = wms.Upgraded
-			u.logf("%s %s installed and healthy", u.cfg.Package, u.version)
-			u.keepNew(ctx)
-			return nil
-		}
-		failure = fmt.Errorf("unhealthy after the upgrade to %s: %s", u.version, h.Detail)
+		return u.checkTarget(ctx)
 	}
-	if err := u.save(); err != nil { // what happened, in case the rollback never ends
-		u.log.Warn("writing the result", "err", err)
-	}
+	return u.rollBackFor(ctx, failure)
+}
 
-	// 7. The rollback.
+// checkTarget is step 6: the target is installed; a failed health check
+// rolls it back.
+func (u *upgrade) checkTarget(ctx context.Context) error {
+	if err := u.step(wms.StepHealth); err != nil {
+		return err
+	}
+	h := u.health(ctx)
+	u.res.Health = &h
+	if h.OK {
+		u.res.Outcome = wms.Upgraded
+		u.logf("%s %s installed and healthy", u.cfg.Package, u.version)
+		return nil
+	}
+	return u.rollBackFor(ctx, fmt.Errorf("unhealthy after the upgrade to %s: %s", u.version, h.Detail))
+}
+
+// rollBackFor is step 7: the kept .deb installed again because of failure,
+// which the result records first, so that a resumed rollback still says why.
+func (u *upgrade) rollBackFor(ctx context.Context, failure error) error {
+	u.res.Error = failure.Error()
+	if err := u.step(wms.StepRollback); err != nil {
+		return fmt.Errorf("%v; %w", failure, err)
+	}
+	previous := u.res.Previous
 	u.logf("%v; rolling back to %s", failure, previous)
-	if err := u.rollback(ctx, kept, previous); err != nil {
+	if err := u.rollback(ctx, u.res.Kept, previous); err != nil {
 		u.res.Outcome = wms.Failed
 		return fmt.Errorf("%v; the rollback to %s failed too: %w", failure, previous, err)
 	}
@@ -539,10 +602,20 @@ func (u *upgrade) debIs(ctx context.Context, path, version string) bool {
 // rollback installs the kept .deb again, with apt (which allows the
 // downgrade when told) or, if apt cannot, with dpkg itself.
 func (u *upgrade) rollback(ctx context.Context, kept, previous string) error {
+	if err := u.keptDeb(ctx, kept, previous); err != nil {
+		return err
+	}
 	if err := u.recover(ctx); err != nil {
 		u.logf("%v", err) // apt may still manage; dpkg below in any case
 	}
 	err := u.apt(ctx, "install", "--no-remove", "--allow-downgrades", "--allow-change-held-packages", kept)
+	if err == nil {
+		// A dpkg killed while unpacking leaves the package half-installed
+		// at the old version, which apt takes for installed.
+		if now, ierr := u.installed(ctx); ierr != nil || now != previous {
+			err = fmt.Errorf("%s is at %q (%v)", u.cfg.Package, now, ierr)
+		}
+	}
 	if err != nil {
 		u.logf("apt-get could not roll back (%v); trying dpkg --install", err)
 		if derr := u.dpkg(ctx, "--install", kept); derr != nil {

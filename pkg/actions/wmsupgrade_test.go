@@ -72,14 +72,16 @@ func buildWMSDeb(t *testing.T, dir, version, health string) string {
 		"DEBIAN/control": fmt.Sprintf("Package: wms\nVersion: %s\nArchitecture: all\nMaintainer: Test <test@example.com>\n"+
 			"Description: stand-in for the PBX's management software\n", version),
 		"DEBIAN/conffiles":      "/etc/wms/wms.conf\n",
-		"DEBIAN/postinst":       "#!/bin/sh\nset -e\necho \"wms postinst $1 (from ${2:-nothing})\"\n",
+		"DEBIAN/postinst":       "#!/bin/sh\nset -e\necho \"wms postinst $1 (from ${2:-nothing})\"\n" + blockIn("postinst"),
+		"DEBIAN/preinst":        "#!/bin/sh\nset -e\n" + blockIn("preinst"),
+		"DEBIAN/postrm":         "#!/bin/sh\nset -e\n" + blockIn("postrm"),
 		"usr/share/wms/health":  health + "\n",
 		"usr/share/wms/VERSION": version + "\n",
 		"etc/wms/wms.conf":      "# shipped by " + version + "\nlisten = 5060\n",
 	}
 	for name, content := range files {
 		mode := os.FileMode(0o644)
-		if name == "DEBIAN/postinst" {
+		if strings.HasPrefix(name, "DEBIAN/p") {
 			mode = 0o755
 		}
 		if err := os.WriteFile(filepath.Join(src, name), []byte(content), mode); err != nil {

@@ -208,7 +208,43 @@ type Result struct {
 	Started        time.Time `json:"started"`
 	Finished       time.Time `json:"finished,omitzero"`
 	Error          string    `json:"error,omitempty"`
+
+	// Step is the step the helper began last, written before it starts, so
+	// that a helper started again after a power loss or a kill resumes
+	// there (while the outcome is Running). Resumes counts those restarts;
+	// past MaxResumes the upgrade fails for good. Kept is the .deb of the
+	// Previous version, to roll back to.
+	Step        Step      `json:"step,omitempty"`
+	StepStarted time.Time `json:"step_started,omitzero"`
+	Resumes     int       `json:"resumes,omitempty"`
+	Kept        string    `json:"kept,omitempty"`
 }
+
+// Step is a step of the upgrade helper.
+type Step string
+
+// The helper's steps, in order. Until StepInstall nothing of the WMS has
+// changed; from StepInstall on, an interrupted helper rolls back to the
+// kept version (or, interrupted in StepHealth with the target installed,
+// checks its health again).
+const (
+	StepPrepare  Step = "prepare"  // finish an interrupted dpkg, read the installed version
+	StepSource   Step = "source"   // write the apt source, update it
+	StepKeep     Step = "keep"     // keep the installed version's .deb
+	StepBackup   Step = "backup"   // run the backup hook
+	StepInstall  Step = "install"  // apt-get install the target
+	StepHealth   Step = "health"   // check the target's health
+	StepRollback Step = "rollback" // install the kept .deb again
+)
+
+// MaxResumes bounds how often a helper interrupted before its result was
+// final is started again for the same upgrade: a loop breaker for a step
+// that kills the machine or the helper every time.
+const MaxResumes = 3
+
+// Resumable reports whether the result is of a helper interrupted after it
+// recorded a step: starting the helper again resumes it.
+func (r *Result) Resumable() bool { return !r.Done() && r.Outcome == Running && r.Step != "" }
 
 // Done reports whether the helper finished (Finished is set).
 func (r *Result) Done() bool { return !r.Finished.IsZero() }
