@@ -77,8 +77,9 @@ type Agent struct {
 
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
 
-	cmds      commandsState          // portal commands: journal, SSH (commands.go, ssh.go)
-	wms       WMSUpgrader            // nil: WMS upgrades not set up (wms.go)
+	cmds      *commands              // portal commands: the journal and its executors (commands.go)
+	ssh       *sshAccess             // temporary support SSH (ssh.go)
+	wms       *wmsUpgrades           // WMS upgrades (wms.go)
 	hbWake    chan struct{}          // asks the heartbeat loop to run now, without waiting for it
 	waitWake  chan struct{}          // an activation starts the long-poll at once (wait.go)
 	reloadCfg func() (Config, error) // Options.Reload
@@ -182,7 +183,8 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		reloadCfg: opts.Reload,
 		logLevel:  opts.LogLevel,
 	}
-	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics")})
+	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics"),
+		CommandTypes: commandTypes()})
 	if setupErr != nil {
 		a.lastError = setupErr.Error()
 	}
@@ -201,7 +203,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if err := a.initUsers(opts, src); err != nil {
 		return nil, err
 	}
-	if err := a.initCommands(opts); err != nil {
+	if err := a.initCommands(opts, src); err != nil {
 		return nil, err
 	}
 	device, err := license.LoadSigner(filepath.Join(cfg.StateDir, deviceKeyFile))
@@ -502,3 +504,29 @@ func (a *Agent) acceptLicense(compact, pbxID string, first bool) (*license.Docum
 
 // saveLocked persists the state with the licence clock's mark. Callers hold a.mu.
 func (a *Agent) saveLocked() error { return a.commitLocked(a.st, a.doc) }
+
+// initCommands opens the command journal and sets up its executors.
+func (a *Agent) initCommands(opts Options, clk clock.Clock) error {
+	env := commandEnv{
+		log: a.log, clock: clk, now: a.clock.Now,
+		keyring: a.trust.Keyring,
+		audit:   a.record,
+		metrics: a.metrics,
+		report:  a.wakeHeartbeat,
+	}
+	a.ssh = newSSHAccess(opts.SSH, a.cfg.SSH.Port, env)
+	a.wms = &wmsUpgrades{up: opts.WMS, env: env, licence: a.licence}
+	cmds, err := openCommands(a.cfg.StateDir, env, executorTable(a.ssh, a.wms))
+	if err != nil {
+		return err
+	}
+	a.cmds = cmds
+	return nil
+}
+
+// licence returns the licence held, nil when none.
+func (a *Agent) licence() *license.Document {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.doc
+}

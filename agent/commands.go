@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
-	"github.com/pbx-agent/pbx-agent/pkg/actions"
-	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
@@ -25,6 +25,17 @@ import (
 //
 // The journal is its own state file, commands.json: the licence state stays
 // small, and a damaged journal never costs the licence.
+//
+// A command moves through one state machine, whatever its type:
+//
+//	received ──check──▶ refused|failed        (judged when the loop takes it)
+//	received ──due────▶ waiting ──due──▶ running   (a window not yet open)
+//	received ──due────▶ running ──start/poll──▶ done|failed
+//	running (found at start) ──reconcile──▶ its result, or followed by poll
+//
+// Each transition is saved before the step it leads to is taken. What a
+// type does at each step is its executor's, in one table (executorTable):
+// a new command type is one executor and one line there.
 
 const (
 	journalFile   = "commands.json"
@@ -65,77 +76,120 @@ type journalEntry struct {
 	Unverified bool `json:"unverified,omitempty"`
 }
 
-// SSHAccess is the seam to temporary support SSH (pkg/actions).
-type SSHAccess interface {
-	Open(ctx context.Context, req actions.SSHRequest) (actions.SSHState, error)
-	Close(ctx context.Context) error
-	State(ctx context.Context) (actions.SSHState, error)
-	// SetClock sets the clock SSHState.Until is told on (ssh.go).
-	SetClock(now func() time.Time)
+// An executor carries out one type of portal command. The machine owns
+// the journal and saves each transition before it acts; an executor only
+// judges and acts, and is given the command, never the journal entry.
+type executor interface {
+	// check judges a command when the loop takes it: nil, or the result
+	// that ends it unstarted (a refusal, or a failure to look).
+	check(ctx context.Context, cmd *protocol.Command) *protocol.CommandResult
+	// due says whether it may start now: wait > 0 keeps it waiting at
+	// most that long; a result ends it unstarted (its window passed).
+	due(now time.Time, cmd *protocol.Command) (wait time.Duration, end *protocol.CommandResult)
+	// start carries it out: its result, or nil when it runs on outside
+	// the agent and poll follows it.
+	start(ctx context.Context, id string, cmd *protocol.Command) *protocol.CommandResult
+	// poll follows a command that runs on: its result once it ended,
+	// else how soon to look again.
+	poll(ctx context.Context, id string, cmd *protocol.Command) (*protocol.CommandResult, time.Duration)
+	// reconcile resolves a command a restart found running, from what the
+	// machine shows: its result, or nil when poll can still follow it.
+	reconcile(ctx context.Context, id string, cmd *protocol.Command) *protocol.CommandResult
 }
 
-// commandsState is the agent's command machinery.
-type commandsState struct {
+// executorTable is every command type the agent knows, in the order the
+// metrics and docs list them. A type whose means are not set up on this
+// appliance still has its executor, which refuses it as unsupported.
+func executorTable(access *sshAccess, upgrades *wmsUpgrades) []typedExecutor {
+	return []typedExecutor{
+		{protocol.CommandSSHOpen, sshOpenExecutor{access}},
+		{protocol.CommandSSHClose, sshCloseExecutor{access}},
+		{protocol.CommandWMSUpgrade, upgrades},
+	}
+}
+
+type typedExecutor struct {
+	typ protocol.CommandType
+	executor
+}
+
+// commandTypes lists the table's types, for the metrics.
+func commandTypes() []string {
+	var out []string
+	for _, e := range executorTable(nil, nil) {
+		out = append(out, string(e.typ))
+	}
+	return out
+}
+
+// commandEnv is what the command machine needs from the rest of the
+// daemon, as values and functions, never the Agent.
+type commandEnv struct {
+	log     *slog.Logger
+	clock   clock.Clock
+	now     func() time.Time        // the licence clock
+	keyring func() *license.Keyring // portal keys, revocations applied
+	audit   func(now time.Time, kind string, fields map[string]any)
+	metrics *metrics.Metrics
+	report  func() // asks the heartbeat loop to report results now
+}
+
+// commands is the command machine: the journal, the executors and the
+// loop that applies them. Its lock guards the journal and is never held
+// while an executor acts.
+type commands struct {
+	env   commandEnv
 	store *state.File[journal]
-	ssh   SSHAccess
-	wake  chan struct{} // asks commandLoop to look at the journal
+	exec  []typedExecutor
+	wake  chan struct{} // asks loop to look at the journal
 
 	mu      sync.Mutex // guards the fields below
 	j       journal
-	sshSt   actions.SSHState // the access as last seen
-	sshErr  string
 	running string // id of the command being applied
-
-	wmsVersion string // installed, as last read (wms.go)
-	wmsUpgrade string // the last upgrade's progress or outcome, in words
 }
 
-// initCommands opens the journal and sets the SSH seam.
-func (a *Agent) initCommands(opts Options) error {
-	store, err := state.Open[journal](state.Options{Dir: a.cfg.StateDir, Name: journalFile, Version: journalSchema, Logger: a.log})
+// openCommands loads the journal. A damaged one is set aside (pkg/state
+// keeps it as .corrupt) and the agent starts with an empty one: the
+// licence must not depend on the journal.
+func openCommands(stateDir string, env commandEnv, exec []typedExecutor) (*commands, error) {
+	store, err := state.Open[journal](state.Options{Dir: stateDir, Name: journalFile, Version: journalSchema, Logger: env.log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j, info, err := store.Load()
 	switch {
 	case errors.Is(err, state.ErrNotExist):
 	case err != nil:
-		// The licence must not depend on the journal: start with an
-		// empty one, keeping the damaged file (pkg/state keeps .corrupt).
-		a.log.Error("the command journal is unusable; starting with an empty one", "err", err)
+		env.log.Error("the command journal is unusable; starting with an empty one", "err", err)
 		j = journal{}
 	case info.Recovered:
-		a.log.Warn("command journal recovered from its previous good copy", "reason", info.RecoveredReason)
+		env.log.Warn("command journal recovered from its previous good copy", "reason", info.RecoveredReason)
 	}
-	a.cmds = commandsState{store: store, ssh: opts.SSH, wake: make(chan struct{}, 1), j: j}
-	a.wireSSH()
-	a.wms = opts.WMS
+	return &commands{env: env, store: store, exec: exec, wake: make(chan struct{}, 1), j: j}, nil
+}
+
+func (c *commands) executorOf(typ protocol.CommandType) executor {
+	for _, e := range c.exec {
+		if e.typ == typ {
+			return e.executor
+		}
+	}
 	return nil
 }
 
-// wakeCommands nudges commandLoop without blocking.
-func (a *Agent) wakeCommands() {
+// nudge has the loop look at the journal now, without blocking.
+func (c *commands) nudge() {
 	select {
-	case a.cmds.wake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// wakeHeartbeat asks the heartbeat loop to run now: to fetch what the
-// portal has, or to report a result.
-func (a *Agent) wakeHeartbeat() {
-	select {
-	case a.hbWake <- struct{}{}:
-	default:
-	}
-}
-
-// takeCommands handles what a heartbeat answer carried: acknowledgements
-// first, then each command, verified and journaled before this returns.
-func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
-	now := a.clock.Now()
+// take handles what a heartbeat answer carried: acknowledgements first,
+// then each command, verified and journaled before this returns.
+func (c *commands) take(signed, acked []string, pbxID string) {
+	now := c.env.now()
 	var fresh, refused []*journalEntry
-	c := &a.cmds
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	changed := false
@@ -146,7 +200,7 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 		}
 	}
 	for _, s := range signed {
-		cmd, err := protocol.VerifyCommand(s, a.trust.Keyring(), pbxID, now)
+		cmd, err := protocol.VerifyCommand(s, c.env.keyring(), pbxID, now)
 		if err != nil {
 			var ce *protocol.CommandError
 			if !errors.As(err, &ce) {
@@ -160,8 +214,8 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 		}
 		if e := c.findLocked(cmd.ID); e != nil && e.holdsID() {
 			if e.Command != nil && !sameCommand(e.Command, cmd) {
-				a.log.Warn("command refused: its id was used before for another command", "id", cmd.ID)
-				a.auditCommand(now, auditCommandRefused, cmd.ID, cmd.Type, map[string]any{"reason": protocol.RefusedReplayed})
+				c.env.log.Warn("command refused: its id was used before for another command", "id", cmd.ID)
+				c.auditCommand(now, auditCommandRefused, cmd.ID, cmd.Type, map[string]any{"reason": protocol.RefusedReplayed})
 			}
 			continue // delivered again before our result was acknowledged, or replayed: never run twice
 		}
@@ -177,26 +231,26 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 	c.pruneLocked(now)
 	if err := c.store.Save(c.j); err != nil {
 		// Not journaled: nothing runs, and the portal delivers it again.
-		a.log.Error("saving the command journal; commands not taken", "err", err)
+		c.env.log.Error("saving the command journal; commands not taken", "err", err)
 		for _, e := range fresh {
 			c.removeLocked(e.ID)
 		}
 		return
 	}
 	for _, e := range refused {
-		a.log.Warn("command refused", "id", e.ID, "reason", e.Result.Reason, "detail", e.Result.Message)
-		a.auditCommand(now, auditCommandRefused, e.ID, e.Type, map[string]any{"reason": e.Result.Reason, "message": e.Result.Message})
-		a.countCommand(e.Type, metrics.CommandRefused)
+		c.env.log.Warn("command refused", "id", e.ID, "reason", e.Result.Reason, "detail", e.Result.Message)
+		c.auditCommand(now, auditCommandRefused, e.ID, e.Type, map[string]any{"reason": e.Result.Reason, "message": e.Result.Message})
+		c.count(e.Type, metrics.CommandRefused)
 	}
 	for _, e := range fresh {
-		a.log.Info("command received", "id", e.ID, "type", e.Type)
-		a.auditCommand(now, auditCommandReceived, e.ID, e.Type, nil)
+		c.env.log.Info("command received", "id", e.ID, "type", e.Type)
+		c.auditCommand(now, auditCommandReceived, e.ID, e.Type, nil)
 	}
 	if len(fresh) > 0 {
-		a.wakeCommands()
+		c.nudge()
 	}
 	if len(refused) > 0 {
-		a.wakeHeartbeat() // report the refusals now
+		c.env.report() // report the refusals now
 	}
 }
 
@@ -210,7 +264,7 @@ func (a *Agent) takeCommands(signed, acked []string, pbxID string) {
 // an id), for another PBX, malformed or of an unknown type. Holding such an
 // id would let anyone who can deliver a document keep the genuine command
 // with that id from ever running.
-func (c *commandsState) refuseLocked(ce *protocol.CommandError, now time.Time) *journalEntry {
+func (c *commands) refuseLocked(ce *protocol.CommandError, now time.Time) *journalEntry {
 	unverified := ce.Code != protocol.RefusedExpired
 	if ce.ID == "" {
 		return nil
@@ -241,7 +295,7 @@ func sameCommand(a, b *protocol.Command) bool {
 	return a.ID == b.ID && a.PBXID == b.PBXID && a.Type == b.Type && a.IssuedAt.Equal(b.IssuedAt) && a.ExpiresAt.Equal(b.ExpiresAt)
 }
 
-func (c *commandsState) findLocked(id string) *journalEntry {
+func (c *commands) findLocked(id string) *journalEntry {
 	for _, e := range c.j.Entries {
 		if e.ID == id {
 			return e
@@ -250,13 +304,13 @@ func (c *commandsState) findLocked(id string) *journalEntry {
 	return nil
 }
 
-func (c *commandsState) removeLocked(id string) {
+func (c *commands) removeLocked(id string) {
 	c.j.Entries = slices.DeleteFunc(c.j.Entries, func(e *journalEntry) bool { return e.ID == id })
 }
 
 // pruneLocked forgets acknowledged entries past their expiry beyond the
 // newest journalKeep: a replay of one is refused as expired anyway.
-func (c *commandsState) pruneLocked(now time.Time) {
+func (c *commands) pruneLocked(now time.Time) {
 	var old int
 	for i := len(c.j.Entries) - 1; i >= 0; i-- {
 		e := c.j.Entries[i]
@@ -271,8 +325,7 @@ func (c *commandsState) pruneLocked(now time.Time) {
 
 // results returns the results the portal has not acknowledged, oldest
 // first, for the next heartbeat.
-func (a *Agent) results() []protocol.CommandResult {
-	c := &a.cmds
+func (c *commands) results() []protocol.CommandResult {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []protocol.CommandResult
@@ -284,133 +337,195 @@ func (a *Agent) results() []protocol.CommandResult {
 	return out
 }
 
-// commandLoop applies journaled commands one at a time, in order, until
-// ctx ends. It reconciles first: a command found "running" was interrupted
-// by a crash or restart, and is resolved from what the machine shows,
-// never run again.
-func (a *Agent) commandLoop(ctx context.Context) {
-	a.reconcileCommands(ctx)
-	a.refreshSSH(ctx)
-	tick := a.clk.NewTicker(sshCheckEvery)
-	defer tick.Stop()
-	a.refreshWMSVersion(ctx)
+// loop applies journaled commands one at a time, in order, and follows
+// those that wait or run on, until ctx ends. It reconciles first.
+func (c *commands) loop(ctx context.Context) {
+	c.reconcile(ctx)
 	for {
-		for a.applyNext(ctx) {
+		for c.step(ctx) {
 		}
-		timer := a.sshExpiryTimer()
-		wmsTimer := a.clk.NewTimer(time.Hour)
-		if d := a.followWMS(ctx); d > 0 { // upgrades waiting or running: wms.go
-			wmsTimer.Reset(d)
+		timer := c.env.clock.NewTimer(time.Hour)
+		if d := c.follow(ctx); d > 0 {
+			timer.Reset(d)
 		}
 		select {
 		case <-ctx.Done():
-		case <-a.cmds.wake:
-		case <-tick.C():
-			a.refreshSSH(ctx)
+		case <-c.wake:
 		case <-timer.C():
-			a.refreshSSH(ctx)
-		case <-wmsTimer.C():
 		}
 		timer.Stop()
-		wmsTimer.Stop()
 		if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-// sshCheckEvery is how often the access is read back from the machine, so
-// the status follows a unit stopped by hand.
-const sshCheckEvery = 30 * time.Second
-
-// sshExpiryTimer fires just after the open access should have ended.
-func (a *Agent) sshExpiryTimer() clock.Timer {
-	a.cmds.mu.Lock()
-	until := a.cmds.sshSt.Until
-	open := a.cmds.sshSt.Open
-	a.cmds.mu.Unlock()
-	if !open || until.IsZero() {
-		return a.clk.NewTimer(time.Hour)
-	}
-	// Until is told on the licence clock (ssh.go).
-	return a.clk.NewTimer(max(until.Sub(a.clock.Now())+500*time.Millisecond, 0))
-}
-
-// applyNext runs the oldest received command, reporting whether it did.
-func (a *Agent) applyNext(ctx context.Context) bool {
-	c := &a.cmds
+// step takes the oldest received command through its check to waiting,
+// running or its result, reporting whether there was one.
+func (c *commands) step(ctx context.Context) bool {
 	c.mu.Lock()
-	var e *journalEntry
-	for _, x := range c.j.Entries {
-		if x.State == protocol.CommandReceived {
-			e = x
-			break
-		}
-	}
-	if e == nil {
+	i := slices.IndexFunc(c.j.Entries, func(x *journalEntry) bool { return x.State == protocol.CommandReceived })
+	if i < 0 {
 		c.mu.Unlock()
 		return false
 	}
-	now := a.clock.Now()
-	if !now.Before(e.ExpiresAt) {
-		a.finishLocked(e, now, protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedExpired,
-			Message: "it expired before it could run"})
-		c.mu.Unlock()
-		a.wakeHeartbeat()
-		return true
-	}
-	if e.Type == protocol.CommandWMSUpgrade {
-		// Checked now, started when its window opens (wms.go).
-		cmd := *e.Command
-		c.mu.Unlock()
-		if res := a.checkWMS(ctx, &cmd); res != nil {
-			c.mu.Lock()
-			a.finishLocked(e, a.clock.Now(), *res)
-			c.mu.Unlock()
-			a.wakeHeartbeat()
-			return true
-		}
-		c.mu.Lock()
-		e.State = protocol.CommandWaiting
-		if err := c.store.Save(c.j); err != nil {
-			a.log.Error("saving the command journal", "id", e.ID, "err", err)
-		}
-		c.mu.Unlock()
-		return true
-	}
-	// Durably "running" before acting: after a crash from here on, the
-	// command is resolved, never run again.
-	e.State = protocol.CommandRunning
-	c.running = e.ID
-	if err := c.store.Save(c.j); err != nil {
-		e.State = protocol.CommandReceived
-		c.running = ""
-		c.mu.Unlock()
-		a.log.Error("saving the command journal; the command waits", "id", e.ID, "err", err)
-		return false
-	}
+	e := c.j.Entries[i]
 	cmd := *e.Command
 	c.mu.Unlock()
 
-	res := a.apply(ctx, &cmd)
-
-	c.mu.Lock()
-	c.running = ""
-	a.finishLocked(e, a.clock.Now(), res)
-	c.mu.Unlock()
-	a.wakeHeartbeat() // report it now
+	now := c.env.now()
+	if !now.Before(e.ExpiresAt) {
+		c.finish(e, protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedExpired,
+			Message: "it expired before it could run"})
+		return true
+	}
+	x := c.executorOf(cmd.Type)
+	if x == nil { // VerifyCommand refuses unknown types; a journal from a newer agent may hold one
+		c.finish(e, protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedUnsupported,
+			Message: fmt.Sprintf("%s is not known to this agent", cmd.Type)})
+		return true
+	}
+	if res := x.check(ctx, &cmd); res != nil {
+		c.finish(e, *res)
+		return true
+	}
+	c.advance(ctx, e, x, &cmd)
 	return true
 }
 
-// finishLocked records a command's result in the journal and the audit log.
-func (a *Agent) finishLocked(e *journalEntry, now time.Time, res protocol.CommandResult) {
+// advance moves a checked command on from received or waiting: to its
+// result when its time passed, to waiting while it is not due, else to
+// running (saved first) and started. It returns how soon to look again.
+func (c *commands) advance(ctx context.Context, e *journalEntry, x executor, cmd *protocol.Command) time.Duration {
+	wait, end := x.due(c.env.now(), cmd)
+	switch {
+	case end != nil:
+		c.finish(e, *end)
+		return 0
+	case wait > 0:
+		if c.transition(e, protocol.CommandWaiting) != nil {
+			return time.Second // the journal could not be saved: tried again soon
+		}
+		return wait
+	}
+	// Durably "running" before acting: after a crash from here on, the
+	// command is reconciled, never run again.
+	if err := c.transition(e, protocol.CommandRunning); err != nil {
+		return time.Second
+	}
+	c.mu.Lock()
+	c.running = e.ID
+	c.mu.Unlock()
+	res := x.start(ctx, e.ID, cmd)
+	c.mu.Lock()
+	c.running = ""
+	c.mu.Unlock()
+	if res != nil {
+		c.finish(e, *res)
+		return 0
+	}
+	return time.Millisecond // runs on: poll follows it
+}
+
+// transition saves e in state to; on a failed save e keeps its state.
+func (c *commands) transition(e *journalEntry, to protocol.CommandState) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.State == to {
+		return nil
+	}
+	from := e.State
+	e.State = to
+	if err := c.store.Save(c.j); err != nil {
+		e.State = from
+		c.env.log.Error("saving the command journal; the command stays "+string(from), "id", e.ID, "err", err)
+		return err
+	}
+	return nil
+}
+
+// follow moves on every command that waits or runs on and returns how
+// long until one should be looked at again (0: none).
+func (c *commands) follow(ctx context.Context) time.Duration {
+	c.mu.Lock()
+	var open []*journalEntry
+	for _, e := range c.j.Entries {
+		if e.Command != nil && (e.State == protocol.CommandWaiting || e.State == protocol.CommandRunning) {
+			open = append(open, e)
+		}
+	}
+	c.mu.Unlock()
+	var next time.Duration
+	for _, e := range open {
+		c.mu.Lock()
+		state, cmd := e.State, *e.Command
+		c.mu.Unlock()
+		x := c.executorOf(cmd.Type)
+		if x == nil {
+			continue
+		}
+		var d time.Duration
+		switch state {
+		case protocol.CommandWaiting:
+			d = c.advance(ctx, e, x, &cmd)
+		case protocol.CommandRunning:
+			var res *protocol.CommandResult
+			if res, d = x.poll(ctx, e.ID, &cmd); res != nil {
+				c.finish(e, *res)
+				d = 0
+			}
+		}
+		if d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	return next
+}
+
+// reconcile resolves commands a crash left running, from what the machine
+// shows. It never runs them again.
+func (c *commands) reconcile(ctx context.Context) {
+	c.mu.Lock()
+	var stuck []*journalEntry
+	for _, e := range c.j.Entries {
+		if e.State == protocol.CommandRunning && e.Command != nil {
+			stuck = append(stuck, e)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range stuck {
+		x := c.executorOf(e.Type)
+		res := interrupted()
+		if x != nil {
+			res = x.reconcile(ctx, e.ID, e.Command)
+		}
+		if res == nil {
+			continue // followed from where it runs (a helper's result file)
+		}
+		c.finish(e, *res)
+		c.env.log.Warn("command interrupted by a restart resolved", "id", e.ID, "type", e.Type, "state", res.State)
+	}
+}
+
+// interrupted is the result of a command a restart cut short, which is
+// never run again.
+func interrupted() *protocol.CommandResult {
+	return &protocol.CommandResult{State: protocol.CommandFailed, Message: "interrupted by a restart of the agent; not run again"}
+}
+
+// finish records a command's result in the journal and the audit log, and
+// has it reported now.
+func (c *commands) finish(e *journalEntry, res protocol.CommandResult) {
+	now := c.env.now()
+	c.mu.Lock()
 	res.ID, res.Type, res.At = e.ID, e.Type, now
 	e.State, e.Result = res.State, &res
-	if err := a.cmds.store.Save(a.cmds.j); err != nil {
+	if err := c.store.Save(c.j); err != nil {
 		// The result stays in memory and is reported; a restart before a
 		// save resolves the command again from the machine.
-		a.log.Error("saving the command journal", "id", e.ID, "err", err)
+		c.env.log.Error("saving the command journal", "id", e.ID, "err", err)
 	}
+	c.mu.Unlock()
 	fields := map[string]any{"state": string(res.State)}
 	if res.Reason != "" {
 		fields["reason"] = res.Reason
@@ -418,7 +533,7 @@ func (a *Agent) finishLocked(e *journalEntry, now time.Time, res protocol.Comman
 	if res.Message != "" {
 		fields["message"] = res.Message
 	}
-	a.auditCommand(now, auditCommandResult, e.ID, e.Type, fields)
+	c.auditCommand(now, auditCommandResult, e.ID, e.Type, fields)
 	result := metrics.CommandSuccess
 	switch res.State {
 	case protocol.CommandFailed:
@@ -426,59 +541,12 @@ func (a *Agent) finishLocked(e *journalEntry, now time.Time, res protocol.Comman
 	case protocol.CommandRefused:
 		result = metrics.CommandRefused
 	}
-	a.countCommand(e.Type, result)
-	a.log.Info("command finished", "id", e.ID, "type", e.Type, "state", res.State, "reason", res.Reason, "message", res.Message)
+	c.count(e.Type, result)
+	c.env.log.Info("command finished", "id", e.ID, "type", e.Type, "state", res.State, "reason", res.Reason, "message", res.Message)
+	c.env.report()
 }
 
-// apply carries out one verified command.
-func (a *Agent) apply(ctx context.Context, cmd *protocol.Command) protocol.CommandResult {
-	switch cmd.Type {
-	case protocol.CommandSSHOpen:
-		return a.openSSH(ctx, cmd)
-	case protocol.CommandSSHClose:
-		return a.closeSSH(ctx, "the portal closed it")
-	}
-	return protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedUnsupported,
-		Message: fmt.Sprintf("%s is not set up on this appliance", cmd.Type)}
-}
-
-// reconcileCommands resolves commands a crash left "running", from what
-// the machine shows. It never runs them again.
-func (a *Agent) reconcileCommands(ctx context.Context) {
-	c := &a.cmds
-	c.mu.Lock()
-	var stuck []*journalEntry
-	for _, e := range c.j.Entries {
-		// A running upgrade is followed from its helper's result file
-		// (wms.go), which outlives the agent.
-		if e.State == protocol.CommandRunning && e.Type != protocol.CommandWMSUpgrade {
-			stuck = append(stuck, e)
-		}
-	}
-	c.mu.Unlock()
-	for _, e := range stuck {
-		res := protocol.CommandResult{State: protocol.CommandFailed,
-			Message: "interrupted by a restart of the agent; not run again"}
-		if e.Type == protocol.CommandSSHOpen || e.Type == protocol.CommandSSHClose {
-			if st, err := a.sshState(ctx); err == nil {
-				opened := e.Type == protocol.CommandSSHOpen
-				if st.Open == opened {
-					res = protocol.CommandResult{State: protocol.CommandDone,
-						Message: "completed before a restart of the agent", SSH: sshResult(st)}
-				}
-			}
-		}
-		c.mu.Lock()
-		a.finishLocked(e, a.clock.Now(), res)
-		c.mu.Unlock()
-		a.log.Warn("command interrupted by a restart resolved", "id", e.ID, "type", e.Type, "state", res.State)
-	}
-	if len(stuck) > 0 {
-		a.wakeHeartbeat()
-	}
-}
-
-func (a *Agent) auditCommand(now time.Time, kind, id string, typ protocol.CommandType, fields map[string]any) {
+func (c *commands) auditCommand(now time.Time, kind, id string, typ protocol.CommandType, fields map[string]any) {
 	if fields == nil {
 		fields = map[string]any{}
 	}
@@ -488,24 +556,19 @@ func (a *Agent) auditCommand(now time.Time, kind, id string, typ protocol.Comman
 	if typ != "" {
 		fields["type"] = string(typ)
 	}
-	if a.lc.audit == nil {
-		return
-	}
-	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
-		a.log.Error("writing the audit log", "kind", kind, "err", err)
+	c.env.audit(now, kind, fields)
+}
+
+// count counts a command of a type in the table; a refused document of no
+// known type is not a series of its own.
+func (c *commands) count(typ protocol.CommandType, result string) {
+	if c.executorOf(typ) != nil {
+		c.env.metrics.Command(string(typ), result)
 	}
 }
 
-func (a *Agent) countCommand(typ protocol.CommandType, result string) {
-	switch typ {
-	case protocol.CommandSSHOpen, protocol.CommandSSHClose, protocol.CommandWMSUpgrade:
-		a.metrics.Command(string(typ), result)
-	}
-}
-
-// commandsStatus lists pending and recent commands, newest first.
-func (a *Agent) commandsStatus() []localapi.CommandStatus {
-	c := &a.cmds
+// status lists pending and recent commands, newest first.
+func (c *commands) status() []localapi.CommandStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []localapi.CommandStatus{}

@@ -102,7 +102,7 @@ func (cr *commandRig) cycle(t *testing.T) {
 	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
-	for cr.a.applyNext(ctx) {
+	for cr.a.cmds.step(ctx) {
 	}
 	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 		t.Fatalf("heartbeat: %v", err)
@@ -150,7 +150,7 @@ func TestCommandAppliedOnceAndReportedUntilAcked(t *testing.T) {
 		t.Fatalf("portal sees %+v, want done with the host keys", v)
 	}
 	// The result was acknowledged: no further heartbeat carries it.
-	if res := cr.a.results(); len(res) != 0 {
+	if res := cr.a.cmds.results(); len(res) != 0 {
 		t.Errorf("results still to report after the ack: %+v", res)
 	}
 	st := cr.a.Status()
@@ -265,7 +265,7 @@ func TestCommandInterruptedByCrashIsNotRunAgain(t *testing.T) {
 	}
 	// The crash: journaled as running, then the process died before the
 	// result was saved. Simulated by marking it so on disk.
-	c := &cr.a.cmds
+	c := cr.a.cmds
 	c.mu.Lock()
 	e := c.findLocked(id)
 	if e == nil || e.State != protocol.CommandReceived {
@@ -279,7 +279,7 @@ func TestCommandInterruptedByCrashIsNotRunAgain(t *testing.T) {
 	c.mu.Unlock()
 
 	cr.a = cr.start(t)
-	cr.a.reconcileCommands(context.Background())
+	cr.a.cmds.reconcile(context.Background())
 	cr.cycle(t)
 	if opens, _ := cr.ssh.counts(); opens != 0 {
 		t.Fatalf("an interrupted command ran again: %d opens", opens)
@@ -298,7 +298,7 @@ func TestCommandReceivedBeforeCrashRunsAfterRestart(t *testing.T) {
 	}
 	// Journaled, never started: a restart runs it, once.
 	cr.a = cr.start(t)
-	cr.a.reconcileCommands(context.Background())
+	cr.a.cmds.reconcile(context.Background())
 	cr.cycle(t)
 	if opens, _ := cr.ssh.counts(); opens != 1 {
 		t.Fatalf("opens = %d, want 1", opens)
@@ -350,8 +350,8 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cr.a.takeCommands([]string{decoy}, nil, pbxID)
-			res := cr.a.results()
+			cr.a.cmds.take([]string{decoy}, nil, pbxID)
+			res := cr.a.cmds.results()
 			if len(res) != 1 || res[0].ID != "cmd-x" || res[0].Reason != at.code {
 				t.Fatalf("the decoy's refusal: %+v, want cmd-x refused %s", res, at.code)
 			}
@@ -359,12 +359,12 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 				cr.a = cr.start(t) // the refusal is in the journal on disk
 			}
 			signed := cr.runGenuineOnce(t, genuine, pbxID)
-			if res := cr.a.results(); len(res) != 1 || res[0].ID != "cmd-x" || res[0].State != protocol.CommandDone {
+			if res := cr.a.cmds.results(); len(res) != 1 || res[0].ID != "cmd-x" || res[0].State != protocol.CommandDone {
 				t.Fatalf("results after the genuine cmd-x: %+v, want it done", res)
 			}
 			// Delivered again, it is never run twice.
-			cr.a.takeCommands([]string{signed, decoy}, nil, pbxID)
-			for cr.a.applyNext(context.Background()) {
+			cr.a.cmds.take([]string{signed, decoy}, nil, pbxID)
+			for cr.a.cmds.step(context.Background()) {
 			}
 			if opens, _ := cr.ssh.counts(); opens != 1 {
 				t.Fatalf("cmd-x delivered again with its decoy opened SSH %d times, want 1", opens)
@@ -386,8 +386,8 @@ func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr.a.takeCommands([]string{decoy}, nil, pbxID)
-	c := &cr.a.cmds
+	cr.a.cmds.take([]string{decoy}, nil, pbxID)
+	c := cr.a.cmds
 	c.mu.Lock()
 	e := c.findLocked("cmd-x")
 	if e == nil || e.State != protocol.CommandRefused {
@@ -412,8 +412,8 @@ func (cr *commandRig) runGenuineOnce(t *testing.T, cmd protocol.Command, pbxID s
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr.a.takeCommands([]string{signed}, nil, pbxID)
-	for cr.a.applyNext(context.Background()) {
+	cr.a.cmds.take([]string{signed}, nil, pbxID)
+	for cr.a.cmds.step(context.Background()) {
 	}
 	if opens, _ := cr.ssh.counts(); opens != 1 {
 		t.Fatalf("the genuine %s opened SSH %d times, want 1", cmd.ID, opens)

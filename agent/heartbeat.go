@@ -172,7 +172,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, er
 	a.mu.Unlock()
 
 	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: held.Revision, Digest: held.Digest, Fetch: fetch,
-		Link: link.Digest, Seq: link.Seq, State: string(state), AgentVersion: a.version, Results: a.results()}
+		Link: link.Digest, Seq: link.Seq, State: string(state), AgentVersion: a.version, Results: a.cmds.results()}
 	if used, _, _ := a.usersSnapshot(); used != nil { // usage only once counted
 		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
 	}
@@ -200,7 +200,7 @@ func (a *Agent) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, er
 	if ans.Status == protocol.StatusOK {
 		// Journaled before this returns: a crash from here on neither
 		// loses nor repeats them (commands.go).
-		a.takeCommands(ans.Commands, ans.Acked, doc.PBX.ID)
+		a.cmds.take(ans.Commands, ans.Acked, doc.PBX.ID)
 	}
 
 	a.mu.Lock()
@@ -324,4 +324,13 @@ func (a *Agent) persistClock() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.saveLocked()
+}
+
+// wakeHeartbeat asks the heartbeat loop to run now: to fetch what the
+// portal has, or to report a result.
+func (a *Agent) wakeHeartbeat() {
+	select {
+	case a.hbWake <- struct{}{}:
+	default:
+	}
 }

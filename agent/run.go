@@ -81,7 +81,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	// A reload restarts these two with new settings (reload.go).
 	lp := &loops{heartbeat: newLoop(ctx, a.heartbeatLoop), users: newLoop(ctx, a.usersLoop)}
 	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
-	wg.Go(func() { a.commandLoop(ctx) })   // portal commands: commands.go
+	wg.Go(func() { a.cmds.loop(ctx) })     // portal commands: commands.go
+	wg.Go(func() { a.ssh.loop(ctx) })      // support SSH ending by itself: ssh.go
 	wg.Go(func() { a.waitLoop(ctx) })      // the portal's long-poll: wait.go
 	wg.Go(func() { a.clockLoop(ctx) })
 	wg.Go(func() { a.clockMarkLoop(ctx) }) // the clock's mark record: clockmark.go

@@ -4,128 +4,196 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/actions"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
+
+// SSHAccess is the seam to temporary support SSH (pkg/actions).
+type SSHAccess interface {
+	Open(ctx context.Context, req actions.SSHRequest) (actions.SSHState, error)
+	Close(ctx context.Context) error
+	State(ctx context.Context) (actions.SSHState, error)
+	// SetClock sets the clock SSHState.Until is told on.
+	SetClock(now func() time.Time)
+}
 
 // errNoSSH: the agent was built without an SSH executor (tests).
 var errNoSSH = errors.New("temporary SSH access is not set up on this appliance")
 
-// wireSSH hands the executor the licence clock: the access's end, shown
+// sshCheckEvery is how often the access is read back from the machine, so
+// the status follows a unit stopped by hand.
+const sshCheckEvery = 30 * time.Second
+
+// sshAccess is temporary support SSH as the agent knows it: the seam, and
+// the access as last seen, which it alone writes. ssh.open and ssh.close
+// are its two executors; its loop follows an access ending by itself.
+type sshAccess struct {
+	access SSHAccess // nil: not set up
+	port   int       // ssh.port
+	env    commandEnv
+	wake   chan struct{} // an open or close: re-arm the expiry timer
+
+	mu  sync.Mutex // guards the fields below
+	st  actions.SSHState
+	err string
+}
+
+// newSSHAccess hands the seam the licence clock: the access's end, shown
 // in the status and reported to the portal, is a time like every other the
 // agent tells, though the TTL itself runs on elapsed time.
-func (a *Agent) wireSSH() {
-	if a.cmds.ssh != nil {
-		a.cmds.ssh.SetClock(a.clock.Now)
+func newSSHAccess(access SSHAccess, port int, env commandEnv) *sshAccess {
+	if access != nil {
+		access.SetClock(env.now)
+	}
+	return &sshAccess{access: access, port: port, env: env, wake: make(chan struct{}, 1)}
+}
+
+// loop reads the access back at start, every sshCheckEvery and just after
+// it should have ended, until ctx ends.
+func (s *sshAccess) loop(ctx context.Context) {
+	if s.access == nil {
+		return
+	}
+	tick := s.env.clock.NewTicker(sshCheckEvery)
+	defer tick.Stop()
+	for {
+		s.refresh(ctx)
+		expiry := s.expiryTimer()
+		select {
+		case <-ctx.Done():
+		case <-tick.C():
+		case <-expiry.C():
+		case <-s.wake:
+		}
+		expiry.Stop()
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 
-// openSSH applies ssh.open: the portal's keys, on the appliance's port,
-// for the TTL asked.
-func (a *Agent) openSSH(ctx context.Context, cmd *protocol.Command) protocol.CommandResult {
-	p := cmd.SSH
-	port := a.cfg.SSH.Port
-	if p.Port != 0 && p.Port != port {
-		return protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedRejected,
-			Message: fmt.Sprintf("this appliance opens support SSH on port %d only (ssh.port), not %d", port, p.Port)}
+// expiryTimer fires just after the open access should have ended.
+func (s *sshAccess) expiryTimer() clock.Timer {
+	s.mu.Lock()
+	until, open := s.st.Until, s.st.Open
+	s.mu.Unlock()
+	if !open || until.IsZero() {
+		return s.env.clock.NewTimer(time.Hour)
 	}
-	if a.cmds.ssh == nil {
-		return protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedUnsupported, Message: errNoSSH.Error()}
+	// Until is told on the licence clock (newSSHAccess).
+	return s.env.clock.NewTimer(max(until.Sub(s.env.now())+500*time.Millisecond, 0))
+}
+
+func (s *sshAccess) nudge() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sshAccess) unsupported() *protocol.CommandResult {
+	return &protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedUnsupported, Message: errNoSSH.Error()}
+}
+
+// open applies ssh.open: the portal's keys, on the appliance's port, for
+// the TTL asked.
+func (s *sshAccess) open(ctx context.Context, p *protocol.SSHOpen) *protocol.CommandResult {
+	if s.access == nil {
+		return s.unsupported()
 	}
 	keys := make([]string, 0, len(p.PublicKeys))
 	for _, k := range p.PublicKeys {
 		line, err := protocol.ParseSSHKey(k) // validated with the command; re-encoded here
 		if err != nil {
-			return protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedMalformed, Message: err.Error()}
+			return &protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedMalformed, Message: err.Error()}
 		}
 		keys = append(keys, line)
 	}
-	st, err := a.cmds.ssh.Open(ctx, actions.SSHRequest{Port: port, TTL: p.TTL.Duration(), Keys: keys})
-	a.setSSH(st, err)
+	st, err := s.access.Open(ctx, actions.SSHRequest{Port: s.port, TTL: p.TTL.Duration(), Keys: keys})
+	s.set(st, err)
+	s.nudge() // the loop re-arms its expiry timer
 	if err != nil {
-		return protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()}
+		return &protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()}
 	}
-	a.auditSSH("open", st)
-	a.log.Info("support SSH access open", "port", st.Port, "until", st.Until.UTC(), "keys", len(keys))
-	return protocol.CommandResult{State: protocol.CommandDone,
+	s.audit("open", st)
+	s.env.log.Info("support SSH access open", "port", st.Port, "until", st.Until.UTC(), "keys", len(keys))
+	return &protocol.CommandResult{State: protocol.CommandDone,
 		Message: fmt.Sprintf("SSH open on port %d until %s", st.Port, st.Until.UTC().Format(time.RFC3339)), SSH: sshResult(st)}
 }
 
-// closeSSH ends the access and every session in it.
-func (a *Agent) closeSSH(ctx context.Context, why string) protocol.CommandResult {
-	if a.cmds.ssh == nil {
-		return protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedUnsupported, Message: errNoSSH.Error()}
+// close ends the access and every session in it.
+func (s *sshAccess) close(ctx context.Context, why string) *protocol.CommandResult {
+	if s.access == nil {
+		return s.unsupported()
 	}
-	if err := a.cmds.ssh.Close(ctx); err != nil {
-		a.refreshSSH(ctx)
-		return protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()}
+	if err := s.access.Close(ctx); err != nil {
+		s.refresh(ctx)
+		return &protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()}
 	}
-	a.cmds.mu.Lock()
-	was := a.cmds.sshSt
-	a.cmds.mu.Unlock()
-	a.setSSH(actions.SSHState{}, nil)
+	s.mu.Lock()
+	was := s.st
+	s.mu.Unlock()
+	s.set(actions.SSHState{}, nil)
+	s.nudge()
 	if was.Open {
-		a.auditSSH("close", was)
-		a.log.Info("support SSH access closed", "why", why)
+		s.audit("close", was)
+		s.env.log.Info("support SSH access closed", "why", why)
 	}
-	return protocol.CommandResult{State: protocol.CommandDone, Message: "SSH closed", SSH: &protocol.SSHResult{Open: false}}
+	return &protocol.CommandResult{State: protocol.CommandDone, Message: "SSH closed", SSH: &protocol.SSHResult{Open: false}}
 }
 
-// CloseSSH closes the access for the local admin (ssh close, POST
-// /v1/ssh/close).
-func (a *Agent) CloseSSH(ctx context.Context) error {
-	res := a.closeSSH(ctx, "closed by the local admin")
-	if res.State != protocol.CommandDone {
-		return fmt.Errorf("closing SSH access: %s", res.Message)
-	}
-	return nil
-}
-
-func (a *Agent) sshState(ctx context.Context) (actions.SSHState, error) {
-	if a.cmds.ssh == nil {
-		return actions.SSHState{}, errNoSSH
-	}
-	return a.cmds.ssh.State(ctx)
-}
-
-// refreshSSH reads the access back from the machine, recording an access
+// refresh reads the access back from the machine, recording an access
 // that ended by itself (its TTL, or a unit stopped by hand).
-func (a *Agent) refreshSSH(ctx context.Context) {
-	if a.cmds.ssh == nil {
+func (s *sshAccess) refresh(ctx context.Context) {
+	if s.access == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := a.cmds.ssh.State(ctx)
-	a.cmds.mu.Lock()
-	was := a.cmds.sshSt
-	a.cmds.mu.Unlock()
-	a.setSSH(st, err)
+	st, err := s.access.State(ctx)
+	s.mu.Lock()
+	was := s.st
+	s.mu.Unlock()
+	s.set(st, err)
 	if err == nil && was.Open && !st.Open {
-		a.auditSSH("expired", was)
-		a.log.Info("support SSH access ended", "port", was.Port, "until", was.Until.UTC())
+		s.audit("expired", was)
+		s.env.log.Info("support SSH access ended", "port", was.Port, "until", was.Until.UTC())
 	}
 }
 
-func (a *Agent) setSSH(st actions.SSHState, err error) {
-	a.cmds.mu.Lock()
-	defer a.cmds.mu.Unlock()
+func (s *sshAccess) set(st actions.SSHState, err error) {
+	s.mu.Lock()
 	if err != nil {
-		a.cmds.sshErr = err.Error()
-		return
+		s.err = err.Error()
+	} else {
+		s.st, s.err = st, ""
 	}
-	a.cmds.sshSt, a.cmds.sshErr = st, ""
+	s.mu.Unlock()
 }
 
-func (a *Agent) auditSSH(action string, st actions.SSHState) {
+func (s *sshAccess) audit(action string, st actions.SSHState) {
 	fields := map[string]any{"action": action, "port": st.Port}
 	if !st.Until.IsZero() {
 		fields["until"] = st.Until.UTC().Format(time.RFC3339)
 	}
-	a.auditCommand(a.clock.Now(), auditSSH, "", "", fields)
+	s.env.audit(s.env.now(), auditSSH, fields)
+}
+
+// reconcile resolves an ssh.open or ssh.close a restart cut short: done
+// when the machine shows it took effect, else failed, never run again.
+func (s *sshAccess) reconcile(ctx context.Context, opened bool) *protocol.CommandResult {
+	if s.access != nil {
+		if st, err := s.access.State(ctx); err == nil && st.Open == opened {
+			return &protocol.CommandResult{State: protocol.CommandDone,
+				Message: "completed before a restart of the agent", SSH: sshResult(st)}
+		}
+	}
+	return interrupted()
 }
 
 func sshResult(st actions.SSHState) *protocol.SSHResult {
@@ -136,18 +204,75 @@ func sshResult(st actions.SSHState) *protocol.SSHResult {
 	return r
 }
 
-// sshStatus is the access for the status: open, port, until (on the
-// licence clock, see wireSSH).
-func (a *Agent) sshStatus() localapi.SSHStatus {
-	a.cmds.mu.Lock()
-	defer a.cmds.mu.Unlock()
-	st := a.cmds.sshSt
-	s := localapi.SSHStatus{Open: st.Open, Port: a.cfg.SSH.Port, HostKeys: st.HostKeys, Error: a.cmds.sshErr}
+// status is the access for the status: open, port, until (on the licence
+// clock).
+func (s *sshAccess) status() localapi.SSHStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	out := localapi.SSHStatus{Open: st.Open, Port: s.port, HostKeys: st.HostKeys, Error: s.err}
 	if st.Open {
-		s.Port = st.Port
+		out.Port = st.Port
 		if !st.Until.IsZero() {
-			s.Until = utc(st.Until)
+			out.Until = utc(st.Until)
 		}
 	}
-	return s
+	return out
+}
+
+// sshOpenExecutor runs ssh.open.
+type sshOpenExecutor struct{ s *sshAccess }
+
+func (x sshOpenExecutor) check(_ context.Context, cmd *protocol.Command) *protocol.CommandResult {
+	if p := cmd.SSH; p.Port != 0 && p.Port != x.s.port {
+		return &protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedRejected,
+			Message: fmt.Sprintf("this appliance opens support SSH on port %d only (ssh.port), not %d", x.s.port, p.Port)}
+	}
+	return nil
+}
+
+func (sshOpenExecutor) due(time.Time, *protocol.Command) (time.Duration, *protocol.CommandResult) {
+	return 0, nil
+}
+
+func (x sshOpenExecutor) start(ctx context.Context, _ string, cmd *protocol.Command) *protocol.CommandResult {
+	return x.s.open(ctx, cmd.SSH)
+}
+
+func (sshOpenExecutor) poll(context.Context, string, *protocol.Command) (*protocol.CommandResult, time.Duration) {
+	return interrupted(), 0 // never runs on
+}
+
+func (x sshOpenExecutor) reconcile(ctx context.Context, _ string, _ *protocol.Command) *protocol.CommandResult {
+	return x.s.reconcile(ctx, true)
+}
+
+// sshCloseExecutor runs ssh.close.
+type sshCloseExecutor struct{ s *sshAccess }
+
+func (sshCloseExecutor) check(context.Context, *protocol.Command) *protocol.CommandResult { return nil }
+
+func (sshCloseExecutor) due(time.Time, *protocol.Command) (time.Duration, *protocol.CommandResult) {
+	return 0, nil
+}
+
+func (x sshCloseExecutor) start(ctx context.Context, _ string, _ *protocol.Command) *protocol.CommandResult {
+	return x.s.close(ctx, "the portal closed it")
+}
+
+func (sshCloseExecutor) poll(context.Context, string, *protocol.Command) (*protocol.CommandResult, time.Duration) {
+	return interrupted(), 0 // never runs on
+}
+
+func (x sshCloseExecutor) reconcile(ctx context.Context, _ string, _ *protocol.Command) *protocol.CommandResult {
+	return x.s.reconcile(ctx, false)
+}
+
+// CloseSSH closes the access for the local admin (ssh close, POST
+// /v1/ssh/close).
+func (a *Agent) CloseSSH(ctx context.Context) error {
+	if res := a.ssh.close(ctx, "closed by the local admin"); res.State != protocol.CommandDone {
+		return fmt.Errorf("closing SSH access: %s", res.Message)
+	}
+	return nil
 }

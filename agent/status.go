@@ -13,7 +13,7 @@ func (a *Agent) Status() localapi.Status {
 	now := a.clock.Now()
 	offset := a.clock.LocalOffset()
 	used, reserved, us := a.usersSnapshot()
-	ssh, commands, wmsSt := a.sshStatus(), a.commandsStatus(), a.wmsStatus() // before a.mu: see commands.go
+	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before a.mu
 
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -102,7 +102,7 @@ func TestWMSUpgradeWaitsForItsWindowThenReports(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	id := cr.queue(t, upgrade("7.03.20261120.1", now.Add(2*time.Hour), now.Add(4*time.Hour)))
 	cr.cycle(t)
-	cr.a.followWMS(ctx)
+	cr.a.cmds.follow(ctx)
 	if w.starts() != 0 {
 		t.Fatal("the upgrade started before its window")
 	}
@@ -117,17 +117,17 @@ func TestWMSUpgradeWaitsForItsWindowThenReports(t *testing.T) {
 	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cr.a.followWMS(ctx)
+	cr.a.cmds.follow(ctx)
 	if w.starts() != 1 || w.started[0].CommandID != id || w.started[0].Repository != "rel70" {
 		t.Fatalf("started %+v, want the command's upgrade once", w.started)
 	}
 	// A restart of the agent while the helper runs: no second start, and
 	// the outcome is found afterwards.
 	cr.a, _ = New(cr.cfg, slog.New(slog.DiscardHandler), Options{Time: cr.time, Root: cr.root, SSH: cr.ssh, WMS: w})
-	cr.a.reconcileCommands(ctx)
-	cr.a.followWMS(ctx)
+	cr.a.cmds.reconcile(ctx)
+	cr.a.cmds.follow(ctx)
 	w.finish(wms.Upgraded, "7.03.20261120.1")
-	cr.a.followWMS(ctx)
+	cr.a.cmds.follow(ctx)
 	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestWMSUpgradeResumedAfterAPowerLoss(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	id := cr.queue(t, upgrade("7.03.20261120.1", now.Add(-time.Minute), now.Add(4*time.Hour)))
 	cr.cycle(t)
-	cr.a.followWMS(ctx)
+	cr.a.cmds.follow(ctx)
 	if w.starts() != 1 {
 		t.Fatalf("started %d times", w.starts())
 	}
@@ -36,8 +36,8 @@ func TestWMSUpgradeResumedAfterAPowerLoss(t *testing.T) {
 	// The agent starts again after the power loss: it starts the helper
 	// again, for the same command, and the command stays running.
 	cr.a, _ = New(cr.cfg, slog.New(slog.DiscardHandler), Options{Time: cr.time, Root: cr.root, SSH: cr.ssh, WMS: w})
-	cr.a.reconcileCommands(ctx)
-	cr.a.followWMS(ctx)
+	cr.a.cmds.reconcile(ctx)
+	cr.a.cmds.follow(ctx)
 	if w.starts() != 2 || w.started[1].CommandID != id || w.started[1].Version != "7.03.20261120.1" {
 		t.Fatalf("started %+v, want the same upgrade again", w.started)
 	}
@@ -53,7 +53,7 @@ func TestWMSUpgradeResumedAfterAPowerLoss(t *testing.T) {
 
 	// The resumed helper rolls the interrupted install back.
 	w.finish(wms.RolledBack, "7.02.20250609.3")
-	cr.a.followWMS(ctx)
+	cr.a.cmds.follow(ctx)
 	if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +81,9 @@ func TestWMSUpgradeNotResumed(t *testing.T) {
 			now := time.Now().UTC().Truncate(time.Second)
 			id := cr.queue(t, upgrade("7.03.20261120.1", now.Add(-time.Minute), now.Add(4*time.Hour)))
 			cr.cycle(t)
-			cr.a.followWMS(ctx)
+			cr.a.cmds.follow(ctx)
 			w.helperStopped(tc.step, tc.resumes)
-			cr.a.followWMS(ctx)
+			cr.a.cmds.follow(ctx)
 			if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -48,10 +48,6 @@ const (
 // Portal command types and results, the values of
 // pbx_agent_commands_total{type,result}.
 const (
-	CommandSSHOpen    = "ssh.open"
-	CommandSSHClose   = "ssh.close"
-	CommandWMSUpgrade = "wms.upgrade"
-
 	// CommandSuccess: the command was applied.
 	CommandSuccess = "success"
 	// CommandFailed: applying it failed (a WMS upgrade rolled back, sshd
@@ -68,7 +64,6 @@ const (
 var (
 	heartbeatResults = []string{HeartbeatSuccess, HeartbeatUnreachable, HeartbeatRefused, HeartbeatInvalid, HeartbeatGone}
 	decisions        = []string{DecisionAllowed, DecisionDenied}
-	commandTypes     = []string{CommandSSHOpen, CommandSSHClose, CommandWMSUpgrade}
 	commandResults   = []string{CommandSuccess, CommandFailed, CommandRefused}
 )
 
@@ -89,6 +84,9 @@ type Config struct {
 	Logger *slog.Logger // nil discards
 	// MaxScrapes caps concurrent scrapes; 0 means DefaultMaxScrapes.
 	MaxScrapes int
+	// CommandTypes are the portal command types the agent runs, from its
+	// executor table: the values of pbx_agent_commands_total's type.
+	CommandTypes []string
 }
 
 // Metrics is the agent's registry and the series it updates at events. Its
@@ -103,6 +101,7 @@ type Metrics struct {
 	heartbeatDuration prometheus.Histogram
 	admission         *prometheus.CounterVec
 	commands          *prometheus.CounterVec
+	commandTypes      []string
 }
 
 // New builds the registry: the status collector, the event series with
@@ -114,8 +113,9 @@ func New(cfg Config) *Metrics {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
-		log: log,
+		reg:          prometheus.NewRegistry(),
+		log:          log,
+		commandTypes: cfg.CommandTypes,
 		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbx_agent_heartbeats_total",
 			Help: "Heartbeats to the portal by result: success, unreachable, refused, invalid or gone.",
@@ -142,7 +142,7 @@ func New(cfg Config) *Metrics {
 			m.admission.WithLabelValues(string(p.ID), d)
 		}
 	}
-	for _, typ := range commandTypes {
+	for _, typ := range cfg.CommandTypes {
 		for _, r := range commandResults {
 			m.commands.WithLabelValues(typ, r)
 		}
@@ -214,7 +214,7 @@ func (m *Metrics) AdmissionDecision(profile, decision string) {
 // types ("wms.upgrade"), result CommandSuccess, CommandFailed or
 // CommandRefused.
 func (m *Metrics) Command(typ, result string) {
-	if m == nil || !m.known("command type", typ, commandTypes) || !m.known("command result", result, commandResults) {
+	if m == nil || !m.known("command type", typ, m.commandTypes) || !m.known("command result", result, commandResults) {
 		return
 	}
 	m.commands.WithLabelValues(typ, result).Inc()

@@ -30,6 +30,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var testBuild = buildinfo.Info{Version: "1.2.3", Revision: "0123abcd", GoVersion: "go1.26.0"}
 
+// testCommandTypes stand for the agent's executor table.
+var testCommandTypes = []string{"ssh.open", "ssh.close", "wms.upgrade"}
+
 func at(s string) *time.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
@@ -69,7 +72,7 @@ var snapshots = map[string]localapi.Status{
 
 func newTest(t *testing.T, s localapi.Status) *Metrics {
 	t.Helper()
-	return New(Config{Status: func() localapi.Status { return s }, Build: testBuild})
+	return New(Config{Status: func() localapi.Status { return s }, Build: testBuild, CommandTypes: testCommandTypes})
 }
 
 // gather returns the registry's families by name.
@@ -307,7 +310,7 @@ func TestStatusReadAtScrape(t *testing.T) {
 
 func TestEvents(t *testing.T) {
 	var logs bytes.Buffer
-	m := New(Config{Status: func() localapi.Status { return snapshots["unactivated"] }, Build: testBuild,
+	m := New(Config{Status: func() localapi.Status { return snapshots["unactivated"] }, Build: testBuild, CommandTypes: testCommandTypes,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	m.Heartbeat(HeartbeatSuccess, 120*time.Millisecond)
 	m.Heartbeat(HeartbeatSuccess, 80*time.Millisecond)
@@ -316,13 +319,13 @@ func TestEvents(t *testing.T) {
 	m.AdmissionDecision("uc-premium", DecisionAllowed)
 	m.AdmissionDecision("uc-premium", DecisionDenied)
 	m.AdmissionDecision("uc-premium", DecisionDenied)
-	m.Command(CommandWMSUpgrade, CommandFailed)
+	m.Command("wms.upgrade", CommandFailed)
 	// Values outside the pre-initialised sets are refused: no new series.
 	m.Heartbeat("exploded", time.Second)
 	m.AdmissionDecision("uc-platinum", DecisionAllowed)
 	m.AdmissionDecision("uc-premium", "maybe")
 	m.Command("reboot", CommandSuccess)
-	m.Command(CommandSSHOpen, "half")
+	m.Command("ssh.open", "half")
 
 	fams := gather(t, m)
 	for _, c := range []struct {
@@ -354,7 +357,7 @@ func TestEvents(t *testing.T) {
 	if n := len(fams["pbx_agent_admission_decisions_total"].GetMetric()); n != len(license.Profiles())*len(decisions) {
 		t.Errorf("admission_decisions_total has %d series after unknown values", n)
 	}
-	if n := len(fams["pbx_agent_commands_total"].GetMetric()); n != len(commandTypes)*len(commandResults) {
+	if n := len(fams["pbx_agent_commands_total"].GetMetric()); n != len(testCommandTypes)*len(commandResults) {
 		t.Errorf("commands_total has %d series after unknown values", n)
 	}
 	if got := strings.Count(logs.String(), "unknown label value"); got != 5 {
@@ -364,7 +367,7 @@ func TestEvents(t *testing.T) {
 	var nilMetrics *Metrics // code under test may run without metrics
 	nilMetrics.Heartbeat(HeartbeatSuccess, time.Second)
 	nilMetrics.AdmissionDecision("uc-premium", DecisionAllowed)
-	nilMetrics.Command(CommandSSHOpen, CommandSuccess)
+	nilMetrics.Command("ssh.open", CommandSuccess)
 }
 
 // TestLint runs client_golang's promlint (what promtool check metrics
