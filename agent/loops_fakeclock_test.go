@@ -263,3 +263,123 @@ func TestHeartbeatBackoffCappedByConfiguredInterval(t *testing.T) {
 		t.Fatalf("Retry-After %v above the interval %v: retry in %v, want exactly the Retry-After (the cap)", frontRetryAfter, interval, d)
 	}
 }
+
+// startLifecycle runs the lifecycle loop on the fake clock until the test
+// ends, and waits for its first evaluation (its timer starts at zero).
+func (f *frontedRig) startLifecycle(t *testing.T, ctx context.Context, a *Agent) {
+	t.Helper()
+	// A heartbeat before the loop started asked it to evaluate; a loop
+	// started now evaluates at once anyway.
+	select {
+	case <-a.lc.wake:
+	default:
+	}
+	loopCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.lifecycleLoop(loopCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+// deadlineOnFake advances the fake clock, with the lifecycle loop running
+// and no heartbeat, to just before deadline (the state stays before) and
+// just after it (the loop's own timer moves the state to after).
+func (f *frontedRig) deadlineOnFake(t *testing.T, ctx context.Context, a *Agent, tel *fakeTelephony, deadline time.Time, before, after license.State, telAfter []string) {
+	t.Helper()
+	hits := f.hits.Load()
+	for {
+		d := f.step(t, ctx)
+		left := deadline.Sub(a.clock.Now())
+		if left <= 0 {
+			t.Fatalf("the clock is past the deadline %v", deadline)
+		}
+		if d >= left {
+			// The loop's timer is set for the deadline itself, not for its
+			// next routine evaluation a minute on.
+			if d-left > time.Second {
+				t.Fatalf("the lifecycle loop wakes %v after the deadline", d-left)
+			}
+			break
+		}
+		f.fire(t, ctx, d) // a routine evaluation before the deadline
+		pollUntil(t, ctx, "routine evaluation", func() bool { return a.Status().State == string(before) })
+	}
+	f.fake.Advance(deadline.Sub(a.clock.Now()) - time.Millisecond)
+	if s := a.Status(); s.State != string(before) {
+		t.Fatalf("a millisecond before the deadline: %s, want %s", s.State, before)
+	}
+	if got := tel.took(); len(got) != 0 {
+		t.Fatalf("a millisecond before the deadline: telephony %v", got)
+	}
+	d, ok := f.fake.NextDue()
+	if !ok || d > time.Second {
+		t.Fatalf("a millisecond before the deadline the lifecycle loop waits %v (armed %v)", d, ok)
+	}
+	f.fake.Advance(d)
+	pollUntil(t, ctx, "state after the deadline", func() bool { return a.Status().State == string(after) })
+	pollUntil(t, ctx, "telephony after the deadline", func() bool {
+		got := tel.took()
+		if len(got) == 0 && len(telAfter) == 0 {
+			return true
+		}
+		if len(got) > 0 && len(telAfter) > 0 && got[0] == telAfter[0] {
+			return true
+		}
+		if len(got) > 0 {
+			t.Fatalf("after the deadline: telephony %v, want %v", got, telAfter)
+		}
+		return false
+	})
+	if f.hits.Load() != hits {
+		t.Errorf("the portal was reached %d times while only the lifecycle loop ran", f.hits.Load()-hits)
+	}
+}
+
+// TestStopAtOnFakeClock: a licence driven to zero is stopping until its
+// stop_at and stopped from it, by the lifecycle loop's own timer, with no
+// heartbeat.
+func TestStopAtOnFakeClock(t *testing.T) {
+	f := newFrontedRig(t)
+	f.setPortalClock(t, "2027-03-10T10:00:00Z")
+	tel := &fakeTelephony{}
+	a := f.activatedOnFake(t, license.Counts{license.UCPremium: 10, license.PBXBasic: 2}, tel)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	f.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
+	stopAt := time.Date(2027, 3, 15, 0, 0, 0, 0, time.UTC)
+	// The last heartbeat is three minutes before stop_at in the portal's
+	// time, which the licence clock adopts.
+	f.advancePortal(t, stopAt.Add(-3*time.Minute).Sub(time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)))
+	if err := a.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := a.Status()
+	if s.State != "stopping" || s.Deadlines.StopAt == nil || !s.Deadlines.StopAt.Equal(stopAt) {
+		t.Fatalf("all licences zero: %s %+v; want stopping until %v", s.State, s.Deadlines, stopAt)
+	}
+	tel.took()
+	f.startLifecycle(t, ctx, a)
+	f.deadlineOnFake(t, ctx, a, tel, stopAt, license.Stopping, license.Stopped, []string{"stop"})
+}
+
+// TestLapseOnFakeClock: with the portal unreachable, the agent is offline
+// until the offline grace ends and lapsed from it, by the lifecycle loop's
+// own timer.
+func TestLapseOnFakeClock(t *testing.T) {
+	f := newFrontedRig(t)
+	tel := &fakeTelephony{}
+	a := f.activatedOnFake(t, license.Counts{license.UCPremium: 10}, tel)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f.set(portalUnavailable)
+	graceEnd := a.clock.Now().Add(license.DefaultOfflineGrace) // activated just now
+	f.fake.Advance(license.DefaultOfflineGrace - 150*time.Second)
+	tel.took()
+	f.startLifecycle(t, ctx, a)
+	pollUntil(t, ctx, "offline", func() bool { return a.Status().State == string(license.Offline) })
+	if s := a.Status(); s.Deadlines.OfflineGraceEnd == nil || s.Deadlines.OfflineGraceEnd.Sub(graceEnd).Abs() > time.Second {
+		t.Fatalf("offline grace ends %v, want %v", s.Deadlines.OfflineGraceEnd, graceEnd)
+	}
+	graceEnd = *a.Status().Deadlines.OfflineGraceEnd
+	f.deadlineOnFake(t, ctx, a, tel, graceEnd, license.Offline, license.Lapsed, nil)
+}
