@@ -383,3 +383,59 @@ func TestLapseOnFakeClock(t *testing.T) {
 	graceEnd = *a.Status().Deadlines.OfflineGraceEnd
 	f.deadlineOnFake(t, ctx, a, tel, graceEnd, license.Offline, license.Lapsed, nil)
 }
+
+// TestWaitLoopOnFakeClock: the long-poll backs off by the policy while the
+// portal fails, honours Retry-After, pauses ten minutes on a portal without
+// a long-poll (404), and an answer with something pending wakes a
+// heartbeat.
+func TestWaitLoopOnFakeClock(t *testing.T) {
+	f := newFrontedRig(t)
+	a := f.activatedOnFake(t, license.Counts{license.UCPremium: 10}, &fakeTelephony{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f.set(portalUnavailable)
+	loopCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.waitLoop(loopCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	d := f.step(t, ctx)
+	for n := 1; ; n++ {
+		if lo, hi := backoffBounds(n, 0); !within(d, lo, hi) {
+			t.Fatalf("wait failure %d: retry in %v, want %v..%v", n, d, lo, hi)
+		}
+		if n == 6 {
+			break
+		}
+		d = f.fire(t, ctx, d)
+	}
+	f.set(portalRetryAfter)
+	d = f.fire(t, ctx, d)
+	if lo, hi := backoffBounds(7, frontRetryAfter); d < frontRetryAfter || !within(d, lo, hi) {
+		t.Fatalf("wait failure with Retry-After %v: retry in %v, want %v..%v", frontRetryAfter, d, lo, hi)
+	}
+	f.set(portalNoWait)
+	d = f.fire(t, ctx, d)
+	if d != waitUnsupported {
+		t.Fatalf("a portal without a long-poll: next wait in %v, want %v", d, waitUnsupported)
+	}
+	if len(a.hbWake) != 0 {
+		t.Fatal("a failed wait woke a heartbeat")
+	}
+
+	// The portal is back with a new licence for the PBX: its answer says so
+	// at once, and a heartbeat is woken to fetch it.
+	f.set(portalUp)
+	f.licences(t, license.Counts{license.UCPremium: 12})
+	hits := f.hits.Load()
+	f.fake.Advance(d - time.Millisecond)
+	if f.hits.Load() != hits {
+		t.Fatal("the long-poll came back before its ten-minute pause")
+	}
+	f.fake.Advance(time.Millisecond)
+	select {
+	case <-a.hbWake:
+	case <-ctx.Done():
+		t.Fatal("a wait answered with a new licence woke no heartbeat")
+	}
+}
