@@ -439,3 +439,49 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 		t.Fatal("a wait answered with a new licence woke no heartbeat")
 	}
 }
+
+// TestReservationExpiryOnFakeClock: seats an admission reserved stay held
+// until admission.reservation_ttl has passed on the machine's elapsed clock
+// and are free from then, with the users loop counting meanwhile and no
+// count showing the users.
+func TestReservationExpiryOnFakeClock(t *testing.T) {
+	f := newFrontedRig(t)
+	src := &fakeUsers{counts: license.Counts{license.UCPremium: 8}}
+	key := f.createPBX(t, "acme.example", license.Counts{license.UCPremium: 10})
+	a, err := New(f.cfg, slog.New(slog.DiscardHandler), Options{Time: f.fake, Root: f.root, Users: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Activate(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	loopCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.usersLoop(loopCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	f.step(t, ctx) // the loop has counted once and armed its ticker
+	pollUntil(t, ctx, "first count", func() bool { return profileStatus(a, license.UCPremium).Used == 8 })
+
+	mustAdmit(t, a.Admit(ctx, ask(license.UCPremium, 2)), 0)
+	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "10 licensed, 8 used, 2 reserved")
+	ttl := f.cfg.Admission.ReservationTTL
+	f.fake.Advance(ttl - time.Millisecond)
+	if ps := profileStatus(a, license.UCPremium); ps.Reserved != 2 {
+		t.Fatalf("a millisecond before the reservation's TTL %v: %+v; want 2 reserved", ttl, ps)
+	}
+	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "2 reserved")
+	f.fake.Advance(time.Millisecond)
+	if ps := profileStatus(a, license.UCPremium); ps.Reserved != 0 || ps.Used != 8 {
+		t.Fatalf("at the reservation's TTL %v: %+v; want 8 used, none reserved", ttl, ps)
+	}
+	mustAdmit(t, a.Admit(ctx, dry(license.UCPremium, 2)), 0)
+	// The users loop counted again on the fake clock's ticks, and a count
+	// that shows no new user released nothing early.
+	pollUntil(t, ctx, "a count on the users loop's tick", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.calls >= 2
+	})
+}
