@@ -438,6 +438,25 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("a wait answered with a new licence woke no heartbeat")
 	}
+
+	// No heartbeat runs here, so the licence stays owed: the long-poll
+	// must not sign wait after wait with no pause, but back off.
+	for n := 1; n <= 3; n++ {
+		d := f.step(t, ctx)
+		hits := f.hits.Load()
+		if hi := protocol.DefaultBackoff.Delay(n, 0, 0.999999); d > hi {
+			t.Fatalf("owed answer %d: next wait in %v, above the backoff's %v", n, d, hi)
+		}
+		if f.hits.Load() != hits {
+			t.Fatalf("owed answer %d: another wait went out with no time passing", n)
+		}
+		f.fake.Advance(d)
+		select {
+		case <-a.hbWake:
+		case <-ctx.Done():
+			t.Fatalf("owed answer %d woke no heartbeat", n+1)
+		}
+	}
 }
 
 // TestReservationExpiryOnFakeClock: seats an admission reserved stay held

@@ -447,9 +447,9 @@ func TestWaitAnswerStatesTheCurrentLicence(t *testing.T) {
 	})
 	a.portal.http.SetBaseURL(proxy.URL)
 	r.licences(t, license.Counts{license.UCPremium: 2})
-	failures := 0
-	if _, ok := a.waitOnce(context.Background(), &failures); !ok || failures != 0 {
-		t.Fatalf("wait through the proxy: ok %v, failures %d", ok, failures)
+	var run waitRun
+	if _, ok := a.waitOnce(context.Background(), &run); !ok || run.failures != 0 {
+		t.Fatalf("wait through the proxy: ok %v, failures %d", ok, run.failures)
 	}
 	select {
 	case <-a.hbWake:

@@ -31,9 +31,9 @@ const (
 
 // waitLoop keeps a wait open at the portal until ctx ends.
 func (a *Agent) waitLoop(ctx context.Context) {
-	failures := 0
+	var run waitRun
 	for {
-		delay, ok := a.waitOnce(ctx, &failures)
+		delay, ok := a.waitOnce(ctx, &run)
 		if !ok {
 			return
 		}
@@ -52,9 +52,21 @@ func (a *Agent) waitLoop(ctx context.Context) {
 	}
 }
 
+// waitRun is what the long-poll counts between waits.
+type waitRun struct {
+	failures int // waits failed in a row
+	// nudges counts answers in a row that asked for a heartbeat. The
+	// first is followed at once by the heartbeat it wakes; while they
+	// keep coming (heartbeats failing while waits succeed, a licence
+	// refused) the next wait backs off, as after failures, rather than
+	// sign wait after wait with no pause.
+	nudges int
+}
+
 // waitOnce holds one wait and returns the pause before the next; ok is
 // false when ctx ended.
-func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, bool) {
+func (a *Agent) waitOnce(ctx context.Context, run *waitRun) (time.Duration, bool) {
+	failures := &run.failures
 	if ctx.Err() != nil {
 		return 0, false
 	}
@@ -96,8 +108,11 @@ func (a *Agent) waitOnce(ctx context.Context, failures *int) (time.Duration, boo
 	a.mu.Lock()
 	owed := a.doc != nil && ans.Digest != "" && !ans.Matches(protocol.HeldLicence(a.doc.Revision, a.st.License))
 	a.mu.Unlock()
-	if ans.Pending || owed {
-		a.wakeHeartbeat()
+	if !ans.Pending && !owed {
+		run.nudges = 0
+		return 0, true
 	}
-	return 0, true
+	a.wakeHeartbeat()
+	run.nudges++
+	return a.schedule().Next(run.nudges, 0, rand.Float64()), true
 }
