@@ -192,7 +192,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within a second of the change, without a tick of its own.
-	m := await(t, ch, "STATUS=active; 3 of 10 users; last heartbeat ")
+	m := await(t, ch, "STATUS=active; 3 of 10 users; licensed by the portal; last heartbeat ")
 	if strings.Contains(m.text, "\n") {
 		t.Errorf("STATUS= spans lines: %q", m.text)
 	}
