@@ -119,9 +119,10 @@ func (a *Agent) statusLine() string {
 }
 
 // statusLine sums up a status on one line for `systemctl status`: the
-// state, the users against the licences, and the last heartbeat or what
-// is wrong. It shows times to the minute, so that it changes with the
-// facts and not with every tick.
+// state, the users against the licences, what happens next (the phrase the
+// CLI and the status page show too), and the last heartbeat or what is
+// wrong. Its times are to the minute and its countdowns round as they get
+// longer, so that it changes with the facts and not with every tick.
 func statusLine(st localapi.Status) string {
 	parts := []string{st.State}
 	minute := func(t *time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
@@ -146,29 +147,10 @@ func statusLine(st localapi.Status) string {
 			parts = append(parts, "over-use: "+strings.Join(ov, ", "))
 		}
 	}
-	hb, dl := st.Heartbeat, st.Deadlines
-	switch license.State(st.State) {
-	case license.Unactivated:
-		if hb.LastError == "" {
-			parts = append(parts, "no PBX key activated (pbx-agent activate)")
-		}
-	case license.Deleted:
-		parts = append(parts, "a new PBX key is needed (pbx-agent activate)")
-	case license.Stopping:
-		if dl.StopAt != nil {
-			parts = append(parts, "every licence at zero: telephony stops "+minute(dl.StopAt))
-		}
-	case license.Stopped:
-		if dl.DeleteAt != nil {
-			parts = append(parts, "telephony stopped; PBX deleted "+minute(dl.DeleteAt))
-		} else {
-			parts = append(parts, "telephony stopped")
-		}
-	case license.Lapsed:
-		if dl.LapseGraceEnd != nil {
-			parts = append(parts, "no new users; telephony stops "+minute(dl.LapseGraceEnd))
-		}
+	if st.Next != "" {
+		parts = append(parts, st.Next)
 	}
+	hb := st.Heartbeat
 	switch {
 	case hb.LastError != "" && hb.LastSuccess != nil:
 		parts = append(parts, "portal not reached since "+minute(hb.LastSuccess)+": "+hb.LastError)

@@ -192,7 +192,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within a second of the change, without a tick of its own.
-	m := await(t, ch, "STATUS=active; 3 of 10 users; last heartbeat ")
+	m := await(t, ch, "STATUS=active; 3 of 10 users; licensed by the portal; last heartbeat ")
 	if strings.Contains(m.text, "\n") {
 		t.Errorf("STATUS= spans lines: %q", m.text)
 	}
@@ -409,16 +409,19 @@ func TestStatusLine(t *testing.T) {
 		st   localapi.Status
 		want string
 	}{
-		{"unactivated", localapi.Status{State: "unactivated"}, "unactivated; no PBX key activated (pbx-agent activate)"},
-		{"unactivated, not configured", localapi.Status{State: "unactivated", Heartbeat: localapi.HeartbeatStatus{LastError: "config portal.url: empty"}},
-			"unactivated; config portal.url: empty"},
-		{"active", localapi.Status{State: "active", License: licence(8, nil), Users: counted, Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
-			"active; 9 of 13 users; last heartbeat 2026-05-31 10:42 UTC"},
+		{"unactivated", localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)"},
+			"unactivated; no PBX key activated yet (pbx-agent activate)"},
+		{"unactivated, not configured", localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
+			Heartbeat: localapi.HeartbeatStatus{LastError: "config portal.url: empty"}},
+			"unactivated; no PBX key activated yet (pbx-agent activate); config portal.url: empty"},
+		{"active", localapi.Status{State: "active", Next: "licensed by the portal", License: licence(8, nil), Users: counted,
+			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+			"active; 9 of 13 users; licensed by the portal; last heartbeat 2026-05-31 10:42 UTC"},
 		{"not counted yet", localapi.Status{State: "active", License: licence(0, nil), Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 13 licences, users not counted yet; last heartbeat 2026-05-31 10:42 UTC"},
-		{"offline", localapi.Status{State: "offline", License: licence(8, nil), Users: counted,
+		{"offline", localapi.Status{State: "offline", Next: "new users refused in 30 days, telephony stops in 44 days", License: licence(8, nil), Users: counted,
 			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0, LastError: "dial tcp 10.0.0.1:443: connect: connection refused"}},
-			"offline; 9 of 13 users; portal not reached since 2026-05-31 10:42 UTC: dial tcp 10.0.0.1:443: connect: connection refused"},
+			"offline; 9 of 13 users; new users refused in 30 days, telephony stops in 44 days; portal not reached since 2026-05-31 10:42 UTC: dial tcp 10.0.0.1:443: connect: connection refused"},
 		{"over-use", localapi.Status{State: "active", License: licence(14, map[string]int{"uc-premium": 4}), Users: counted,
 			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 15 of 13 users; over-use: UC-Premium 4; last heartbeat 2026-05-31 10:42 UTC"},
@@ -426,12 +429,13 @@ func TestStatusLine(t *testing.T) {
 			Users:     localapi.UsersStatus{CountedAt: &t0, Error: "users source sqlite: database is locked\n(retrying)"},
 			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 9 of 13 users; last heartbeat 2026-05-31 10:42 UTC; counting users fails: users source sqlite: database is locked (retrying)"},
-		{"stopping", localapi.Status{State: "stopping", License: licence(0, nil), Users: counted,
+		{"stopping", localapi.Status{State: "stopping", Next: "no new users; telephony stops in 5 days, PBX deleted in 14 days", License: licence(0, nil), Users: counted,
 			Deadlines: localapi.Deadlines{StopAt: &t0}, Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
-			"stopping; 1 of 13 users; every licence at zero: telephony stops 2026-05-31 10:42 UTC; last heartbeat 2026-05-31 10:42 UTC"},
-		{"stopped", localapi.Status{State: "stopped", Deadlines: localapi.Deadlines{DeleteAt: &t0}},
-			"stopped; telephony stopped; PBX deleted 2026-05-31 10:42 UTC"},
-		{"deleted", localapi.Status{State: "deleted"}, "deleted; a new PBX key is needed (pbx-agent activate)"},
+			"stopping; 1 of 13 users; no new users; telephony stops in 5 days, PBX deleted in 14 days; last heartbeat 2026-05-31 10:42 UTC"},
+		{"stopped", localapi.Status{State: "stopped", Next: "telephony stopped; PBX deleted in 8 days", Deadlines: localapi.Deadlines{DeleteAt: &t0}},
+			"stopped; telephony stopped; PBX deleted in 8 days"},
+		{"deleted", localapi.Status{State: "deleted", Next: "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
+			"deleted; telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
 		{"restart needed", localapi.Status{State: "active", Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0},
 			Config: &localapi.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}}},
 			"active; last heartbeat 2026-05-31 10:42 UTC; restart to apply listen.http, state_dir"},

@@ -20,6 +20,7 @@ func (a *Agent) Status() localapi.Status {
 	v := a.verdictLocked(now)
 	s := localapi.Status{
 		State:    string(v.State),
+		Next:     v.WhatNext,
 		Summary:  v.Summary,
 		Commands: commands,
 		Clock:    localapi.ClockStatus{Now: clampTime(now), MarkError: a.mark.lastError()},

@@ -24,6 +24,7 @@ func TestStatusPage(t *testing.T) {
 	retry := now.Add(12 * time.Second)
 	st := Status{
 		State:   "stopping",
+		Next:    "no new users; telephony stops in 5 days, PBX deleted in 14 days <i>",
 		Summary: `Every licence is at zero <script>alert("x")</script>`,
 		PBX:     &PBXStatus{ID: "pbx-1", Name: `acme"><img src=x onerror=alert(1)>`, Model: "WPBX-VM"},
 		License: &LicenseStatus{Term: "monthly", Revision: 4, Profiles: map[string]ProfileStatus{
@@ -59,6 +60,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("CSP = %q", csp)
 	}
 	for _, want := range []string{
+		`id="next">no new users; telephony stops in 5 days, PBX deleted in 14 days &lt;i&gt;</p>`,
 		"stopping", "UC-Premium", "12 of 10", "2 over the licence", "PBX-BASIC", "2 free",
 		"Telephony stops", "2027-03-15 10:00 UTC", "(in 5 days)", "PBX deleted", "(in 14 days)", "cmd-1",
 		"Next retry (4 failed in a row)",
@@ -69,7 +71,7 @@ func TestStatusPage(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	for _, bad := range []string{`<script>alert("x")`, `<img src=x`, "<b>opened</b>"} {
+	for _, bad := range []string{`<script>alert("x")`, `<img src=x`, "<b>opened</b>", "days <i>"} {
 		if strings.Contains(body, bad) {
 			t.Errorf("page shows %q unescaped", bad)
 		}

@@ -17,6 +17,7 @@ import (
 // they do not apply, and are then left out.
 type Status struct {
 	State     string          `json:"state"`
+	Next      string          `json:"next"`    // what happens next and when, counted down on the licence clock (license.Verdict.WhatNext): shown after the state's name
 	Summary   string          `json:"summary"` // one sentence for admins: where the PBX stands and what happens next
 	PBX       *PBXStatus      `json:"pbx,omitempty"`
 	License   *LicenseStatus  `json:"license,omitempty"`

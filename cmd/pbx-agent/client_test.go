@@ -24,6 +24,7 @@ func activeStatus() localapi.Status {
 	t0 := time.Date(2026, 5, 20, 10, 0, 0, 0, time.UTC)
 	return localapi.Status{
 		State:   "active",
+		Next:    "licensed by the portal",
 		Summary: "Licensed and in touch with the portal.",
 		PBX:     &localapi.PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
 		License: &localapi.LicenseStatus{

@@ -85,42 +85,6 @@ const (
 	statusWidth = 80
 )
 
-// whatNext says, after the state's name, what happens next and when, as
-// countdowns from the licence clock now; the summary below it explains.
-func whatNext(st localapi.Status, now time.Time) string {
-	in := func(t *time.Time) string { return license.Relative(*t, now) }
-	dl := st.Deadlines
-	switch st.State {
-	case "unactivated":
-		return "no PBX key activated yet"
-	case "active":
-		return "licensed by the portal"
-	case "offline":
-		if dl.OfflineGraceEnd != nil && dl.LapseGraceEnd != nil {
-			return fmt.Sprintf("new users refused %s, telephony stops %s", in(dl.OfflineGraceEnd), in(dl.LapseGraceEnd))
-		}
-		return "the portal is not reached"
-	case "lapsed":
-		if dl.LapseGraceEnd != nil {
-			return fmt.Sprintf("no new users; telephony stops %s", in(dl.LapseGraceEnd))
-		}
-		return "no new users"
-	case "stopping":
-		if dl.StopAt != nil && dl.DeleteAt != nil {
-			return fmt.Sprintf("no new users; telephony stops %s, PBX deleted %s", in(dl.StopAt), in(dl.DeleteAt))
-		}
-		return "no new users"
-	case "stopped":
-		if dl.DeleteAt != nil {
-			return fmt.Sprintf("telephony stopped; PBX deleted %s", in(dl.DeleteAt))
-		}
-		return "telephony stopped"
-	case "deleted":
-		return "telephony stays stopped; a new PBX key is needed"
-	}
-	return ""
-}
-
 // wrap splits s into lines of at most width characters, at spaces.
 func wrap(s string, width int) []string {
 	var lines []string
@@ -157,8 +121,10 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 	if colour {
 		state = "\x1b[1;" + stateColour(st.State) + "m" + state + "\x1b[0m"
 	}
-	if next := whatNext(st, now); next != "" {
-		state += ": " + next
+	// What happens next, as the daemon counted it down on the licence
+	// clock; the summary below explains.
+	if st.Next != "" {
+		state += ": " + st.Next
 	}
 	line("State", "%s", state)
 	for _, l := range wrap(st.Summary, statusWidth-labelWidth) {

@@ -71,10 +71,11 @@ func TestStatus(t *testing.T) {
 		}
 	})
 	t.Run("unactivated", func(t *testing.T) {
-		fb.SetStatus(localapi.Status{State: "unactivated", Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}})
+		fb.SetStatus(localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
+			Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}})
 		defer fb.SetStatus(activeStatus())
 		r := run(t, "", "--socket", sock, "status")
-		for _, want := range []string{"State               unactivated: no PBX key activated yet\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
+		for _, want := range []string{"State               unactivated: no PBX key activated yet (pbx-agent activate)\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
 			if r.code != 0 || !strings.Contains(r.stdout, want) {
 				t.Errorf("status lacks %q (exit %d):\n%s", want, r.code, r.stdout)
 			}

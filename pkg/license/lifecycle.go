@@ -40,13 +40,18 @@ type Facts struct {
 	Restored bool
 }
 
-// Verdict is the state with the deadlines that apply and one sentence for
-// admins saying where the PBX stands and what happens next. A deadline is
-// the zero time when it does not apply.
+// Verdict is the state with the deadlines that apply, a short phrase and
+// one sentence for admins saying what happens next. A deadline is the zero
+// time when it does not apply.
 type Verdict struct {
-	State   State
-	Summary string // for admins: where the PBX stands, what happens next and when
-	Reason  string // why this state, in a few words: for the audit log
+	State State
+	// WhatNext is what happens next and when, in a few words with
+	// countdowns from the licence clock's Now ("no new users; telephony
+	// stops in 13 days"): the one phrase that the status page, `pbx-agent
+	// status` and systemd's STATUS= show after the state's name.
+	WhatNext string
+	Summary  string // for admins: where the PBX stands, what happens next and when
+	Reason   string // why this state, in a few words: for the audit log
 
 	// OfflineGraceEnd is when a PBX that does not reach the portal stops
 	// admitting new users: the last heartbeat plus the offline grace. Set
@@ -75,13 +80,14 @@ type Verdict struct {
 func Evaluate(f Facts) Verdict {
 	switch {
 	case f.Gone != "":
-		return Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, Summary: fmt.Sprintf(
+		return Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, WhatNext: newKeyNeeded, Summary: fmt.Sprintf(
 			"This appliance no longer holds the PBX (%s); the PBX stays stopped until a new PBX key is activated (pbx-agent activate).", f.Gone)}
 	case f.Doc == nil:
-		return Verdict{State: Unactivated, Reason: "no licence held",
+		return Verdict{State: Unactivated, Reason: "no licence held", WhatNext: "no PBX key activated yet (pbx-agent activate)",
 			Summary: "No PBX key activated yet: paste the PBX key from the portal into `pbx-agent activate`."}
 	}
 	d, now := f.Doc, f.Now
+	in := func(t time.Time) string { return Relative(t, now) }
 	last := f.LastSuccess
 	if last.IsZero() {
 		last = d.IssuedAt
@@ -118,49 +124,64 @@ func Evaluate(f Facts) Verdict {
 	switch {
 	case countdown && !now.Before(v.DeleteAt):
 		v.State, v.Reason = Deleted, "delete_at passed: the zero-licence countdown is over"
+		v.WhatNext = newKeyNeeded
 		v.Summary = fmt.Sprintf("The PBX was deleted on the portal at %s, at the end of the countdown that began when every licence went to zero on %s: telephony stays stopped and a new PBX key is needed (pbx-agent activate).",
 			stamp(v.DeleteAt), stamp(*d.ZeroSince))
 	case countdown && !now.Before(v.StopAt):
 		v.State, v.Reason = Stopped, "stop_at passed: every licence at zero"
+		v.WhatNext = "telephony stopped; PBX deleted " + in(v.DeleteAt)
 		v.Summary = fmt.Sprintf("Every licence has been at zero since %s: telephony is stopped, and the PBX is deleted for good at %s (%s) unless a licence is added back on the portal first.",
 			stamp(*d.ZeroSince), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
 	case lapsing && !now.Before(v.LapseGraceEnd) && suspended:
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the licence is suspended"
+		v.WhatNext = "telephony stopped until the portal lifts the suspension"
 		v.Summary = fmt.Sprintf("Telephony is stopped: the portal suspended this licence on %s and the lapse grace ended %s; it starts again when the portal lifts the suspension.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd))
 	case lapsing && !now.Before(v.LapseGraceEnd) && refused:
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal refuses this appliance as a copy"
+		v.WhatNext = "telephony stopped until the PBX is re-bound or resynced on the portal"
 		v.Summary = fmt.Sprintf("Telephony is stopped: since %s the portal refuses this appliance because two copies of its state were heartbeating, and the lapse grace ended %s; the partner must re-bind the PBX or resync it on the portal once one copy is left.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd))
 	case lapsing && !now.Before(v.LapseGraceEnd):
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the portal not reached"
+		v.WhatNext = "telephony stopped until the portal is reached"
 		v.Summary = fmt.Sprintf("Telephony is stopped: the portal has not been reached since %s and the lapse grace ended %s; it starts again as soon as the portal is reached.",
 			stamp(last), stamp(v.LapseGraceEnd))
 	case countdown:
 		v.State, v.Reason = Stopping, "every licence at zero"
+		v.WhatNext = "no new users; telephony stops " + in(v.StopAt) + ", PBX deleted " + in(v.DeleteAt)
 		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s), unless a licence is added back on the portal first.",
 			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
 	case f.Restored:
 		v.State, v.Reason = Lapsed, "the state file is older than what this appliance held"
+		v.WhatNext = "no new users until the portal confirms the licence"
+		if lapsing {
+			v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
+		}
 		v.Summary = "The state file holds an older licence or heartbeat record than this appliance has held: it was restored from a backup. Existing users keep working, but no new users are admitted until the portal is reached and confirms the licence."
 	case lapsing && !now.Before(lapseFrom) && refused:
 		v.State, v.Reason = Lapsed, "the portal refuses this appliance as a copy"
+		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("Since %s the portal refuses this appliance because two copies of its state (a cloned VM or a copied state folder) were heartbeating: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the partner re-binds the PBX, or resyncs it on the portal once only one copy is left.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	case lapsing && !now.Before(lapseFrom) && suspended:
 		v.State, v.Reason = Lapsed, "the portal suspended the licence"
+		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("The portal suspended this licence on %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal lifts the suspension first.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	case lapsing && !now.Before(lapseFrom):
 		v.State, v.Reason = Lapsed, "offline grace exhausted"
+		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("The portal has not been reached since %s and the offline grace ended %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal is reached first.",
 			stamp(last), stamp(v.OfflineGraceEnd), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	case !reached:
 		v.State, v.Reason = Offline, "the portal not reached within the heartbeat tolerance"
+		v.WhatNext = "new users refused " + in(v.OfflineGraceEnd) + ", telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("The portal has not been reached since %s: the PBX runs normally until %s (%s), then admits no new users, and telephony stops at %s (%s) unless the portal is reached first.",
 			stamp(last), stamp(v.OfflineGraceEnd), Relative(v.OfflineGraceEnd, now), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	default:
 		v.State, v.Reason = Active, "licensed, the portal reached"
+		v.WhatNext = "licensed by the portal"
 		v.Summary = fmt.Sprintf("Licensed by the portal, last reached %s.", stamp(last))
 	}
 
@@ -175,6 +196,9 @@ func Evaluate(f Facts) Verdict {
 // StopsTelephony reports whether the PBX's telephony is to be stopped in
 // state s: stopped, and deleted, where the PBX stays stopped.
 func (s State) StopsTelephony() bool { return s == Stopped || s == Deleted }
+
+// newKeyNeeded is what happens next to a PBX deleted from this appliance.
+const newKeyNeeded = "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
