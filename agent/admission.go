@@ -10,7 +10,6 @@ import (
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
-	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -41,30 +40,26 @@ type denialLog struct {
 // admission.unbounded_uids) may hold at most
 // admission.max_reservations_per_uid seats at once. A denied request that
 // is not a dry run is recorded in the audit log.
-func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
-	now := a.clock.Now()
-	a.mu.Lock()
-	v := a.verdictLocked(now)
-	doc := a.doc
-	a.mu.Unlock()
+func (u *seats) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+	now := u.env.licence.Now()
+	doc, v := u.env.licence.Verdict(now)
 
-	u := &a.users
 	u.mu.Lock()
 	mono := u.mono()
 	in := admission.Input{
 		Now: now, State: v.State, Summary: v.Summary, Doc: doc,
-		Used: u.used, CountErr: u.err, Reserved: u.book.Reserved(mono),
+		Used: u.last.used, CountErr: u.last.err, Reserved: u.book.Reserved(mono),
 	}
-	if age := mono.Sub(u.countedAt); u.used != nil && u.err != "" && age > a.countMaxAge() {
-		in.Stale = strings.TrimSuffix(license.Relative(u.countedAt, mono), " ago") + " old"
+	if age := mono.Sub(u.last.countedAt); u.last.used != nil && u.last.err != "" && age > u.countMaxAgeLocked() {
+		in.Stale = strings.TrimSuffix(license.Relative(u.last.countedAt, mono), " ago") + " old"
 	}
 	d := admission.Decide(in, admission.Request{Profile: req.Profile, Count: req.Count})
 	owner, held := admission.NoOwner, 0
 	if req.PeerUID != nil {
 		owner = int64(*req.PeerUID)
 		held = u.book.HeldBy(mono, owner)
-		if limit := a.cfg.Admission.MaxReservationsPerUID; d.Allowed && a.boundedLocked(*req.PeerUID) && held+req.Count > limit {
-			d = boundDenial(d, *req.PeerUID, held, req.Count, limit, a.cfg.Admission.ReservationTTL)
+		if limit := u.adm.MaxReservationsPerUID; d.Allowed && u.boundedLocked(*req.PeerUID) && held+req.Count > limit {
+			d = boundDenial(d, *req.PeerUID, held, req.Count, limit, u.adm.ReservationTTL)
 		}
 	}
 	reserved := d.Allowed && !req.DryRun
@@ -84,11 +79,11 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 	if d.Allowed {
 		decision = metrics.DecisionAllowed
 	}
-	a.metrics.AdmissionDecision(string(req.Profile), decision)
+	u.env.metrics.AdmissionDecision(string(req.Profile), decision)
 	if d.Allowed {
 		remaining := d.Remaining
 		if reserved {
-			a.auditReservation(now, req, held, remaining)
+			u.auditReservation(now, req, held, remaining)
 		}
 		return localapi.AdmissionAnswer{Allowed: true, Remaining: &remaining}
 	}
@@ -106,10 +101,8 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 		if repeats > 0 {
 			fields["repeats"] = repeats
 		}
-		a.mu.Lock()
-		a.auditLocked(now, auditAdmissionDenied, fields)
-		a.mu.Unlock()
-		a.log.Info("admission denied", "profile", req.Profile, "count", req.Count, "kind", d.Kind, "reason", d.Reason)
+		u.env.audit.Record(now, auditAdmissionDenied, fields)
+		u.env.log.Info("admission denied", "profile", req.Profile, "count", req.Count, "kind", d.Kind, "reason", d.Reason)
 	}
 	return localapi.AdmissionAnswer{Allowed: false, Reason: d.Reason}
 }
@@ -118,14 +111,20 @@ func (a *Agent) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 // fails before admissions stop trusting it: past a reservation's life and
 // a few intervals, a user added under an expired reservation could be
 // missing from it.
-func (a *Agent) countMaxAge() time.Duration {
-	return a.cfg.Admission.ReservationTTL + 3*a.users.interval
+func (u *seats) countMaxAge() time.Duration {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.countMaxAgeLocked()
+}
+
+func (u *seats) countMaxAgeLocked() time.Duration {
+	return u.adm.ReservationTTL + 3*u.interval
 }
 
 // noteDenial reports whether a denial of p at now goes to the audit log:
 // the first, and then one per deniedAuditEvery; it counts the others.
 // Callers hold u.mu.
-func (u *usersState) noteDenial(p license.Profile, now time.Time) bool {
+func (u *seats) noteDenial(p license.Profile, now time.Time) bool {
 	dl := u.denials[p]
 	if dl == nil {
 		dl = &denialLog{}
@@ -140,9 +139,9 @@ func (u *usersState) noteDenial(p license.Profile, now time.Time) bool {
 
 // boundedLocked reports whether admission.max_reservations_per_uid applies
 // to a peer: every uid but root's and those of admission.unbounded_uids.
-// Callers hold a.users.mu, under which a reload sets the section.
-func (a *Agent) boundedLocked(uid uint32) bool {
-	return uid != 0 && !slices.Contains(a.cfg.Admission.UnboundedUIDs, uid)
+// Callers hold u.mu, under which a reload sets the section.
+func (u *seats) boundedLocked(uid uint32) bool {
+	return uid != 0 && !slices.Contains(u.adm.UnboundedUIDs, uid)
 }
 
 // boundDenial turns an allowed decision into the denial of a peer that
@@ -164,12 +163,9 @@ func plural(n int, one, many string) string {
 }
 
 // auditReservation records a reservation: who took how many seats of
-// which profile. The audit log has a lock of its own: a.mu is not held
-// through its fsync, so status reads do not wait for the disk.
-func (a *Agent) auditReservation(now time.Time, req localapi.Admission, held, remaining int) {
-	if a.lc.audit == nil {
-		return
-	}
+// which profile. No lock of the component is held through the audit
+// log's fsync, so status reads do not wait for the disk.
+func (u *seats) auditReservation(now time.Time, req localapi.Admission, held, remaining int) {
 	fields := map[string]any{"profile": string(req.Profile), "count": req.Count, "held": held, "remaining": remaining}
 	if req.Peer != "" {
 		fields["peer"] = req.Peer
@@ -177,7 +173,5 @@ func (a *Agent) auditReservation(now time.Time, req localapi.Admission, held, re
 	if req.PeerUID != nil {
 		fields["uid"] = *req.PeerUID
 	}
-	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: auditAdmissionReserved, Fields: fields}); err != nil {
-		a.log.Error("writing the audit log", "kind", auditAdmissionReserved, "err", err)
-	}
+	u.env.audit.Record(now, auditAdmissionReserved, fields)
 }

@@ -289,7 +289,7 @@ func TestCountingFailures(t *testing.T) {
 	}
 	mustAdmit(t, a.Admit(ctx, dry(license.UCPremium, 1)), 5)
 
-	r.time.run(a.countMaxAge() + time.Second)
+	r.time.run(a.users.countMaxAge() + time.Second)
 	a.countUsers(ctx)
 	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "old and counting fails", "answer: not {")
 

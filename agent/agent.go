@@ -73,7 +73,7 @@ type Agent struct {
 
 	lc lifecycle // audit log, telephony seam, evaluation (lifecycle.go)
 
-	users usersState // user counts, reservations, over-use (users.go, admission.go)
+	users *seats // user counts, reservations, over-use, admission (users.go, admission.go)
 
 	metrics *metrics.Metrics // the registry; its gauges read Status at each scrape (metrics.go)
 

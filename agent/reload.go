@@ -133,17 +133,12 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 		}
 	}
 	if slices.ContainsFunc(live, func(k string) bool { return strings.HasPrefix(k, "admission.") }) {
-		// Admit reads the section under u.mu.
-		u := &a.users
-		u.mu.Lock()
-		a.cfg.Admission = next.Admission
-		u.book.SetTTL(next.Admission.ReservationTTL)
-		u.mu.Unlock()
+		a.users.setAdmission(next.Admission)
+		a.cfg.Admission = next.Admission // for the next reload's comparison
 	}
 	if slices.Contains(live, "enforcement.overuse_hook") {
-		a.users.hookMu.Lock()
-		a.cfg.Enforcement.OveruseHook = next.Enforcement.OveruseHook
-		a.users.hookMu.Unlock()
+		a.users.hook.setArgv(next.Enforcement.OveruseHook)
+		a.cfg.Enforcement.OveruseHook = next.Enforcement.OveruseHook // for the next reload's comparison
 	}
 
 	st := &localapi.ConfigStatus{ReloadedAt: now, RestartNeeded: restart}
@@ -187,22 +182,14 @@ func (a *Agent) waitHeartbeatIdle(ctx context.Context) {
 }
 
 // reloadUsers makes the source of uc and restarts the users loop with it.
-// The source and interval are read under countMu (a count) or u.mu (status,
-// admission): both are held to set them.
 func (a *Agent) reloadUsers(ctx context.Context, l *loop, uc UsersConfig) error {
 	src, err := NewUsersSource(uc)
 	if err != nil {
 		return fmt.Errorf("users: %w (the previous source stays)", err)
 	}
 	l.stop()
-	u := &a.users
-	u.countMu.Lock()
-	u.mu.Lock()
-	old := u.source
-	u.source, u.interval = src, uc.Interval
-	a.cfg.Users = uc
-	u.mu.Unlock()
-	u.countMu.Unlock()
+	old := a.users.setSource(src, uc.Interval)
+	a.cfg.Users = uc // for the next reload's comparison
 	if c, ok := old.(io.Closer); ok {
 		c.Close()
 	}

@@ -79,7 +79,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	n := notifier{log: a.log}
 	// A reload restarts these two with new settings (reload.go).
-	lp := &loops{heartbeat: newLoop(ctx, a.heartbeatLoop), users: newLoop(ctx, a.usersLoop)}
+	lp := &loops{heartbeat: newLoop(ctx, a.heartbeatLoop), users: newLoop(ctx, a.users.loop)}
 	wg.Go(func() { a.lifecycleLoop(ctx) }) // the licence lifecycle: lifecycle.go
 	wg.Go(func() { a.cmds.loop(ctx) })     // portal commands: commands.go
 	wg.Go(func() { a.ssh.loop(ctx) })      // support SSH ending by itself: ssh.go

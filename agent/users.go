@@ -4,67 +4,108 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/proc"
 	"github.com/pbx-agent/pbx-agent/pkg/users"
 )
 
-// usersState is what the agent knows of the PBX's users: the last good
-// count, the seats reserved by admissions, and the over-use last
-// reported. Its lock is taken after a.mu, never before.
-type usersState struct {
-	source   users.Source
-	interval time.Duration
-	elapsed  func() time.Duration // the machine's monotonic clock: reservations and the count's age
+// licenceView is what the users component reads of the licence: licence
+// time, the document held and the lifecycle's verdict.
+type licenceView interface {
+	Now() time.Time
+	Document() *license.Document
+	Verdict(now time.Time) (*license.Document, license.Verdict)
+}
+
+// auditSink records an event in the audit log; it has a lock of its own.
+type auditSink interface {
+	Record(now time.Time, kind string, fields map[string]any)
+}
+
+// decisionSink counts admission answers (agent/metrics).
+type decisionSink interface {
+	AdmissionDecision(profile, decision string)
+}
+
+// seatsEnv is what the users component is built with and never changes.
+type seatsEnv struct {
+	clk     clock.Clock          // the loop's ticker
+	elapsed func() time.Duration // the machine's monotonic clock: reservations and the count's age
+	licence licenceView
+	audit   auditSink
+	metrics decisionSink
+	log     *slog.Logger
+}
+
+// seats is the users and admission component: what the agent knows of the
+// PBX's users (the last good count, the seats reserved by admissions, the
+// over-use last reported) and the admission decisions taken on it. Its
+// fields are written only by its own methods.
+//
+// Lock order: countMu, then mu. Neither is held while the licence view,
+// the audit sink, the metrics or the over-use hook (hookMu, its own) are
+// called, so the agent's a.mu and the component's locks are never nested.
+type seats struct {
+	env  seatsEnv
+	hook *overuseHook
 
 	// countMu makes counts one at a time: two counts finishing out of
 	// order would show a fall and a rise that never happened, and release
 	// reservations twice.
 	countMu sync.Mutex
 
-	mu        sync.Mutex // guards the fields below
-	book      *admission.Book
+	mu       sync.Mutex // guards the fields below; source and interval are set holding countMu too
+	source   users.Source
+	interval time.Duration
+	adm      AdmissionConfig
+	book     *admission.Book
+	last     lastCount
+	overuse  license.Counts // as last reported (audit log, hook)
+	denials  map[license.Profile]*denialLog
+}
+
+// lastCount is the last count's outcome.
+type lastCount struct {
 	used      license.Counts // the last good count; nil until one succeeds
 	countedAt time.Time      // when it finished, on the monotonic clock (mono)
 	countedLT time.Time      // the same, in licence time, for status
 	err       string         // the last count's error; "" after a good one
-	overuse   license.Counts // as last reported (audit log, hook)
-	denials   map[license.Profile]*denialLog
-
-	hookMu      sync.Mutex
-	hookRunning bool
-	hookPending []byte // the latest input for the hook, while it runs
 }
 
 // monoEpoch anchors the monotonic clock's durations as times, for the
 // reservation book.
 var monoEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func (u *usersState) mono() time.Time { return monoEpoch.Add(u.elapsed()) }
+func (u *seats) mono() time.Time { return monoEpoch.Add(u.env.elapsed()) }
 
-// initUsers sets the user-count source: opts.Users, or the one the
-// configuration names.
-func (a *Agent) initUsers(opts Options, src license.TimeSource) error {
-	u := &a.users
-	u.source = opts.Users
-	if u.source == nil {
-		s, err := NewUsersSource(a.cfg.Users)
+// newSeats builds the users component counting with src (nil: the source
+// uc names) under the admission settings ac; hook is the over-use hook's
+// argv, run with hookTimeout.
+func newSeats(env seatsEnv, src users.Source, uc UsersConfig, ac AdmissionConfig, hook []string, hookTimeout time.Duration) (*seats, error) {
+	if src == nil {
+		s, err := NewUsersSource(uc)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		u.source = s
+		src = s
 	}
-	u.interval = a.cfg.Users.Interval
-	u.elapsed = src.Elapsed
-	u.book = admission.NewBook(a.cfg.Admission.ReservationTTL)
-	u.denials = map[license.Profile]*denialLog{}
-	return nil
+	return &seats{
+		env:      env,
+		hook:     &overuseHook{log: env.log, argv: hook, timeout: hookTimeout},
+		source:   src,
+		interval: uc.Interval,
+		adm:      ac,
+		book:     admission.NewBook(ac.ReservationTTL),
+		denials:  map[license.Profile]*denialLog{},
+	}, nil
 }
 
 // NewUsersSource returns the source users.source names.
@@ -80,13 +121,16 @@ func NewUsersSource(c UsersConfig) (users.Source, error) {
 	return nil, fmt.Errorf("config users.source: %q: use sqlite, command or http", c.Source)
 }
 
-// usersLoop counts users at start and every users.interval until ctx
-// ends. Refresh also counts, on demand.
-func (a *Agent) usersLoop(ctx context.Context) {
-	t := a.clk.NewTicker(a.users.interval)
+// loop counts users at start and every users.interval until ctx ends.
+// The agent restarts it to change the source or interval (setSource).
+func (u *seats) loop(ctx context.Context) {
+	u.mu.Lock()
+	iv := u.interval
+	u.mu.Unlock()
+	t := u.env.clk.NewTicker(iv)
 	defer t.Stop()
 	for {
-		a.countUsers(ctx)
+		u.count(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -95,84 +139,102 @@ func (a *Agent) usersLoop(ctx context.Context) {
 	}
 }
 
-// countUsers counts once. A good count replaces the last, releases the
+// setSource makes src, counted every interval, the source; it returns the
+// previous one for the caller to close. The loop is stopped meanwhile.
+func (u *seats) setSource(src users.Source, interval time.Duration) users.Source {
+	u.countMu.Lock()
+	defer u.countMu.Unlock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := u.source
+	u.source, u.interval = src, interval
+	return old
+}
+
+// setAdmission applies a reloaded admission section: the bounds of the
+// next decisions and the reservation book's TTL.
+func (u *seats) setAdmission(ac AdmissionConfig) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.adm = ac
+	u.book.SetTTL(ac.ReservationTTL)
+}
+
+// count counts once. A good count replaces the last, releases the
 // reservations whose users it shows, and updates the over-use; a failed
 // one is logged (when its error changes) and leaves the last good count
 // in force.
-func (a *Agent) countUsers(ctx context.Context) error {
-	u := &a.users
+func (u *seats) count(ctx context.Context) error {
 	u.countMu.Lock()
 	defer u.countMu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, max(u.interval, 10*time.Second))
+	// source and interval change only under countMu too: held here.
+	src, iv := u.source, u.interval
+	cctx, cancel := context.WithTimeout(ctx, max(iv, 10*time.Second))
 	defer cancel()
-	c, err := u.source.Count(cctx)
+	c, err := src.Count(cctx)
 	if err != nil && ctx.Err() != nil {
 		return err // shutting down: not the source's fault
 	}
-	now, lt := u.mono(), a.clock.Now()
+	now, lt := u.mono(), u.env.licence.Now()
 	u.mu.Lock()
 	if err != nil {
-		changed := u.err != err.Error()
-		u.err = err.Error()
-		held := u.used != nil
+		changed := u.last.err != err.Error()
+		u.last.err = err.Error()
+		held := u.last.used != nil
 		u.mu.Unlock()
 		if changed {
 			if held {
-				a.log.Error("counting users failed; the last good count stays in force", "source", u.source.String(), "err", err)
+				u.env.log.Error("counting users failed; the last good count stays in force", "source", src.String(), "err", err)
 			} else {
-				a.log.Error("counting users failed; no new users are admitted until a count succeeds", "source", u.source.String(), "err", err)
+				u.env.log.Error("counting users failed; no new users are admitted until a count succeeds", "source", src.String(), "err", err)
 			}
 		}
 		return err
 	}
-	prev, hadErr := u.used, u.err != ""
-	u.used, u.countedAt, u.countedLT, u.err = c, now, lt, ""
+	prev, hadErr := u.last.used, u.last.err != ""
+	u.last = lastCount{used: c, countedAt: now, countedLT: lt}
 	released := u.book.Counted(now, prev, c)
 	u.mu.Unlock()
 	switch {
 	case prev == nil || hadErr:
-		a.log.Info("users counted", "source", u.source.String(), "users", c.String())
+		u.env.log.Info("users counted", "source", src.String(), "users", c.String())
 	case !maps.Equal(prev, c):
-		a.log.Debug("users counted", "users", c.String(), "reservations_released", released)
+		u.env.log.Debug("users counted", "users", c.String(), "reservations_released", released)
 	}
-	a.checkOveruse()
+	u.checkOveruse()
 	return nil
 }
 
-// usersSnapshot is the users part of the status: used (nil before a good
+// snapshot is the users part of the status: used (nil before a good
 // count) and reserved per profile, and how counting goes.
-func (a *Agent) usersSnapshot() (used, reserved license.Counts, st localapi.UsersStatus) {
-	u := &a.users
+func (u *seats) snapshot() (used, reserved license.Counts, st localapi.UsersStatus) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st = localapi.UsersStatus{Source: u.source.String(), Error: u.err}
-	if u.used != nil {
-		st.CountedAt = utc(u.countedLT.Truncate(time.Second))
+	st = localapi.UsersStatus{Source: u.source.String(), Error: u.last.err}
+	if u.last.used != nil {
+		st.CountedAt = utc(u.last.countedLT.Truncate(time.Second))
 	}
-	return maps.Clone(u.used), u.book.Reserved(u.mono()), st
+	return maps.Clone(u.last.used), u.book.Reserved(u.mono()), st
 }
 
 // checkOveruse compares the over-use of the licence held and the last
 // count with the one last reported; a change is logged, recorded in the
 // audit log, and handed to the over-use hook.
-func (a *Agent) checkOveruse() {
-	now := a.clock.Now()
-	a.mu.Lock()
-	doc := a.doc
-	a.mu.Unlock()
-	u := &a.users
+func (u *seats) checkOveruse() {
+	now := u.env.licence.Now()
+	doc := u.env.licence.Document()
 	u.mu.Lock()
-	if u.used == nil { // nothing counted yet: nothing to say
+	if u.last.used == nil { // nothing counted yet: nothing to say
 		u.mu.Unlock()
 		return
 	}
-	ov := admission.Overuse(doc, u.used)
+	ov := admission.Overuse(doc, u.last.used)
 	if maps.Equal(ov, u.overuse) {
 		u.mu.Unlock()
 		return
 	}
 	u.overuse = ov
-	used, reserved := maps.Clone(u.used), u.book.Reserved(u.mono())
+	used, reserved := maps.Clone(u.last.used), u.book.Reserved(u.mono())
 	u.mu.Unlock()
 
 	fields := map[string]any{"overuse": ov.String(), "users": used.String()}
@@ -181,15 +243,13 @@ func (a *Agent) checkOveruse() {
 	}
 	if ov == nil {
 		fields["overuse"] = "none"
-		a.log.Info("no over-use any more", "users", used.String())
+		u.env.log.Info("no over-use any more", "users", used.String())
 	} else {
-		a.log.Warn("more users than licences: no new users of these profiles until it is resolved",
+		u.env.log.Warn("more users than licences: no new users of these profiles until it is resolved",
 			"overuse", ov.String(), "users", used.String())
 	}
-	a.mu.Lock()
-	a.auditLocked(now, auditOveruse, fields)
-	a.mu.Unlock()
-	a.runOveruseHook(doc, ov, used, reserved)
+	u.env.audit.Record(now, auditOveruse, fields)
+	u.hook.run(doc, ov, used, reserved)
 }
 
 // OveruseHookInput is the JSON the over-use hook (enforcement.overuse_hook)
@@ -201,14 +261,30 @@ type OveruseHookInput struct {
 	Profiles map[string]localapi.ProfileStatus `json:"profiles"`
 }
 
-// runOveruseHook runs the configured hook with the over-use, in the
-// background, one run at a time; a change during a run runs it again with
-// the latest.
-func (a *Agent) runOveruseHook(doc *license.Document, ov, used, reserved license.Counts) {
-	u := &a.users
-	u.hookMu.Lock() // a reload may set the hook (reload.go)
-	argv := a.cfg.Enforcement.OveruseHook
-	u.hookMu.Unlock()
+// overuseHook runs enforcement.overuse_hook in the background, one run at
+// a time; a change during a run runs it again with the latest input.
+type overuseHook struct {
+	log     *slog.Logger
+	timeout time.Duration
+
+	mu      sync.Mutex // guards the fields below
+	argv    []string
+	running bool
+	pending []byte // the latest input for the hook, while it runs
+}
+
+// setArgv applies a reloaded enforcement.overuse_hook to the next runs.
+func (h *overuseHook) setArgv(argv []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.argv = argv
+}
+
+// run hands the hook an over-use.
+func (h *overuseHook) run(doc *license.Document, ov, used, reserved license.Counts) {
+	h.mu.Lock()
+	argv := h.argv
+	h.mu.Unlock()
 	if len(argv) == 0 {
 		return
 	}
@@ -225,32 +301,32 @@ func (a *Agent) runOveruseHook(doc *license.Document, ov, used, reserved license
 	}
 	payload, err := json.Marshal(in)
 	if err != nil {
-		a.log.Error("over-use hook input", "err", err)
+		h.log.Error("over-use hook input", "err", err)
 		return
 	}
-	u.hookMu.Lock()
-	defer u.hookMu.Unlock()
-	if u.hookRunning {
-		u.hookPending = payload
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running {
+		h.pending = payload
 		return
 	}
-	u.hookRunning = true
+	h.running = true
 	go func() {
 		for {
-			_, err := proc.Run(context.Background(), argv, proc.Options{Stdin: payload, Timeout: a.cfg.Enforcement.CommandTimeout})
+			_, err := proc.Run(context.Background(), argv, proc.Options{Stdin: payload, Timeout: h.timeout})
 			if err != nil {
-				a.log.Error("the over-use hook failed", "hook", argv[0], "err", err)
+				h.log.Error("the over-use hook failed", "hook", argv[0], "err", err)
 			} else {
-				a.log.Info("the over-use hook ran", "hook", argv[0])
+				h.log.Info("the over-use hook ran", "hook", argv[0])
 			}
-			u.hookMu.Lock()
-			payload, u.hookPending = u.hookPending, nil
+			h.mu.Lock()
+			payload, h.pending = h.pending, nil
 			if payload == nil {
-				u.hookRunning = false
-				u.hookMu.Unlock()
+				h.running = false
+				h.mu.Unlock()
 				return
 			}
-			u.hookMu.Unlock()
+			h.mu.Unlock()
 		}
 	}()
 }

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/audit"
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+)
+
+// The agent's side of the users component (users.go, admission.go): it
+// builds it, hands it the licence, the audit log and the metrics through
+// the small interfaces it asks for, and forwards the calls of the rest of
+// the daemon to it.
+
+// initUsers builds the users component: opts.Users counts, or the source
+// the configuration names.
+func (a *Agent) initUsers(opts Options, src license.TimeSource) error {
+	u, err := newSeats(seatsEnv{
+		clk:     a.clk,
+		elapsed: src.Elapsed,
+		licence: agentLicence{a},
+		audit:   agentAudit{a},
+		metrics: a.metrics,
+		log:     a.log,
+	}, opts.Users, a.cfg.Users, a.cfg.Admission, a.cfg.Enforcement.OveruseHook, a.cfg.Enforcement.CommandTimeout)
+	if err != nil {
+		return err
+	}
+	a.users = u
+	return nil
+}
+
+// agentLicence is the licence as the users component sees it.
+type agentLicence struct{ a *Agent }
+
+func (l agentLicence) Now() time.Time { return l.a.clock.Now() }
+
+func (l agentLicence) Document() *license.Document {
+	l.a.mu.Lock()
+	defer l.a.mu.Unlock()
+	return l.a.doc
+}
+
+func (l agentLicence) Verdict(now time.Time) (*license.Document, license.Verdict) {
+	l.a.mu.Lock()
+	defer l.a.mu.Unlock()
+	return l.a.doc, l.a.verdictLocked(now)
+}
+
+// agentAudit is the audit log as the users component sees it. The log has
+// a lock of its own.
+type agentAudit struct{ a *Agent }
+
+func (s agentAudit) Record(now time.Time, kind string, fields map[string]any) {
+	if s.a.lc.audit == nil {
+		return
+	}
+	if err := s.a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
+		s.a.log.Error("writing the audit log", "kind", kind, "err", err)
+	}
+}
+
+// Admit answers an admission request of the local API (admission.go).
+func (a *Agent) Admit(ctx context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+	return a.users.Admit(ctx, req)
+}
+
+// countUsers counts the PBX's users once (users.go).
+func (a *Agent) countUsers(ctx context.Context) error { return a.users.count(ctx) }
+
+// usersSnapshot is the users part of the status (users.go).
+func (a *Agent) usersSnapshot() (used, reserved license.Counts, st localapi.UsersStatus) {
+	return a.users.snapshot()
+}
+
+// checkOveruse reports a change of over-use, as a new licence may make one
+// (users.go).
+func (a *Agent) checkOveruse() { a.users.checkOveruse() }
