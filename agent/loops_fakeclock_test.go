@@ -478,7 +478,7 @@ func TestReservationExpiryOnFakeClock(t *testing.T) {
 	}
 	loopCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { a.usersLoop(loopCtx); close(done) }()
+	go func() { a.users.loop(loopCtx); close(done) }()
 	defer func() { stop(); <-done }()
 	f.step(t, ctx) // the loop has counted once and armed its ticker
 	pollUntil(t, ctx, "first count", func() bool { return profileStatus(a, license.UCPremium).Used == 8 })
