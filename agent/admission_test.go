@@ -446,6 +446,7 @@ func TestTelephonyReassertedWhenStartedByHand(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	if got := tel.took(); !reflect.DeepEqual(got, []string{"start", "stop"}) {
 		t.Fatalf("telephony %v", got)
 	}

@@ -395,7 +395,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 		return err
 	}
 	a.log.Info("activated", "pbx", doc.PBX.ID, "name", doc.PBX.Name, "revision", doc.Revision, "users", doc.Counts.String())
-	a.evaluate(context.WithoutCancel(ctx))
+	a.record() // telephony is lifecycleLoop's: Activate does not wait on it
 	a.wakeLifecycle()
 	select {
 	case a.resched <- struct{}{}:

@@ -86,9 +86,10 @@ const (
 type lifecycle struct {
 	audit     *audit.Log
 	telephony Telephony
-	wake      chan struct{} // asks lifecycleLoop to evaluate and re-arm its timer
+	wake      chan struct{}      // asks lifecycleLoop to evaluate and re-arm its timer
+	probe     chan chan struct{} // the watchdog asks lifecycleLoop to answer
 
-	mu      sync.Mutex // serialises evaluations; held across telephony calls
+	mu      sync.Mutex // held across a telephony call: never two at once
 	stopped *bool      // the telephony state last applied; nil before the first
 }
 
@@ -105,23 +106,56 @@ func (a *Agent) initLifecycle(opts Options) error {
 		a.lc.telephony = &logTelephony{log: a.log.With("component", "telephony")}
 	}
 	a.lc.wake = make(chan struct{}, 1)
+	a.lc.probe = make(chan chan struct{})
 	return nil
 }
 
 // lifecycleLoop evaluates the lifecycle at start, at least every minute,
-// at the next deadline, and when woken, until ctx ends.
+// at the next deadline, and when woken, until ctx ends. It alone calls the
+// telephony seam, and off its select: a telephony unit that takes minutes
+// to stop leaves the loop answering wake-ups, deadlines and the watchdog.
+// A verdict reached while a call runs is applied when it ends, so calls
+// never overlap and the last verdict wins.
 func (a *Agent) lifecycleLoop(ctx context.Context) {
 	timer := a.clk.NewTimer(0)
 	defer timer.Stop()
+	var (
+		running chan struct{} // closed when the telephony call in flight ends, else nil
+		pending bool          // an evaluation came while a call ran
+	)
+	defer func() {
+		if running != nil {
+			<-running // the call's ctx has ended too
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C():
 		case <-a.lc.wake:
+		case ack := <-a.lc.probe:
+			ack <- struct{}{}
+			continue
+		case <-running:
+			running = nil
+			if !pending {
+				continue
+			}
 		}
-		v := a.evaluate(ctx)
+		v := a.record()
 		timer.Reset(a.untilNextEvaluation(v))
+		if running != nil {
+			pending = true
+			continue
+		}
+		pending = false
+		done := make(chan struct{})
+		running = done
+		go func() {
+			defer close(done)
+			a.applyTelephony(ctx, v)
+		}()
 	}
 }
 
@@ -145,32 +179,31 @@ func (a *Agent) wakeLifecycle() {
 	}
 }
 
-// heartbeat reports to the portal once, then evaluates the lifecycle with
-// what it learnt.
+// heartbeat reports to the portal once, records the verdict it leads to
+// and has lifecycleLoop act on it.
 func (a *Agent) heartbeat(ctx context.Context) error {
 	err := a.exchangeHeartbeat(ctx)
-	a.evaluate(ctx)
+	a.record()
 	a.wakeLifecycle()
 	a.checkOveruse() // a new licence may change it (users.go)
 	return err
 }
 
-// evaluate computes the lifecycle state now and acts on it: a change is
+// record computes the lifecycle state now and keeps it: a change is
 // recorded in the audit log and persisted; a licence past its delete_at is
-// wiped, once the licence clock is the portal's own; and the telephony
-// seam is told to stop or start when the state asks for it.
+// wiped, once the licence clock is the portal's own. It is quick (no
+// telephony), so a heartbeat or an activation calls it in line and leaves
+// telephony to lifecycleLoop.
 //
 // A licence past delete_at on a clock the local machine set (the portal not
 // reached) is deleted in state, telephony stays stopped, but the signed
 // licence stays on disk until the portal confirms: a local clock that ran
 // ahead must not destroy a licence for good.
-func (a *Agent) evaluate(ctx context.Context) license.Verdict {
-	a.lc.mu.Lock()
-	defer a.lc.mu.Unlock()
-
+func (a *Agent) record() license.Verdict {
 	now := a.clock.Now()
 	portalTime := a.clock.PortalBacked()
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	v := a.verdictLocked(now)
 	dirty := false
 	if v.State == license.Deleted && a.doc != nil && portalTime {
@@ -196,15 +229,16 @@ func (a *Agent) evaluate(ctx context.Context) license.Verdict {
 			a.log.Error("saving the licence state", "err", err)
 		}
 	}
-	a.mu.Unlock()
-
-	a.applyTelephony(ctx, now, v)
 	return v
 }
 
-// applyTelephony calls the telephony seam when the state asks for other
-// than what was last applied. Callers hold a.lc.mu.
-func (a *Agent) applyTelephony(ctx context.Context, now time.Time, v license.Verdict) {
+// applyTelephony calls the telephony seam when verdict v asks for other
+// than what was last applied, or when telephony was started by hand while
+// v stops it. A failed call is retried at the next evaluation. It holds
+// a.lc.mu across the call, so calls never overlap.
+func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
+	a.lc.mu.Lock()
+	defer a.lc.mu.Unlock()
 	stop := v.State.StopsTelephony()
 	if a.lc.stopped != nil && *a.lc.stopped == stop {
 		chk, ok := a.lc.telephony.(telephonyChecker)
@@ -232,7 +266,7 @@ func (a *Agent) applyTelephony(ctx context.Context, now time.Time, v license.Ver
 	// Letting telephony run at start-up is the normal case, not an event.
 	if !first || stop || err != nil {
 		a.mu.Lock()
-		a.auditLocked(now, auditTelephony, fields)
+		a.auditLocked(a.clock.Now(), auditTelephony, fields)
 		a.mu.Unlock()
 	}
 }

@@ -63,6 +63,7 @@ func (r *rig) activated(t *testing.T, tel Telephony) *Agent {
 	if err := a.Activate(context.Background(), key); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(context.Background()) // lifecycleLoop's turn: these agents run no loops
 	return a
 }
 
@@ -160,6 +161,7 @@ func TestOfflineLapsedStoppedAndBack(t *testing.T) {
 		if err := a.heartbeat(context.Background()); err == nil {
 			t.Fatal("a heartbeat succeeded with the portal down")
 		}
+		a.evaluate(context.Background()) // lifecycleLoop's turn
 		s := a.Status()
 		if s.State != string(step.want) {
 			t.Fatalf("offline %v: %s (%s), want %s", step.offline, s.State, s.Summary, step.want)
@@ -181,6 +183,7 @@ func TestOfflineLapsedStoppedAndBack(t *testing.T) {
 	if err := a.heartbeat(context.Background()); err != nil {
 		t.Fatalf("heartbeat with the portal back: %v", err)
 	}
+	a.evaluate(context.Background()) // lifecycleLoop's turn
 	s := a.Status()
 	if s.State != "active" || s.Deadlines.LapseGraceEnd != nil {
 		t.Errorf("portal back: %s, deadlines %+v; want active with no lapse", s.State, s.Deadlines)
@@ -209,6 +212,7 @@ func TestZeroLicencesInProcess(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	s := a.Status()
 	wantStop, wantDelete := time.Date(2027, 3, 15, 0, 0, 0, 0, time.UTC), time.Date(2027, 3, 24, 0, 0, 0, 0, time.UTC)
 	if s.State != "stopping" || s.Deadlines.StopAt == nil || !s.Deadlines.StopAt.Equal(wantStop) || !s.Deadlines.DeleteAt.Equal(wantDelete) {
@@ -218,6 +222,7 @@ func TestZeroLicencesInProcess(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	if s := a.Status(); s.State != "stopped" || !strings.Contains(s.Summary, "deleted for good") {
 		t.Fatalf("six days later: %s %q", s.State, s.Summary)
 	}
@@ -241,6 +246,7 @@ func TestZeroLicencesInProcess(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	if s := a.Status(); s.State != "active" || s.Deadlines.StopAt != nil || s.Deadlines.DeleteAt != nil {
 		t.Fatalf("a licence added back: %s %+v", s.State, s.Deadlines)
 	}
@@ -252,10 +258,12 @@ func TestZeroLicencesInProcess(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	r.advancePortal(t, 15*day)
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
+	a.evaluate(ctx) // lifecycleLoop's turn
 	s = a.Status()
 	if s.State != "deleted" || s.License != nil || s.PBX == nil {
 		t.Fatalf("fifteen days at zero: %s, licence %+v, PBX %+v; want deleted, licence wiped, PBX named", s.State, s.License, s.PBX)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,16 +53,17 @@ func reloading() []string {
 // mainLoop is the daemon's main loop, between READY=1 and STOPPING=1: it
 // alone talks to systemd. It reloads the configuration on SIGHUP, sends
 // STATUS= when the summary changes, and pings the watchdog, each time only
-// after the heartbeat loop has answered a probe: a stuck heartbeat loop,
-// or a stuck main loop, stops the pings and lets systemd restart the
-// daemon. It returns when ctx ends.
+// after the heartbeat loop and the lifecycle loop have both answered a
+// probe: a stuck heartbeat loop, lifecycle loop or main loop stops the
+// pings and lets systemd restart the daemon. Telephony calls run off the
+// lifecycle loop's select, so a slow one does not. It returns when ctx ends.
 func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, lp *loops) {
 	lastStatus := a.statusLine()
 	n.send(daemon.SdNotifyReady, "STATUS="+lastStatus)
 
-	// The watchdog: a probe every third of WatchdogSec gives a busy
-	// heartbeat loop (an exchange with the portal is bounded at 30 s) two
-	// chances before systemd acts. Without a watchdog the ticker's channel
+	// The watchdog: a probe every third of WatchdogSec gives a busy loop
+	// (a heartbeat exchange with the portal is bounded at 30 s) two chances
+	// before systemd acts. Without a watchdog the ticker's channel
 	// stays nil and never fires.
 	var wdTick <-chan time.Time
 	every, err := daemon.SdWatchdogEnabled(false)
@@ -73,10 +75,11 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 		defer t.Stop()
 		wdTick = t.C()
 	}
+	watched := []watchedLoop{{"heartbeat", a.probe}, {"lifecycle", a.lc.probe}}
+	answered := make(chan string, len(watched)) // the loops that answered the probe in flight
 	var (
-		probeOut chan chan struct{} // a.probe while a probe waits to be taken, else nil
-		ack      chan struct{}      // the answer to the probe in flight, else nil
-		asked    time.Duration      // when it was asked, on the elapsed clock
+		waiting []string      // the loops yet to answer the probe in flight
+		asked   time.Duration // when it was asked, on the elapsed clock
 	)
 	statusTick := a.clk.NewTicker(statusEvery)
 	defer statusTick.Stop()
@@ -91,17 +94,21 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 		case <-ctx.Done():
 			return
 		case <-wdTick:
-			if ack != nil {
-				a.log.Warn("the heartbeat loop has not answered the watchdog; systemd restarts the daemon if this lasts",
-					"waiting", (a.clk.Elapsed() - asked).Round(time.Millisecond), "watchdog", every)
+			if len(waiting) > 0 {
+				a.log.Warn("loops have not answered the watchdog; systemd restarts the daemon if this lasts",
+					"loops", strings.Join(waiting, ","), "waiting", (a.clk.Elapsed() - asked).Round(time.Millisecond), "watchdog", every)
 				continue
 			}
-			ack, probeOut, asked = make(chan struct{}, 1), a.probe, a.clk.Elapsed()
-		case probeOut <- ack:
-			probeOut = nil
-		case <-ack:
-			ack = nil
-			n.send(daemon.SdNotifyWatchdog)
+			asked = a.clk.Elapsed()
+			for _, w := range watched {
+				waiting = append(waiting, w.name)
+				go w.ask(ctx, answered)
+			}
+		case name := <-answered:
+			waiting = slices.DeleteFunc(waiting, func(s string) bool { return s == name })
+			if len(waiting) == 0 {
+				n.send(daemon.SdNotifyWatchdog)
+			}
 		case <-hup:
 			n.send(reloading()...)
 			a.reload(ctx, lp)
@@ -111,6 +118,30 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 			updateStatus()
 		}
 	}
+}
+
+// watchedLoop is a loop the watchdog proves alive: it answers a probe sent
+// on its channel between its turns.
+type watchedLoop struct {
+	name  string
+	probe chan chan struct{}
+}
+
+// ask sends the loop a probe and reports its name on answered once the loop
+// answers; it gives up when ctx ends.
+func (w watchedLoop) ask(ctx context.Context, answered chan<- string) {
+	ack := make(chan struct{}, 1)
+	select {
+	case w.probe <- ack:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-ack:
+	case <-ctx.Done():
+		return
+	}
+	answered <- w.name // buffered for every loop watched
 }
 
 // statusLine is the daemon's one-line status for systemd now.

@@ -557,6 +557,57 @@ telephony_stays_stopped_after_reboot() {
 	ct systemd-run --quiet --unit=wms-standin --uid=wms --gid=wms /mnt/dist/seedusers -db /var/lib/wms/users.db -wal -hold
 }
 
+# slow_telephony_stop: a telephony unit bound to the licence targets whose
+# stop takes 120 s, past WatchdogSec=90s. The licence to zero and 6 days on:
+# the agent's stop waits the whole 120 s on systemd, and meanwhile the daemon
+# keeps its PID, answers its status and systemd records no watchdog timeout.
+# The licence is added back after, for the steps that follow.
+slow_telephony_stop() {
+	local unit=pbx-telephony-slow.service bind=/etc/systemd/system/pbx-licence-stopped.target.d/e2e-slow.conf pid restarts since end
+	# Bound as `pbx-agent helper telephony-units` binds a unit: the stopped
+	# target conflicts with it and starts after it stopped.
+	ct mkdir -p "$(dirname "$bind")"
+	ct sh -c "printf '[Unit]\nConflicts=$unit\nAfter=$unit\n' > $bind"
+	ct sh -c "printf '[Unit]\nDescription=A telephony unit slow to stop\n[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep 120\nTimeoutStopSec=180\n' > /etc/systemd/system/$unit"
+	ct systemctl daemon-reload
+	ct systemctl add-wants pbx-licence-active.target "$unit"
+	ct systemctl start "$unit"
+	[ "$(ct systemctl show -P WatchdogUSec pbx-agent.service)" = "1min 30s" ]
+	pid=$(ct systemctl show -P MainPID pbx-agent.service)
+	restarts=$(ct systemctl show -P NRestarts pbx-agent.service)
+	since=$(ct date +%s)
+	if [ "$(date -u -d "$(sim clock | cut -c1-10) + 1 day" +%d)" = 01 ]; then sim clock advance 1d; fi
+	sim pbx licenses e2e.example uc-premium=0 pbx-basic=0
+	eventually 15 state_is stopping
+	sim clock advance 6d
+	eventually 30 state_is stopped
+	eventually 30 sh -c "[ \"\$(nsenter -t $container_pid -m -p -- systemctl show -P ActiveState $unit)\" = deactivating ]"
+	# Through the 120 s stop and 10 s after: the same PID, the status answered.
+	end=$(($(date +%s) + 130))
+	while [ "$(date +%s)" -lt "$end" ]; do
+		[ "$(ct systemctl show -P MainPID pbx-agent.service)" = "$pid" ] || { echo "the daemon's PID changed during the slow stop"; return 1; }
+		ct timeout 5 pbx-agent status --json | grep -q '"state": "stopped"'
+		sleep 5
+	done
+	eventually 60 inactive "$unit"
+	ct systemctl is-active pbx-licence-stopped.target
+	[ "$(ct systemctl show -P MainPID pbx-agent.service)" = "$pid" ]
+	[ "$(ct systemctl show -P NRestarts pbx-agent.service)" = "$restarts" ]
+	if ct journalctl -u pbx-agent.service --since "@$since" --no-pager | grep -i 'watchdog timeout'; then return 1; fi
+	if ct journalctl -u pbx-agent.service --since "@$since" --no-pager | grep -q 'not answered the watchdog'; then
+		echo "a loop stopped answering the watchdog during the slow stop"; return 1
+	fi
+	ct pbx-agent audit | grep -Eq 'telephony +action=stop'
+	# Back as it was: the unit gone, the licence active, the stand-in running.
+	ct systemctl disable "$unit" 2>/dev/null || true
+	ct rm -f "/etc/systemd/system/$unit" "/etc/systemd/system/pbx-licence-active.target.wants/$unit" "$bind"
+	ct systemctl daemon-reload
+	sim pbx licenses e2e.example uc-premium=1
+	eventually 30 state_is active
+	eventually 30 ct systemctl is-active --quiet pbx-telephony-standin.service
+	echo "slow telephony stop: pid $pid kept through a 120 s stop under WatchdogSec=90s"
+}
+
 # licence_back_restarts_telephony: one licence added back: active again, the
 # stand-in runs; 5 UC-Premium users for 1 licence is over-use, reported to
 # the status, the portal and the audit log, and it blocks new UC-Premium users.
@@ -771,6 +822,7 @@ step "licences to zero, 6 days on: the agent stops the telephony unit" licence_z
 reboot_container
 step "after a reboot the agent stops the telephony unit again" telephony_stays_stopped_after_reboot
 step "a licence added back: telephony runs again; over-use reported" licence_back_restarts_telephony
+step "slow telephony stop" slow_telephony_stop
 step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
 step "purge leaves no unit, user, state or configuration" purge_leaves_nothing
 step "WMS: purge removes the helper's results and apt source; the WMS stays" wms_purged
