@@ -510,7 +510,7 @@ func (a *Agent) initCommands(opts Options, clk clock.Clock) error {
 	env := commandEnv{
 		log: a.log, clock: clk, now: a.clock.Now,
 		keyring: a.trust.Keyring,
-		audit:   a.record,
+		audit:   a.auditEvent,
 		metrics: a.metrics,
 		report:  a.wakeHeartbeat,
 	}

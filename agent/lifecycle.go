@@ -275,11 +275,11 @@ func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
 // write is logged: the audit log never stops the agent. Callers hold a.mu,
 // which orders events as the state changes they record.
 func (a *Agent) auditLocked(now time.Time, kind string, fields map[string]any) {
-	a.record(now, kind, fields)
+	a.auditEvent(now, kind, fields)
 }
 
-// record appends an event to the audit log; a failed write is logged.
-func (a *Agent) record(now time.Time, kind string, fields map[string]any) {
+// auditEvent appends an event to the audit log; a failed write is logged.
+func (a *Agent) auditEvent(now time.Time, kind string, fields map[string]any) {
 	if a.lc.audit == nil {
 		return
 	}

@@ -266,7 +266,7 @@ func TestHeartbeatBackoffCappedByConfiguredInterval(t *testing.T) {
 
 // startLifecycle runs the lifecycle loop on the fake clock until the test
 // ends, and waits for its first evaluation (its timer starts at zero).
-func (f *frontedRig) startLifecycle(t *testing.T, ctx context.Context, a *Agent) {
+func (f *frontedRig) startLifecycle(t *testing.T, ctx context.Context, a *Agent, tel *fakeTelephony) {
 	t.Helper()
 	// A heartbeat before the loop started asked it to evaluate; a loop
 	// started now evaluates at once anyway.
@@ -278,6 +278,15 @@ func (f *frontedRig) startLifecycle(t *testing.T, ctx context.Context, a *Agent)
 	done := make(chan struct{})
 	go func() { a.lifecycleLoop(loopCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
+	// The loop alone calls telephony: its first evaluation lets it run.
+	var first []string
+	pollUntil(t, ctx, "the lifecycle loop's first telephony call", func() bool {
+		first = append(first, tel.took()...)
+		return len(first) > 0
+	})
+	if len(first) != 1 || first[0] != "start" {
+		t.Fatalf("the lifecycle loop's first telephony calls: %v, want [start]", first)
+	}
 }
 
 // deadlineOnFake advances the fake clock, with the lifecycle loop running
@@ -358,7 +367,7 @@ func TestStopAtOnFakeClock(t *testing.T) {
 		t.Fatalf("all licences zero: %s %+v; want stopping until %v", s.State, s.Deadlines, stopAt)
 	}
 	tel.took()
-	f.startLifecycle(t, ctx, a)
+	f.startLifecycle(t, ctx, a, tel)
 	f.deadlineOnFake(t, ctx, a, tel, stopAt, license.Stopping, license.Stopped, []string{"stop"})
 }
 
@@ -375,7 +384,7 @@ func TestLapseOnFakeClock(t *testing.T) {
 	graceEnd := a.clock.Now().Add(license.DefaultOfflineGrace) // activated just now
 	f.fake.Advance(license.DefaultOfflineGrace - 150*time.Second)
 	tel.took()
-	f.startLifecycle(t, ctx, a)
+	f.startLifecycle(t, ctx, a, tel)
 	pollUntil(t, ctx, "offline", func() bool { return a.Status().State == string(license.Offline) })
 	if s := a.Status(); s.Deadlines.OfflineGraceEnd == nil || s.Deadlines.OfflineGraceEnd.Sub(graceEnd).Abs() > time.Second {
 		t.Fatalf("offline grace ends %v, want %v", s.Deadlines.OfflineGraceEnd, graceEnd)

@@ -178,7 +178,9 @@ func statusLine(st localapi.Status) string {
 			parts = append(parts, "over-use: "+strings.Join(ov, ", "))
 		}
 	}
-	if st.Next != "" {
+	// Active needs no phrase on one line: the state says it, and the
+	// room is kept for what is wrong (the line is cut at maxStatusLine).
+	if st.Next != "" && license.State(st.State) != license.Active {
 		parts = append(parts, st.Next)
 	}
 	hb := st.Heartbeat

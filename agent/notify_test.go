@@ -192,7 +192,7 @@ func TestRunNotifiesSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Within a second of the change, without a tick of its own.
-	m := await(t, ch, "STATUS=active; 3 of 10 users; licensed by the portal; last heartbeat ")
+	m := await(t, ch, "STATUS=active; 3 of 10 users; last heartbeat ")
 	if strings.Contains(m.text, "\n") {
 		t.Errorf("STATUS= spans lines: %q", m.text)
 	}
@@ -416,7 +416,7 @@ func TestStatusLine(t *testing.T) {
 			"unactivated; no PBX key activated yet (pbx-agent activate); config portal.url: empty"},
 		{"active", localapi.Status{State: "active", Next: "licensed by the portal", License: licence(8, nil), Users: counted,
 			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
-			"active; 9 of 13 users; licensed by the portal; last heartbeat 2026-05-31 10:42 UTC"},
+			"active; 9 of 13 users; last heartbeat 2026-05-31 10:42 UTC"},
 		{"not counted yet", localapi.Status{State: "active", License: licence(0, nil), Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 13 licences, users not counted yet; last heartbeat 2026-05-31 10:42 UTC"},
 		{"offline", localapi.Status{State: "offline", Next: "new users refused in 30 days, telephony stops in 44 days", License: licence(8, nil), Users: counted,
