@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -40,7 +40,7 @@ type denialLog struct {
 // admission.unbounded_uids) may hold at most
 // admission.max_reservations_per_uid seats at once. A denied request that
 // is not a dry run is recorded in the audit log.
-func (u *seats) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+func (u *seats) Admit(_ context.Context, req apitype.Admission) apitype.AdmissionAnswer {
 	now := u.env.licence.Now()
 	doc, v := u.env.licence.Verdict(now)
 
@@ -85,7 +85,7 @@ func (u *seats) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 		if reserved {
 			u.auditReservation(now, req, held, remaining)
 		}
-		return localapi.AdmissionAnswer{Allowed: true, Remaining: &remaining}
+		return apitype.AdmissionAnswer{Allowed: true, Remaining: &remaining}
 	}
 	if record {
 		fields := map[string]any{
@@ -104,7 +104,7 @@ func (u *seats) Admit(_ context.Context, req localapi.Admission) localapi.Admiss
 		u.env.audit.Record(now, auditAdmissionDenied, fields)
 		u.env.log.Info("admission denied", "profile", req.Profile, "count", req.Count, "kind", d.Kind, "reason", d.Reason)
 	}
-	return localapi.AdmissionAnswer{Allowed: false, Reason: d.Reason}
+	return apitype.AdmissionAnswer{Allowed: false, Reason: d.Reason}
 }
 
 // countMaxAge is how old the last good count may grow while counting
@@ -165,7 +165,7 @@ func plural(n int, one, many string) string {
 // auditReservation records a reservation: who took how many seats of
 // which profile. No lock of the component is held through the audit
 // log's fsync, so status reads do not wait for the disk.
-func (u *seats) auditReservation(now time.Time, req localapi.Admission, held, remaining int) {
+func (u *seats) auditReservation(now time.Time, req apitype.Admission, held, remaining int) {
 	fields := map[string]any{"profile": string(req.Profile), "count": req.Count, "held": held, "remaining": remaining}
 	if req.Peer != "" {
 		fields["peer"] = req.Peer

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -48,7 +48,7 @@ func benchAgent(b *testing.B, socket string) *Agent {
 // decision over the baseline's. Dry runs, so that seats never run out.
 func BenchmarkAdmissionInProcess(b *testing.B) {
 	ctx := context.Background()
-	req := localapi.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}
+	req := apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}
 	{
 		a := benchAgent(b, filepath.Join(b.TempDir(), "unused.sock"))
 		now := a.clock.Now()
@@ -131,7 +131,7 @@ func benchAdmissionOverSocket(b *testing.B, client func(sock string) *http.Clien
 		}()
 		c := client(sock)
 		eventually(b, 10*time.Second, "daemon serving", func() bool {
-			var st localapi.Status
+			var st apitype.Status
 			return getJSON(c, "/v1/status", &st) == nil
 		})
 		for b.Loop() {

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/users"
@@ -68,23 +68,23 @@ func (r *rig) admitting(t *testing.T, counts license.Counts, src users.Source) *
 	return a
 }
 
-func ask(p license.Profile, n int) localapi.Admission {
-	return localapi.Admission{Profile: p, Count: n, Peer: "test"}
+func ask(p license.Profile, n int) apitype.Admission {
+	return apitype.Admission{Profile: p, Count: n, Peer: "test"}
 }
 
-func dry(p license.Profile, n int) localapi.Admission {
-	return localapi.Admission{Profile: p, Count: n, DryRun: true}
+func dry(p license.Profile, n int) apitype.Admission {
+	return apitype.Admission{Profile: p, Count: n, DryRun: true}
 }
 
 // mustAdmit checks an answer is allowed with remaining seats left.
-func mustAdmit(t *testing.T, ans localapi.AdmissionAnswer, remaining int) {
+func mustAdmit(t *testing.T, ans apitype.AdmissionAnswer, remaining int) {
 	t.Helper()
 	if !ans.Allowed || ans.Remaining == nil || *ans.Remaining != remaining {
 		t.Fatalf("answer %+v (remaining %v), want allowed with %d remaining", ans, deref(ans.Remaining), remaining)
 	}
 }
 
-func mustDeny(t *testing.T, ans localapi.AdmissionAnswer, reason ...string) {
+func mustDeny(t *testing.T, ans apitype.AdmissionAnswer, reason ...string) {
 	t.Helper()
 	if ans.Allowed {
 		t.Fatalf("allowed (remaining %v), want denied", deref(ans.Remaining))
@@ -103,7 +103,7 @@ func deref(p *int) any {
 	return *p
 }
 
-func profileStatus(a *Agent, p license.Profile) localapi.ProfileStatus {
+func profileStatus(a *Agent, p license.Profile) apitype.ProfileStatus {
 	return a.Status().License.Profiles[string(p)]
 }
 
@@ -121,7 +121,7 @@ func TestReservations(t *testing.T) {
 	mustAdmit(t, a.Admit(ctx, dry(license.UCPremium, 2)), 0) // a dry run holds nothing
 	mustAdmit(t, a.Admit(ctx, ask(license.UCPremium, 2)), 0)
 	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "UC-Premium is full: 10 licensed, 8 used, 2 reserved")
-	if ps := profileStatus(a, license.UCPremium); ps != (localapi.ProfileStatus{Licensed: 10, Used: 8, Reserved: 2}) {
+	if ps := profileStatus(a, license.UCPremium); ps != (apitype.ProfileStatus{Licensed: 10, Used: 8, Reserved: 2}) {
 		t.Errorf("status %+v", ps)
 	}
 
@@ -190,7 +190,7 @@ func TestAdmissionConcurrentOverSocket(t *testing.T) {
 	// slots while the other requests wait for them.
 	c.Transport.(*http.Transport).DisableKeepAlives = true
 	eventually(t, 10*time.Second, "the first count", func() bool {
-		var st localapi.Status
+		var st apitype.Status
 		return getJSON(c, "/v1/status", &st) == nil && st.Users.CountedAt != nil
 	})
 
@@ -199,7 +199,7 @@ func TestAdmissionConcurrentOverSocket(t *testing.T) {
 	type result struct {
 		profile license.Profile
 		status  int
-		ans     localapi.AdmissionAnswer
+		ans     apitype.AdmissionAnswer
 		err     error
 	}
 	results := make(chan result, n)
@@ -237,7 +237,7 @@ func TestAdmissionConcurrentOverSocket(t *testing.T) {
 	if allowed[license.UCPremium] != 3 || allowed[license.PBXBasic] != 2 {
 		t.Errorf("allowed %v of %d requests; want exactly 3 uc-premium and 2 pbx-basic (of 2 users each)", allowed, n)
 	}
-	var st localapi.Status
+	var st apitype.Status
 	if err := getJSON(c, "/v1/status", &st); err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestOveruse(t *testing.T) {
 		b, err := os.ReadFile(hookOut)
 		return err == nil && json.Unmarshal(b, &in) == nil
 	})
-	if !reflect.DeepEqual(in.Overuse, map[string]int{"uc-premium": 3}) || in.Profiles["uc-premium"] != (localapi.ProfileStatus{Licensed: 5, Used: 8}) {
+	if !reflect.DeepEqual(in.Overuse, map[string]int{"uc-premium": 3}) || in.Profiles["uc-premium"] != (apitype.ProfileStatus{Licensed: 5, Used: 8}) {
 		t.Errorf("hook input %+v", in)
 	}
 
@@ -546,8 +546,8 @@ func getJSON(c *http.Client, path string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func postAdmission(c *http.Client, body string) (int, localapi.AdmissionAnswer, error) {
-	var ans localapi.AdmissionAnswer
+func postAdmission(c *http.Client, body string) (int, apitype.AdmissionAnswer, error) {
+	var ans apitype.AdmissionAnswer
 	resp, err := c.Post("http://local/v1/admission", "application/json", bytes.NewReader([]byte(body)))
 	if err != nil {
 		return 0, ans, err

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
@@ -23,7 +23,7 @@ import (
 )
 
 // ErrNotActivated is returned by Refresh before a key is activated.
-var ErrNotActivated = localapi.ErrNotActivated
+var ErrNotActivated = apitype.ErrNotActivated
 
 // Options are the parts of the agent tests replace.
 type Options struct {
@@ -84,7 +84,7 @@ type Agent struct {
 	waitWake  chan struct{}          // an activation starts the long-poll at once (wait.go)
 	reloadCfg func() (Config, error) // Options.Reload
 	logLevel  *slog.LevelVar         // Options.LogLevel
-	cfgStatus *localapi.ConfigStatus // how the last reload went; nil before one; guarded by mu
+	cfgStatus *apitype.ConfigStatus  // how the last reload went; nil before one; guarded by mu
 
 	mu        sync.Mutex // guards the fields below
 	st        persisted
@@ -320,7 +320,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	defer a.exchangeMu.Unlock()
 
 	if a.setupErr != nil {
-		return fmt.Errorf("%w: %v", localapi.ErrUnreachable, a.setupErr)
+		return fmt.Errorf("%w: %v", apitype.ErrUnreachable, a.setupErr)
 	}
 	key, err := license.ParseKey(raw, a.trust.Keyring(), license.KeyCheck{Now: a.clock.Now(), Model: a.model})
 	if err != nil {
@@ -332,7 +332,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	deleted := a.verdictLocked(now).State == license.Deleted
 	a.mu.Unlock()
 	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
-		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", localapi.ErrRefused, held.PBX.ID, held.PBX.Name)
+		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", apitype.ErrRefused, held.PBX.ID, held.PBX.Name)
 	}
 	device, err := a.ensureDevice()
 	if err != nil {
@@ -365,15 +365,15 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 		return classifyActivation(err)
 	}
 	if ans.Status == protocol.StatusGone {
-		return fmt.Errorf("%w: the portal says PBX %s is gone (%s)", localapi.ErrRefused, key.PBX.ID, ans.Reason)
+		return fmt.Errorf("%w: the portal says PBX %s is gone (%s)", apitype.ErrRefused, key.PBX.ID, ans.Reason)
 	}
 	doc, err := a.acceptLicense(ans.License, key.PBX.ID, true)
 	if err != nil {
-		return fmt.Errorf("%w: activation answer: %v", localapi.ErrUnreachable, err)
+		return fmt.Errorf("%w: activation answer: %v", apitype.ErrUnreachable, err)
 	}
 	if !ans.Matches(protocol.HeldLicence(doc.Revision, ans.License)) {
 		return fmt.Errorf("%w: the activation answer states another licence (revision %d) than the one it carries (revision %d)",
-			localapi.ErrUnreachable, ans.Revision, doc.Revision)
+			apitype.ErrUnreachable, ans.Revision, doc.Revision)
 	}
 	a.mu.Lock()
 	err = a.commitLocked(persisted{
@@ -413,9 +413,9 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 func classifyActivation(err error) error {
 	var re *refusedError
 	if errors.As(err, &re) && !re.transient() {
-		return fmt.Errorf("%w: %s", localapi.ErrRefused, re.body.Message)
+		return fmt.Errorf("%w: %s", apitype.ErrRefused, re.body.Message)
 	}
-	return fmt.Errorf("%w: %v", localapi.ErrUnreachable, err)
+	return fmt.Errorf("%w: %v", apitype.ErrUnreachable, err)
 }
 
 // ensureDevice returns the device key, making and saving one (0600) on

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
@@ -148,7 +148,7 @@ func TestActivationErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := r.otherAppliance(t)
-	if err := second.Activate(context.Background(), key); !errors.Is(err, localapi.ErrRefused) ||
+	if err := second.Activate(context.Background(), key); !errors.Is(err, apitype.ErrRefused) ||
 		!strings.Contains(err.Error(), "another appliance") {
 		t.Errorf("second appliance: %v, want ErrRefused naming the other appliance", err)
 	}
@@ -157,7 +157,7 @@ func TestActivationErrors(t *testing.T) {
 		t.Errorf("key of another portal: %v, want ErrUnknownSigner", err)
 	}
 	r.server.Close()
-	if err := r.otherAppliance(t).Activate(context.Background(), key); !errors.Is(err, localapi.ErrUnreachable) {
+	if err := r.otherAppliance(t).Activate(context.Background(), key); !errors.Is(err, apitype.ErrUnreachable) {
 		t.Errorf("portal down: %v, want ErrUnreachable", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clockmark"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -223,7 +223,7 @@ func TestClockMarkRecognisesRestoredState(t *testing.T) {
 			if got := restored.State(); got != license.Lapsed {
 				t.Errorf("the state file from the backup: %s; want lapsed", got)
 			}
-			if d := restored.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 1}); d.Allowed {
+			if d := restored.Admit(context.Background(), apitype.Admission{Profile: license.UCPremium, Count: 1}); d.Allowed {
 				t.Error("the restored state admits a user")
 			}
 			if !slices.Contains(kinds(t, r.cfg.StateDir), auditStateRestored) {

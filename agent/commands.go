@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
@@ -568,13 +568,13 @@ func (c *commands) count(typ protocol.CommandType, result string) {
 }
 
 // status lists pending and recent commands, newest first.
-func (c *commands) status() []localapi.CommandStatus {
+func (c *commands) status() []apitype.CommandStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := []localapi.CommandStatus{}
+	out := []apitype.CommandStatus{}
 	for i := len(c.j.Entries) - 1; i >= 0 && len(out) < statusCommands; i-- {
 		e := c.j.Entries[i]
-		cs := localapi.CommandStatus{ID: e.ID, Type: string(e.Type), State: string(e.State)}
+		cs := apitype.CommandStatus{ID: e.ID, Type: string(e.Type), State: string(e.State)}
 		if e.Type == "" {
 			cs.Type = "unknown"
 		}

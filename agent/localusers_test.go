@@ -22,15 +22,15 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 func uidPtr(u uint32) *uint32 { return &u }
 
-func askAs(uid uint32, p license.Profile, n int) localapi.Admission {
-	return localapi.Admission{Profile: p, Count: n, Peer: fmt.Sprintf("uid %d pid 1", uid), PeerUID: uidPtr(uid)}
+func askAs(uid uint32, p license.Profile, n int) apitype.Admission {
+	return apitype.Admission{Profile: p, Count: n, Peer: fmt.Sprintf("uid %d pid 1", uid), PeerUID: uidPtr(uid)}
 }
 
 // TestAdmissionBoundPerUID is a member of the read group reserving seat
@@ -198,7 +198,7 @@ func TestPeerCannotHoardSeats(t *testing.T) {
 	runAgent(t, a)
 	c := socketClient(r.cfg.Listen.Socket)
 	eventually(t, 10*time.Second, "the first count", func() bool {
-		var st localapi.Status
+		var st apitype.Status
 		return getJSON(c, "/v1/status", &st) == nil && st.Users.CountedAt != nil
 	})
 	if err := os.Chown(r.cfg.Listen.Socket, -1, gid); err != nil {
@@ -236,7 +236,7 @@ func TestPeerCannotHoardSeats(t *testing.T) {
 			continue
 		}
 		code, body, _ := strings.Cut(line, " ")
-		var ans localapi.AdmissionAnswer
+		var ans apitype.AdmissionAnswer
 		if err := json.Unmarshal([]byte(body), &ans); err != nil {
 			t.Fatalf("child said %q", line)
 		}
@@ -256,7 +256,7 @@ func TestPeerCannotHoardSeats(t *testing.T) {
 	if !strings.Contains(reason, "uid 65534 holds 3 reserved seats") || !strings.Contains(reason, "admission.max_reservations_per_uid") {
 		t.Errorf("refusal %q does not name the uid and the bound", reason)
 	}
-	var st localapi.Status
+	var st apitype.Status
 	if err := getJSON(c, "/v1/status", &st); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestRunWithItsPortSquatted(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("readyz on the socket = %d, want 200", resp.StatusCode)
 	}
-	var st localapi.Status
+	var st apitype.Status
 	eventually(t, 10*time.Second, "the held port in the status and a count", func() bool {
 		return getJSON(c, "/v1/status", &st) == nil && st.Users.CountedAt != nil &&
 			st.Listeners != nil && st.Listeners.HTTP != nil && strings.Contains(st.Listeners.HTTP.Error, "address already in use")
@@ -330,7 +330,7 @@ func TestRunWithItsPortSquatted(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	var after localapi.Status // fresh: decoding into st would keep its error
+	var after apitype.Status // fresh: decoding into st would keep its error
 	if err := getJSON(c, "/v1/status", &after); err != nil || after.Listeners.HTTP.Error != "" || after.Listeners.HTTP.Address != addr {
 		t.Errorf("listeners.http %+v after binding (%v), want %s without an error", after.Listeners.HTTP, err, addr)
 	}

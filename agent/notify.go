@@ -12,7 +12,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -154,7 +154,7 @@ func (a *Agent) statusLine() string {
 // CLI and the status page show too), and the last heartbeat or what is
 // wrong. Its times are to the minute and its countdowns round as they get
 // longer, so that it changes with the facts and not with every tick.
-func statusLine(st localapi.Status) string {
+func statusLine(st apitype.Status) string {
 	parts := []string{st.State}
 	minute := func(t *time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 	if l := st.License; l != nil {

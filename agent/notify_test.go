@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
@@ -307,8 +307,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	runAgent(t, a)
 	await(t, ch, "READY=1")
 	c := socketClient(cfg.Listen.Socket)
-	status := func() localapi.Status {
-		var st localapi.Status
+	status := func() apitype.Status {
+		var st apitype.Status
 		if err := getJSON(c, "/v1/status", &st); err != nil {
 			t.Fatal(err)
 		}
@@ -355,7 +355,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		eventually(t, 10*time.Second, "the new users source", func() bool { return status().License.Profiles["uc-premium"].Used == 5 })
 		eventually(t, 10*time.Second, "heartbeats every 200ms", func() bool { return portal.heartbeats.Load() >= beats+3 })
 		// A reservation now lasts 100ms.
-		if ans := a.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 1}); !ans.Allowed {
+		if ans := a.Admit(context.Background(), apitype.Admission{Profile: license.UCPremium, Count: 1}); !ans.Allowed {
 			t.Fatalf("admission: %+v", ans)
 		}
 		eventually(t, 10*time.Second, "the reservation to expire", func() bool {
@@ -398,48 +398,48 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 func TestStatusLine(t *testing.T) {
 	t0 := time.Date(2026, 5, 31, 10, 42, 17, 0, time.UTC)
-	licence := func(used int, overuse map[string]int) *localapi.LicenseStatus {
-		return &localapi.LicenseStatus{Profiles: map[string]localapi.ProfileStatus{
+	licence := func(used int, overuse map[string]int) *apitype.LicenseStatus {
+		return &apitype.LicenseStatus{Profiles: map[string]apitype.ProfileStatus{
 			"uc-premium": {Licensed: 10, Used: used}, "pbx-basic": {Licensed: 3, Used: 1},
 		}, Overuse: overuse}
 	}
-	counted := localapi.UsersStatus{Source: "sqlite", CountedAt: &t0}
+	counted := apitype.UsersStatus{Source: "sqlite", CountedAt: &t0}
 	tests := []struct {
 		name string
-		st   localapi.Status
+		st   apitype.Status
 		want string
 	}{
-		{"unactivated", localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)"},
+		{"unactivated", apitype.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)"},
 			"unactivated; no PBX key activated yet (pbx-agent activate)"},
-		{"unactivated, not configured", localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
-			Heartbeat: localapi.HeartbeatStatus{LastError: "config portal.url: empty"}},
+		{"unactivated, not configured", apitype.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
+			Heartbeat: apitype.HeartbeatStatus{LastError: "config portal.url: empty"}},
 			"unactivated; no PBX key activated yet (pbx-agent activate); config portal.url: empty"},
-		{"active", localapi.Status{State: "active", Next: "licensed by the portal", License: licence(8, nil), Users: counted,
-			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+		{"active", apitype.Status{State: "active", Next: "licensed by the portal", License: licence(8, nil), Users: counted,
+			Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 9 of 13 users; last heartbeat 2026-05-31 10:42 UTC"},
-		{"not counted yet", localapi.Status{State: "active", License: licence(0, nil), Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+		{"not counted yet", apitype.Status{State: "active", License: licence(0, nil), Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 13 licences, users not counted yet; last heartbeat 2026-05-31 10:42 UTC"},
-		{"offline", localapi.Status{State: "offline", Next: "new users refused in 30 days, telephony stops in 44 days", License: licence(8, nil), Users: counted,
-			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0, LastError: "dial tcp 10.0.0.1:443: connect: connection refused"}},
+		{"offline", apitype.Status{State: "offline", Next: "new users refused in 30 days, telephony stops in 44 days", License: licence(8, nil), Users: counted,
+			Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0, LastError: "dial tcp 10.0.0.1:443: connect: connection refused"}},
 			"offline; 9 of 13 users; new users refused in 30 days, telephony stops in 44 days; portal not reached since 2026-05-31 10:42 UTC: dial tcp 10.0.0.1:443: connect: connection refused"},
-		{"over-use", localapi.Status{State: "active", License: licence(14, map[string]int{"uc-premium": 4}), Users: counted,
-			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+		{"over-use", apitype.Status{State: "active", License: licence(14, map[string]int{"uc-premium": 4}), Users: counted,
+			Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 15 of 13 users; over-use: UC-Premium 4; last heartbeat 2026-05-31 10:42 UTC"},
-		{"counting fails", localapi.Status{State: "active", License: licence(8, nil),
-			Users:     localapi.UsersStatus{CountedAt: &t0, Error: "users source sqlite: database is locked\n(retrying)"},
-			Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+		{"counting fails", apitype.Status{State: "active", License: licence(8, nil),
+			Users:     apitype.UsersStatus{CountedAt: &t0, Error: "users source sqlite: database is locked\n(retrying)"},
+			Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0}},
 			"active; 9 of 13 users; last heartbeat 2026-05-31 10:42 UTC; counting users fails: users source sqlite: database is locked (retrying)"},
-		{"stopping", localapi.Status{State: "stopping", Next: "no new users; telephony stops in 5 days, PBX deleted in 14 days", License: licence(0, nil), Users: counted,
-			Deadlines: localapi.Deadlines{StopAt: &t0}, Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0}},
+		{"stopping", apitype.Status{State: "stopping", Next: "no new users; telephony stops in 5 days, PBX deleted in 14 days", License: licence(0, nil), Users: counted,
+			Deadlines: apitype.Deadlines{StopAt: &t0}, Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0}},
 			"stopping; 1 of 13 users; no new users; telephony stops in 5 days, PBX deleted in 14 days; last heartbeat 2026-05-31 10:42 UTC"},
-		{"stopped", localapi.Status{State: "stopped", Next: "telephony stopped; PBX deleted in 8 days", Deadlines: localapi.Deadlines{DeleteAt: &t0}},
+		{"stopped", apitype.Status{State: "stopped", Next: "telephony stopped; PBX deleted in 8 days", Deadlines: apitype.Deadlines{DeleteAt: &t0}},
 			"stopped; telephony stopped; PBX deleted in 8 days"},
-		{"deleted", localapi.Status{State: "deleted", Next: "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
+		{"deleted", apitype.Status{State: "deleted", Next: "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
 			"deleted; telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
-		{"restart needed", localapi.Status{State: "active", Heartbeat: localapi.HeartbeatStatus{LastSuccess: &t0},
-			Config: &localapi.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}}},
+		{"restart needed", apitype.Status{State: "active", Heartbeat: apitype.HeartbeatStatus{LastSuccess: &t0},
+			Config: &apitype.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}}},
 			"active; last heartbeat 2026-05-31 10:42 UTC; restart to apply listen.http, state_dir"},
-		{"reload failed", localapi.Status{State: "active", Config: &localapi.ConfigStatus{Error: "yaml: line 3"}},
+		{"reload failed", apitype.Status{State: "active", Config: &apitype.ConfigStatus{Error: "yaml: line 3"}},
 			"active; config not reloaded: yaml: line 3"},
 	}
 	for _, tt := range tests {
@@ -449,7 +449,7 @@ func TestStatusLine(t *testing.T) {
 			}
 		})
 	}
-	long := statusLine(localapi.Status{State: "offline", Heartbeat: localapi.HeartbeatStatus{LastError: strings.Repeat("é", 400)}})
+	long := statusLine(apitype.Status{State: "offline", Heartbeat: apitype.HeartbeatStatus{LastError: strings.Repeat("é", 400)}})
 	if len(long) > maxStatusLine || !strings.HasSuffix(long, "...") || !strings.HasPrefix(long, "offline; éé") {
 		t.Errorf("a long status is %d bytes: %q", len(long), long)
 	}

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/internal/ownerproxy"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
@@ -93,7 +93,7 @@ func TestProxyClaimingAnotherRevision(t *testing.T) {
 				t.Errorf("a proxy claiming exactly what the portal states: revision %d, last error %q; want revision 1 kept from the agent and the answers not counted",
 					s.License.Revision, s.Heartbeat.LastError)
 			}
-			if d := a.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 7}); d.Allowed {
+			if d := a.Admit(context.Background(), apitype.Admission{Profile: license.UCPremium, Count: 7}); d.Allowed {
 				t.Errorf("7 more users admitted through the proxy: %+v", d)
 			}
 			t.Logf("%s: state %s, revision %d, last error %q", tt.name, s.State, s.License.Revision, s.Heartbeat.LastError)
@@ -395,7 +395,7 @@ func TestClonedApplianceLapses(t *testing.T) {
 		if got := a.State(); got != license.Lapsed {
 			t.Errorf("%s, with both heartbeating: %s; want lapsed", name, got)
 		}
-		if d := a.Admit(context.Background(), localapi.Admission{Profile: license.UCPremium, Count: 1}); d.Allowed {
+		if d := a.Admit(context.Background(), apitype.Admission{Profile: license.UCPremium, Count: 1}); d.Allowed {
 			t.Errorf("%s admits a user while refused as a copy", name)
 		}
 	}

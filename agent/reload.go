@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // liveKeys are the configuration keys a reload applies to the running
@@ -95,7 +95,7 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 	if err != nil {
 		a.log.Error("configuration not reloaded: the running configuration stays", "err", err)
 		a.mu.Lock()
-		st := &localapi.ConfigStatus{ReloadedAt: now, Error: err.Error()}
+		st := &apitype.ConfigStatus{ReloadedAt: now, Error: err.Error()}
 		if prev := a.cfgStatus; prev != nil {
 			st.RestartNeeded = prev.RestartNeeded // still true of the running daemon
 		}
@@ -141,7 +141,7 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 		a.cfg.Enforcement.OveruseHook = next.Enforcement.OveruseHook // for the next reload's comparison
 	}
 
-	st := &localapi.ConfigStatus{ReloadedAt: now, RestartNeeded: restart}
+	st := &apitype.ConfigStatus{ReloadedAt: now, RestartNeeded: restart}
 	if err := errors.Join(problems...); err != nil {
 		st.Error = err.Error()
 		a.log.Error("configuration partly reloaded", "err", err)

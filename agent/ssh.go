@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/actions"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
@@ -206,11 +206,11 @@ func sshResult(st actions.SSHState) *protocol.SSHResult {
 
 // status is the access for the status: open, port, until (on the licence
 // clock).
-func (s *sshAccess) status() localapi.SSHStatus {
+func (s *sshAccess) status() apitype.SSHStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.st
-	out := localapi.SSHStatus{Open: st.Open, Port: s.port, HostKeys: st.HostKeys, Error: s.err}
+	out := apitype.SSHStatus{Open: st.Open, Port: s.port, HostKeys: st.HostKeys, Error: s.err}
 	if st.Open {
 		out.Port = st.Port
 		if !st.Until.IsZero() {

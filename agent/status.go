@@ -3,13 +3,13 @@ package agent
 import (
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 // Status returns a snapshot for the local API. It never waits on the portal.
-func (a *Agent) Status() localapi.Status {
+func (a *Agent) Status() apitype.Status {
 	now := a.clock.Now()
 	offset := a.clock.LocalOffset()
 	used, reserved, us := a.usersSnapshot()
@@ -18,12 +18,12 @@ func (a *Agent) Status() localapi.Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	v := a.verdictLocked(now)
-	s := localapi.Status{
+	s := apitype.Status{
 		State:    string(v.State),
 		Next:     v.WhatNext,
 		Summary:  v.Summary,
 		Commands: commands,
-		Clock:    localapi.ClockStatus{Now: clampTime(now), MarkError: a.mark.lastError()},
+		Clock:    apitype.ClockStatus{Now: clampTime(now), MarkError: a.mark.lastError()},
 		SSH:      ssh,
 		WMS:      wmsSt,
 		Users:    us,
@@ -32,15 +32,15 @@ func (a *Agent) Status() localapi.Status {
 		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
 	}
 	if p := a.st.PBX; p != nil {
-		s.PBX = &localapi.PBXStatus{ID: p.ID, Name: p.Name, Model: string(p.Model)}
+		s.PBX = &apitype.PBXStatus{ID: p.ID, Name: p.Name, Model: string(p.Model)}
 	}
 	if d := a.doc; d != nil {
-		ls := &localapi.LicenseStatus{Term: string(d.Term), Revision: d.Revision, Profiles: map[string]localapi.ProfileStatus{}}
+		ls := &apitype.LicenseStatus{Term: string(d.Term), Revision: d.Revision, Profiles: map[string]apitype.ProfileStatus{}}
 		if !d.TermEnd.IsZero() {
 			ls.TermEnd = utc(d.TermEnd)
 		}
 		for _, p := range license.Profiles() {
-			ls.Profiles[string(p.ID)] = localapi.ProfileStatus{Licensed: d.Counts[p.ID], Used: used[p.ID], Reserved: reserved[p.ID]}
+			ls.Profiles[string(p.ID)] = apitype.ProfileStatus{Licensed: d.Counts[p.ID], Used: used[p.ID], Reserved: reserved[p.ID]}
 		}
 		for p, n := range admission.Overuse(d, used) {
 			if ls.Overuse == nil {
@@ -49,12 +49,12 @@ func (a *Agent) Status() localapi.Status {
 			ls.Overuse[string(p)] = n
 		}
 		if so := d.SoftOverage; so != nil && now.Before(so.Until) {
-			ls.SoftOverage = &localapi.SoftOverageStatus{Factor: so.Factor, Until: clampTime(so.Until)}
+			ls.SoftOverage = &apitype.SoftOverageStatus{Factor: so.Factor, Until: clampTime(so.Until)}
 		}
 		ls.HigherCoversLower = d.HigherCoversLower
 		s.License = ls
 	}
-	s.Deadlines = localapi.Deadlines{
+	s.Deadlines = apitype.Deadlines{
 		StopAt:          optional(v.StopAt),
 		DeleteAt:        optional(v.DeleteAt),
 		OfflineGraceEnd: optional(v.OfflineGraceEnd),

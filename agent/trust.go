@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/atomicfile"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -132,8 +132,8 @@ func loadPortalKeyring(dir string, now time.Time, log *slog.Logger) (*license.Ke
 
 // trustStatus is the status's view of the keyring; kr may be nil when the
 // keyring could not be loaded.
-func trustStatus(kr *license.Keyring) *localapi.TrustStatus {
-	ts := &localapi.TrustStatus{Roots: license.RootsConfigured, Keys: []localapi.TrustedKeyStatus{}}
+func trustStatus(kr *license.Keyring) *apitype.TrustStatus {
+	ts := &apitype.TrustStatus{Roots: license.RootsConfigured, Keys: []apitype.TrustedKeyStatus{}}
 	if license.ReleaseBuild() {
 		ts.Roots = license.RootsEmbedded
 	}
@@ -143,7 +143,7 @@ func trustStatus(kr *license.Keyring) *localapi.TrustStatus {
 	t := kr.Trust()
 	ts.Ignored = t.Ignored
 	for _, k := range t.Keys {
-		ks := localapi.TrustedKeyStatus{KeyID: k.KeyID, Role: k.Role, AnnouncedBy: k.AnnouncedBy, Revoked: k.Revoked}
+		ks := apitype.TrustedKeyStatus{KeyID: k.KeyID, Role: k.Role, AnnouncedBy: k.AnnouncedBy, Revoked: k.Revoked}
 		if !k.NotAfter.IsZero() {
 			ks.NotAfter = utc(k.NotAfter)
 		}

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/proc"
@@ -207,10 +207,10 @@ func (u *seats) count(ctx context.Context) error {
 
 // snapshot is the users part of the status: used (nil before a good
 // count) and reserved per profile, and how counting goes.
-func (u *seats) snapshot() (used, reserved license.Counts, st localapi.UsersStatus) {
+func (u *seats) snapshot() (used, reserved license.Counts, st apitype.UsersStatus) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st = localapi.UsersStatus{Source: u.source.String(), Error: u.last.err}
+	st = apitype.UsersStatus{Source: u.source.String(), Error: u.last.err}
 	if u.last.used != nil {
 		st.CountedAt = utc(u.last.countedLT.Truncate(time.Second))
 	}
@@ -257,8 +257,8 @@ func (u *seats) checkOveruse() {
 type OveruseHookInput struct {
 	// Overuse is, per profile, the users without a licence; empty when the
 	// over-use is over.
-	Overuse  map[string]int                    `json:"overuse"`
-	Profiles map[string]localapi.ProfileStatus `json:"profiles"`
+	Overuse  map[string]int                   `json:"overuse"`
+	Profiles map[string]apitype.ProfileStatus `json:"profiles"`
 }
 
 // overuseHook runs enforcement.overuse_hook in the background, one run at
@@ -288,12 +288,12 @@ func (h *overuseHook) run(doc *license.Document, ov, used, reserved license.Coun
 	if len(argv) == 0 {
 		return
 	}
-	in := OveruseHookInput{Overuse: map[string]int{}, Profiles: map[string]localapi.ProfileStatus{}}
+	in := OveruseHookInput{Overuse: map[string]int{}, Profiles: map[string]apitype.ProfileStatus{}}
 	for p, n := range ov {
 		in.Overuse[string(p)] = n
 	}
 	for _, p := range license.Profiles() {
-		ps := localapi.ProfileStatus{Used: used[p.ID], Reserved: reserved[p.ID]}
+		ps := apitype.ProfileStatus{Used: used[p.ID], Reserved: reserved[p.ID]}
 		if doc != nil {
 			ps.Licensed = doc.Counts[p.ID]
 		}

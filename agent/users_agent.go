@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -63,7 +63,7 @@ func (s agentAudit) Record(now time.Time, kind string, fields map[string]any) {
 }
 
 // Admit answers an admission request of the local API (admission.go).
-func (a *Agent) Admit(ctx context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+func (a *Agent) Admit(ctx context.Context, req apitype.Admission) apitype.AdmissionAnswer {
 	return a.users.Admit(ctx, req)
 }
 
@@ -71,7 +71,7 @@ func (a *Agent) Admit(ctx context.Context, req localapi.Admission) localapi.Admi
 func (a *Agent) countUsers(ctx context.Context) error { return a.users.count(ctx) }
 
 // usersSnapshot is the users part of the status (users.go).
-func (a *Agent) usersSnapshot() (used, reserved license.Counts, st localapi.UsersStatus) {
+func (a *Agent) usersSnapshot() (used, reserved license.Counts, st apitype.UsersStatus) {
 	return a.users.snapshot()
 }
 

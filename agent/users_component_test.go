@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -68,7 +68,7 @@ func TestSeatsStandAlone(t *testing.T) {
 	}
 	ctx := context.Background()
 	uid := uint32(1000)
-	req := localapi.Admission{Profile: license.UCPremium, Count: 1, PeerUID: &uid}
+	req := apitype.Admission{Profile: license.UCPremium, Count: 1, PeerUID: &uid}
 	if ans := u.Admit(ctx, req); ans.Allowed {
 		t.Fatalf("admitted before any count: %+v", ans)
 	}

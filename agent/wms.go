@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/wms"
@@ -218,8 +218,8 @@ func (w *wmsUpgrades) setUpgrade(s string) {
 	w.mu.Unlock()
 }
 
-func (w *wmsUpgrades) status() localapi.WMSStatus {
+func (w *wmsUpgrades) status() apitype.WMSStatus {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return localapi.WMSStatus{Version: w.version, Upgrade: w.upgrade}
+	return apitype.WMSStatus{Version: w.version, Upgrade: w.upgrade}
 }

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // sshd is the OpenSSH server the child-process mode runs.
@@ -89,7 +89,7 @@ func TestSSHCommandsWithinSeconds(t *testing.T) {
 			if !s.SSH.Open || s.SSH.Port != port || s.SSH.Until == nil || len(s.SSH.HostKeys) == 0 {
 				t.Fatalf("status ssh = %+v", s.SSH)
 			}
-			if !slices.ContainsFunc(s.Commands, func(c localapi.CommandStatus) bool { return c.Type == "ssh.open" && c.State == "done" }) {
+			if !slices.ContainsFunc(s.Commands, func(c apitype.CommandStatus) bool { return c.Type == "ssh.open" && c.State == "done" }) {
 				t.Errorf("status commands = %+v", s.Commands)
 			}
 		}

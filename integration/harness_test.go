@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // binDir holds the binaries TestMain builds once for every test.
@@ -234,13 +234,13 @@ func (a *appliance) cli(stdin string, args ...string) result {
 	return run(a.t, stdin, "pbx-agent", append([]string{"--config", a.config}, args...)...)
 }
 
-func (a *appliance) status() localapi.Status {
+func (a *appliance) status() apitype.Status {
 	a.t.Helper()
 	r := a.cli("", "status", "--json")
 	if r.code != 0 {
 		a.t.Fatalf("%s status: exit %d: %s", a.name, r.code, r.stderr)
 	}
-	var s localapi.Status
+	var s apitype.Status
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 		a.t.Fatalf("%s status --json: %v\n%s", a.name, err, r.stdout)
 	}
@@ -248,9 +248,9 @@ func (a *appliance) status() localapi.Status {
 }
 
 // waitState polls until the agent reports state.
-func (a *appliance) waitState(state string, within time.Duration) localapi.Status {
+func (a *appliance) waitState(state string, within time.Duration) apitype.Status {
 	a.t.Helper()
-	var s localapi.Status
+	var s apitype.Status
 	eventually(a.t, within, a.name+" "+state, func() (bool, string) {
 		s = a.status()
 		return s.State == state, s.State + ": " + s.Summary + " " + s.Heartbeat.LastError

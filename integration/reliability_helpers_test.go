@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -47,8 +47,8 @@ var fastClient = &http.Client{Timeout: 10 * time.Second}
 
 // httpStatus reads GET /v1/status from the read-only listener: cheaper than
 // running the CLI, so tests can poll it often.
-func (a *appliance) httpStatus() (localapi.Status, error) {
-	var s localapi.Status
+func (a *appliance) httpStatus() (apitype.Status, error) {
+	var s apitype.Status
 	resp, err := fastClient.Get("http://" + a.http + "/v1/status")
 	if err != nil {
 		return s, err

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // humanStatus returns `pbx-agent status` as an admin reads it, and logs it.
@@ -23,10 +23,10 @@ func (a *appliance) humanStatus(what string) string {
 }
 
 // auditLog reads the agent's audit log through `pbx-agent audit --json`.
-func (a *appliance) auditLog() localapi.AuditLog {
+func (a *appliance) auditLog() apitype.AuditLog {
 	a.t.Helper()
 	r := a.cli("", "audit", "--json")
-	var log localapi.AuditLog
+	var log apitype.AuditLog
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &log) != nil {
 		a.t.Fatalf("%s audit --json: exit %d: %s%s", a.name, r.code, r.stdout, r.stderr)
 	}
@@ -34,7 +34,7 @@ func (a *appliance) auditLog() localapi.AuditLog {
 }
 
 // states lists the states the audit log records the agent entering.
-func states(log localapi.AuditLog) []string {
+func states(log apitype.AuditLog) []string {
 	var out []string
 	for _, e := range log.Events {
 		if e.Kind == "state.changed" {

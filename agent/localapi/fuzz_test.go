@@ -15,6 +15,7 @@ import (
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -25,7 +26,7 @@ var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds u
 // and returns the answer and what the backend was asked.
 func fuzzServe(t *testing.T, path, contentType string, body []byte) (*httptest.ResponseRecorder, *localapitest.Backend) {
 	b := new(localapitest.Backend)
-	b.SetAdmission(AdmissionAnswer{Allowed: true, Remaining: ptr(3)})
+	b.SetAdmission(apitype.AdmissionAnswer{Allowed: true, Remaining: ptr(3)})
 	s, err := New(Config{Backend: b, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func FuzzAdmissionBody(f *testing.F) {
 			http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
 		admissions := b.Admissions()
 		for _, a := range admissions {
-			if _, err := license.ParseProfile(string(a.Profile)); err != nil || a.Count < 1 || a.Count > MaxAdmissionCount {
+			if _, err := license.ParseProfile(string(a.Profile)); err != nil || a.Count < 1 || a.Count > apitype.MaxAdmissionCount {
 				t.Fatalf("the backend was asked %+v from body %q", a, body)
 			}
 		}

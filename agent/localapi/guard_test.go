@@ -11,6 +11,7 @@ import (
 	"time"
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // TestGuardedRoutes goes through the route table: every route that writes
@@ -41,7 +42,7 @@ func TestGuardedRoutes(t *testing.T) {
 			} {
 				t.Run(key+"/"+tt.name, func(t *testing.T) {
 					a := h.do(t, tt.req)
-					if eb := a.errorBody(t); a.status != 403 || eb.Code != CodeForbidden || !strings.Contains(eb.Error, tt.msg) {
+					if eb := a.errorBody(t); a.status != 403 || eb.Code != apitype.CodeForbidden || !strings.Contains(eb.Error, tt.msg) {
 						t.Errorf("answer %d %+v, want 403 forbidden naming %s", a.status, eb, tt.msg)
 					}
 				})

@@ -18,6 +18,7 @@ import (
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
@@ -33,7 +34,7 @@ func TestReadsRefuseARebindingHost(t *testing.T) {
 		for _, host := range []string{"evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port, "localhost.:" + port, "pbx.local:" + port} {
 			t.Run(path+"/"+host, func(t *testing.T) {
 				a := h.do(t, request{via: "tcp", method: "GET", path: path, host: host})
-				if eb := a.errorBody(t); a.status != 403 || eb.Code != CodeForbidden || !strings.Contains(eb.Error, "Host") {
+				if eb := a.errorBody(t); a.status != 403 || eb.Code != apitype.CodeForbidden || !strings.Contains(eb.Error, "Host") {
 					t.Errorf("answer %d %+v, want 403 naming the Host", a.status, eb)
 				}
 			})
@@ -104,8 +105,8 @@ func TestServeTCPAddrOutlastsASquatter(t *testing.T) {
 		}
 	}()
 	c := unixClient(sock)
-	status := func() Status {
-		var st Status
+	status := func() apitype.Status {
+		var st apitype.Status
 		resp, err := c.Get("http://local/v1/status")
 		if err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // TestMetricsRoute checks GET /metrics on both listeners: it serves the
@@ -29,7 +30,7 @@ func TestMetricsRoute(t *testing.T) {
 
 	none := newHarness(t, nil)
 	a := none.do(t, request{via: "tcp", method: "GET", path: "/metrics"})
-	if eb := a.errorBody(t); a.status != http.StatusNotFound || eb.Code != CodeNotFound {
+	if eb := a.errorBody(t); a.status != http.StatusNotFound || eb.Code != apitype.CodeNotFound {
 		t.Errorf("GET /metrics without metrics: %d %+v, want 404", a.status, eb)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -43,7 +44,7 @@ var pageCSP = func() string {
 
 // pageView is what the template shows, computed from a Status.
 type pageView struct {
-	Status    Status
+	Status    apitype.Status
 	StateName string
 	Tone      string // ok, warn, bad: the state's colour
 	Profiles  []profileRow
@@ -72,7 +73,7 @@ type timeRow struct {
 	Past                  bool
 }
 
-func newPageView(st Status) pageView {
+func newPageView(st apitype.Status) pageView {
 	v := pageView{Status: st, StateName: st.State, Tone: stateTone(st.State)}
 	now := st.Clock.Now
 	if now.IsZero() {
@@ -115,7 +116,7 @@ func newPageView(st Status) pageView {
 }
 
 // profileRows lists the profiles in catalogue order, then any unknown ones.
-func profileRows(l *LicenseStatus) []profileRow {
+func profileRows(l *apitype.LicenseStatus) []profileRow {
 	var rows []profileRow
 	seen := map[string]bool{}
 	row := func(id, name string) {
@@ -174,7 +175,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) error {
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.ExecuteTemplate(&buf, name, newPageView(s.status())); err != nil {
-		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "rendering the status page", err: err}
+		return &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: "rendering the status page", err: err}
 	}
 	setCommonHeaders(w.Header(), "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", pageCSP)

@@ -8,34 +8,36 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // pageBackend is a Backend that only answers Status.
 type pageBackend struct {
 	Backend
-	st Status
+	st apitype.Status
 }
 
-func (b pageBackend) Status() Status { return b.st }
+func (b pageBackend) Status() apitype.Status { return b.st }
 
 func TestStatusPage(t *testing.T) {
 	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
 	stop, del := now.AddDate(0, 0, 5), now.AddDate(0, 0, 14)
 	retry := now.Add(12 * time.Second)
-	st := Status{
+	st := apitype.Status{
 		State:   "stopping",
 		Next:    "no new users; telephony stops in 5 days, PBX deleted in 14 days <i>",
 		Summary: `Every licence is at zero <script>alert("x")</script>`,
-		PBX:     &PBXStatus{ID: "pbx-1", Name: `acme"><img src=x onerror=alert(1)>`, Model: "WPBX-VM"},
-		License: &LicenseStatus{Term: "monthly", Revision: 4, Profiles: map[string]ProfileStatus{
+		PBX:     &apitype.PBXStatus{ID: "pbx-1", Name: `acme"><img src=x onerror=alert(1)>`, Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{Term: "monthly", Revision: 4, Profiles: map[string]apitype.ProfileStatus{
 			"uc-premium": {Licensed: 10, Used: 12, Reserved: 1},
 			"pbx-basic":  {Licensed: 3, Used: 1},
 		}, Overuse: map[string]int{"uc-premium": 2}},
-		Deadlines: Deadlines{StopAt: &stop, DeleteAt: &del},
-		Heartbeat: HeartbeatStatus{Next: &retry, Failures: 4, LastError: "portal refused: internal error"},
-		Clock:     ClockStatus{Now: now},
-		Commands:  []CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
-		Config:    &ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
+		Deadlines: apitype.Deadlines{StopAt: &stop, DeleteAt: &del},
+		Heartbeat: apitype.HeartbeatStatus{Next: &retry, Failures: 4, LastError: "portal refused: internal error"},
+		Clock:     apitype.ClockStatus{Now: now},
+		Commands:  []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
+		Config:    &apitype.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
 	}
 	s, err := New(Config{Backend: pageBackend{st: st}})
 	if err != nil {

@@ -6,23 +6,25 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func TestStatusPageShowsWhereTrustComesFrom(t *testing.T) {
 	tests := []struct {
 		name        string
-		trust       *TrustStatus
+		trust       *apitype.TrustStatus
 		want, avoid []string
 	}{
 		{
 			name:  "development build",
-			trust: &TrustStatus{Roots: "configured", Keys: []TrustedKeyStatus{{KeyID: "sim-1", Role: "configured"}}},
+			trust: &apitype.TrustStatus{Roots: "configured", Keys: []apitype.TrustedKeyStatus{{KeyID: "sim-1", Role: "configured"}}},
 			want:  []string{`<strong class="error">development build</strong>`, "<code>sim-1</code>"},
 			avoid: []string{"roots embedded"},
 		},
 		{
 			name: "release build",
-			trust: &TrustStatus{Roots: "embedded", Keys: []TrustedKeyStatus{
+			trust: &apitype.TrustStatus{Roots: "embedded", Keys: []apitype.TrustedKeyStatus{
 				{KeyID: "portal-2026", Role: "announced", AnnouncedBy: "root-1", Revoked: true},
 				{KeyID: "root-1", Role: "root"},
 			}, Ignored: []string{"a", "b"}},
@@ -32,7 +34,7 @@ func TestStatusPageShowsWhereTrustComesFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(Config{Backend: pageBackend{st: Status{State: "active", Trust: tt.trust}}})
+			s, err := New(Config{Backend: pageBackend{st: apitype.Status{State: "active", Trust: tt.trust}}})
 			if err != nil {
 				t.Fatal(err)
 			}

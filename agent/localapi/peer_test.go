@@ -19,6 +19,7 @@ import (
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // helperEnv names the socket a TestHelperPeer child talks to.
@@ -62,7 +63,7 @@ func TestHelperPeer(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			res.Status = resp.StatusCode
-			var eb ErrorBody
+			var eb apitype.ErrorBody
 			if json.Unmarshal(b, &eb) == nil {
 				res.Code, res.Error = eb.Code, eb.Error
 			}
@@ -129,7 +130,7 @@ func TestPeerPermissions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fb := new(localapitest.Backend)
 			fb.SetStatus(sampleStatus())
-			fb.SetAdmission(AdmissionAnswer{Allowed: true, Remaining: ptr(2)})
+			fb.SetAdmission(apitype.AdmissionAnswer{Allowed: true, Remaining: ptr(2)})
 			tt.cfg.Backend, tt.cfg.Logger = fb, discardLogger()
 			srv, err := New(tt.cfg)
 			if err != nil {
@@ -189,7 +190,7 @@ func TestPeerPermissions(t *testing.T) {
 				if r.Status != want {
 					t.Errorf("%s as nobody = %d (%s), want %d", req, r.Status, r.Error, want)
 				}
-				if want == 403 && r.Code != CodeForbidden {
+				if want == 403 && r.Code != apitype.CodeForbidden {
 					t.Errorf("%s: code %q, want forbidden", req, r.Code)
 				}
 				if m := tt.msg[req]; m != "" && !strings.Contains(r.Error, m) {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // apiError is an answer other than success: its status, its code and a
@@ -23,7 +25,7 @@ func (e *apiError) Error() string { return e.msg }
 func (e *apiError) Unwrap() error { return e.err }
 
 func tooLarge() *apiError {
-	return &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+	return &apiError{status: http.StatusRequestEntityTooLarge, code: apitype.CodeTooLarge,
 		msg: fmt.Sprintf("request body is larger than %d KiB", maxBodyBytes>>10)}
 }
 
@@ -37,7 +39,7 @@ func (s *Server) handleError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.As(err, &mbe):
 		ae = tooLarge()
 	default:
-		ae = &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: err.Error(), err: err}
+		ae = &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: err.Error(), err: err}
 	}
 	level := slog.LevelDebug
 	switch {
@@ -59,7 +61,7 @@ func (s *Server) handleError(w http.ResponseWriter, r *http.Request, err error) 
 		// connection, which a client may see before the answer.
 		io.CopyN(io.Discard, r.Body, maxBodyBytes)
 	}
-	if werr := writeJSON(w, ae.status, ErrorBody{Error: ae.msg, Code: ae.code}); werr != nil {
+	if werr := writeJSON(w, ae.status, apitype.ErrorBody{Error: ae.msg, Code: ae.code}); werr != nil {
 		s.log.Error("local API: writing an error answer", "err", werr)
 	}
 }
@@ -94,7 +96,7 @@ func writeText(w http.ResponseWriter, status int, s string) {
 func decodeJSON(r *http.Request, v any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return &apiError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMediaType,
+		return &apiError{status: http.StatusUnsupportedMediaType, code: apitype.CodeUnsupportedMediaType,
 			msg: "the body must be JSON sent with Content-Type: application/json"}
 	}
 	if r.ContentLength > maxBodyBytes {
@@ -121,7 +123,7 @@ func bodyError(err error) error {
 	}
 	// encoding/json errors name offsets, types and fields, never values:
 	// safe to show and log even for a body holding a key.
-	return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, msg: "invalid JSON body: " + err.Error()}
+	return &apiError{status: http.StatusBadRequest, code: apitype.CodeBadRequest, msg: "invalid JSON body: " + err.Error()}
 }
 
 // peerAttr describes the request's peer for logs.

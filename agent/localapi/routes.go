@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -105,11 +106,11 @@ func notRouted(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(allow) == 0 {
-		return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "no such endpoint: " + r.URL.Path}
+		return &apiError{status: http.StatusNotFound, code: apitype.CodeNotFound, msg: "no such endpoint: " + r.URL.Path}
 	}
 	slices.Sort(allow)
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	return &apiError{status: http.StatusMethodNotAllowed, code: CodeMethod,
+	return &apiError{status: http.StatusMethodNotAllowed, code: apitype.CodeMethod,
 		msg: fmt.Sprintf("%s %s is not allowed: use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))}
 }
 
@@ -142,7 +143,7 @@ func (s *Server) permit(r *http.Request, need perm) error {
 			return nil
 		}
 	}
-	return &apiError{status: http.StatusForbidden, code: CodeForbidden, msg: s.deniedMessage(ci, need)}
+	return &apiError{status: http.StatusForbidden, code: apitype.CodeForbidden, msg: s.deniedMessage(ci, need)}
 }
 
 // loopbackHost refuses a request on the TCP listener whose Host is not a
@@ -160,7 +161,7 @@ func loopbackHost(host string) error {
 	if ip, err := netip.ParseAddr(name); err == nil && ip.Unmap().IsLoopback() {
 		return nil
 	}
-	return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+	return &apiError{status: http.StatusForbidden, code: apitype.CodeForbidden,
 		msg: fmt.Sprintf("Host %q is refused on the TCP listener: address it as 127.0.0.1 or localhost (a web page that rebinds its own name to this machine sends that name)", host)}
 }
 
@@ -168,11 +169,11 @@ func loopbackHost(host string) error {
 // than the listener's own names.
 func browserGuard(r *http.Request, ci *connInfo) error {
 	if _, ok := r.Header["Origin"]; ok {
-		return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+		return &apiError{status: http.StatusForbidden, code: apitype.CodeForbidden,
 			msg: "requests from web pages (with an Origin header) are refused on this endpoint"}
 	}
 	if !slices.Contains(ci.hosts, strings.ToLower(r.Host)) {
-		return &apiError{status: http.StatusForbidden, code: CodeForbidden,
+		return &apiError{status: http.StatusForbidden, code: apitype.CodeForbidden,
 			msg: fmt.Sprintf("Host %q is refused on this endpoint: address the listener by its own name", r.Host)}
 	}
 	return nil
@@ -191,14 +192,14 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !s.ready() {
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotReady, msg: "pbx-agent is starting: state not loaded or listeners not bound yet"}
+		return &apiError{status: http.StatusServiceUnavailable, code: apitype.CodeNotReady, msg: "pbx-agent is starting: state not loaded or listeners not bound yet"}
 	}
 	writeText(w, http.StatusOK, "ok\n")
 	return nil
 }
 
 // status is the backend's status with the listeners' states.
-func (s *Server) status() Status {
+func (s *Server) status() apitype.Status {
 	st := s.backend.Status()
 	st.Listeners = s.listenersStatus()
 	return st
@@ -223,19 +224,19 @@ func (s *Server) serveAudit(w http.ResponseWriter, r *http.Request) error {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > maxAuditLimit {
-			return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			return &apiError{status: http.StatusBadRequest, code: apitype.CodeBadRequest,
 				msg: fmt.Sprintf("limit %q: want a whole number from 0 (everything) to %d", v, maxAuditLimit)}
 		}
 		limit = n
 	}
 	evs, err := s.backend.Audit(r.Context(), limit)
 	if err != nil {
-		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "reading the audit log: " + err.Error(), err: err}
+		return &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: "reading the audit log: " + err.Error(), err: err}
 	}
 	if evs == nil {
 		evs = []audit.Event{}
 	}
-	return writeJSON(w, http.StatusOK, AuditLog{Events: evs})
+	return writeJSON(w, http.StatusOK, apitype.AuditLog{Events: evs})
 }
 
 // ActivateRequest is the body of POST /v1/activate.
@@ -252,7 +253,7 @@ func (s *Server) serveActivate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if strings.TrimSpace(req.Key) == "" {
-		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, msg: `no key: the body is {"key": "<PBX key>"}`}
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeInvalidKey, msg: `no key: the body is {"key": "<PBX key>"}`}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), backendTO)
 	defer cancel()
@@ -274,13 +275,13 @@ func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	if err := s.backend.Refresh(ctx); err != nil {
 		switch {
-		case errors.Is(err, ErrNotActivated):
-			return &apiError{status: http.StatusConflict, code: CodeNotActivated, msg: err.Error()}
-		case errors.Is(err, ErrRefused):
-			return &apiError{status: http.StatusConflict, code: CodeRefused, msg: err.Error()}
+		case errors.Is(err, apitype.ErrNotActivated):
+			return &apiError{status: http.StatusConflict, code: apitype.CodeNotActivated, msg: err.Error()}
+		case errors.Is(err, apitype.ErrRefused):
+			return &apiError{status: http.StatusConflict, code: apitype.CodeRefused, msg: err.Error()}
 		}
 		// Any other failure is the portal's: not reached, or answered badly.
-		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
+		return &apiError{status: http.StatusServiceUnavailable, code: apitype.CodePortalUnreachable, msg: err.Error()}
 	}
 	return writeJSON(w, http.StatusOK, s.status())
 }
@@ -293,7 +294,7 @@ func (s *Server) serveSSHClose(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), backendTO)
 	defer cancel()
 	if err := s.backend.CloseSSH(ctx); err != nil {
-		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: err.Error()}
+		return &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: err.Error()}
 	}
 	return writeJSON(w, http.StatusOK, s.status())
 }
@@ -303,13 +304,13 @@ func activationError(err error) error {
 	var le *license.Error
 	switch {
 	case errors.As(err, &le):
-		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, msg: le.Error()}
-	case errors.Is(err, ErrRefused):
-		return &apiError{status: http.StatusConflict, code: CodeRefused, msg: err.Error()}
-	case errors.Is(err, ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
-		return &apiError{status: http.StatusServiceUnavailable, code: CodePortalUnreachable, msg: err.Error()}
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeInvalidKey, msg: le.Error()}
+	case errors.Is(err, apitype.ErrRefused):
+		return &apiError{status: http.StatusConflict, code: apitype.CodeRefused, msg: err.Error()}
+	case errors.Is(err, apitype.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: apitype.CodePortalUnreachable, msg: err.Error()}
 	}
-	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, msg: "activation failed: " + err.Error(), err: err}
+	return &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: "activation failed: " + err.Error(), err: err}
 }
 
 // serveAdmission answers "may N more users of this profile be added":
@@ -319,27 +320,27 @@ func (s *Server) serveAdmission(w http.ResponseWriter, r *http.Request) error {
 	if err := s.permit(r, permAdmit); err != nil {
 		return err
 	}
-	var req AdmissionRequest
+	var req apitype.AdmissionRequest
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	if strings.TrimSpace(req.Profile) == "" {
-		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeBadRequest,
 			msg: `no profile: the body is {"profile": "uc-premium", "count": 1, "dry_run": false}`}
 	}
 	p, err := license.ParseProfile(req.Profile)
 	if err != nil {
-		return &apiError{status: http.StatusBadRequest, code: CodeUnknownProfile, msg: err.Error()}
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeUnknownProfile, msg: err.Error()}
 	}
 	count := 1
 	if req.Count != nil {
 		count = *req.Count
 	}
-	if count < 1 || count > MaxAdmissionCount {
-		return &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-			msg: fmt.Sprintf("count %d: ask for 1 to %d users", count, MaxAdmissionCount)}
+	if count < 1 || count > apitype.MaxAdmissionCount {
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeBadRequest,
+			msg: fmt.Sprintf("count %d: ask for 1 to %d users", count, apitype.MaxAdmissionCount)}
 	}
-	adm := Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)}
+	adm := apitype.Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)}
 	if ci := connFrom(r.Context()); ci.creds != nil {
 		uid := ci.creds.uid
 		adm.PeerUID = &uid

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/httpserve"
 )
 
@@ -112,7 +113,7 @@ type Server struct {
 	hasReadGID  bool
 
 	lmu       sync.Mutex // guards listeners
-	listeners ListenersStatus
+	listeners apitype.ListenersStatus
 }
 
 // New resolves the groups of cfg and returns the API.
@@ -277,7 +278,7 @@ func (s *Server) ServeTCPAddr(ctx context.Context, addr string) error {
 	var lastErr string
 	ln, err := httpserve.Bind(ctx, "tcp", addr, bindBackoff, func(attempt int, err error) {
 		msg := err.Error()
-		s.setListener(TCP, &ListenerStatus{Address: addr,
+		s.setListener(TCP, &apitype.ListenerStatus{Address: addr,
 			Error: fmt.Sprintf("not listening: %s; retrying (attempt %d)", msg, attempt)})
 		if msg != lastErr {
 			lastErr = msg
@@ -299,7 +300,7 @@ func (s *Server) ServeTCPAddr(ctx context.Context, addr string) error {
 }
 
 // setListener records the state of a listener for the status.
-func (s *Server) setListener(kind Kind, st *ListenerStatus) {
+func (s *Server) setListener(kind Kind, st *apitype.ListenerStatus) {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	switch kind {
@@ -311,13 +312,13 @@ func (s *Server) setListener(kind Kind, st *ListenerStatus) {
 }
 
 // listenersStatus is a copy of the listeners' states; nil before any.
-func (s *Server) listenersStatus() *ListenersStatus {
+func (s *Server) listenersStatus() *apitype.ListenersStatus {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	if s.listeners.Socket == nil && s.listeners.HTTP == nil {
 		return nil
 	}
-	out := &ListenersStatus{}
+	out := &apitype.ListenersStatus{}
 	if l := s.listeners.Socket; l != nil {
 		c := *l
 		out.Socket = &c
@@ -347,7 +348,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, kind Kind, systemd 
 	default:
 		return fmt.Errorf("localapi: unknown listener kind %v", kind)
 	}
-	s.setListener(kind, &ListenerStatus{Address: ln.Addr().String(), Systemd: systemd})
+	s.setListener(kind, &apitype.ListenerStatus{Address: ln.Addr().String(), Systemd: systemd})
 	lis := newLimitListener(ln, limit)
 	srv := &http.Server{
 		Handler:           s,

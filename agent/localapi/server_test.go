@@ -21,29 +21,30 @@ import (
 
 	. "github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
 func ptr[T any](v T) *T { return &v }
 
-func sampleStatus() Status {
+func sampleStatus() apitype.Status {
 	t0 := time.Date(2026, 5, 31, 10, 0, 0, 0, time.UTC)
-	return Status{
+	return apitype.Status{
 		State:   "active",
 		Summary: "Licensed and in touch with the portal.",
-		PBX:     &PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
-		License: &LicenseStatus{
+		PBX:     &apitype.PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{
 			Term: "monthly", TermEnd: ptr(t0.Add(24 * time.Hour)), Revision: 7,
-			Profiles: map[string]ProfileStatus{"uc-premium": {Licensed: 10, Used: 8, Reserved: 1}, "pbx-basic": {Licensed: 3}},
+			Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Licensed: 10, Used: 8, Reserved: 1}, "pbx-basic": {Licensed: 3}},
 			Overuse:  map[string]int{"uc-business": 2},
 		},
-		Heartbeat: HeartbeatStatus{LastSuccess: ptr(t0.Add(-time.Minute)), Next: ptr(t0.Add(time.Minute))},
-		Deadlines: Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
-		SSH:       SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(time.Hour))},
-		WMS:       WMSStatus{Version: "7.02.20250609.3"},
-		Commands:  []CommandStatus{{ID: "c1", Type: "ssh.open", State: "done", Result: "ok"}},
-		Clock:     ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+		Heartbeat: apitype.HeartbeatStatus{LastSuccess: ptr(t0.Add(-time.Minute)), Next: ptr(t0.Add(time.Minute))},
+		Deadlines: apitype.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
+		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(time.Hour))},
+		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
+		Commands:  []apitype.CommandStatus{{ID: "c1", Type: "ssh.open", State: "done", Result: "ok"}},
+		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
 	}
 }
 
@@ -139,9 +140,9 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) errorBody(t *testing.T) ErrorBody {
+func (a answer) errorBody(t *testing.T) apitype.ErrorBody {
 	t.Helper()
-	var eb ErrorBody
+	var eb apitype.ErrorBody
 	if err := json.Unmarshal(a.body, &eb); err != nil {
 		t.Fatalf("error body %q: %v", a.body, err)
 	}
@@ -226,51 +227,51 @@ func TestAPI(t *testing.T) {
 		{name: "activate", req: activate, wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
 		{name: "activate with host localhost", req: with(activate, func(r *request) { r.host = "localhost" }), wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
 		{name: "activate invalid key", req: activate, activateErr: fmt.Errorf("activating: %w", invalid),
-			wantStatus: 400, wantCode: CodeInvalidKey, wantMsg: invalid.Error(), wantKeys: 1},
-		{name: "activate refused", req: activate, activateErr: fmt.Errorf("PBX pbx-42 is bound to another appliance: %w", ErrRefused),
-			wantStatus: 409, wantCode: CodeRefused, wantMsg: "bound to another appliance", wantKeys: 1},
-		{name: "activate unreachable", req: activate, activateErr: fmt.Errorf("dial tcp: connection refused: %w", ErrUnreachable),
-			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "connection refused", wantKeys: 1},
+			wantStatus: 400, wantCode: apitype.CodeInvalidKey, wantMsg: invalid.Error(), wantKeys: 1},
+		{name: "activate refused", req: activate, activateErr: fmt.Errorf("PBX pbx-42 is bound to another appliance: %w", apitype.ErrRefused),
+			wantStatus: 409, wantCode: apitype.CodeRefused, wantMsg: "bound to another appliance", wantKeys: 1},
+		{name: "activate unreachable", req: activate, activateErr: fmt.Errorf("dial tcp: connection refused: %w", apitype.ErrUnreachable),
+			wantStatus: 503, wantCode: apitype.CodePortalUnreachable, wantMsg: "connection refused", wantKeys: 1},
 		{name: "activate internal", req: activate, activateErr: errors.New("disk full"),
-			wantStatus: 500, wantCode: CodeInternal, wantMsg: "disk full", wantKeys: 1},
+			wantStatus: 500, wantCode: apitype.CodeInternal, wantMsg: "disk full", wantKeys: 1},
 		{name: "activate without json content type", req: with(activate, func(r *request) { r.ctype = "text/plain" }),
-			wantStatus: 415, wantCode: CodeUnsupportedMediaType},
+			wantStatus: 415, wantCode: apitype.CodeUnsupportedMediaType},
 		{name: "activate json with charset", req: with(activate, func(r *request) { r.ctype = "application/json; charset=utf-8" }),
 			wantStatus: 200, wantKeys: 1, wantStatusJSON: true},
-		{name: "activate bad json", req: with(activate, func(r *request) { r.body = `{"key":` }), wantStatus: 400, wantCode: CodeBadRequest},
-		{name: "activate unknown field", req: with(activate, func(r *request) { r.body = `{"kee": "x"}` }), wantStatus: 400, wantCode: CodeBadRequest, wantMsg: "kee"},
-		{name: "activate two values", req: with(activate, func(r *request) { r.body = `{"key": "a"} {}` }), wantStatus: 400, wantCode: CodeBadRequest},
-		{name: "activate empty key", req: with(activate, func(r *request) { r.body = `{"key": " "}` }), wantStatus: 400, wantCode: CodeInvalidKey},
+		{name: "activate bad json", req: with(activate, func(r *request) { r.body = `{"key":` }), wantStatus: 400, wantCode: apitype.CodeBadRequest},
+		{name: "activate unknown field", req: with(activate, func(r *request) { r.body = `{"kee": "x"}` }), wantStatus: 400, wantCode: apitype.CodeBadRequest, wantMsg: "kee"},
+		{name: "activate two values", req: with(activate, func(r *request) { r.body = `{"key": "a"} {}` }), wantStatus: 400, wantCode: apitype.CodeBadRequest},
+		{name: "activate empty key", req: with(activate, func(r *request) { r.body = `{"key": " "}` }), wantStatus: 400, wantCode: apitype.CodeInvalidKey},
 		{name: "activate over tcp", req: with(activate, func(r *request) { r.via = "tcp" }),
-			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "writes go through the unix socket"},
+			wantStatus: 403, wantCode: apitype.CodeForbidden, wantMsg: "writes go through the unix socket"},
 		{name: "activate with origin", req: with(activate, func(r *request) { r.origin = "http://evil.example" }),
-			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "Origin"},
+			wantStatus: 403, wantCode: apitype.CodeForbidden, wantMsg: "Origin"},
 		{name: "activate with empty origin", req: with(activate, func(r *request) { r.origin = "null" }),
-			wantStatus: 403, wantCode: CodeForbidden, wantMsg: "Origin"},
+			wantStatus: 403, wantCode: apitype.CodeForbidden, wantMsg: "Origin"},
 		{name: "activate with foreign host", req: with(activate, func(r *request) { r.host = "evil.example" }),
-			wantStatus: 403, wantCode: CodeForbidden, wantMsg: `"evil.example"`},
+			wantStatus: 403, wantCode: apitype.CodeForbidden, wantMsg: `"evil.example"`},
 		{name: "activate with loopback host on unix", req: with(activate, func(r *request) { r.host = "127.0.0.1:9731" }),
-			wantStatus: 403, wantCode: CodeForbidden},
+			wantStatus: 403, wantCode: apitype.CodeForbidden},
 
 		{name: "refresh", req: request{method: "POST", path: "/v1/refresh"}, wantStatus: 200, wantRefresh: 1, wantStatusJSON: true},
-		{name: "refresh unreachable", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("portal timed out: %w", ErrUnreachable),
-			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "portal timed out", wantRefresh: 1},
+		{name: "refresh unreachable", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("portal timed out: %w", apitype.ErrUnreachable),
+			wantStatus: 503, wantCode: apitype.CodePortalUnreachable, wantMsg: "portal timed out", wantRefresh: 1},
 		{name: "refresh other error", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: errors.New("bad answer"),
-			wantStatus: 503, wantCode: CodePortalUnreachable, wantMsg: "bad answer", wantRefresh: 1},
-		{name: "refresh not activated", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: ErrNotActivated,
-			wantStatus: 409, wantCode: CodeNotActivated, wantMsg: "pbx-agent activate", wantRefresh: 1},
-		{name: "refresh refused", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("%w: suspended", ErrRefused),
-			wantStatus: 409, wantCode: CodeRefused, wantMsg: "suspended", wantRefresh: 1},
-		{name: "refresh over tcp", req: request{via: "tcp", method: "POST", path: "/v1/refresh"}, wantStatus: 403, wantCode: CodeForbidden},
-		{name: "refresh with origin", req: request{method: "POST", path: "/v1/refresh", origin: "https://evil.example"}, wantStatus: 403, wantCode: CodeForbidden},
+			wantStatus: 503, wantCode: apitype.CodePortalUnreachable, wantMsg: "bad answer", wantRefresh: 1},
+		{name: "refresh not activated", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: apitype.ErrNotActivated,
+			wantStatus: 409, wantCode: apitype.CodeNotActivated, wantMsg: "pbx-agent activate", wantRefresh: 1},
+		{name: "refresh refused", req: request{method: "POST", path: "/v1/refresh"}, refreshErr: fmt.Errorf("%w: suspended", apitype.ErrRefused),
+			wantStatus: 409, wantCode: apitype.CodeRefused, wantMsg: "suspended", wantRefresh: 1},
+		{name: "refresh over tcp", req: request{via: "tcp", method: "POST", path: "/v1/refresh"}, wantStatus: 403, wantCode: apitype.CodeForbidden},
+		{name: "refresh with origin", req: request{method: "POST", path: "/v1/refresh", origin: "https://evil.example"}, wantStatus: 403, wantCode: apitype.CodeForbidden},
 		{name: "refresh with foreign host over tcp", req: request{via: "tcp", method: "POST", path: "/v1/refresh", host: "evil.example:9731"},
-			wantStatus: 403, wantCode: CodeForbidden},
+			wantStatus: 403, wantCode: apitype.CodeForbidden},
 
-		{name: "unknown path", req: request{method: "GET", path: "/v1/nothing"}, wantStatus: 404, wantCode: CodeNotFound},
-		{name: "unknown path over tcp", req: request{via: "tcp", method: "POST", path: "/v2/"}, wantStatus: 404, wantCode: CodeNotFound},
-		{name: "post to the status page", req: request{via: "tcp", method: "POST", path: "/"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use GET"},
-		{name: "get activate", req: request{method: "GET", path: "/v1/activate"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use POST"},
-		{name: "delete status", req: request{method: "DELETE", path: "/v1/status"}, wantStatus: 405, wantCode: CodeMethod, wantMsg: "use GET"},
+		{name: "unknown path", req: request{method: "GET", path: "/v1/nothing"}, wantStatus: 404, wantCode: apitype.CodeNotFound},
+		{name: "unknown path over tcp", req: request{via: "tcp", method: "POST", path: "/v2/"}, wantStatus: 404, wantCode: apitype.CodeNotFound},
+		{name: "post to the status page", req: request{via: "tcp", method: "POST", path: "/"}, wantStatus: 405, wantCode: apitype.CodeMethod, wantMsg: "use GET"},
+		{name: "get activate", req: request{method: "GET", path: "/v1/activate"}, wantStatus: 405, wantCode: apitype.CodeMethod, wantMsg: "use POST"},
+		{name: "delete status", req: request{method: "DELETE", path: "/v1/status"}, wantStatus: 405, wantCode: apitype.CodeMethod, wantMsg: "use GET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,7 +308,7 @@ func TestAPI(t *testing.T) {
 				t.Error("405 without Allow")
 			}
 			if tt.wantStatusJSON {
-				var got Status
+				var got apitype.Status
 				if err := json.Unmarshal(a.body, &got); err != nil {
 					t.Fatal(err)
 				}
@@ -379,7 +380,7 @@ func TestAudit(t *testing.T) {
 			if tt.wantKinds == nil {
 				return
 			}
-			var got AuditLog
+			var got apitype.AuditLog
 			if err := json.Unmarshal(a.body, &got); err != nil || got.Events == nil {
 				t.Fatalf("body %s: %v", a.body, err)
 			}
@@ -400,7 +401,7 @@ func TestReadyz(t *testing.T) {
 	for _, via := range []string{"unix", "tcp"} {
 		t.Run("not ready over "+via, func(t *testing.T) {
 			a := h.do(t, request{via: via, method: "GET", path: "/readyz"})
-			if a.status != 503 || a.errorBody(t).Code != CodeNotReady {
+			if a.status != 503 || a.errorBody(t).Code != apitype.CodeNotReady {
 				t.Errorf("readyz = %d %s, want 503 not_ready", a.status, a.body)
 			}
 		})
@@ -474,7 +475,7 @@ func TestLargeBody(t *testing.T) {
 			resp.Body.Close()
 			conn.Close() // ends the writer if it is still going
 			<-wrote
-			if resp.StatusCode != 413 || !strings.Contains(string(body), CodeTooLarge) {
+			if resp.StatusCode != 413 || !strings.Contains(string(body), apitype.CodeTooLarge) {
 				t.Errorf("answer = %d %s, want 413 too_large", resp.StatusCode, body)
 			}
 			if keys := h.backend.Activations(); len(keys) != 0 {

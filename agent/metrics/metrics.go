@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -79,7 +79,7 @@ const DefaultMaxScrapes = 4
 type Config struct {
 	// Status returns the agent's snapshot; the gauges are read from it at
 	// every scrape. It must not block on the portal.
-	Status func() localapi.Status
+	Status func() apitype.Status
 	Build  buildinfo.Info
 	Logger *slog.Logger // nil discards
 	// MaxScrapes caps concurrent scrapes; 0 means DefaultMaxScrapes.

@@ -21,7 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -42,37 +42,37 @@ func at(s string) *time.Time {
 }
 
 // snapshots are agent statuses in the shapes the gauges must handle.
-var snapshots = map[string]localapi.Status{
-	"unactivated": {State: "unactivated", Commands: []localapi.CommandStatus{}},
+var snapshots = map[string]apitype.Status{
+	"unactivated": {State: "unactivated", Commands: []apitype.CommandStatus{}},
 	"active": {
 		State: "active",
-		PBX:   &localapi.PBXStatus{ID: "pbx-1", Name: "acme.example", Model: "WPBX-VM"},
-		License: &localapi.LicenseStatus{Term: "monthly", TermEnd: at("2027-03-31T23:59:59Z"), Revision: 4,
-			Profiles: map[string]localapi.ProfileStatus{
+		PBX:   &apitype.PBXStatus{ID: "pbx-1", Name: "acme.example", Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{Term: "monthly", TermEnd: at("2027-03-31T23:59:59Z"), Revision: 4,
+			Profiles: map[string]apitype.ProfileStatus{
 				"uc-premium": {Licensed: 10, Used: 12}, "pbx-basic": {Licensed: 3, Used: 1},
 				"uc-essential": {}, "uc-business": {}, "uc-wizyconf": {}, "pbx-service": {},
 			},
 			Overuse: map[string]int{"uc-premium": 2}},
-		Heartbeat: localapi.HeartbeatStatus{LastSuccess: at("2027-03-10T10:00:00Z")},
-		Deadlines: localapi.Deadlines{OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
-		SSH:       localapi.SSHStatus{Open: true, Port: 2222, Until: at("2027-03-10T11:00:00Z")},
-		WMS:       localapi.WMSStatus{Version: "7.02.20250609.3"},
+		Heartbeat: apitype.HeartbeatStatus{LastSuccess: at("2027-03-10T10:00:00Z")},
+		Deadlines: apitype.Deadlines{OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
+		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: at("2027-03-10T11:00:00Z")},
+		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
 	},
 	"stopping": {
 		State: "stopping",
-		License: &localapi.LicenseStatus{Term: "lifetime", Revision: 9,
-			Profiles: map[string]localapi.ProfileStatus{"uc-premium": {Used: 4}}},
-		Heartbeat: localapi.HeartbeatStatus{LastSuccess: at("2027-03-10T10:00:00Z")},
-		Deadlines: localapi.Deadlines{StopAt: at("2027-03-15T00:00:00Z"), DeleteAt: at("2027-03-24T00:00:00Z"),
+		License: &apitype.LicenseStatus{Term: "lifetime", Revision: 9,
+			Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Used: 4}}},
+		Heartbeat: apitype.HeartbeatStatus{LastSuccess: at("2027-03-10T10:00:00Z")},
+		Deadlines: apitype.Deadlines{StopAt: at("2027-03-15T00:00:00Z"), DeleteAt: at("2027-03-24T00:00:00Z"),
 			OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
 		// An SSH until left over after closing is not reported.
-		SSH: localapi.SSHStatus{Port: 2222, Until: at("2027-03-10T11:00:00Z")},
+		SSH: apitype.SSHStatus{Port: 2222, Until: at("2027-03-10T11:00:00Z")},
 	},
 }
 
-func newTest(t *testing.T, s localapi.Status) *Metrics {
+func newTest(t *testing.T, s apitype.Status) *Metrics {
 	t.Helper()
-	return New(Config{Status: func() localapi.Status { return s }, Build: testBuild, CommandTypes: testCommandTypes})
+	return New(Config{Status: func() apitype.Status { return s }, Build: testBuild, CommandTypes: testCommandTypes})
 }
 
 // gather returns the registry's families by name.
@@ -292,7 +292,7 @@ func TestStatusGauges(t *testing.T) {
 func TestStatusReadAtScrape(t *testing.T) {
 	var mu sync.Mutex
 	s := snapshots["unactivated"]
-	m := New(Config{Status: func() localapi.Status { mu.Lock(); defer mu.Unlock(); return s }, Build: testBuild})
+	m := New(Config{Status: func() apitype.Status { mu.Lock(); defer mu.Unlock(); return s }, Build: testBuild})
 	if v, _ := value(gather(t, m), "pbx_license_state", "state=active"); v != 0 {
 		t.Fatalf("active before activation: %v", v)
 	}
@@ -310,7 +310,7 @@ func TestStatusReadAtScrape(t *testing.T) {
 
 func TestEvents(t *testing.T) {
 	var logs bytes.Buffer
-	m := New(Config{Status: func() localapi.Status { return snapshots["unactivated"] }, Build: testBuild, CommandTypes: testCommandTypes,
+	m := New(Config{Status: func() apitype.Status { return snapshots["unactivated"] }, Build: testBuild, CommandTypes: testCommandTypes,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	m.Heartbeat(HeartbeatSuccess, 120*time.Millisecond)
 	m.Heartbeat(HeartbeatSuccess, 80*time.Millisecond)
@@ -450,7 +450,7 @@ func TestHandler(t *testing.T) {
 	t.Run("concurrent scrapes capped", func(t *testing.T) {
 		release := make(chan struct{})
 		entered := make(chan struct{}, 8)
-		m := New(Config{Build: testBuild, MaxScrapes: 2, Status: func() localapi.Status {
+		m := New(Config{Build: testBuild, MaxScrapes: 2, Status: func() apitype.Status {
 			entered <- struct{}{}
 			<-release
 			return snapshots["active"]

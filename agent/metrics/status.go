@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -32,7 +32,7 @@ const WMSUnknown = "unknown"
 // as the contract asks, and NaN fails every comparison, so an alert such as
 // `deadline - time() < 3 * 86400` ignores it.
 type statusCollector struct {
-	status func() localapi.Status
+	status func() apitype.Status
 
 	licensed, used, overuse *prometheus.Desc
 	state                   *prometheus.Desc
@@ -42,7 +42,7 @@ type statusCollector struct {
 	wms                     *prometheus.Desc
 }
 
-func newStatusCollector(status func() localapi.Status) *statusCollector {
+func newStatusCollector(status func() apitype.Status) *statusCollector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
@@ -74,7 +74,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 
-	var profiles map[string]localapi.ProfileStatus
+	var profiles map[string]apitype.ProfileStatus
 	var overuse map[string]int
 	var termEnd *time.Time
 	if s.License != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -37,7 +38,7 @@ func (a *app) activate(ctx context.Context, keyFile string) error {
 	if _, err := v.parse(raw); err != nil {
 		return &codedError{code: exitError, err: err}
 	}
-	var st localapi.Status
+	var st apitype.Status
 	req := localapi.ActivateRequest{Key: license.NormalizeKey(raw)}
 	if err := newAPIClient(cfg.Listen.Socket).do(ctx, "POST", "/v1/activate", req, &st); err != nil {
 		return exitFor(err)
@@ -47,7 +48,7 @@ func (a *app) activate(ctx context.Context, keyFile string) error {
 }
 
 // pbxName names a PBX for people: "acme.example (pbx-42)".
-func pbxName(p *localapi.PBXStatus) string {
+func pbxName(p *apitype.PBXStatus) string {
 	switch {
 	case p == nil:
 		return "(none)"

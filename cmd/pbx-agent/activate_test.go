@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -41,9 +41,9 @@ func TestActivate(t *testing.T) {
 		{name: "not a key checked locally", stdin: "hello", wantCode: 2, wantStderr: "pbx-agent: input not a PBX key"},
 		{name: "truncated key checked locally", stdin: valid[:len(valid)/2], wantCode: 2, wantStderr: "PBX key truncated"},
 		{name: "invalid for the daemon", stdin: valid, backendErr: serverInvalid, wantCode: 2, wantStderr: "pbx-agent: " + serverInvalid.Error(), wantCalls: 1},
-		{name: "refused by the portal", stdin: valid, backendErr: fmt.Errorf("%w: PBX pbx-42 is bound to another appliance", localapi.ErrRefused),
+		{name: "refused by the portal", stdin: valid, backendErr: fmt.Errorf("%w: PBX pbx-42 is bound to another appliance", apitype.ErrRefused),
 			wantCode: 3, wantStderr: "bound to another appliance", wantCalls: 1},
-		{name: "portal unreachable", stdin: valid, backendErr: fmt.Errorf("%w: dial tcp 127.0.0.1:1: connection refused", localapi.ErrUnreachable),
+		{name: "portal unreachable", stdin: valid, backendErr: fmt.Errorf("%w: dial tcp 127.0.0.1:1: connection refused", apitype.ErrUnreachable),
 			wantCode: 4, wantStderr: "portal unreachable: dial tcp", wantCalls: 1},
 		{name: "other daemon error", stdin: valid, backendErr: errors.New("disk full"), wantCode: 2, wantStderr: "disk full", wantCalls: 1},
 		{name: "daemon not running", stdin: valid, socket: "/nonexistent/agent.sock", wantCode: 2,

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
@@ -64,7 +64,7 @@ func (a *app) audit(ctx context.Context, asJSON bool, limit int) error {
 		_, err := a.stdout.Write(buf.Bytes())
 		return err
 	}
-	var log localapi.AuditLog
+	var log apitype.AuditLog
 	if err := json.Unmarshal(raw, &log); err != nil {
 		return fmt.Errorf("the audit log of pbx-agent: %w", err)
 	}

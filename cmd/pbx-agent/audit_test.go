@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
@@ -35,7 +35,7 @@ func TestAuditVerb(t *testing.T) {
 	})
 	t.Run("the last one, as JSON", func(t *testing.T) {
 		r := run(t, "", "--socket", sock, "audit", "--json", "-n", "1")
-		var got localapi.AuditLog
+		var got apitype.AuditLog
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
 			t.Fatalf("audit --json: exit %d, %v\n%s", r.code, err, r.stdout)
 		}

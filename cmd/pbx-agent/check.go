@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -49,15 +49,15 @@ func (a *app) check(ctx context.Context, profile string, count int, reserve, asJ
 	if err != nil {
 		return err
 	}
-	if count < 1 || count > localapi.MaxAdmissionCount {
-		return fmt.Errorf("--count %d: ask for 1 to %d users", count, localapi.MaxAdmissionCount)
+	if count < 1 || count > apitype.MaxAdmissionCount {
+		return fmt.Errorf("--count %d: ask for 1 to %d users", count, apitype.MaxAdmissionCount)
 	}
 	c, err := a.apiClient()
 	if err != nil {
 		return err
 	}
-	req := localapi.AdmissionRequest{Profile: string(p), Count: &count, DryRun: !reserve}
-	var ans localapi.AdmissionAnswer
+	req := apitype.AdmissionRequest{Profile: string(p), Count: &count, DryRun: !reserve}
+	var ans apitype.AdmissionAnswer
 	err = c.do(ctx, http.MethodPost, "/v1/admission", req, &ans)
 	var de *daemonError
 	if errors.As(err, &de) && de.status == http.StatusConflict {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
@@ -17,24 +17,24 @@ func TestCheck(t *testing.T) {
 	tests := []struct {
 		name       string
 		args       []string
-		answer     localapi.AdmissionAnswer
+		answer     apitype.AdmissionAnswer
 		wantCode   int
 		wantStdout string
 		wantStderr string
-		wantAsked  *localapi.Admission
+		wantAsked  *apitype.Admission
 	}{
-		{name: "allowed, a dry run", args: []string{"uc-premium"}, answer: localapi.AdmissionAnswer{Allowed: true, Remaining: ptr(3)},
+		{name: "allowed, a dry run", args: []string{"uc-premium"}, answer: apitype.AdmissionAnswer{Allowed: true, Remaining: ptr(3)},
 			wantStdout: "allowed (a dry run: nothing reserved): 1 UC-Premium user; 3 more could be added after it\n",
-			wantAsked:  &localapi.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
-		{name: "reserve several", args: []string{"UC-Premium", "--count", "2", "--reserve"}, answer: localapi.AdmissionAnswer{Allowed: true, Remaining: ptr(0)},
+			wantAsked:  &apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
+		{name: "reserve several", args: []string{"UC-Premium", "--count", "2", "--reserve"}, answer: apitype.AdmissionAnswer{Allowed: true, Remaining: ptr(0)},
 			wantStdout: "allowed and reserved: 2 UC-Premium users; 0 more could be added after them\n",
-			wantAsked:  &localapi.Admission{Profile: license.UCPremium, Count: 2}},
-		{name: "denied", args: []string{"uc-premium"}, answer: localapi.AdmissionAnswer{Reason: full},
-			wantCode: 1, wantStderr: "pbx-agent: denied: " + full + "\n", wantAsked: &localapi.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
-		{name: "denied, json", args: []string{"uc-premium", "--json"}, answer: localapi.AdmissionAnswer{Reason: full},
-			wantCode: 1, wantStdout: `"allowed": false`, wantStderr: "denied: UC-Premium is full", wantAsked: &localapi.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
-		{name: "allowed, json", args: []string{"pbx-basic", "--json", "-n", "3"}, answer: localapi.AdmissionAnswer{Allowed: true, Remaining: ptr(0)},
-			wantStdout: "{\n  \"allowed\": true,\n  \"remaining\": 0\n}\n", wantAsked: &localapi.Admission{Profile: license.PBXBasic, Count: 3, DryRun: true}},
+			wantAsked:  &apitype.Admission{Profile: license.UCPremium, Count: 2}},
+		{name: "denied", args: []string{"uc-premium"}, answer: apitype.AdmissionAnswer{Reason: full},
+			wantCode: 1, wantStderr: "pbx-agent: denied: " + full + "\n", wantAsked: &apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
+		{name: "denied, json", args: []string{"uc-premium", "--json"}, answer: apitype.AdmissionAnswer{Reason: full},
+			wantCode: 1, wantStdout: `"allowed": false`, wantStderr: "denied: UC-Premium is full", wantAsked: &apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}},
+		{name: "allowed, json", args: []string{"pbx-basic", "--json", "-n", "3"}, answer: apitype.AdmissionAnswer{Allowed: true, Remaining: ptr(0)},
+			wantStdout: "{\n  \"allowed\": true,\n  \"remaining\": 0\n}\n", wantAsked: &apitype.Admission{Profile: license.PBXBasic, Count: 3, DryRun: true}},
 		{name: "unknown profile", args: []string{"uc-gold"}, wantCode: 2, wantStderr: `pbx-agent: unknown profile "uc-gold"`},
 		{name: "bad count", args: []string{"uc-premium", "--count", "0"}, wantCode: 2, wantStderr: "--count 0: ask for 1 to"},
 		{name: "no profile", args: nil, wantCode: 2, wantStderr: "accepts 1 arg"},
@@ -80,9 +80,9 @@ func TestDescribeAdmissionDenied(t *testing.T) {
 
 func TestStatusUsersAndAllowances(t *testing.T) {
 	st := activeStatus()
-	st.License.SoftOverage = &localapi.SoftOverageStatus{Factor: 1.1, Until: st.Clock.Now.Add(72 * time.Hour)}
+	st.License.SoftOverage = &apitype.SoftOverageStatus{Factor: 1.1, Until: st.Clock.Now.Add(72 * time.Hour)}
 	st.License.HigherCoversLower = true
-	st.Users = localapi.UsersStatus{Source: "sqlite /var/lib/wms/users.db", CountedAt: ptr(st.Clock.Now.Add(-5 * time.Second)), Error: "no such table: users"}
+	st.Users = apitype.UsersStatus{Source: "sqlite /var/lib/wms/users.db", CountedAt: ptr(st.Clock.Now.Add(-5 * time.Second)), Error: "no such table: users"}
 	var b bytes.Buffer
 	printStatus(&b, st, false)
 	for _, want := range []string{
@@ -95,7 +95,7 @@ func TestStatusUsersAndAllowances(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
-	st.Users = localapi.UsersStatus{Source: "command /usr/lib/wms/count"}
+	st.Users = apitype.UsersStatus{Source: "command /usr/lib/wms/count"}
 	b.Reset()
 	printStatus(&b, st, false)
 	if !strings.Contains(b.String(), "Users counted       never, from command /usr/lib/wms/count\n") {

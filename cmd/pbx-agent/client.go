@@ -17,6 +17,7 @@ import (
 
 	"github.com/pbx-agent/pbx-agent/agent"
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // Exit codes of the verbs that go through the daemon (DESIGN.md section 4).
@@ -73,7 +74,7 @@ func newAPIClient(socket string) *apiClient {
 // daemonError is an error answer of the daemon: {"error", "code"}.
 type daemonError struct {
 	status int
-	body   localapi.ErrorBody
+	body   apitype.ErrorBody
 	raw    []byte // the answer as it came, for verbs whose non-2xx answers carry more
 }
 
@@ -177,9 +178,9 @@ func exitFor(err error) error {
 	var de *daemonError
 	if errors.As(err, &de) {
 		switch de.body.Code {
-		case localapi.CodeRefused:
+		case apitype.CodeRefused:
 			code = exitRefused
-		case localapi.CodePortalUnreachable:
+		case apitype.CodePortalUnreachable:
 			code = exitUnreachable
 		}
 	}

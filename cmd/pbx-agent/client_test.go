@@ -16,32 +16,33 @@ import (
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/agent/localapi/localapitest"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func ptr[T any](v T) *T { return &v }
 
-func activeStatus() localapi.Status {
+func activeStatus() apitype.Status {
 	t0 := time.Date(2026, 5, 20, 10, 0, 0, 0, time.UTC)
-	return localapi.Status{
+	return apitype.Status{
 		State:   "active",
 		Next:    "licensed by the portal",
 		Summary: "Licensed and in touch with the portal.",
-		PBX:     &localapi.PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
-		License: &localapi.LicenseStatus{
+		PBX:     &apitype.PBXStatus{ID: "pbx-42", Name: "acme.example", Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{
 			Term: "monthly", TermEnd: ptr(t0.Add(11*24*time.Hour + 14*time.Hour)), Revision: 7,
-			Profiles: map[string]localapi.ProfileStatus{
+			Profiles: map[string]apitype.ProfileStatus{
 				"uc-premium": {Licensed: 10, Used: 8, Reserved: 1},
 				"pbx-basic":  {Licensed: 3, Used: 2},
 				"uc-future":  {Licensed: 1},
 			},
 			Overuse: map[string]int{"uc-business": 2},
 		},
-		Heartbeat: localapi.HeartbeatStatus{LastSuccess: ptr(t0.Add(-3 * time.Minute)), Next: ptr(t0.Add(time.Minute)), LastError: "portal timed out", Failures: 3},
-		Deadlines: localapi.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
-		SSH:       localapi.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
-		WMS:       localapi.WMSStatus{Version: "7.02.20250609.3"},
-		Commands:  []localapi.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened"}},
-		Clock:     localapi.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+		Heartbeat: apitype.HeartbeatStatus{LastSuccess: ptr(t0.Add(-3 * time.Minute)), Next: ptr(t0.Add(time.Minute)), LastError: "portal timed out", Failures: 3},
+		Deadlines: apitype.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
+		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
+		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
+		Commands:  []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened"}},
+		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
 	}
 }
 
@@ -135,7 +136,7 @@ func TestConnError(t *testing.T) {
 		})
 	}
 	t.Run("forbidden answer", func(t *testing.T) {
-		de := &daemonError{status: 403, body: localapi.ErrorBody{Error: "uid 1000 may not read pbx-agent: join the group pbx-agent", Code: "forbidden"}}
+		de := &daemonError{status: 403, body: apitype.ErrorBody{Error: "uid 1000 may not read pbx-agent: join the group pbx-agent", Code: "forbidden"}}
 		if got := de.Error(); got != "permission denied: uid 1000 may not read pbx-agent: join the group pbx-agent" {
 			t.Errorf("403 = %q", got)
 		}

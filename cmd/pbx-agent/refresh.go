@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func newRefreshCmd(a *app) *cobra.Command {
@@ -27,10 +27,10 @@ func (a *app) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var st localapi.Status
+	var st apitype.Status
 	err = c.do(ctx, "POST", "/v1/refresh", nil, &st)
 	var de *daemonError
-	if errors.As(err, &de) && de.body.Code == localapi.CodePortalUnreachable {
+	if errors.As(err, &de) && de.body.Code == apitype.CodePortalUnreachable {
 		// Say where the PBX stands all the same: offline is not lapsed.
 		if c.do(ctx, "GET", "/v1/status", nil, &st) == nil {
 			fmt.Fprintln(a.stdout, stateLine(st))
@@ -44,7 +44,7 @@ func (a *app) refresh(ctx context.Context) error {
 }
 
 // stateLine is the state and its summary on one line.
-func stateLine(st localapi.Status) string {
+func stateLine(st apitype.Status) string {
 	if st.Summary == "" {
 		return "State: " + st.State
 	}

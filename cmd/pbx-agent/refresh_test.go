@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func TestRefresh(t *testing.T) {
@@ -19,11 +19,11 @@ func TestRefresh(t *testing.T) {
 		wantCalls  int
 	}{
 		{name: "ok", wantStdout: "State: active: Licensed and in touch with the portal.\n", wantCalls: 1},
-		{name: "portal unreachable", refreshErr: fmt.Errorf("%w: dial tcp: i/o timeout", localapi.ErrUnreachable),
+		{name: "portal unreachable", refreshErr: fmt.Errorf("%w: dial tcp: i/o timeout", apitype.ErrUnreachable),
 			wantCode: 4, wantStdout: "State: active", wantStderr: "pbx-agent: portal unreachable: dial tcp: i/o timeout\n", wantCalls: 1},
-		{name: "refused", refreshErr: fmt.Errorf("%w: licence suspended", localapi.ErrRefused),
+		{name: "refused", refreshErr: fmt.Errorf("%w: licence suspended", apitype.ErrRefused),
 			wantCode: 3, wantStderr: "licence suspended", wantCalls: 1},
-		{name: "not activated", refreshErr: localapi.ErrNotActivated, wantCode: 2, wantStderr: "pbx-agent: not activated: activate a PBX key first", wantCalls: 1},
+		{name: "not activated", refreshErr: apitype.ErrNotActivated, wantCode: 2, wantStderr: "pbx-agent: not activated: activate a PBX key first", wantCalls: 1},
 		{name: "daemon not running", socket: "/nonexistent/agent.sock", wantCode: 2, wantStderr: "is the daemon running?"},
 	}
 	for _, tt := range tests {

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pbx-agent/pbx-agent/agent"
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
 	"github.com/pbx-agent/pbx-agent/pkg/actions"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -63,8 +63,8 @@ func newSSHCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func (a *app) daemonStatus(ctx context.Context, method, path string) (localapi.Status, error) {
-	var st localapi.Status
+func (a *app) daemonStatus(ctx context.Context, method, path string) (apitype.Status, error) {
+	var st apitype.Status
 	c, err := a.apiClient()
 	if err != nil {
 		return st, err
@@ -77,7 +77,7 @@ func (a *app) daemonStatus(ctx context.Context, method, path string) (localapi.S
 
 // printSSH prints the access; the time left is counted on the licence
 // clock the status states, like the end itself.
-func printSSH(w io.Writer, st localapi.Status, asJSON bool) error {
+func printSSH(w io.Writer, st apitype.Status, asJSON bool) error {
 	s := st.SSH
 	if asJSON {
 		enc := json.NewEncoder(w)

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func TestSSHStatusAndClose(t *testing.T) {
 	fb, sock := daemon(t)
 	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	st := fb.Status()
-	st.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until, HostKeys: []string{"ssh-ed25519 SHA256:abc"}}
+	st.SSH = apitype.SSHStatus{Open: true, Port: 2222, Until: &until, HostKeys: []string{"ssh-ed25519 SHA256:abc"}}
 	fb.SetStatus(st)
 
 	r := run(t, "", "--socket", sock, "ssh", "status")
@@ -46,7 +46,7 @@ func TestSSHStatusOnTheLicenceClock(t *testing.T) {
 	until := licence.Add(3 * time.Hour)
 	st := fb.Status()
 	st.Clock.Now = licence
-	st.SSH = localapi.SSHStatus{Open: true, Port: 2222, Until: &until}
+	st.SSH = apitype.SSHStatus{Open: true, Port: 2222, Until: &until}
 	fb.SetStatus(st)
 	r := run(t, "", "--socket", sock, "ssh", "status")
 	if want := "until " + until.Format(time.RFC3339) + " (in 3 hours)"; r.code != 0 || !strings.Contains(r.stdout, want) {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -52,7 +52,7 @@ func (a *app) status(ctx context.Context, asJSON bool) error {
 		_, err := a.stdout.Write(buf.Bytes())
 		return err
 	}
-	var st localapi.Status
+	var st apitype.Status
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("the status of pbx-agent: %w", err)
 	}
@@ -105,7 +105,7 @@ func wrap(s string, width int) []string {
 	return lines
 }
 
-func printStatus(w io.Writer, st localapi.Status, colour bool) {
+func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	now := st.Clock.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -242,7 +242,7 @@ func printStatus(w io.Writer, st localapi.Status, colour bool) {
 
 // printProfiles prints the counts in catalogue order, then any profile this
 // CLI does not know.
-func printProfiles(w io.Writer, l *localapi.LicenseStatus) {
+func printProfiles(w io.Writer, l *apitype.LicenseStatus) {
 	var ids []string
 	for _, p := range license.Profiles() {
 		id := string(p.ID)

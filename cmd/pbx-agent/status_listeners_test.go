@@ -5,16 +5,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // TestStatusShowsAHeldPort: while another process holds listen.http's
 // port, the summary says so; once bound, nothing is said.
 func TestStatusShowsAHeldPort(t *testing.T) {
 	st := activeStatus()
-	st.Listeners = &localapi.ListenersStatus{
-		Socket: &localapi.ListenerStatus{Address: "/run/pbx-agent/agent.sock", Systemd: true},
-		HTTP: &localapi.ListenerStatus{Address: "127.0.0.1:9731",
+	st.Listeners = &apitype.ListenersStatus{
+		Socket: &apitype.ListenerStatus{Address: "/run/pbx-agent/agent.sock", Systemd: true},
+		HTTP: &apitype.ListenerStatus{Address: "127.0.0.1:9731",
 			Error: "not listening: listen tcp 127.0.0.1:9731: bind: address already in use; retrying (attempt 3)"},
 	}
 	var b bytes.Buffer

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func TestStatus(t *testing.T) {
@@ -58,7 +58,7 @@ func TestStatus(t *testing.T) {
 		if !strings.HasPrefix(r.stdout, "{\n  \"state\": \"active\",\n") {
 			t.Errorf("not indented JSON:\n%s", r.stdout)
 		}
-		var got localapi.Status
+		var got apitype.Status
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 			t.Fatal(err)
 		}
@@ -71,8 +71,8 @@ func TestStatus(t *testing.T) {
 		}
 	})
 	t.Run("unactivated", func(t *testing.T) {
-		fb.SetStatus(localapi.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
-			Summary: "No key yet: run pbx-agent activate.", Commands: []localapi.CommandStatus{}})
+		fb.SetStatus(apitype.Status{State: "unactivated", Next: "no PBX key activated yet (pbx-agent activate)",
+			Summary: "No key yet: run pbx-agent activate.", Commands: []apitype.CommandStatus{}})
 		defer fb.SetStatus(activeStatus())
 		r := run(t, "", "--socket", sock, "status")
 		for _, want := range []string{"State               unactivated: no PBX key activated yet (pbx-agent activate)\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
@@ -90,7 +90,7 @@ func TestStatus(t *testing.T) {
 	})
 	t.Run("after a reload", func(t *testing.T) {
 		st := activeStatus()
-		st.Config = &localapi.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3: did not find expected key"}
+		st.Config = &apitype.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3: did not find expected key"}
 		var b bytes.Buffer
 		printStatus(&b, st, false)
 		for _, want := range []string{"Config not reloaded yaml: line 3: did not find expected key\n",

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 // trustLine says where the portal keys the daemon trusts come from: loudly
 // for a development build, whose roots are configuration.
-func trustLine(t *localapi.TrustStatus) string {
+func trustLine(t *apitype.TrustStatus) string {
 	var keys []string
 	for _, k := range t.Keys {
 		s := k.KeyID

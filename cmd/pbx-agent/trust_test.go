@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
 
 func TestStatusShowsWhereTrustComesFrom(t *testing.T) {
 	tests := []struct {
 		name  string
-		trust *localapi.TrustStatus
+		trust *apitype.TrustStatus
 		want  []string
 	}{
 		{
 			name:  "development build",
-			trust: &localapi.TrustStatus{Roots: "configured", Keys: []localapi.TrustedKeyStatus{{KeyID: "sim-1", Role: "configured"}}},
+			trust: &apitype.TrustStatus{Roots: "configured", Keys: []apitype.TrustedKeyStatus{{KeyID: "sim-1", Role: "configured"}}},
 			want:  []string{"Portal keys         DEVELOPMENT BUILD: roots from portal.keyring (a release\n", "trusted: sim-1\n"},
 		},
 		{
 			name: "release build",
-			trust: &localapi.TrustStatus{Roots: "embedded", Keys: []localapi.TrustedKeyStatus{
+			trust: &apitype.TrustStatus{Roots: "embedded", Keys: []apitype.TrustedKeyStatus{
 				{KeyID: "portal-2026", Role: "announced", AnnouncedBy: "root-1"},
 				{KeyID: "portal-old", Role: "announced", AnnouncedBy: "root-1", Revoked: true},
 				{KeyID: "root-1", Role: "root"},

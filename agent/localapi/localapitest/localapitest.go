@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/pbx-agent/pbx-agent/agent/localapi"
+	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 )
 
@@ -20,25 +21,25 @@ type Backend struct {
 	mu sync.Mutex
 
 	// What it answers.
-	status      localapi.Status
+	status      apitype.Status
 	activateErr error
 	refreshErr  error
 	events      []audit.Event
 	auditErr    error
-	admission   localapi.AdmissionAnswer
+	admission   apitype.AdmissionAnswer
 
 	// What it was asked.
 	keys        []string
 	refreshes   int
 	auditLimits []int
-	admissions  []localapi.Admission
+	admissions  []apitype.Admission
 	sshCloses   int
 }
 
 var _ localapi.Backend = (*Backend)(nil)
 
 // SetStatus sets what Status answers.
-func (b *Backend) SetStatus(st localapi.Status) {
+func (b *Backend) SetStatus(st apitype.Status) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.status = st
@@ -66,14 +67,14 @@ func (b *Backend) SetAudit(events []audit.Event, err error) {
 }
 
 // SetAdmission sets what Admit answers.
-func (b *Backend) SetAdmission(a localapi.AdmissionAnswer) {
+func (b *Backend) SetAdmission(a apitype.AdmissionAnswer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.admission = a
 }
 
 // Status answers the status set.
-func (b *Backend) Status() localapi.Status {
+func (b *Backend) Status() apitype.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.status
@@ -109,7 +110,7 @@ func (b *Backend) Audit(_ context.Context, limit int) ([]audit.Event, error) {
 }
 
 // Admit records req.
-func (b *Backend) Admit(_ context.Context, req localapi.Admission) localapi.AdmissionAnswer {
+func (b *Backend) Admit(_ context.Context, req apitype.Admission) apitype.AdmissionAnswer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.admissions = append(b.admissions, req)
@@ -122,7 +123,7 @@ func (b *Backend) CloseSSH(context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sshCloses++
-	b.status.SSH = localapi.SSHStatus{Port: b.status.SSH.Port}
+	b.status.SSH = apitype.SSHStatus{Port: b.status.SSH.Port}
 	return nil
 }
 
@@ -148,7 +149,7 @@ func (b *Backend) AuditLimits() []int {
 }
 
 // Admissions returns the request of each Admit call, in order.
-func (b *Backend) Admissions() []localapi.Admission {
+func (b *Backend) Admissions() []apitype.Admission {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.admissions)

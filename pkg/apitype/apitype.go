@@ -1,11 +1,11 @@
-// Package localapi serves the agent's local API: the unix socket for the
-// CLI and WMS (read, admission, and writes for privileged peers) and the
-// read-only TCP listener (status page, JSON, metrics, health). Its types are
-// the JSON contract of DESIGN.md section 4.
-package localapi
+// Package apitype is the contract of pbx-agent's local API: the JSON bodies
+// of its endpoints, the errors a backend returns and the error codes clients
+// branch on. The daemon's core fills these types, the HTTP server
+// (agent/localapi) serves them and the CLI reads them; none of the three
+// needs another's code for it.
+package apitype
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -191,25 +191,6 @@ type ClockStatus struct {
 	// MarkError is why the licence clock's mark could not be written
 	// (state folder read-only, record removed); absent after a good write.
 	MarkError string `json:"mark_error,omitempty"`
-}
-
-// Backend is what the API needs of the daemon.
-type Backend interface {
-	// Status returns a snapshot; it must not block on the portal.
-	Status() Status
-	// Activate validates key and activates it with the portal. Its errors
-	// are classified by ActivationErrorCode.
-	Activate(ctx context.Context, key string) error
-	// Refresh runs a heartbeat now and returns its outcome.
-	Refresh(ctx context.Context) error
-	// Audit returns the audit log, oldest first; with limit > 0, only the
-	// last limit events.
-	Audit(ctx context.Context, limit int) ([]audit.Event, error)
-	// Admit answers an admission request from memory, reserving the seats
-	// of an allowed one unless it is a dry run. It must not block.
-	Admit(ctx context.Context, req Admission) AdmissionAnswer
-	// CloseSSH closes temporary support SSH access, ending its sessions.
-	CloseSSH(ctx context.Context) error
 }
 
 // AdmissionRequest is the body of POST /v1/admission.
