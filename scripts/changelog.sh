@@ -8,7 +8,7 @@ range=${since:+$since..}HEAD
 echo "pbx-agent ($version) unstable; urgency=medium"
 echo
 # Debian wants lines of at most 80 characters: long subjects are wrapped.
-git log --no-merges --format='%s' "$range" | head -200 | while IFS= read -r subject; do
+git log --no-merges --max-count=200 --format='%s' "$range" | while IFS= read -r subject; do
 	printf '%s\n' "$subject" | fold -s -w 74 | sed -e 's/ *$//' -e '1s/^/  * /' -e '2,$s/^/    /'
 done
 echo
