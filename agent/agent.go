@@ -80,8 +80,7 @@ type Agent struct {
 	cmds      *commands              // portal commands: the journal and its executors (commands.go)
 	ssh       *sshAccess             // temporary support SSH (ssh.go)
 	wms       *wmsUpgrades           // WMS upgrades (wms.go)
-	hbWake    chan struct{}          // asks the heartbeat loop to run now, without waiting for it
-	waitWake  chan struct{}          // an activation starts the long-poll at once (wait.go)
+	hb        *hbSchedule            // the heartbeat loop's channels and schedule (heartbeat.go)
 	reloadCfg func() (Config, error) // Options.Reload
 	logLevel  *slog.LevelVar         // Options.LogLevel
 	cfgStatus *apitype.ConfigStatus  // how the last reload went; nil before one; guarded by mu
@@ -91,15 +90,9 @@ type Agent struct {
 	doc       *license.Document // the verified licence of st.License
 	device    *license.Signer   // nil until the first activation
 	lastError string
-	next      time.Duration // the next heartbeat, on the clock's elapsed reading, for status
-	failures  int           // heartbeats failed in a row, for status
-	lastOK    time.Time     // the signed time of st.Answer: the last success
-	refusedAt time.Time     // the signed time of st.Refused, unless a success came after
-	restored  bool          // the state is older than the clock record: lapsed until an answer counts
-
-	refreshCh chan chan error    // Refresh asks the heartbeat loop to run now
-	resched   chan struct{}      // an activation restarts the heartbeat schedule
-	probe     chan chan struct{} // the watchdog asks the heartbeat loop to answer
+	lastOK    time.Time // the signed time of st.Answer: the last success
+	refusedAt time.Time // the signed time of st.Refused, unless a success came after
+	restored  bool      // the state is older than the clock record: lapsed until an answer counts
 }
 
 // New loads the keyring and the persisted state. A state file that cannot
@@ -175,11 +168,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		clock:     clk,
 		clk:       src,
 		mark:      mark,
-		refreshCh: make(chan chan error),
-		resched:   make(chan struct{}, 1),
-		probe:     make(chan chan struct{}),
-		hbWake:    make(chan struct{}, 1),
-		waitWake:  make(chan struct{}, 1),
+		hb:        newHBSchedule(cfg.Heartbeat.Interval),
 		reloadCfg: opts.Reload,
 		logLevel:  opts.LogLevel,
 	}
@@ -397,14 +386,7 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 	a.log.Info("activated", "pbx", doc.PBX.ID, "name", doc.PBX.Name, "revision", doc.Revision, "users", doc.Counts.String())
 	a.record() // telephony is lifecycleLoop's: Activate does not wait on it
 	a.wakeLifecycle()
-	select {
-	case a.resched <- struct{}{}:
-	default:
-	}
-	select {
-	case a.waitWake <- struct{}{}:
-	default:
-	}
+	a.hb.restart()
 	return nil
 }
 

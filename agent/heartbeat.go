@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
@@ -37,12 +38,12 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C():
-		case reply = <-a.refreshCh:
-		case <-a.hbWake:
-		case ack := <-a.probe:
+		case reply = <-a.hb.refresh:
+		case <-a.hb.wake:
+		case ack := <-a.hb.probe:
 			ack <- struct{}{}
 			continue
-		case <-a.resched:
+		case <-a.hb.resched:
 			failures = 0
 			delay := a.schedule().Next(failures, 0, rand.Float64())
 			timer.Reset(delay)
@@ -78,8 +79,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 
 // interval is the configured override, else the portal's, else the default.
 func (a *Agent) interval() time.Duration {
-	if a.cfg.Heartbeat.Interval > 0 {
-		return a.cfg.Heartbeat.Interval
+	if o := a.hb.intervalOverride(); o > 0 {
+		return o
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -94,10 +95,7 @@ func (a *Agent) interval() time.Duration {
 // sees one decision. It is kept on the elapsed clock the timer runs on, so
 // the licence clock adopting the portal's time does not move it.
 func (a *Agent) setNext(in time.Duration, failures int) {
-	a.mu.Lock()
-	a.next = a.clk.Elapsed() + in
-	a.failures = failures
-	a.mu.Unlock()
+	a.hb.set(a.clk.Elapsed()+in, failures)
 }
 
 // Refresh runs a heartbeat now, through the loop, and returns its outcome.
@@ -108,7 +106,7 @@ func (a *Agent) Refresh(ctx context.Context) error {
 	a.countUsers(ctx) // users.go
 	reply := make(chan error, 1)
 	select {
-	case a.refreshCh <- reply:
+	case a.hb.refresh <- reply:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -328,9 +326,83 @@ func (a *Agent) persistClock() error {
 
 // wakeHeartbeat asks the heartbeat loop to run now: to fetch what the
 // portal has, or to report a result.
-func (a *Agent) wakeHeartbeat() {
+func (a *Agent) wakeHeartbeat() { a.hb.wakeNow() }
+
+// hbSchedule is the heartbeat loop's side of the daemon: the channels
+// that wake it or ask it to answer, and the schedule it last chose, which
+// the status shows. It has a lock of its own, held only to read or write
+// next, failures and override; never while taking another.
+type hbSchedule struct {
+	refresh  chan chan error    // Refresh asks the heartbeat loop to run now
+	resched  chan struct{}      // an activation restarts the heartbeat schedule
+	probe    chan chan struct{} // the watchdog (and a reload) asks the heartbeat loop to answer
+	wake     chan struct{}      // asks the heartbeat loop to run now, without waiting for it
+	waitWake chan struct{}      // an activation starts the long-poll at once (wait.go)
+
+	mu       sync.Mutex
+	next     time.Duration // the next heartbeat, on the clock's elapsed reading, for status
+	failures int           // heartbeats failed in a row, for status
+	override time.Duration // heartbeat.interval of the configuration; 0 is the portal's
+}
+
+func newHBSchedule(override time.Duration) *hbSchedule {
+	return &hbSchedule{
+		refresh:  make(chan chan error),
+		resched:  make(chan struct{}, 1),
+		probe:    make(chan chan struct{}),
+		wake:     make(chan struct{}, 1),
+		waitWake: make(chan struct{}, 1),
+		override: override,
+	}
+}
+
+// set records the schedule for the status: the next heartbeat, at
+// elapsed reading at, and the failures in a row that chose it, together
+// so a reader sees one decision.
+func (s *hbSchedule) set(at time.Duration, failures int) {
+	s.mu.Lock()
+	s.next, s.failures = at, failures
+	s.mu.Unlock()
+}
+
+// snapshot is the schedule last set, for the status.
+func (s *hbSchedule) snapshot() (next time.Duration, failures int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next, s.failures
+}
+
+// intervalOverride is heartbeat.interval as last configured.
+func (s *hbSchedule) intervalOverride() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.override
+}
+
+// setOverride applies heartbeat.interval from a reload.
+func (s *hbSchedule) setOverride(d time.Duration) {
+	s.mu.Lock()
+	s.override = d
+	s.mu.Unlock()
+}
+
+// restart asks the heartbeat loop and the long-poll to start their
+// schedules afresh (after an activation).
+func (s *hbSchedule) restart() {
 	select {
-	case a.hbWake <- struct{}{}:
+	case s.resched <- struct{}{}:
+	default:
+	}
+	select {
+	case s.waitWake <- struct{}{}:
+	default:
+	}
+}
+
+// wakeNow asks the heartbeat loop to run now.
+func (s *hbSchedule) wakeNow() {
+	select {
+	case s.wake <- struct{}{}:
 	default:
 	}
 }

@@ -90,7 +90,7 @@ func (f *frontedRig) activatedOnFake(t *testing.T, counts license.Counts, tel Te
 	// The activation asked the (not yet started) loops to start their
 	// schedule afresh; taken here, as a loop started now would, so a test
 	// does not race a reset of the timer it has just read.
-	for _, c := range []chan struct{}{a.resched, a.waitWake} {
+	for _, c := range []chan struct{}{a.hb.resched, a.hb.waitWake} {
 		select {
 		case <-c:
 		default:
@@ -428,7 +428,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 	if d != waitUnsupported {
 		t.Fatalf("a portal without a long-poll: next wait in %v, want %v", d, waitUnsupported)
 	}
-	if len(a.hbWake) != 0 {
+	if len(a.hb.wake) != 0 {
 		t.Fatal("a failed wait woke a heartbeat")
 	}
 
@@ -443,7 +443,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 	}
 	f.fake.Advance(time.Millisecond)
 	select {
-	case <-a.hbWake:
+	case <-a.hb.wake:
 	case <-ctx.Done():
 		t.Fatal("a wait answered with a new licence woke no heartbeat")
 	}
@@ -461,7 +461,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 		}
 		f.fake.Advance(d)
 		select {
-		case <-a.hbWake:
+		case <-a.hb.wake:
 		case <-ctx.Done():
 			t.Fatalf("owed answer %d woke no heartbeat", n+1)
 		}

@@ -452,7 +452,7 @@ func TestWaitAnswerStatesTheCurrentLicence(t *testing.T) {
 		t.Fatalf("wait through the proxy: ok %v, failures %d", ok, run.failures)
 	}
 	select {
-	case <-a.hbWake:
+	case <-a.hb.wake:
 	default:
 		t.Error("a wait whose answer states revision 2, holding 1, did not wake the heartbeat")
 	}

@@ -124,7 +124,8 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 		// keeps an exchange from being cut short.
 		a.waitHeartbeatIdle(ctx)
 		lp.heartbeat.stop()
-		a.cfg.Heartbeat.Interval = next.Heartbeat.Interval
+		a.hb.setOverride(next.Heartbeat.Interval)
+		a.cfg.Heartbeat.Interval = next.Heartbeat.Interval // for the next reload's comparison
 		lp.heartbeat.start(ctx)
 	}
 	if slices.ContainsFunc(live, func(k string) bool { return strings.HasPrefix(k, "users.") }) {
@@ -171,7 +172,7 @@ func (a *Agent) waitHeartbeatIdle(ctx context.Context) {
 	defer cancel()
 	ack := make(chan struct{}, 1)
 	select {
-	case a.probe <- ack:
+	case a.hb.probe <- ack:
 	case <-ctx.Done():
 		return
 	}

@@ -14,6 +14,7 @@ func (a *Agent) Status() apitype.Status {
 	offset := a.clock.LocalOffset()
 	used, reserved, us := a.usersSnapshot()
 	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before a.mu
+	next, failures := a.hb.snapshot()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -63,12 +64,12 @@ func (a *Agent) Status() apitype.Status {
 	if a.doc != nil && !a.lastOK.IsZero() {
 		s.Heartbeat.LastSuccess = utc(a.lastOK)
 	}
-	if a.doc != nil && a.next != 0 {
+	if a.doc != nil && next != 0 {
 		// The schedule runs on the clock's elapsed time; shown in licence time.
-		s.Heartbeat.Next = utc(now.Add(a.next - a.clk.Elapsed()).Truncate(time.Second))
+		s.Heartbeat.Next = utc(now.Add(next - a.clk.Elapsed()).Truncate(time.Second))
 	}
 	s.Heartbeat.LastError = a.lastError
-	s.Heartbeat.Failures = a.failures
+	s.Heartbeat.Failures = failures
 	s.Trust = trustStatus(a.trust.Keyring())
 	if c := a.cfgStatus; c != nil {
 		cc := *c

@@ -46,7 +46,7 @@ func (a *Agent) waitLoop(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C():
-		case <-a.waitWake: // an activation: start waiting at once
+		case <-a.hb.waitWake: // an activation: start waiting at once
 			t.Stop()
 		}
 	}
