@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -165,7 +164,7 @@ func (a *Agent) lifecycleLoop(ctx context.Context) {
 func (a *Agent) untilNextEvaluation(v license.Verdict) time.Duration {
 	d := evaluateEvery
 	if !v.Next.IsZero() {
-		d = min(d, v.Next.Sub(a.clock.Now())+deadlineMargin)
+		d = min(d, v.Next.Sub(a.lic.now())+deadlineMargin)
 	}
 	return max(d, deadlineMargin)
 }
@@ -199,38 +198,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 // reached) is deleted in state, telephony stays stopped, but the signed
 // licence stays on disk until the portal confirms: a local clock that ran
 // ahead must not destroy a licence for good.
-func (a *Agent) record() license.Verdict {
-	now := a.clock.Now()
-	portalTime := a.clock.PortalBacked()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v := a.verdictLocked(now)
-	dirty := false
-	if v.State == license.Deleted && a.doc != nil && portalTime {
-		pbx := a.doc.PBX
-		a.st.Gone = fmt.Sprintf("deleted on the portal at %s, at the end of its zero-licence countdown", v.DeleteAt.Format(time.RFC3339))
-		a.st.GoneAt = now
-		a.st.License, a.st.Answer, a.doc = "", "", nil
-		a.lastError = ""
-		a.auditLocked(now, auditDeleted, map[string]any{"pbx": pbx.ID, "name": pbx.Name, "reason": a.st.Gone})
-		a.log.Warn("the PBX's zero-licence countdown is over; licence wiped", "pbx", pbx.ID, "delete_at", v.DeleteAt)
-		v, dirty = a.verdictLocked(now), true
-	}
-	if from := license.State(a.st.State); from != v.State {
-		if from == "" {
-			from = "none"
-		}
-		a.st.State, dirty = string(v.State), true
-		a.auditLocked(now, auditStateChanged, map[string]any{"from": string(from), "to": string(v.State), "why": v.Reason})
-		a.log.Info("licence state changed", "from", from, "to", v.State, "why", v.Reason)
-	}
-	if dirty {
-		if err := a.saveLocked(); err != nil {
-			a.log.Error("saving the licence state", "err", err)
-		}
-	}
-	return v
-}
+func (a *Agent) record() license.Verdict { return a.lic.record() }
 
 // applyTelephony calls the telephony seam when verdict v asks for other
 // than what was last applied, or when telephony was started by hand while
@@ -265,17 +233,8 @@ func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
 	}
 	// Letting telephony run at start-up is the normal case, not an event.
 	if !first || stop || err != nil {
-		a.mu.Lock()
-		a.auditLocked(a.clock.Now(), auditTelephony, fields)
-		a.mu.Unlock()
+		a.lic.audit(auditTelephony, fields)
 	}
-}
-
-// auditLocked appends an event stamped with the licence time now. A failed
-// write is logged: the audit log never stops the agent. Callers hold a.mu,
-// which orders events as the state changes they record.
-func (a *Agent) auditLocked(now time.Time, kind string, fields map[string]any) {
-	a.auditEvent(now, kind, fields)
 }
 
 // auditEvent appends an event to the audit log; a failed write is logged.
