@@ -83,6 +83,7 @@ const (
 // lifecycle is what the agent keeps for its lifecycle besides the
 // persisted state: the audit log, the telephony seam and what it last did.
 type lifecycle struct {
+	log       *slog.Logger
 	audit     *audit.Log
 	telephony Telephony
 	wake      chan struct{}      // asks lifecycleLoop to evaluate and re-arm its timer
@@ -95,17 +96,22 @@ type lifecycle struct {
 // initLifecycle opens the audit log in the state folder and sets the
 // telephony seam.
 func (a *Agent) initLifecycle(opts Options) error {
-	log, err := audit.Open(a.cfg.StateDir, audit.Options{})
+	return a.lc.init(a.cfg.StateDir, opts.Telephony, a.log)
+}
+
+// init opens the audit log in stateDir and sets the telephony seam; nil
+// telephony only logs.
+func (lc *lifecycle) init(stateDir string, telephony Telephony, log *slog.Logger) error {
+	al, err := audit.Open(stateDir, audit.Options{})
 	if err != nil {
 		return err
 	}
-	a.lc.audit = log
-	a.lc.telephony = opts.Telephony
-	if a.lc.telephony == nil {
-		a.lc.telephony = &logTelephony{log: a.log.With("component", "telephony")}
+	lc.log, lc.audit, lc.telephony = log, al, telephony
+	if lc.telephony == nil {
+		lc.telephony = &logTelephony{log: log.With("component", "telephony")}
 	}
-	a.lc.wake = make(chan struct{}, 1)
-	a.lc.probe = make(chan chan struct{})
+	lc.wake = make(chan struct{}, 1)
+	lc.probe = make(chan chan struct{})
 	return nil
 }
 
@@ -200,50 +206,62 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 // ahead must not destroy a licence for good.
 func (a *Agent) record() license.Verdict { return a.lic.record() }
 
-// applyTelephony calls the telephony seam when verdict v asks for other
-// than what was last applied, or when telephony was started by hand while
-// v stops it. A failed call is retried at the next evaluation. It holds
-// a.lc.mu across the call, so calls never overlap.
+// applyTelephony has the lifecycle apply verdict v, its events ordered
+// with the licence's state changes.
 func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
-	a.lc.mu.Lock()
-	defer a.lc.mu.Unlock()
+	a.lc.apply(ctx, v, a.lic.audit)
+}
+
+// apply calls the telephony seam when verdict v asks for other than what
+// was last applied, or when telephony was started by hand while v stops
+// it. A failed call is retried at the next evaluation. It holds lc.mu
+// across the call, so calls never overlap; record takes its audit event.
+func (lc *lifecycle) apply(ctx context.Context, v license.Verdict, record func(kind string, fields map[string]any)) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
 	stop := v.State.StopsTelephony()
-	if a.lc.stopped != nil && *a.lc.stopped == stop {
-		chk, ok := a.lc.telephony.(telephonyChecker)
+	if lc.stopped != nil && *lc.stopped == stop {
+		chk, ok := lc.telephony.(telephonyChecker)
 		if !stop || !ok {
 			return
 		}
 		if held, err := chk.Stopped(ctx); err != nil || held {
 			return
 		}
-		a.log.Warn("telephony was started again while the licence stops it: stopping it again", "state", v.State)
+		lc.log.Warn("telephony was started again while the licence stops it: stopping it again", "state", v.State)
 	}
-	first := a.lc.stopped == nil
-	action, call := "start", a.lc.telephony.Start
+	first := lc.stopped == nil
+	action, call := "start", lc.telephony.Start
 	if stop {
-		action, call = "stop", a.lc.telephony.Stop
+		action, call = "stop", lc.telephony.Stop
 	}
 	err := call(ctx, v.Summary)
 	fields := map[string]any{"action": action, "state": string(v.State)}
 	if err != nil {
 		fields["error"] = err.Error()
-		a.log.Error("telephony "+action+" failed; retried at the next evaluation", "state", v.State, "err", err)
+		lc.log.Error("telephony "+action+" failed; retried at the next evaluation", "state", v.State, "err", err)
 	} else {
-		a.lc.stopped = &stop
+		lc.stopped = &stop
 	}
 	// Letting telephony run at start-up is the normal case, not an event.
 	if !first || stop || err != nil {
-		a.lic.audit(auditTelephony, fields)
+		record(auditTelephony, fields)
 	}
 }
 
-// auditEvent appends an event to the audit log; a failed write is logged.
+// auditEvent appends an event to the audit log (lifecycle.auditEvent).
 func (a *Agent) auditEvent(now time.Time, kind string, fields map[string]any) {
-	if a.lc.audit == nil {
+	a.lc.auditEvent(now, kind, fields)
+}
+
+// auditEvent appends an event to the audit log; a failed write is logged:
+// the audit log never stops the agent. The log has a lock of its own.
+func (lc *lifecycle) auditEvent(now time.Time, kind string, fields map[string]any) {
+	if lc.audit == nil {
 		return
 	}
-	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
-		a.log.Error("writing the audit log", "kind", kind, "err", err)
+	if err := lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
+		lc.log.Error("writing the audit log", "kind", kind, "err", err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
-	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -43,17 +42,11 @@ func (l agentLicence) Verdict(now time.Time) (*license.Document, license.Verdict
 	return l.l.docVerdict(now)
 }
 
-// agentAudit is the audit log as the users component sees it. The log has
-// a lock of its own.
+// agentAudit is the audit log as the users component sees it.
 type agentAudit struct{ a *Agent }
 
 func (s agentAudit) Record(now time.Time, kind string, fields map[string]any) {
-	if s.a.lc.audit == nil {
-		return
-	}
-	if err := s.a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
-		s.a.log.Error("writing the audit log", "kind", kind, "err", err)
-	}
+	s.a.lc.auditEvent(now, kind, fields)
 }
 
 // Admit answers an admission request of the local API (admission.go).
