@@ -174,6 +174,12 @@ func (l *licence) finish(markRemoved bool) error {
 // now is the licence clock's reading.
 func (l *licence) now() time.Time { return l.clock.Now() }
 
+// localOffset is how far the local clock is from the licence clock.
+func (l *licence) localOffset() time.Duration { return l.clock.LocalOffset() }
+
+// markError is the clock's mark record's last write error, for status.
+func (l *licence) markError() string { return l.mark.lastError() }
+
 // keyring is the portal keyring trusted now.
 func (l *licence) keyring() *license.Keyring { return l.trust.Keyring() }
 

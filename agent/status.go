@@ -11,7 +11,7 @@ import (
 // Status returns a snapshot for the local API. It never waits on the portal.
 func (a *Agent) Status() apitype.Status {
 	now := a.lic.now()
-	offset := a.lic.clock.LocalOffset()
+	offset := a.lic.localOffset()
 	used, reserved, us := a.usersSnapshot()
 	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before the licence's
 	next, failures := a.hb.snapshot()
@@ -24,7 +24,7 @@ func (a *Agent) Status() apitype.Status {
 		Next:     v.WhatNext,
 		Summary:  v.Summary,
 		Commands: commands,
-		Clock:    apitype.ClockStatus{Now: clampTime(now), MarkError: a.lic.mark.lastError()},
+		Clock:    apitype.ClockStatus{Now: clampTime(now), MarkError: a.lic.markError()},
 		SSH:      ssh,
 		WMS:      wmsSt,
 		Users:    us,
