@@ -726,7 +726,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 // never acted on, so nothing is granted that a restart would forget.
 // Callers hold l.mu.
 func (l *licence) commitLocked(st persisted, doc *license.Document) error {
-	st.HighWater, st.ClockMark = l.clock.Now(), true // New made the mark record before any save
+	st.HighWater, st.ClockMark = l.clock.Now(), true // loadLicence made the mark record before any save
 	if err := l.store.Save(st); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
@@ -765,7 +765,7 @@ func (l *licence) writeClockMark() error {
 // removed (the state says one existed) has lost the time since the state
 // was saved. Either way the PBX lapses (nothing new admitted) until the
 // portal's next answer that counts; the chain shows the portal the same.
-// Called from New.
+// Called from finish.
 func (l *licence) checkRestoredState(markRemoved bool) {
 	if l.doc == nil {
 		return
