@@ -30,11 +30,11 @@ func benchAgent(b *testing.B, socket string) *Agent {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := a.clock.Now()
-	a.doc = &license.Document{Version: 1, PBX: license.PBX{ID: "pbx-bench", Name: "bench", Model: license.ModelVM}, Revision: 1,
+	now := a.lic.clock.Now()
+	a.lic.doc = &license.Document{Version: 1, PBX: license.PBX{ID: "pbx-bench", Name: "bench", Model: license.ModelVM}, Revision: 1,
 		IssuedAt: now, Term: license.Monthly, TermEnd: now.Add(30 * 24 * time.Hour),
 		Counts: license.Counts{license.UCPremium: 1000, license.PBXBasic: 100}}
-	a.lastOK = now
+	a.lic.ans.lastOK = now
 	if err := a.countUsers(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -51,8 +51,8 @@ func BenchmarkAdmissionInProcess(b *testing.B) {
 	req := apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: true}
 	{
 		a := benchAgent(b, filepath.Join(b.TempDir(), "unused.sock"))
-		now := a.clock.Now()
-		in := admission.Input{Now: now, State: license.Active, Doc: a.doc, Used: license.Counts{license.UCPremium: 500}, Reserved: license.Counts{}}
+		now := a.lic.clock.Now()
+		in := admission.Input{Now: now, State: license.Active, Doc: a.lic.doc, Used: license.Counts{license.UCPremium: 500}, Reserved: license.Counts{}}
 		var baseNs float64
 		b.Run("baseline=decide", func(b *testing.B) {
 			for b.Loop() {

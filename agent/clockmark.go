@@ -130,46 +130,6 @@ func (c *clockMark) close() error {
 	return c.rec.Close()
 }
 
-// writeClockMark writes the licence clock's mark now.
-func (a *Agent) writeClockMark() error {
-	a.mu.Lock()
-	var rev int64
-	if a.doc != nil {
-		rev = a.doc.Revision
-	}
-	a.mu.Unlock()
-	return a.mark.write(a.clock.Mark(), rev)
-}
-
-// checkRestoredState compares the state with the record: a state file
-// restored alone from a backup holds an older licence revision, or an
-// older end of the heartbeat chain, than the record has seen; a record
-// removed (the state says one existed) has lost the time since the state
-// was saved. Either way the PBX lapses (nothing new admitted) until the
-// portal's next answer that counts; the chain shows the portal the same.
-// Called from New.
-func (a *Agent) checkRestoredState(markRemoved bool) {
-	if a.doc == nil {
-		return
-	}
-	if markRemoved {
-		a.restored = true
-		a.log.Error("the licence clock's mark record was removed: no new users are admitted until the portal answers",
-			"record", a.mark.rec.Path())
-		a.auditLocked(a.clock.Now(), auditStateRestored, map[string]any{"record": "removed"})
-		return
-	}
-	held := a.mark.heldMark()
-	if a.doc.Revision >= held.Revision && a.st.Chain.Seq >= held.Seq {
-		return
-	}
-	a.restored = true
-	a.log.Error("the state file is older than what this appliance held: restored from a backup? No new users are admitted until the portal answers",
-		"revision", a.doc.Revision, "held_revision", held.Revision, "seq", a.st.Chain.Seq, "held_seq", held.Seq, "record", a.mark.rec.Path())
-	a.auditLocked(a.clock.Now(), auditStateRestored, map[string]any{
-		"revision": a.doc.Revision, "held_revision": held.Revision, "seq": a.st.Chain.Seq, "held_seq": held.Seq})
-}
-
 func fileExists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil

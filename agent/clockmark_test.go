@@ -25,7 +25,7 @@ func TestClockMarkKillLoop(t *testing.T) {
 	if err := a.writeClockMark(); err != nil { // the loop's first tick
 		t.Fatal(err)
 	}
-	start := a.clock.Now()
+	start := a.lic.clock.Now()
 	r.time.wall = r.time.wall.Add(-30 * day)
 	const restarts = 30
 	for range restarts {
@@ -34,7 +34,7 @@ func TestClockMarkKillLoop(t *testing.T) {
 		a = r.newAgent(t)                  // New writes a mark at once: nothing else ran
 	}
 	want := start.Add(restarts * 45 * time.Second)
-	if got := a.clock.Now(); !got.Equal(want) {
+	if got := a.lic.clock.Now(); !got.Equal(want) {
 		t.Errorf("after %d kills the licence clock is %v, want %v (advanced %v of %v)",
 			restarts, got, want, got.Sub(start), want.Sub(start))
 	}
@@ -56,11 +56,11 @@ func TestClockMarkOlderStateFile(t *testing.T) {
 	if err := a.writeClockMark(); err != nil {
 		t.Fatal(err)
 	}
-	want := a.clock.Now()
+	want := a.lic.clock.Now()
 	if err := os.WriteFile(filepath.Join(r.cfg.StateDir, stateFileName), saved, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.newAgent(t).clock.Now(); got.Before(want) {
+	if got := r.newAgent(t).lic.clock.Now(); got.Before(want) {
 		t.Errorf("restarted with the old state file: licence clock %v, before the mark %v", got, want)
 	}
 }
@@ -88,13 +88,13 @@ func TestClockMarkStop(t *testing.T) {
 	if m.Boot != lt.Elapsed() {
 		t.Errorf("the mark at stop has boot time %v, want %v (the stop's)", m.Boot, lt.Elapsed())
 	}
-	stopped := a.clock.Now()
+	stopped := a.lic.clock.Now()
 	lt.fakeTime.elapsed += 90 * time.Second // a clean 90 s stop, the local clock held back
 	again, err := New(r.cfg, slog.New(slog.DiscardHandler), Options{Time: lt, Root: r.root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := again.clock.Now().Sub(stopped); got != 90*time.Second {
+	if got := again.lic.clock.Now().Sub(stopped); got != 90*time.Second {
 		t.Errorf("a 90 s stop moved the licence clock %v", got)
 	}
 }

@@ -338,7 +338,7 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cr := newCommandRig(t)
 			pbxID := cr.a.Status().PBX.ID
-			now := cr.a.clock.Now()
+			now := cr.a.lic.clock.Now()
 			genuine := protocol.Command{ID: "cmd-x", PBXID: pbxID, Type: protocol.CommandSSHOpen,
 				IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}}
 			bad := genuine
@@ -379,7 +379,7 @@ func TestRefusedDocumentNeverHoldsACommandID(t *testing.T) {
 func TestJournalFromBeforeReleasesBlockedIDs(t *testing.T) {
 	cr := newCommandRig(t)
 	pbxID := cr.a.Status().PBX.ID
-	now := cr.a.clock.Now()
+	now := cr.a.lic.clock.Now()
 	genuine := protocol.Command{ID: "cmd-x", PBXID: pbxID, Type: protocol.CommandSSHOpen,
 		IssuedAt: now, ExpiresAt: now.Add(time.Hour), SSH: &protocol.SSHOpen{TTL: 60}}
 	decoy, err := cr.portal.Signer().Sign(protocol.TypeAnswer, genuine)

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -84,6 +83,7 @@ const (
 // lifecycle is what the agent keeps for its lifecycle besides the
 // persisted state: the audit log, the telephony seam and what it last did.
 type lifecycle struct {
+	log       *slog.Logger
 	audit     *audit.Log
 	telephony Telephony
 	wake      chan struct{}      // asks lifecycleLoop to evaluate and re-arm its timer
@@ -96,17 +96,22 @@ type lifecycle struct {
 // initLifecycle opens the audit log in the state folder and sets the
 // telephony seam.
 func (a *Agent) initLifecycle(opts Options) error {
-	log, err := audit.Open(a.cfg.StateDir, audit.Options{})
+	return a.lc.init(a.cfg.StateDir, opts.Telephony, a.log)
+}
+
+// init opens the audit log in stateDir and sets the telephony seam; nil
+// telephony only logs.
+func (lc *lifecycle) init(stateDir string, telephony Telephony, log *slog.Logger) error {
+	al, err := audit.Open(stateDir, audit.Options{})
 	if err != nil {
 		return err
 	}
-	a.lc.audit = log
-	a.lc.telephony = opts.Telephony
-	if a.lc.telephony == nil {
-		a.lc.telephony = &logTelephony{log: a.log.With("component", "telephony")}
+	lc.log, lc.audit, lc.telephony = log, al, telephony
+	if lc.telephony == nil {
+		lc.telephony = &logTelephony{log: log.With("component", "telephony")}
 	}
-	a.lc.wake = make(chan struct{}, 1)
-	a.lc.probe = make(chan chan struct{})
+	lc.wake = make(chan struct{}, 1)
+	lc.probe = make(chan chan struct{})
 	return nil
 }
 
@@ -165,7 +170,7 @@ func (a *Agent) lifecycleLoop(ctx context.Context) {
 func (a *Agent) untilNextEvaluation(v license.Verdict) time.Duration {
 	d := evaluateEvery
 	if !v.Next.IsZero() {
-		d = min(d, v.Next.Sub(a.clock.Now())+deadlineMargin)
+		d = min(d, v.Next.Sub(a.lic.now())+deadlineMargin)
 	}
 	return max(d, deadlineMargin)
 }
@@ -199,92 +204,64 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 // reached) is deleted in state, telephony stays stopped, but the signed
 // licence stays on disk until the portal confirms: a local clock that ran
 // ahead must not destroy a licence for good.
-func (a *Agent) record() license.Verdict {
-	now := a.clock.Now()
-	portalTime := a.clock.PortalBacked()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v := a.verdictLocked(now)
-	dirty := false
-	if v.State == license.Deleted && a.doc != nil && portalTime {
-		pbx := a.doc.PBX
-		a.st.Gone = fmt.Sprintf("deleted on the portal at %s, at the end of its zero-licence countdown", v.DeleteAt.Format(time.RFC3339))
-		a.st.GoneAt = now
-		a.st.License, a.st.Answer, a.doc = "", "", nil
-		a.lastError = ""
-		a.auditLocked(now, auditDeleted, map[string]any{"pbx": pbx.ID, "name": pbx.Name, "reason": a.st.Gone})
-		a.log.Warn("the PBX's zero-licence countdown is over; licence wiped", "pbx", pbx.ID, "delete_at", v.DeleteAt)
-		v, dirty = a.verdictLocked(now), true
-	}
-	if from := license.State(a.st.State); from != v.State {
-		if from == "" {
-			from = "none"
-		}
-		a.st.State, dirty = string(v.State), true
-		a.auditLocked(now, auditStateChanged, map[string]any{"from": string(from), "to": string(v.State), "why": v.Reason})
-		a.log.Info("licence state changed", "from", from, "to", v.State, "why", v.Reason)
-	}
-	if dirty {
-		if err := a.saveLocked(); err != nil {
-			a.log.Error("saving the licence state", "err", err)
-		}
-	}
-	return v
+func (a *Agent) record() license.Verdict { return a.lic.record() }
+
+// applyTelephony has the lifecycle apply verdict v, its events ordered
+// with the licence's state changes.
+func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
+	a.lc.apply(ctx, v, a.lic.audit)
 }
 
-// applyTelephony calls the telephony seam when verdict v asks for other
-// than what was last applied, or when telephony was started by hand while
-// v stops it. A failed call is retried at the next evaluation. It holds
-// a.lc.mu across the call, so calls never overlap.
-func (a *Agent) applyTelephony(ctx context.Context, v license.Verdict) {
-	a.lc.mu.Lock()
-	defer a.lc.mu.Unlock()
+// apply calls the telephony seam when verdict v asks for other than what
+// was last applied, or when telephony was started by hand while v stops
+// it. A failed call is retried at the next evaluation. It holds lc.mu
+// across the call, so calls never overlap; record takes its audit event.
+func (lc *lifecycle) apply(ctx context.Context, v license.Verdict, record func(kind string, fields map[string]any)) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
 	stop := v.State.StopsTelephony()
-	if a.lc.stopped != nil && *a.lc.stopped == stop {
-		chk, ok := a.lc.telephony.(telephonyChecker)
+	if lc.stopped != nil && *lc.stopped == stop {
+		chk, ok := lc.telephony.(telephonyChecker)
 		if !stop || !ok {
 			return
 		}
 		if held, err := chk.Stopped(ctx); err != nil || held {
 			return
 		}
-		a.log.Warn("telephony was started again while the licence stops it: stopping it again", "state", v.State)
+		lc.log.Warn("telephony was started again while the licence stops it: stopping it again", "state", v.State)
 	}
-	first := a.lc.stopped == nil
-	action, call := "start", a.lc.telephony.Start
+	first := lc.stopped == nil
+	action, call := "start", lc.telephony.Start
 	if stop {
-		action, call = "stop", a.lc.telephony.Stop
+		action, call = "stop", lc.telephony.Stop
 	}
 	err := call(ctx, v.Summary)
 	fields := map[string]any{"action": action, "state": string(v.State)}
 	if err != nil {
 		fields["error"] = err.Error()
-		a.log.Error("telephony "+action+" failed; retried at the next evaluation", "state", v.State, "err", err)
+		lc.log.Error("telephony "+action+" failed; retried at the next evaluation", "state", v.State, "err", err)
 	} else {
-		a.lc.stopped = &stop
+		lc.stopped = &stop
 	}
 	// Letting telephony run at start-up is the normal case, not an event.
 	if !first || stop || err != nil {
-		a.mu.Lock()
-		a.auditLocked(a.clock.Now(), auditTelephony, fields)
-		a.mu.Unlock()
+		record(auditTelephony, fields)
 	}
 }
 
-// auditLocked appends an event stamped with the licence time now. A failed
-// write is logged: the audit log never stops the agent. Callers hold a.mu,
-// which orders events as the state changes they record.
-func (a *Agent) auditLocked(now time.Time, kind string, fields map[string]any) {
-	a.auditEvent(now, kind, fields)
+// auditEvent appends an event to the audit log (lifecycle.auditEvent).
+func (a *Agent) auditEvent(now time.Time, kind string, fields map[string]any) {
+	a.lc.auditEvent(now, kind, fields)
 }
 
-// auditEvent appends an event to the audit log; a failed write is logged.
-func (a *Agent) auditEvent(now time.Time, kind string, fields map[string]any) {
-	if a.lc.audit == nil {
+// auditEvent appends an event to the audit log; a failed write is logged:
+// the audit log never stops the agent. The log has a lock of its own.
+func (lc *lifecycle) auditEvent(now time.Time, kind string, fields map[string]any) {
+	if lc.audit == nil {
 		return
 	}
-	if err := a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
-		a.log.Error("writing the audit log", "kind", kind, "err", err)
+	if err := lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
+		lc.log.Error("writing the audit log", "kind", kind, "err", err)
 	}
 }
 

@@ -157,7 +157,7 @@ func TestOfflineLapsedStoppedAndBack(t *testing.T) {
 		{31*day + 14*day, license.Stopped, []string{"stop"}},
 		{31*day + 15*day, license.Stopped, nil},
 	} {
-		r.time.run(lastSuccess.Add(step.offline).Sub(a.clock.Now()))
+		r.time.run(lastSuccess.Add(step.offline).Sub(a.lic.clock.Now()))
 		if err := a.heartbeat(context.Background()); err == nil {
 			t.Fatal("a heartbeat succeeded with the portal down")
 		}
@@ -298,14 +298,14 @@ func TestDeletionWaitsForThePortalsTime(t *testing.T) {
 	deleteAt := *a.Status().Deadlines.DeleteAt
 	r.faults(t, 1)
 	// The local clock runs past delete_at with the portal unreachable.
-	r.time.run(deleteAt.Sub(a.clock.Now()) + day)
+	r.time.run(deleteAt.Sub(a.lic.clock.Now()) + day)
 	a.heartbeat(ctx)
 	s := a.Status()
 	if s.State != "deleted" || s.License == nil {
 		t.Fatalf("past delete_at on the local clock: %s, licence %v; want deleted, licence kept", s.State, s.License)
 	}
 	// The portal's time past delete_at (the simulator would also say gone).
-	a.clock.AdoptPortal(deleteAt.Add(time.Minute))
+	a.lic.clock.AdoptPortal(deleteAt.Add(time.Minute))
 	a.evaluate(ctx)
 	if s := a.Status(); s.State != "deleted" || s.License != nil || !strings.Contains(s.Summary, "zero-licence countdown") {
 		t.Errorf("past delete_at on the portal's time: %s, licence %v, %q; want the licence wiped", s.State, s.License, s.Summary)
@@ -506,7 +506,7 @@ func TestLifecycleLoop(t *testing.T) {
 func TestUntilNextEvaluation(t *testing.T) {
 	r := newRig(t)
 	a := r.newAgent(t)
-	now := a.clock.Now()
+	now := a.lic.clock.Now()
 	for _, tt := range []struct {
 		next time.Time
 		want time.Duration
@@ -528,10 +528,10 @@ func TestUntilNextEvaluation(t *testing.T) {
 func TestStateFileWithoutState(t *testing.T) {
 	r := newRig(t)
 	a := r.activated(t, nil)
-	a.mu.Lock()
-	a.st.State = "" // as an older build wrote it
-	err := a.saveLocked()
-	a.mu.Unlock()
+	a.lic.mu.Lock()
+	a.lic.st.State = "" // as an older build wrote it
+	err := a.lic.saveLocked()
+	a.lic.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func TestAdmissionBoundReloads(t *testing.T) {
 	next := a.cfg
 	next.Admission.MaxReservationsPerUID = 2
 	next.Admission.UnboundedUIDs = []uint32{1002}
-	a.reloadCfg = func() (Config, error) { return next, nil }
+	a.rl.read = func() (Config, error) { return next, nil }
 	lp := &loops{heartbeat: newLoop(ctx, func(context.Context) {}), users: newLoop(ctx, func(context.Context) {})}
 	defer lp.stop()
 	a.reload(ctx, lp)

@@ -90,7 +90,7 @@ func (f *frontedRig) activatedOnFake(t *testing.T, counts license.Counts, tel Te
 	// The activation asked the (not yet started) loops to start their
 	// schedule afresh; taken here, as a loop started now would, so a test
 	// does not race a reset of the timer it has just read.
-	for _, c := range []chan struct{}{a.resched, a.waitWake} {
+	for _, c := range []chan struct{}{a.hb.resched, a.hb.waitWake} {
 		select {
 		case <-c:
 		default:
@@ -176,7 +176,7 @@ func TestHeartbeatBackoffOnFakeClock(t *testing.T) {
 			if s.Heartbeat.Failures != failures || s.Heartbeat.Next == nil {
 				return false
 			}
-			want := a.clock.Now().Add(delay)
+			want := a.lic.clock.Now().Add(delay)
 			off := s.Heartbeat.Next.Sub(want)
 			return off > -2*time.Second && off < 2*time.Second
 		})
@@ -297,7 +297,7 @@ func (f *frontedRig) deadlineOnFake(t *testing.T, ctx context.Context, a *Agent,
 	hits := f.hits.Load()
 	for {
 		d := f.step(t, ctx)
-		left := deadline.Sub(a.clock.Now())
+		left := deadline.Sub(a.lic.clock.Now())
 		if left <= 0 {
 			t.Fatalf("the clock is past the deadline %v", deadline)
 		}
@@ -312,7 +312,7 @@ func (f *frontedRig) deadlineOnFake(t *testing.T, ctx context.Context, a *Agent,
 		f.fire(t, ctx, d) // a routine evaluation before the deadline
 		pollUntil(t, ctx, "routine evaluation", func() bool { return a.Status().State == string(before) })
 	}
-	f.fake.Advance(deadline.Sub(a.clock.Now()) - time.Millisecond)
+	f.fake.Advance(deadline.Sub(a.lic.clock.Now()) - time.Millisecond)
 	if s := a.Status(); s.State != string(before) {
 		t.Fatalf("a millisecond before the deadline: %s, want %s", s.State, before)
 	}
@@ -381,7 +381,7 @@ func TestLapseOnFakeClock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	f.set(portalUnavailable)
-	graceEnd := a.clock.Now().Add(license.DefaultOfflineGrace) // activated just now
+	graceEnd := a.lic.clock.Now().Add(license.DefaultOfflineGrace) // activated just now
 	f.fake.Advance(license.DefaultOfflineGrace - 150*time.Second)
 	tel.took()
 	f.startLifecycle(t, ctx, a, tel)
@@ -428,7 +428,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 	if d != waitUnsupported {
 		t.Fatalf("a portal without a long-poll: next wait in %v, want %v", d, waitUnsupported)
 	}
-	if len(a.hbWake) != 0 {
+	if len(a.hb.wake) != 0 {
 		t.Fatal("a failed wait woke a heartbeat")
 	}
 
@@ -443,7 +443,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 	}
 	f.fake.Advance(time.Millisecond)
 	select {
-	case <-a.hbWake:
+	case <-a.hb.wake:
 	case <-ctx.Done():
 		t.Fatal("a wait answered with a new licence woke no heartbeat")
 	}
@@ -461,7 +461,7 @@ func TestWaitLoopOnFakeClock(t *testing.T) {
 		}
 		f.fake.Advance(d)
 		select {
-		case <-a.hbWake:
+		case <-a.hb.wake:
 		case <-ctx.Done():
 			t.Fatalf("owed answer %d woke no heartbeat", n+1)
 		}

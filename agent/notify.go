@@ -75,7 +75,7 @@ func (a *Agent) mainLoop(ctx context.Context, n notifier, hup <-chan os.Signal, 
 		defer t.Stop()
 		wdTick = t.C()
 	}
-	watched := []watchedLoop{{"heartbeat", a.probe}, {"lifecycle", a.lc.probe}}
+	watched := []watchedLoop{{"heartbeat", a.hb.probe}, {"lifecycle", a.lc.probe}}
 	answered := make(chan string, len(watched)) // the loops that answered the probe in flight
 	var (
 		waiting []string      // the loops yet to answer the probe in flight

@@ -256,9 +256,9 @@ func TestWatchdogStopsWhenALoopIsStuck(t *testing.T) {
 	await(t, ch, "WATCHDOG=1")
 
 	t.Run("main loop", func(t *testing.T) {
-		a.mu.Lock() // the main loop blocks on it at its next status check
+		a.lic.mu.Lock() // the main loop blocks on it at its next status check
 		awaitSilence(t, ch, "WATCHDOG=1", 3*watchdog)
-		a.mu.Unlock()
+		a.lic.mu.Unlock()
 		await(t, ch, "WATCHDOG=1")
 	})
 	t.Run("heartbeat loop", func(t *testing.T) {

@@ -68,7 +68,7 @@ func TestProxyClaimingAnotherRevision(t *testing.T) {
 					}
 				},
 			})
-			a.portal.http.SetBaseURL(proxy.URL)
+			a.lic.portal.http.SetBaseURL(proxy.URL)
 			if err := a.heartbeat(context.Background()); err != nil {
 				t.Fatalf("heartbeat through the proxy, nothing changed yet: %v", err)
 			}
@@ -105,11 +105,11 @@ func TestProxyClaimingAnotherRevision(t *testing.T) {
 // read what the portal states as current (the proxy keeps it).
 func ownerHeartbeat(t *testing.T, a *Agent, proxyURL string, now time.Time) {
 	t.Helper()
-	a.mu.Lock()
-	req := protocol.HeartbeatRequest{PBXID: a.doc.PBX.ID, Revision: a.doc.Revision, Link: a.st.Chain.Digest, Seq: a.st.Chain.Seq, State: "active",
+	a.lic.mu.Lock()
+	req := protocol.HeartbeatRequest{PBXID: a.lic.doc.PBX.ID, Revision: a.lic.doc.Revision, Link: a.lic.st.Chain.Digest, Seq: a.lic.st.Chain.Seq, State: "active",
 		Request: protocol.Request{Time: now, Nonce: newNonce()}}
-	dev := a.device
-	a.mu.Unlock()
+	dev := a.lic.device
+	a.lic.mu.Unlock()
 	body, err := dev.Sign(protocol.TypeHeartbeat, req)
 	if err != nil {
 		t.Fatal(err)
@@ -142,19 +142,19 @@ func TestRevokedKeyIsRefusedEverywhere(t *testing.T) {
 	if err := a.heartbeat(context.Background()); err != nil {
 		t.Fatalf("heartbeat after the rotation: %v", err)
 	}
-	if got := a.trust.Revoked(); !slices.Contains(got, rot.Retired) {
+	if got := a.lic.trust.Revoked(); !slices.Contains(got, rot.Retired) {
 		t.Fatalf("revoked keys %v; want %s", got, rot.Retired)
 	}
 	pbxID := a.Status().PBX.ID
 
 	t.Run("licence", func(t *testing.T) {
-		doc := *a.doc
+		doc := *a.lic.doc
 		doc.Revision, doc.Counts, doc.RevokedKeyIDs = doc.Revision+1, license.Counts{license.UCPremium: 5000}, nil
 		forged, err := old.Sign(license.TypeLicense, doc)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.acceptLicense(forged, pbxID, false); err == nil || !strings.Contains(err.Error(), "revoked") {
+		if _, err := a.lic.acceptLicense(forged, pbxID, false); err == nil || !strings.Contains(err.Error(), "revoked") {
 			t.Errorf("a licence of 5,000 users signed by the revoked key: %v; want refused as revoked", err)
 		}
 	})
@@ -163,18 +163,18 @@ func TestRevokedKeyIsRefusedEverywhere(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := protocol.VerifyAnswer(ans, a.trust.Keyring(), "n", pbxID); err == nil {
+		if _, err := protocol.VerifyAnswer(ans, a.lic.trust.Keyring(), "n", pbxID); err == nil {
 			t.Error("an answer signed by the revoked key was accepted")
 		}
 	})
 	t.Run("command", func(t *testing.T) {
-		now := a.clock.Now()
+		now := a.lic.clock.Now()
 		cmd, err := old.Sign(protocol.TypeCommand, protocol.Command{ID: "cmd-revoked", PBXID: pbxID, Type: protocol.CommandSSHClose,
 			IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := protocol.VerifyCommand(cmd, a.trust.Keyring(), pbxID, now); err == nil {
+		if _, err := protocol.VerifyCommand(cmd, a.lic.trust.Keyring(), pbxID, now); err == nil {
 			t.Error("a command signed by the revoked key was accepted")
 		}
 	})
@@ -247,9 +247,9 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 		if err := other.heartbeat(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		other.mu.Lock()
-		fresh := other.st.Answer
-		other.mu.Unlock()
+		other.lic.mu.Lock()
+		fresh := other.lic.st.Answer
+		other.lic.mu.Unlock()
 		editState(t, r.cfg.StateDir, func(st map[string]any) { st["answer"] = fresh })
 		r.server.Close()
 		r.time.run(11 * 24 * time.Hour)
@@ -261,9 +261,9 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 	t.Run("another PBX's licence pasted in", func(t *testing.T) {
 		r, _ := setup(t)
 		other := otherPBXActivated(t, r)
-		other.mu.Lock()
-		lic, pbx := other.st.License, *other.st.PBX
-		other.mu.Unlock()
+		other.lic.mu.Lock()
+		lic, pbx := other.lic.st.License, *other.lic.st.PBX
+		other.lic.mu.Unlock()
 		for _, withPBX := range []bool{false, true} {
 			editState(t, r.cfg.StateDir, func(st map[string]any) {
 				st["license"] = lic
@@ -286,7 +286,7 @@ func TestEditedStateGrantsNothing(t *testing.T) {
 		if s.State != "unactivated" || !strings.Contains(s.Heartbeat.LastError, "no fingerprint") {
 			t.Errorf("state without a fingerprint: %s, %q; want unactivated, set aside", s.State, s.Heartbeat.LastError)
 		}
-		st, _, err := a.store.Load()
+		st, _, err := a.lic.store.Load()
 		if err != nil || st.License == "" || st.Fingerprint != "" {
 			t.Errorf("the foreign state was changed on disk: fingerprint %q, licence kept %v, %v", st.Fingerprint, st.License != "", err)
 		}
@@ -346,7 +346,7 @@ func TestUnwritableStateRefusesTheNewRevision(t *testing.T) {
 	r := newRig(t)
 	a := r.activated(t, nil) // acme.example, 10 UC-Premium users
 	r.licences(t, license.Counts{license.UCPremium: 20})
-	a.store = brokenStore(t, a)
+	a.lic.store = brokenStore(t, a)
 	err := a.heartbeat(context.Background())
 	s := a.Status()
 	if err == nil || s.License.Revision != 1 || !strings.Contains(s.Heartbeat.LastError, "not applied") {
@@ -445,14 +445,14 @@ func TestWaitAnswerStatesTheCurrentLicence(t *testing.T) {
 			}
 		},
 	})
-	a.portal.http.SetBaseURL(proxy.URL)
+	a.lic.portal.http.SetBaseURL(proxy.URL)
 	r.licences(t, license.Counts{license.UCPremium: 2})
 	var run waitRun
 	if _, ok := a.waitOnce(context.Background(), &run); !ok || run.failures != 0 {
 		t.Fatalf("wait through the proxy: ok %v, failures %d", ok, run.failures)
 	}
 	select {
-	case <-a.hbWake:
+	case <-a.hb.wake:
 	default:
 		t.Error("a wait whose answer states revision 2, holding 1, did not wake the heartbeat")
 	}

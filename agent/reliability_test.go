@@ -51,7 +51,7 @@ func TestPortalGoneThirtyDays(t *testing.T) {
 		if err := a.countUsers(context.Background()); err != nil { // as the daemon's count loop does
 			t.Fatal(err)
 		}
-		offline := a.clock.Now().Sub(lastSuccess)
+		offline := a.lic.clock.Now().Sub(lastSuccess)
 		ans := a.Admit(context.Background(), dry(license.UCPremium, 1))
 		switch {
 		case offline < 30*day && !ans.Allowed:
@@ -87,7 +87,7 @@ func TestClockSetBackThirtyDays(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := a.Status()
-	licenceNow := a.clock.Now()
+	licenceNow := a.lic.clock.Now()
 
 	r.time.wall = r.time.wall.Add(-30 * day)
 	r.time.run(time.Minute)
@@ -96,7 +96,7 @@ func TestClockSetBackThirtyDays(t *testing.T) {
 		a    *Agent
 	}{{"running", a}, {"restarted", r.newAgent(t)}} {
 		s := step.a.Status()
-		now := step.a.clock.Now()
+		now := step.a.lic.clock.Now()
 		if now.Before(licenceNow) {
 			t.Errorf("%s: licence clock %v, behind the %v it had reached", step.name, now, licenceNow)
 		}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
@@ -33,6 +35,50 @@ func isLive(key string) bool {
 		}
 	}
 	return false
+}
+
+// reloadState is what a reload keeps: how to read the configuration
+// again, the live values applied so far (what the next reload compares
+// with; the Config New was given stays as it was), and how the last
+// reload went, for the status.
+type reloadState struct {
+	read    func() (Config, error) // Options.Reload
+	level   *slog.LevelVar         // Options.LogLevel
+	running Config                 // read and written only by reload, which runs one at a time
+
+	mu   sync.Mutex            // guards last
+	last *apitype.ConfigStatus // nil before a reload
+}
+
+// failed records a reload that changed nothing: the keys that needed a
+// restart before still do.
+func (r *reloadState) failed(now time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := &apitype.ConfigStatus{ReloadedAt: now, Error: err.Error()}
+	if prev := r.last; prev != nil {
+		st.RestartNeeded = prev.RestartNeeded // still true of the running daemon
+	}
+	r.last = st
+}
+
+// done records a reload that applied what it could.
+func (r *reloadState) done(running Config, st *apitype.ConfigStatus) {
+	r.running = running
+	r.mu.Lock()
+	r.last = st
+	r.mu.Unlock()
+}
+
+// status is a copy of how the last reload went; nil before one.
+func (r *reloadState) status() *apitype.ConfigStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		return nil
+	}
+	c := *r.last
+	return &c
 }
 
 // loop is a loop of the daemon that a reload stops and starts again: what
@@ -83,27 +129,22 @@ const idleWait = 5 * time.Second
 // until a restart. A configuration that does not load or validate changes
 // nothing: the running one stays, and the status says why.
 func (a *Agent) reload(ctx context.Context, lp *loops) {
-	now := a.clock.Now()
-	if a.reloadCfg == nil {
+	now := a.lic.now()
+	if a.rl.read == nil {
 		a.log.Warn("SIGHUP: this daemon has no configuration file to read again; nothing changed")
 		return
 	}
-	next, err := a.reloadCfg()
+	next, err := a.rl.read()
 	if err == nil {
 		err = next.Validate()
 	}
 	if err != nil {
 		a.log.Error("configuration not reloaded: the running configuration stays", "err", err)
-		a.mu.Lock()
-		st := &apitype.ConfigStatus{ReloadedAt: now, Error: err.Error()}
-		if prev := a.cfgStatus; prev != nil {
-			st.RestartNeeded = prev.RestartNeeded // still true of the running daemon
-		}
-		a.cfgStatus = st
-		a.mu.Unlock()
+		a.rl.failed(now, err)
 		return
 	}
-	changed := changedKeys(a.cfg, next)
+	running := a.rl.running // only reload, one at a time, reads or writes it
+	changed := changedKeys(running, next)
 	var live, restart []string
 	for _, k := range changed {
 		if isLive(k) {
@@ -114,8 +155,8 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 	}
 	var problems []error
 	if slices.Contains(live, "log.level") {
-		if lvl, err := next.LogLevel(); err == nil && a.logLevel != nil {
-			a.logLevel.Set(lvl)
+		if lvl, err := next.LogLevel(); err == nil && a.rl.level != nil {
+			a.rl.level.Set(lvl)
 		}
 	}
 	if slices.Contains(live, "heartbeat.interval") {
@@ -124,21 +165,24 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 		// keeps an exchange from being cut short.
 		a.waitHeartbeatIdle(ctx)
 		lp.heartbeat.stop()
-		a.cfg.Heartbeat.Interval = next.Heartbeat.Interval
+		a.hb.setOverride(next.Heartbeat.Interval)
+		running.Heartbeat.Interval = next.Heartbeat.Interval
 		lp.heartbeat.start(ctx)
 	}
 	if slices.ContainsFunc(live, func(k string) bool { return strings.HasPrefix(k, "users.") }) {
 		if err := a.reloadUsers(ctx, lp.users, next.Users); err != nil {
 			problems = append(problems, err)
+		} else {
+			running.Users = next.Users
 		}
 	}
 	if slices.ContainsFunc(live, func(k string) bool { return strings.HasPrefix(k, "admission.") }) {
 		a.users.setAdmission(next.Admission)
-		a.cfg.Admission = next.Admission // for the next reload's comparison
+		running.Admission = next.Admission
 	}
 	if slices.Contains(live, "enforcement.overuse_hook") {
 		a.users.hook.setArgv(next.Enforcement.OveruseHook)
-		a.cfg.Enforcement.OveruseHook = next.Enforcement.OveruseHook // for the next reload's comparison
+		running.Enforcement.OveruseHook = next.Enforcement.OveruseHook
 	}
 
 	st := &apitype.ConfigStatus{ReloadedAt: now, RestartNeeded: restart}
@@ -146,9 +190,7 @@ func (a *Agent) reload(ctx context.Context, lp *loops) {
 		st.Error = err.Error()
 		a.log.Error("configuration partly reloaded", "err", err)
 	}
-	a.mu.Lock()
-	a.cfgStatus = st
-	a.mu.Unlock()
+	a.rl.done(running, st)
 	switch {
 	case len(changed) == 0:
 		a.log.Info("configuration reloaded: nothing changed")
@@ -171,7 +213,7 @@ func (a *Agent) waitHeartbeatIdle(ctx context.Context) {
 	defer cancel()
 	ack := make(chan struct{}, 1)
 	select {
-	case a.probe <- ack:
+	case a.hb.probe <- ack:
 	case <-ctx.Done():
 		return
 	}
@@ -189,7 +231,6 @@ func (a *Agent) reloadUsers(ctx context.Context, l *loop, uc UsersConfig) error 
 	}
 	l.stop()
 	old := a.users.setSource(src, uc.Interval)
-	a.cfg.Users = uc // for the next reload's comparison
 	if c, ok := old.(io.Closer); ok {
 		c.Close()
 	}

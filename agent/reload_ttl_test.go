@@ -28,7 +28,7 @@ func TestReloadLowersReservationTTL(t *testing.T) {
 
 	next := a.cfg
 	next.Admission.ReservationTTL = 30 * time.Second
-	a.reloadCfg = func() (Config, error) { return next, nil }
+	a.rl.read = func() (Config, error) { return next, nil }
 	lp := &loops{heartbeat: newLoop(ctx, func(context.Context) {}), users: newLoop(ctx, func(context.Context) {})}
 	defer lp.stop()
 	a.reload(ctx, lp)

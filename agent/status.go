@@ -10,20 +10,21 @@ import (
 
 // Status returns a snapshot for the local API. It never waits on the portal.
 func (a *Agent) Status() apitype.Status {
-	now := a.clock.Now()
-	offset := a.clock.LocalOffset()
+	now := a.lic.now()
+	offset := a.lic.localOffset()
 	used, reserved, us := a.usersSnapshot()
-	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before a.mu
+	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before the licence's
+	next, failures := a.hb.snapshot()
 
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	v := a.verdictLocked(now)
+	cfgStatus := a.rl.status()
+	lst := a.lic.status(now)
+	v := lst.verdict
 	s := apitype.Status{
 		State:    string(v.State),
 		Next:     v.WhatNext,
 		Summary:  v.Summary,
 		Commands: commands,
-		Clock:    apitype.ClockStatus{Now: clampTime(now), MarkError: a.mark.lastError()},
+		Clock:    apitype.ClockStatus{Now: clampTime(now), MarkError: a.lic.markError()},
 		SSH:      ssh,
 		WMS:      wmsSt,
 		Users:    us,
@@ -31,10 +32,10 @@ func (a *Agent) Status() apitype.Status {
 	if offset < -time.Second {
 		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
 	}
-	if p := a.st.PBX; p != nil {
+	if p := lst.pbx; p != nil {
 		s.PBX = &apitype.PBXStatus{ID: p.ID, Name: p.Name, Model: string(p.Model)}
 	}
-	if d := a.doc; d != nil {
+	if d := lst.doc; d != nil {
 		ls := &apitype.LicenseStatus{Term: string(d.Term), Revision: d.Revision, Profiles: map[string]apitype.ProfileStatus{}}
 		if !d.TermEnd.IsZero() {
 			ls.TermEnd = utc(d.TermEnd)
@@ -60,20 +61,17 @@ func (a *Agent) Status() apitype.Status {
 		OfflineGraceEnd: optional(v.OfflineGraceEnd),
 		LapseGraceEnd:   optional(v.LapseGraceEnd),
 	}
-	if a.doc != nil && !a.lastOK.IsZero() {
-		s.Heartbeat.LastSuccess = utc(a.lastOK)
+	if lst.doc != nil && !lst.lastOK.IsZero() {
+		s.Heartbeat.LastSuccess = utc(lst.lastOK)
 	}
-	if a.doc != nil && a.next != 0 {
+	if lst.doc != nil && next != 0 {
 		// The schedule runs on the clock's elapsed time; shown in licence time.
-		s.Heartbeat.Next = utc(now.Add(a.next - a.clk.Elapsed()).Truncate(time.Second))
+		s.Heartbeat.Next = utc(now.Add(next - a.clk.Elapsed()).Truncate(time.Second))
 	}
-	s.Heartbeat.LastError = a.lastError
-	s.Heartbeat.Failures = a.failures
-	s.Trust = trustStatus(a.trust.Keyring())
-	if c := a.cfgStatus; c != nil {
-		cc := *c
-		s.Config = &cc
-	}
+	s.Heartbeat.LastError = lst.lastError
+	s.Heartbeat.Failures = failures
+	s.Trust = trustStatus(a.lic.keyring())
+	s.Config = cfgStatus
 	return s
 }
 

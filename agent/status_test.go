@@ -26,7 +26,7 @@ func TestStatusEncodesFarFutureTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	y9999 := time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC)
-	a.doc = &license.Document{Version: 1, PBX: license.PBX{ID: "pbx-far", Name: "far", Model: license.ModelVM}, Revision: 1,
+	a.lic.doc = &license.Document{Version: 1, PBX: license.PBX{ID: "pbx-far", Name: "far", Model: license.ModelVM}, Revision: 1,
 		IssuedAt: y9999, Term: license.Monthly, TermEnd: y9999,
 		SoftOverage: &license.SoftOverage{Factor: 1.1, Until: y9999}, Counts: license.Counts{license.UCPremium: 1}}
 

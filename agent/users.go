@@ -52,7 +52,7 @@ type seatsEnv struct {
 //
 // Lock order: countMu, then mu. Neither is held while the licence view,
 // the audit sink, the metrics or the over-use hook (hookMu, its own) are
-// called, so the agent's a.mu and the component's locks are never nested.
+// called, so the licence's mu and the component's locks are never nested.
 type seats struct {
 	env  seatsEnv
 	hook *overuseHook

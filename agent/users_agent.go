@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
-	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
@@ -20,7 +19,7 @@ func (a *Agent) initUsers(opts Options, src license.TimeSource) error {
 	u, err := newSeats(seatsEnv{
 		clk:     a.clk,
 		elapsed: src.Elapsed,
-		licence: agentLicence{a},
+		licence: agentLicence{a.lic},
 		audit:   agentAudit{a},
 		metrics: a.metrics,
 		log:     a.log,
@@ -33,33 +32,21 @@ func (a *Agent) initUsers(opts Options, src license.TimeSource) error {
 }
 
 // agentLicence is the licence as the users component sees it.
-type agentLicence struct{ a *Agent }
+type agentLicence struct{ l *licence }
 
-func (l agentLicence) Now() time.Time { return l.a.clock.Now() }
+func (l agentLicence) Now() time.Time { return l.l.now() }
 
-func (l agentLicence) Document() *license.Document {
-	l.a.mu.Lock()
-	defer l.a.mu.Unlock()
-	return l.a.doc
-}
+func (l agentLicence) Document() *license.Document { return l.l.document() }
 
 func (l agentLicence) Verdict(now time.Time) (*license.Document, license.Verdict) {
-	l.a.mu.Lock()
-	defer l.a.mu.Unlock()
-	return l.a.doc, l.a.verdictLocked(now)
+	return l.l.docVerdict(now)
 }
 
-// agentAudit is the audit log as the users component sees it. The log has
-// a lock of its own.
+// agentAudit is the audit log as the users component sees it.
 type agentAudit struct{ a *Agent }
 
 func (s agentAudit) Record(now time.Time, kind string, fields map[string]any) {
-	if s.a.lc.audit == nil {
-		return
-	}
-	if err := s.a.lc.audit.Append(audit.Event{Time: now, Kind: kind, Fields: fields}); err != nil {
-		s.a.log.Error("writing the audit log", "kind", kind, "err", err)
-	}
+	s.a.lc.auditEvent(now, kind, fields)
 }
 
 // Admit answers an admission request of the local API (admission.go).

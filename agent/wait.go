@@ -46,7 +46,7 @@ func (a *Agent) waitLoop(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C():
-		case <-a.waitWake: // an activation: start waiting at once
+		case <-a.hb.waitWake: // an activation: start waiting at once
 			t.Stop()
 		}
 	}
@@ -70,16 +70,14 @@ func (a *Agent) waitOnce(ctx context.Context, run *waitRun) (time.Duration, bool
 	if ctx.Err() != nil {
 		return 0, false
 	}
-	a.mu.Lock()
-	doc, gone, device := a.doc, a.st.Gone, a.device
-	a.mu.Unlock()
-	if doc == nil || gone != "" || device == nil || a.setupErr != nil {
+	doc, ok := a.lic.waitable()
+	if !ok {
 		return waitIdle, true
 	}
 	req := protocol.WaitRequest{PBXID: doc.PBX.ID, Revision: doc.Revision, Wait: license.Seconds(waitFor / time.Second)}
 	wctx, cancel := context.WithTimeout(ctx, waitFor+portalTimeout)
 	defer cancel()
-	ans, err := a.signedExchange(wctx, protocol.PathWait, protocol.TypeWait, doc.PBX.ID, func(r protocol.Request) any {
+	ans, err := a.lic.signedExchange(wctx, protocol.PathWait, protocol.TypeWait, doc.PBX.ID, func(r protocol.Request) any {
 		req.Request = r
 		return req
 	})
@@ -105,10 +103,7 @@ func (a *Agent) waitOnce(ctx context.Context, run *waitRun) (time.Duration, bool
 	*failures = 0
 	// The answer states the current licence: one that differs from the
 	// licence held is owed, whatever the request claimed.
-	a.mu.Lock()
-	owed := a.doc != nil && ans.Digest != "" && !ans.Matches(protocol.HeldLicence(a.doc.Revision, a.st.License))
-	a.mu.Unlock()
-	if !ans.Pending && !owed {
+	if !ans.Pending && !a.lic.owes(ans) {
 		run.nudges = 0
 		return 0, true
 	}
