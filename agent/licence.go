@@ -787,3 +787,11 @@ func (l *licence) checkRestoredState(markRemoved bool) {
 	l.env.audit(l.clock.Now(), auditStateRestored, map[string]any{
 		"revision": l.doc.Revision, "held_revision": held.Revision, "seq": l.st.Chain.Seq, "held_seq": held.Seq})
 }
+
+// lastSuccess is the signed time of the last answer that counted as a
+// success.
+func (l *licence) lastSuccess() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ans.lastOK
+}

@@ -55,12 +55,14 @@ func (a *Agent) waitLoop(ctx context.Context) {
 // waitRun is what the long-poll counts between waits.
 type waitRun struct {
 	failures int // waits failed in a row
-	// nudges counts answers in a row that asked for a heartbeat. The
-	// first is followed at once by the heartbeat it wakes; while they
-	// keep coming (heartbeats failing while waits succeed, a licence
-	// refused) the next wait backs off, as after failures, rather than
-	// sign wait after wait with no pause.
+	// nudges counts the answers that asked for a heartbeat since the
+	// last successful one. While they keep coming with no success between
+	// them (heartbeats failing while waits pass, a licence refused) the
+	// next wait backs off as after failures, rather than sign wait after
+	// wait with no pause; a success starts the count again, so a busy
+	// PBX receiving command after command never backs off.
 	nudges int
+	seen   time.Time // the last success when nudges was last counted
 }
 
 // waitOnce holds one wait and returns the pause before the next; ok is
@@ -108,6 +110,9 @@ func (a *Agent) waitOnce(ctx context.Context, run *waitRun) (time.Duration, bool
 		return 0, true
 	}
 	a.wakeHeartbeat()
+	if last := a.lic.lastSuccess(); !last.Equal(run.seen) {
+		run.seen, run.nudges = last, 0
+	}
 	run.nudges++
 	return a.schedule().Next(run.nudges, 0, rand.Float64()), true
 }
