@@ -103,6 +103,10 @@ func (a *Agent) waitOnce(ctx context.Context, run *waitRun) (time.Duration, bool
 		return delay, true
 	}
 	*failures = 0
+	// The answer's signed time may have moved the licence clock on (the
+	// portal's clock ahead): the lifecycle records and enforces what that
+	// time means now, not at its next routine evaluation.
+	a.wakeLifecycle()
 	// The answer states the current licence: one that differs from the
 	// licence held is owed, whatever the request claimed.
 	if !ans.Pending && !a.lic.owes(ans) {

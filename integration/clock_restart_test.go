@@ -163,8 +163,8 @@ func TestClockKillLoopAndCleanStop(t *testing.T) {
 	}
 
 	// A clean stop, an hour long as the boot time counts it.
+	stopStart := time.Now() // before the first reading: took bounds all that passed between the two
 	before, _, _ := status()
-	stopStart := time.Now()
 	a.proc.stop(t)
 	const down = time.Hour
 	setClock(t, clockFile, -30*24*time.Hour, down)
