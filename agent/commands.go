@@ -424,8 +424,13 @@ func (c *commands) advance(ctx context.Context, e *journalEntry, x executor, cmd
 		c.finish(e, *res)
 		return 0
 	}
-	return time.Millisecond // runs on: poll follows it
+	return firstPoll // runs on: poll follows it
 }
+
+// firstPoll is how long after its start a command that runs on is first
+// looked at: what runs it (a systemd unit starting) needs a moment to show
+// itself, and a look before that would take it for dead.
+const firstPoll = 2 * time.Second
 
 // transition saves e in state to; on a failed save e keeps its state.
 func (c *commands) transition(e *journalEntry, to protocol.CommandState) error {
