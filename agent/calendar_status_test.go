@@ -34,17 +34,25 @@ func TestStatusCalendar(t *testing.T) {
 	if c == nil || !c.NoDecreasesToday || !timeIs(c.DecreasesFrom, "2027-04-01T00:00:00Z") {
 		t.Fatalf("31 March: %+v, want no decreases until 1 April", c)
 	}
-	if !timeIs(c.RenewsOn, "2027-04-30T00:00:00Z") || !timeIs(c.ChangesUntil, "2027-04-28T23:59:59Z") {
-		t.Errorf("31 March, the term renewed by the portal: renews %v, changes until %v; want 30 April and 28 April",
-			c.RenewsOn, c.ChangesUntil)
+	// The portal renewed the term today (the licence carries 30 April);
+	// the day still belongs to the term ending tonight.
+	if s.License == nil || !timeIs(s.License.TermEnd, "2027-04-30T23:59:59Z") {
+		t.Fatalf("31 March: the term not renewed by the portal: %+v", s.License)
+	}
+	if !timeIs(c.RenewsOn, "2027-03-31T00:00:00Z") || !timeIs(c.ChangesUntil, "2027-03-29T23:59:59Z") {
+		t.Errorf("31 March, the renewal day: renews %v, changes until %v; want today and 29 March", c.RenewsOn, c.ChangesUntil)
 	}
 
 	r.advancePortal(t, day) // 1 April: decreases are taken again
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if c := a.Status().Calendar; c == nil || c.NoDecreasesToday || c.DecreasesFrom != nil {
-		t.Errorf("1 April: %+v, want decreases taken", c)
+	c = a.Status().Calendar
+	if c == nil || c.NoDecreasesToday || c.DecreasesFrom != nil {
+		t.Fatalf("1 April: %+v, want decreases taken", c)
+	}
+	if !timeIs(c.RenewsOn, "2027-04-30T00:00:00Z") || !timeIs(c.ChangesUntil, "2027-04-28T23:59:59Z") {
+		t.Errorf("1 April, the new term: renews %v, changes until %v; want 30 and 28 April", c.RenewsOn, c.ChangesUntil)
 	}
 }
 

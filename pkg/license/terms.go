@@ -10,12 +10,41 @@ import (
 // changes are best made at least this many days before the term ends.
 const ChangeNoticeDays = 2
 
+// ChangeNotice is ChangeNoticeDays as a duration: a change made less long
+// before the current term ends is late.
+const ChangeNotice = ChangeNoticeDays * 24 * time.Hour
+
+// CurrentTermEnd is the end of the billing term that holds now, for a
+// licence whose latest term ends at end. The portal renews a term on its
+// last day, so on that day the licence already carries the next term's end
+// while the day still belongs to the term that ends at midnight. Zero for
+// a lifetime term.
+func CurrentTermEnd(term Term, end, now time.Time) time.Time {
+	if end.IsZero() {
+		return time.Time{}
+	}
+	e := end.UTC()
+	var prev time.Time
+	switch term {
+	case Monthly:
+		prev = time.Date(e.Year(), e.Month(), 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	case Yearly:
+		prev = time.Date(e.Year()-1, e.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
+	default:
+		return time.Time{}
+	}
+	if !now.After(prev) {
+		return prev
+	}
+	return e
+}
+
 // Calendar is what the portal's calendar rules mean for a licence at one
 // moment of the licence clock: when the term renews, until when changes
 // are best made, and whether decreases are refused today.
 type Calendar struct {
-	// RenewsOn is the day the term renews and is invoiced, at 00:00 UTC:
-	// its last day. Zero for a lifetime term.
+	// RenewsOn is the day the current term (CurrentTermEnd) renews and is
+	// invoiced, at 00:00 UTC: its last day. Zero for a lifetime term.
 	RenewsOn time.Time
 	// ChangesUntil is the last moment for licence changes made ahead of
 	// the renewal: the term end less ChangeNoticeDays. Zero for a
@@ -33,10 +62,11 @@ type Calendar struct {
 // licence), leaving only the last-day-of-month rule.
 func CalendarAt(d *Document, now time.Time) Calendar {
 	var c Calendar
-	if d != nil && d.Term != Lifetime && !d.TermEnd.IsZero() {
-		end := d.TermEnd.UTC()
-		c.RenewsOn = StartOfDay(end)
-		c.ChangesUntil = end.AddDate(0, 0, -ChangeNoticeDays)
+	if d != nil {
+		if end := CurrentTermEnd(d.Term, d.TermEnd, now); !end.IsZero() {
+			c.RenewsOn = StartOfDay(end)
+			c.ChangesUntil = end.Add(-ChangeNotice)
+		}
 	}
 	if LastDayOfMonth(now) {
 		c.NoDecreasesToday = true

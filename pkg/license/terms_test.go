@@ -17,6 +17,10 @@ func TestCalendarAt(t *testing.T) {
 	yearly.Term, yearly.TermEnd = Yearly, at(t, "2027-02-28T23:59:59Z")
 	leap := testDocument()
 	leap.TermEnd = at(t, "2028-02-29T23:59:59Z")
+	renewed := testDocument() // renewed on 30 November: the next term's end
+	renewed.TermEnd = at(t, "2026-12-31T23:59:59Z")
+	renewedYear := testDocument()
+	renewedYear.Term, renewedYear.TermEnd = Yearly, at(t, "2028-02-29T23:59:59Z")
 	lifetime := testDocument()
 	lifetime.Term, lifetime.TermEnd = Lifetime, time.Time{}
 
@@ -28,6 +32,9 @@ func TestCalendarAt(t *testing.T) {
 	}{
 		{"monthly, mid-month", &monthly, "2026-11-27T12:00:00Z", "2026-11-30T00:00:00Z", "2026-11-28T23:59:59Z", ""},
 		{"monthly, on its last day, the last of the month", &monthly, "2026-11-30T08:00:00Z", "2026-11-30T00:00:00Z", "2026-11-28T23:59:59Z", "2026-12-01T00:00:00Z"},
+		{"renewed on its last day: the day still belongs to the old term", &renewed, "2026-11-30T23:59:59Z", "2026-11-30T00:00:00Z", "2026-11-28T23:59:59Z", "2026-12-01T00:00:00Z"},
+		{"renewed, the next day", &renewed, "2026-12-01T00:00:00Z", "2026-12-31T00:00:00Z", "2026-12-29T23:59:59Z", ""},
+		{"yearly renewed on 28 February, to a leap year's 29th", &renewedYear, "2027-02-28T12:00:00Z", "2027-02-28T00:00:00Z", "2027-02-26T23:59:59Z", "2027-03-01T00:00:00Z"},
 		{"yearly ending in February of a common year", &yearly, "2027-02-28T23:59:59Z", "2027-02-28T00:00:00Z", "2027-02-26T23:59:59Z", "2027-03-01T00:00:00Z"},
 		{"28 February of a leap year is not the last day", &leap, "2028-02-28T12:00:00Z", "2028-02-29T00:00:00Z", "2028-02-27T23:59:59Z", ""},
 		{"29 February of a leap year is", &leap, "2028-02-29T00:00:00Z", "2028-02-29T00:00:00Z", "2028-02-27T23:59:59Z", "2028-03-01T00:00:00Z"},
