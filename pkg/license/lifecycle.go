@@ -219,10 +219,10 @@ const (
 // the licence now.
 func gone(f Facts) Verdict {
 	v := Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, Rebound: f.Rebound}
-	when, ago := "", ""
+	when, since, ago := "", "", ""
 	if !f.GoneAt.IsZero() {
 		v.DeletedAt = f.GoneAt.UTC()
-		when, ago = " at "+stamp(f.GoneAt), " "+Relative(f.GoneAt, f.Now)
+		when, since, ago = " on "+stamp(f.GoneAt), ", since "+stamp(f.GoneAt), " "+Relative(f.GoneAt, f.Now)
 	}
 	if f.Rebound {
 		v.WhatNext = "the PBX was re-bound to another appliance" + ago + "; telephony stays stopped here; a new PBX key is needed to run one (pbx-agent activate)"
@@ -230,7 +230,7 @@ func gone(f Facts) Verdict {
 		return v
 	}
 	v.WhatNext = "PBX deleted" + ago + "; " + deletedStep
-	v.Summary = fmt.Sprintf("This appliance no longer holds the PBX (%s)%s: telephony stays stopped; %s", f.Gone, when, deletedAdvice)
+	v.Summary = fmt.Sprintf("This appliance no longer holds the PBX (%s)%s: telephony stays stopped; %s", f.Gone, since, deletedAdvice)
 	return v
 }
 
