@@ -226,7 +226,7 @@ func gone(f Facts) Verdict {
 	}
 	if f.Rebound {
 		v.WhatNext = "the PBX was re-bound to another appliance" + ago + "; telephony stays stopped here; a new PBX key is needed to run one (pbx-agent activate)"
-		v.Summary = fmt.Sprintf("The portal re-bound the PBX to another appliance%s (an RMA or a move), which holds its licence now: telephony here stays stopped, and this appliance needs a new PBX key to run a PBX (pbx-agent activate); if the re-bind was a mistake, the partner contacts their Area Manager.", when)
+		v.Summary = fmt.Sprintf("The portal says the PBX was re-bound to another appliance%s (an RMA or a move), which holds its licence now: telephony here stays stopped, and this appliance needs a new PBX key to run a PBX (pbx-agent activate); if the re-bind was a mistake, the partner contacts their Area Manager.", when)
 		return v
 	}
 	v.WhatNext = "PBX deleted" + ago + "; " + deletedStep

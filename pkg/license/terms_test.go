@@ -172,7 +172,7 @@ func TestGoneSaysWhenAndWhy(t *testing.T) {
 		{"deleted on the portal", deleted, goneAt, false,
 			[]string{"6 days ago", "2026-11-21 12:00 UTC", "add a licence back", "Area Manager"}, "another appliance"},
 		{"re-bound", rebound, goneAt, true,
-			[]string{"6 days ago", "2026-11-21 12:00 UTC", "another appliance", "new PBX key"}, "add a licence back"},
+			[]string{"6 days ago", "2026-11-21 12:00 UTC", "re-bound to another appliance", "new PBX key"}, "add a licence back"},
 		{"the countdown over", countdown, at(t, "2026-12-11T00:00:00Z"), false,
 			[]string{"6 hours ago", "2026-12-11 00:00 UTC", "add a licence back", "Area Manager"}, "another appliance"},
 	} {
