@@ -430,7 +430,7 @@ func TestAdmissionByState(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "no new users while the licence is stopping", "unless a licence is added back")
+	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), "no new users while the licence is stopping", "adds at least one licence back", "Area Manager")
 }
 
 // TestTelephonyReassertedWhenStartedByHand: while the licence stops

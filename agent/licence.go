@@ -365,6 +365,7 @@ func (l *licence) verifyLicense(compact string) (*license.Document, error) {
 // verdictLocked evaluates the lifecycle at now. Callers hold l.mu.
 func (l *licence) verdictLocked(now time.Time) license.Verdict {
 	return license.Evaluate(license.Facts{Now: now, Doc: l.doc, LastSuccess: l.ans.lastOK, Gone: l.st.Gone,
+		GoneAt: l.st.GoneAt, Rebound: l.st.Gone == goneReason(protocol.GoneRebound),
 		RefusedSince: l.ans.refusedAt, Restored: l.ans.restored})
 }
 

@@ -18,7 +18,13 @@ func (a *Agent) Status() apitype.Status {
 
 	cfgStatus := a.rl.status()
 	lst := a.lic.status(now)
-	v := lst.verdict
+	over := 0
+	if lst.doc != nil {
+		for _, n := range admission.Overuse(lst.doc, used) {
+			over += n
+		}
+	}
+	v := lst.verdict.WithOveruse(over) // users over the licence are not "all good"
 	s := apitype.Status{
 		State:    string(v.State),
 		Next:     v.WhatNext,
@@ -30,7 +36,7 @@ func (a *Agent) Status() apitype.Status {
 		Users:    us,
 	}
 	if offset < -time.Second {
-		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
+		s.Clock.LocalBehind = license.Duration(offset)
 	}
 	if p := lst.pbx; p != nil {
 		s.PBX = &apitype.PBXStatus{ID: p.ID, Name: p.Name, Model: string(p.Model)}
@@ -72,7 +78,23 @@ func (a *Agent) Status() apitype.Status {
 	s.Heartbeat.Failures = failures
 	s.Trust = trustStatus(a.lic.keyring())
 	s.Config = cfgStatus
+	s.Calendar, s.Deleted = calendarStatus(lst.doc, now, v)
 	return s
+}
+
+// calendarStatus is the status's part of the portal's calendar at now and,
+// once deleted, when and why the PBX left.
+func calendarStatus(doc *license.Document, now time.Time, v license.Verdict) (*apitype.CalendarStatus, *apitype.DeletedStatus) {
+	if v.State == license.Deleted {
+		// Nothing to renew or change on a deleted PBX.
+		return nil, &apitype.DeletedStatus{At: optional(v.DeletedAt), Rebound: v.Rebound}
+	}
+	c := license.CalendarAt(doc, now)
+	if c == (license.Calendar{}) || v.State == license.Unactivated {
+		return nil, nil
+	}
+	return &apitype.CalendarStatus{RenewsOn: optional(c.RenewsOn), ChangesUntil: optional(c.ChangesUntil),
+		NoDecreasesToday: c.NoDecreasesToday, DecreasesFrom: optional(c.DecreasesFrom)}, nil
 }
 
 // optional is t in UTC, or nil for the zero time: a deadline that does not apply.

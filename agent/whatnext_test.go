@@ -25,7 +25,7 @@ func TestStatusCarriesWhatNext(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	const want = "no new users; telephony stops in 5 days, PBX deleted in 14 days"
+	const want = "no new users; telephony stops in 5 days, PBX deleted in 14 days; to keep the PBX, add a licence back on the portal and contact your Area Manager"
 	s := a.Status()
 	if s.State != "stopping" || s.Next != want {
 		t.Fatalf("every licence at zero: %s %q, want stopping %q", s.State, s.Next, want)
@@ -45,7 +45,7 @@ func TestStatusCarriesWhatNext(t *testing.T) {
 	if err := a.heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s := a.Status(); s.State != "stopped" || s.Next != "telephony stopped; PBX deleted in 8 days" {
+	if s := a.Status(); s.State != "stopped" || s.Next != "telephony stopped; PBX deleted in 8 days; to keep the PBX, add a licence back on the portal and contact your Area Manager" {
 		t.Errorf("six days later: %s %q", s.State, s.Next)
 	}
 }

@@ -84,7 +84,7 @@ func TestZeroLicencesLifecycle(t *testing.T) {
 		t.Errorf("countdown from 2027-03-10: stop_at %v, delete_at %v; want the starts of 15 and 24 March (5 and 14 calendar days)",
 			s.Deadlines.StopAt, s.Deadlines.DeleteAt)
 	}
-	if out := a.humanStatus("every licence at zero"); !strings.Contains(out, "stopping: no new users; telephony stops in 5 days, PBX deleted in 14 days") {
+	if out := a.humanStatus("every licence at zero"); !strings.Contains(out, "stopping: no new users; telephony stops in 5 days, PBX deleted in 14 days; to keep the PBX, add a licence back on the portal and contact your Area Manager") {
 		t.Errorf("human status during the countdown:\n%s", out)
 	}
 
@@ -116,7 +116,7 @@ func TestZeroLicencesLifecycle(t *testing.T) {
 	if s.PBX == nil || s.PBX.Name != "zero.example" {
 		t.Errorf("deleted: licence %+v, PBX %+v; want the licence wiped and the PBX still named", s.License, s.PBX)
 	}
-	if out := a.humanStatus("fifteen days later"); !strings.Contains(out, "deleted: telephony stays stopped; a new PBX key is needed") {
+	if out := a.humanStatus("fifteen days later"); !strings.Contains(out, "deleted: PBX deleted") || !strings.Contains(out, "add a licence back on the portal and contact your Area Manager") {
 		t.Errorf("human status when deleted:\n%s", out)
 	}
 	if out := p.admin("pbx", "show", "zero.example"); !strings.Contains(out, "status:         deleted") {

@@ -105,6 +105,10 @@ func newPageView(st apitype.Status) pageView {
 	if l := st.License; l != nil {
 		add(&v.Deadlines, "Term ends", l.TermEnd)
 	}
+	if c := st.Calendar; c != nil {
+		add(&v.Deadlines, "Renews (and is invoiced)", c.RenewsOn)
+		add(&v.Deadlines, "Licence changes until", c.ChangesUntil)
+	}
 	sort.SliceStable(v.Deadlines, func(i, j int) bool { return v.Deadlines[i].When < v.Deadlines[j].When })
 	add(&v.Heartbeat, "Last heartbeat", st.Heartbeat.LastSuccess)
 	next := "Next heartbeat"

@@ -44,7 +44,7 @@ func sampleStatus() apitype.Status {
 		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(time.Hour))},
 		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
 		Commands:  []apitype.CommandStatus{{ID: "c1", Type: "ssh.open", State: "done", Result: "ok"}},
-		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3 hours"},
 	}
 }
 

@@ -42,7 +42,7 @@ func activeStatus() apitype.Status {
 		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
 		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
 		Commands:  []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened"}},
-		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3h0m0s"},
+		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3 hours"},
 	}
 }
 

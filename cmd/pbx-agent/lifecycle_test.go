@@ -144,7 +144,8 @@ func TestStatusInEveryState(t *testing.T) {
 	if r := cli(created.Key, "activate"); r.code != 0 {
 		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)
 	}
-	status("active", "active", "licensed by the portal", "Offline grace ends  2027-04-09T10:00:")
+	status("active", "active", "licensed by the portal", "Offline grace ends  2027-04-09T10:00:",
+		"Renews              2027-03-31 (in 21 days), renewed and invoiced that day", "Changes until       2027-03-29 23:59 UTC (in 20 days)")
 
 	must(admin.PatchFaults(ctx, map[string]any{"error_rate": 1}))
 	machine.run(time.Hour)
@@ -169,14 +170,15 @@ func TestStatusInEveryState(t *testing.T) {
 
 	must(admin.ChangeLicenses(ctx, "acme.example", portalsim.LicenseChange{Profiles: license.Counts{license.UCPremium: 0, license.PBXBasic: 0}}))
 	refresh(0)
-	status("every licence at zero", "stopping", "no new users; telephony stops in 5 days, PBX deleted in 14 days\n",
+	status("every licence at zero", "stopping", "no new users; telephony stops in 5 days, PBX deleted in 14 days; to keep the PBX, add a licence back on the portal and contact your Area Manager\n",
 		"Telephony stops     2027-03-15T00:00:00Z", "PBX deleted         2027-03-24T00:00:00Z")
 	must(admin.AdvanceClock(ctx, 6*24*time.Hour))
 	refresh(0)
-	status("six days later", "stopped", "telephony stopped; PBX deleted in 8 days\n", "Telephony stopped   2027-03-15T00:00:00Z")
+	status("six days later", "stopped", "telephony stopped; PBX deleted in 8 days; to keep the PBX, add a licence back on the portal and contact your Area Manager\n", "Telephony stopped   2027-03-15T00:00:00Z")
 	must(admin.AdvanceClock(ctx, 9*24*time.Hour))
 	refresh(0)
-	status("fifteen days later", "deleted", "a new PBX key is needed", "PBX                 acme.example")
+	status("fifteen days later", "deleted", "PBX deleted now; to recover it, add a licence back on the portal and contact your Area Manager",
+		"a new PBX key is needed", "PBX                 acme.example", "Deleted             2027-03-25 10:00 UTC (now)")
 
 	r := cli("", "audit")
 	t.Logf("pbx-agent audit:\n%s", r.stdout)

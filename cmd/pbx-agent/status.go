@@ -133,12 +133,14 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	if st.PBX != nil {
 		line("PBX", "%s, %s", pbxName(st.PBX), st.PBX.Model)
 	}
+	printDeleted(line, st.Deleted, now)
 	if l := st.License; l != nil {
 		term := l.Term
 		if l.TermEnd != nil {
 			term += ", ends " + at(l.TermEnd)
 		}
 		line("Term", "%s", term)
+		printCalendar(line, st.Calendar, now)
 		line("Licence revision", "%d", l.Revision)
 		if so := l.SoftOverage; so != nil {
 			line("Soft overage", "up to %g× the counts until %s", so.Factor, at(&so.Until))

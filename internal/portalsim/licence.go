@@ -123,43 +123,15 @@ func checkNoDecreaseOnLastDay(cur, next license.Counts, now time.Time) error {
 		license.StartOfDay(day).AddDate(0, 0, 1).Format(time.DateOnly))}
 }
 
-// changeWarningPeriod: licence changes are best made at least this long
-// before the term ends; the portal warns about those made later.
-const changeWarningPeriod = 48 * time.Hour
-
-// changeWarning is the warning for a licence change made at now, or "".
+// changeWarning is the warning for a licence change made at now, or "":
+// changes are best made ChangeNoticeDays before the current term ends.
 func changeWarning(d license.Document, now time.Time) string {
-	end := currentTermEnd(d.Term, d.TermEnd, now)
-	if end.IsZero() || end.Sub(now) >= changeWarningPeriod || now.After(end) {
+	end := license.CurrentTermEnd(d.Term, d.TermEnd, now)
+	if end.IsZero() || end.Sub(now) >= license.ChangeNotice || now.After(end) {
 		return ""
 	}
-	return fmt.Sprintf("this change was made less than 2 days before the term ends (%s, in %s): licence changes are best made at least 2 days before the term ends",
-		end.UTC().Format("2006-01-02 15:04:05 UTC"), end.Sub(now).Round(time.Minute))
-}
-
-// currentTermEnd is the end of the billing term that holds now, for a
-// licence whose latest term ends at end. On the last day of a term the
-// licence already carries the next term's end (it renews that day), but
-// the day still belongs to the term that ends at midnight. Zero for a
-// lifetime term.
-func currentTermEnd(term license.Term, end, now time.Time) time.Time {
-	if end.IsZero() {
-		return time.Time{}
-	}
-	e := end.UTC()
-	var prev time.Time
-	switch term {
-	case license.Monthly:
-		prev = time.Date(e.Year(), e.Month(), 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
-	case license.Yearly:
-		prev = time.Date(e.Year()-1, e.Month()+1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Second)
-	default:
-		return time.Time{}
-	}
-	if !now.After(prev) {
-		return prev
-	}
-	return e
+	return fmt.Sprintf("this change was made less than 2 days before the term ends (%s, %s): licence changes are best made at least 2 days before the term ends",
+		end.UTC().Format("2006-01-02 15:04:05 UTC"), license.Relative(end, now))
 }
 
 // renewedTermEnd is the term end of d once renewed up to now: a subscription

@@ -33,6 +33,33 @@ type Status struct {
 	// server fills it in, not the Backend.
 	Listeners *ListenersStatus `json:"listeners,omitempty"`
 	Trust     *TrustStatus     `json:"trust,omitempty"`
+
+	// The portal's calendar and where a deleted PBX went, on the licence
+	// clock (license.CalendarAt, the deleted verdict).
+	Calendar *CalendarStatus `json:"calendar,omitempty"` // absent when no rule applies
+	Deleted  *DeletedStatus  `json:"deleted,omitempty"`  // only in state deleted
+}
+
+// CalendarStatus is what the portal's calendar rules mean now.
+type CalendarStatus struct {
+	// RenewsOn is the day the term renews and is invoiced (its last day,
+	// 00:00 UTC); ChangesUntil the last moment for licence changes made
+	// ahead of it (the term end less 2 days). Absent for a lifetime term.
+	RenewsOn     *time.Time `json:"renews_on,omitempty"`
+	ChangesUntil *time.Time `json:"changes_until,omitempty"`
+	// NoDecreasesToday: today (UTC) is the last day of a month, when the
+	// portal refuses any decrease of a count; they are taken again from
+	// DecreasesFrom.
+	NoDecreasesToday bool       `json:"no_decreases_today,omitempty"`
+	DecreasesFrom    *time.Time `json:"decreases_from,omitempty"`
+}
+
+// DeletedStatus is when and why the PBX left this appliance.
+type DeletedStatus struct {
+	At *time.Time `json:"at,omitempty"` // on the licence clock; absent when not recorded
+	// Rebound: the portal re-bound the PBX to another appliance (an RMA, a
+	// move), which holds its licence now.
+	Rebound bool `json:"rebound,omitempty"`
 }
 
 // ListenersStatus is where the local API listens.

@@ -30,6 +30,8 @@ type Facts struct {
 	Doc         *Document // the licence held; nil before activation or after deletion
 	LastSuccess time.Time // the last heartbeat the portal answered; zero counts from Doc.IssuedAt
 	Gone        string    // non-empty once the portal said the PBX is gone: why
+	GoneAt      time.Time // when the PBX left this appliance, on the licence clock
+	Rebound     bool      // gone because the portal re-bound the PBX to another appliance
 	// RefusedSince is when the portal, in a signed answer, refused this
 	// appliance as one of two copies of the same state; zero when it has
 	// not. The PBX lapses from then, as for a suspension.
@@ -65,6 +67,11 @@ type Verdict struct {
 	StopAt   time.Time
 	DeleteAt time.Time
 
+	// DeletedAt is when the PBX left this appliance (deleted, or re-bound
+	// to another appliance when Rebound); zero unless Deleted.
+	DeletedAt time.Time
+	Rebound   bool
+
 	// Next is the earliest deadline after Now at which the verdict may
 	// change by itself, for a timer; zero when none is known.
 	Next time.Time
@@ -80,8 +87,7 @@ type Verdict struct {
 func Evaluate(f Facts) Verdict {
 	switch {
 	case f.Gone != "":
-		return Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, WhatNext: newKeyNeeded, Summary: fmt.Sprintf(
-			"This appliance no longer holds the PBX (%s); the PBX stays stopped until a new PBX key is activated (pbx-agent activate).", f.Gone)}
+		return gone(f)
 	case f.Doc == nil:
 		return Verdict{State: Unactivated, Reason: "no licence held", WhatNext: "no PBX key activated yet (pbx-agent activate)",
 			Summary: "No PBX key activated yet: paste the PBX key from the portal into `pbx-agent activate`."}
@@ -124,14 +130,15 @@ func Evaluate(f Facts) Verdict {
 	switch {
 	case countdown && !now.Before(v.DeleteAt):
 		v.State, v.Reason = Deleted, "delete_at passed: the zero-licence countdown is over"
-		v.WhatNext = newKeyNeeded
-		v.Summary = fmt.Sprintf("The PBX was deleted on the portal at %s, at the end of the countdown that began when every licence went to zero on %s: telephony stays stopped and a new PBX key is needed (pbx-agent activate).",
-			stamp(v.DeleteAt), stamp(*d.ZeroSince))
+		v.DeletedAt = v.DeleteAt
+		v.WhatNext = "PBX deleted " + in(v.DeleteAt) + "; " + deletedStep
+		v.Summary = fmt.Sprintf("The PBX was deleted on the portal at %s, at the end of the countdown that began when every licence went to zero on %s: telephony stays stopped; %s",
+			stamp(v.DeleteAt), stamp(*d.ZeroSince), deletedAdvice)
 	case countdown && !now.Before(v.StopAt):
 		v.State, v.Reason = Stopped, "stop_at passed: every licence at zero"
-		v.WhatNext = "telephony stopped; PBX deleted " + in(v.DeleteAt)
-		v.Summary = fmt.Sprintf("Every licence has been at zero since %s: telephony is stopped, and the PBX is deleted for good at %s (%s) unless a licence is added back on the portal first.",
-			stamp(*d.ZeroSince), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
+		v.WhatNext = "telephony stopped; PBX deleted " + in(v.DeleteAt) + "; " + keepStep
+		v.Summary = fmt.Sprintf("Every licence has been at zero since %s: telephony is stopped, and the PBX is deleted for good at %s (%s); %s",
+			stamp(*d.ZeroSince), stamp(v.DeleteAt), Relative(v.DeleteAt, now), keepAdvice)
 	case lapsing && !now.Before(v.LapseGraceEnd) && suspended:
 		v.State, v.Reason = Stopped, "lapse grace exhausted: the licence is suspended"
 		v.WhatNext = "telephony stopped until the portal lifts the suspension"
@@ -149,9 +156,9 @@ func Evaluate(f Facts) Verdict {
 			stamp(last), stamp(v.LapseGraceEnd))
 	case countdown:
 		v.State, v.Reason = Stopping, "every licence at zero"
-		v.WhatNext = "no new users; telephony stops " + in(v.StopAt) + ", PBX deleted " + in(v.DeleteAt)
-		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s), unless a licence is added back on the portal first.",
-			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now))
+		v.WhatNext = "no new users; telephony stops " + in(v.StopAt) + ", PBX deleted " + in(v.DeleteAt) + "; " + keepStep
+		v.Summary = fmt.Sprintf("Every licence is at zero since %s: no new users are admitted, telephony stops at %s (%s) and the PBX is deleted for good at %s (%s); %s",
+			stamp(*d.ZeroSince), stamp(v.StopAt), Relative(v.StopAt, now), stamp(v.DeleteAt), Relative(v.DeleteAt, now), keepAdvice)
 	case f.Restored:
 		v.State, v.Reason = Lapsed, "the state file is older than what this appliance held"
 		v.WhatNext = "no new users until the portal confirms the licence"
@@ -197,8 +204,35 @@ func Evaluate(f Facts) Verdict {
 // state s: stopped, and deleted, where the PBX stays stopped.
 func (s State) StopsTelephony() bool { return s == Stopped || s == Deleted }
 
-// newKeyNeeded is what happens next to a PBX deleted from this appliance.
-const newKeyNeeded = "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"
+// The partner's steps in the zero-licence countdown and after a deletion:
+// the portal guide asks for both a licence added back and the Area Manager
+// told, as soon as possible.
+const (
+	keepStep      = "to keep the PBX, add a licence back on the portal and contact your Area Manager"
+	keepAdvice    = "to keep the PBX, the partner adds at least one licence back on the portal and contacts their Area Manager as soon as possible to say so."
+	deletedStep   = "to recover it, add a licence back on the portal and contact your Area Manager; otherwise a new PBX key is needed (pbx-agent activate)"
+	deletedAdvice = "to recover it, the partner adds a licence back on the portal and contacts their Area Manager at once; otherwise this appliance needs a new PBX key (pbx-agent activate)."
+)
+
+// gone is the verdict of a PBX that left this appliance: deleted on the
+// portal, or re-bound to another appliance (an RMA, a move), which holds
+// the licence now.
+func gone(f Facts) Verdict {
+	v := Verdict{State: Deleted, Reason: "the portal says the PBX is gone: " + f.Gone, Rebound: f.Rebound}
+	when, since, ago := "", "", ""
+	if !f.GoneAt.IsZero() {
+		v.DeletedAt = f.GoneAt.UTC()
+		when, since, ago = " on "+stamp(f.GoneAt), ", since "+stamp(f.GoneAt), " "+Relative(f.GoneAt, f.Now)
+	}
+	if f.Rebound {
+		v.WhatNext = "the PBX was re-bound to another appliance" + ago + "; telephony stays stopped here; a new PBX key is needed to run one (pbx-agent activate)"
+		v.Summary = fmt.Sprintf("The portal says the PBX was re-bound to another appliance%s (an RMA or a move), which holds its licence now: telephony here stays stopped, and this appliance needs a new PBX key to run a PBX (pbx-agent activate); if the re-bind was a mistake, the partner contacts their Area Manager.", when)
+		return v
+	}
+	v.WhatNext = "PBX deleted" + ago + "; " + deletedStep
+	v.Summary = fmt.Sprintf("This appliance no longer holds the PBX (%s)%s: telephony stays stopped; %s", f.Gone, since, deletedAdvice)
+	return v
+}
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 
@@ -206,27 +240,13 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
 // "5 hours ago", "now".
 func Relative(t, now time.Time) string {
 	d := t.Sub(now)
-	past := d < 0
-	if past {
-		d = -d
-	}
-	var s string
 	switch {
-	case d >= 48*time.Hour:
-		s = plural(int(d.Round(24*time.Hour)/(24*time.Hour)), "day")
-	case d >= 2*time.Hour:
-		s = plural(int(d.Round(time.Hour)/time.Hour), "hour")
-	case d >= 90*time.Second:
-		s = plural(int(d.Round(time.Minute)/time.Minute), "minute")
-	case d >= time.Second:
-		s = plural(int(d.Round(time.Second)/time.Second), "second")
-	default:
+	case d > -time.Second && d < time.Second:
 		return "now"
+	case d < 0:
+		return Duration(d) + " ago"
 	}
-	if past {
-		return s + " ago"
-	}
-	return "in " + s
+	return "in " + Duration(d)
 }
 
 func plural(n int, unit string) string {

@@ -153,7 +153,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "a second before delete_at", facts: Facts{Now: at(t, "2026-12-10T23:59:59Z"), Doc: zeroNow, LastSuccess: at(t, "2026-12-10T23:59:00Z")},
 			want: Stopped, stopAt: "2026-12-02T00:00:00Z", deleteAt: "2026-12-11T00:00:00Z"},
 		{name: "at delete_at", facts: Facts{Now: at(t, "2026-12-11T00:00:00Z"), Doc: zeroNow, LastSuccess: at(t, "2026-12-10T23:59:00Z")},
-			want: Deleted, wantSummary: "a new PBX key is needed", wantReason: "delete_at",
+			want: Deleted, wantSummary: "contacts their Area Manager at once; otherwise this appliance needs a new PBX key", wantReason: "delete_at",
 			stopAt: "2026-12-02T00:00:00Z", deleteAt: "2026-12-11T00:00:00Z"},
 		{name: "zeroed on 31 January, 4 February", facts: Facts{Now: at(t, "2027-02-04T23:00:00Z"), Doc: zeroJan31, LastSuccess: at(t, "2027-02-04T23:00:00Z")},
 			want: Stopping, stopAt: "2027-02-05T00:00:00Z", deleteAt: "2027-02-14T00:00:00Z"},

@@ -44,21 +44,23 @@ func TestWhatNext(t *testing.T) {
 		{"lapsed: restored from a backup, offline", Facts{Now: graceEnd.Add(day), Doc: &doc, LastSuccess: last, Restored: true},
 			Lapsed, "no new users; telephony stops in 13 days"},
 		{"stopping", Facts{Now: testNow, Doc: zeroNow, LastSuccess: last},
-			Stopping, "no new users; telephony stops in 5 days, PBX deleted in 14 days"},
+			Stopping, "no new users; telephony stops in 5 days, PBX deleted in 14 days; to keep the PBX, add a licence back on the portal and contact your Area Manager"},
 		{"stopping, hours left", Facts{Now: at(t, "2026-12-01T21:00:00Z"), Doc: zeroNow, LastSuccess: at(t, "2026-12-01T21:00:00Z")},
-			Stopping, "no new users; telephony stops in 3 hours, PBX deleted in 9 days"},
+			Stopping, "no new users; telephony stops in 3 hours, PBX deleted in 9 days; to keep the PBX, add a licence back on the portal and contact your Area Manager"},
 		{"stopped: every licence at zero", Facts{Now: at(t, "2026-12-03T00:00:00Z"), Doc: zeroNow, LastSuccess: at(t, "2026-12-03T00:00:00Z")},
-			Stopped, "telephony stopped; PBX deleted in 8 days"},
+			Stopped, "telephony stopped; PBX deleted in 8 days; to keep the PBX, add a licence back on the portal and contact your Area Manager"},
 		{"stopped: the portal not reached", Facts{Now: lapseEnd.Add(day), Doc: &doc, LastSuccess: last},
 			Stopped, "telephony stopped until the portal is reached"},
 		{"stopped: suspended", Facts{Now: suspendedAt.Add(15 * day), Doc: &suspended, LastSuccess: suspendedAt.Add(15 * day)},
 			Stopped, "telephony stopped until the portal lifts the suspension"},
 		{"stopped: refused as a copy", Facts{Now: testNow.Add(15 * day), Doc: &doc, LastSuccess: testNow.Add(15 * day), RefusedSince: testNow},
 			Stopped, "telephony stopped until the PBX is re-bound or resynced on the portal"},
-		{"deleted: the countdown over", Facts{Now: at(t, "2026-12-11T00:00:00Z"), Doc: zeroNow, LastSuccess: last},
-			Deleted, "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
-		{"deleted: the portal says gone", Facts{Now: testNow, Doc: &doc, LastSuccess: last, Gone: "re-bound to another appliance"},
-			Deleted, "telephony stays stopped; a new PBX key is needed (pbx-agent activate)"},
+		{"deleted: the countdown over", Facts{Now: at(t, "2026-12-12T00:00:00Z"), Doc: zeroNow, LastSuccess: last},
+			Deleted, "PBX deleted 24 hours ago; to recover it, add a licence back on the portal and contact your Area Manager; otherwise a new PBX key is needed (pbx-agent activate)"},
+		{"deleted: the portal deleted it", Facts{Now: testNow, Doc: &doc, LastSuccess: last, Gone: "deleted on the portal", GoneAt: testNow.Add(-3 * day)},
+			Deleted, "PBX deleted 3 days ago; to recover it, add a licence back on the portal and contact your Area Manager; otherwise a new PBX key is needed (pbx-agent activate)"},
+		{"deleted: re-bound to another appliance", Facts{Now: testNow, Doc: &doc, LastSuccess: last, Gone: "re-bound to another appliance", GoneAt: testNow.Add(-2 * time.Hour), Rebound: true},
+			Deleted, "the PBX was re-bound to another appliance 2 hours ago; telephony stays stopped here; a new PBX key is needed to run one (pbx-agent activate)"},
 	}
 	seen := map[State]bool{}
 	for _, tt := range tests {
@@ -94,9 +96,9 @@ func TestWhatNextCountsDownOnTheLicenceClock(t *testing.T) {
 		got = append(got, Evaluate(Facts{Now: now, Doc: doc, LastSuccess: now}).WhatNext)
 	}
 	want := []string{
-		"no new users; telephony stops in 5 days, PBX deleted in 14 days",
-		"no new users; telephony stops in 3 days, PBX deleted in 12 days",
-		"no new users; telephony stops in 2 minutes, PBX deleted in 9 days",
+		"no new users; telephony stops in 5 days, PBX deleted in 14 days; to keep the PBX, add a licence back on the portal and contact your Area Manager",
+		"no new users; telephony stops in 3 days, PBX deleted in 12 days; to keep the PBX, add a licence back on the portal and contact your Area Manager",
+		"no new users; telephony stops in 2 minutes, PBX deleted in 9 days; to keep the PBX, add a licence back on the portal and contact your Area Manager",
 	}
 	for i := range want {
 		if got[i] != want[i] {
