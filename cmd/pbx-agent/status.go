@@ -236,6 +236,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 		if c.Result != "" {
 			cmd += " (" + c.Result + ")"
 		}
+		cmd += commandTimes(c)
 		line("Command", "%s", cmd)
 	}
 }
@@ -287,4 +288,22 @@ func printProfiles(w io.Writer, l *apitype.LicenseStatus) {
 		}
 		fmt.Fprintln(w, row)
 	}
+}
+
+// commandTimes is when a command arrived and ended, on the licence clock:
+// ", received 2026-12-04 10:00 UTC, finished 10:01 UTC".
+func commandTimes(c apitype.CommandStatus) string {
+	if c.ReceivedAt.IsZero() {
+		return "" // a daemon from before the times were shown
+	}
+	const day, clock = "2006-01-02 15:04 UTC", "15:04 UTC"
+	out := ", received " + c.ReceivedAt.UTC().Format(day)
+	if f := c.FinishedAt; f != nil {
+		layout := day
+		if f.UTC().Format("2006-01-02") == c.ReceivedAt.UTC().Format("2006-01-02") {
+			layout = clock
+		}
+		out += ", finished " + f.UTC().Format(layout)
+	}
+	return out
 }

@@ -174,12 +174,18 @@ type WMSStatus struct {
 	Upgrade string `json:"upgrade,omitempty"`
 }
 
-// CommandStatus is one pending or recent portal command.
+// CommandStatus is one pending or recent portal command of the current
+// PBX. Its times are on the licence clock, as the journal records them.
 type CommandStatus struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
 	State  string `json:"state"`
 	Result string `json:"result,omitempty"`
+	// ReceivedAt is when a heartbeat answer brought it.
+	ReceivedAt time.Time `json:"received_at"`
+	// FinishedAt is when it reached its final state (done, failed,
+	// refused); absent while it waits or runs.
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
 // ClockStatus is the licence clock: the time licences are judged by.
