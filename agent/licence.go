@@ -485,7 +485,7 @@ func (l *licence) activate(ctx context.Context, raw string, then func()) error {
 	deleted := l.verdictLocked(now).State == license.Deleted
 	l.mu.Unlock()
 	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
-		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", apitype.ErrRefused, held.PBX.ID, held.PBX.Name)
+		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", apitype.ErrRefusedLocally, held.PBX.ID, held.PBX.Name)
 	}
 	device, err := l.ensureDevice()
 	if err != nil {

@@ -242,6 +242,14 @@ var (
 	// ErrRefused: the portal refused the activation (for example the PBX
 	// is bound to another appliance).
 	ErrRefused = errors.New("refused by the portal")
+	// ErrRefusedLocally: the appliance refused the activation without
+	// asking the portal (it holds another PBX). Answered as CodeRefused.
+	ErrRefusedLocally = errors.New("refused by this appliance")
+	// ErrInvalidKey: the portal refused the key itself (expired, replaced,
+	// its PBX unknown or deleted); it comes with ErrRefused. Answered as
+	// CodeInvalidKey, like a key the appliance finds invalid: either way
+	// the fix is a new key.
+	ErrInvalidKey = errors.New("invalid PBX key")
 	// ErrUnreachable: the portal could not be reached or answered badly.
 	ErrUnreachable = errors.New("portal unreachable")
 	// ErrNotActivated: Refresh has nothing to refresh, the PBX holds no
@@ -252,7 +260,7 @@ var (
 // Error codes of {"error", "code"} bodies that clients branch on.
 const (
 	CodeInvalidKey        = "invalid_key"        // 400; CLI exit 2
-	CodeRefused           = "refused"            // 409; CLI exit 3
+	CodeRefused           = "refused"            // 409; CLI exit 3 (the portal refused, or this appliance holds another PBX)
 	CodePortalUnreachable = "portal_unreachable" // 503; CLI exit 4
 	CodeForbidden         = "forbidden"          // 403
 	CodeBadRequest        = "bad_request"        // 400
