@@ -117,8 +117,8 @@ func checkNoDecreaseOnLastDay(cur, next license.Counts, now time.Time) error {
 	}
 	day := now.UTC()
 	return &apiError{status: http.StatusConflict, code: CodeRuleRefused, msg: fmt.Sprintf(
-		"refused by the portal rule %q: today, %s, is the last day of %s, and this change lowers %s; "+
-			"increases are taken today, decreases again from %s (nothing was changed)",
+		"refused by the portal rule %q: today, %s (UTC), is the last day of %s, and this change lowers %s; "+
+			"increases are taken today, decreases again from %s 00:00 UTC (nothing was changed)",
 		RuleNoDecreaseOnLastDay, day.Format(time.DateOnly), day.Month(), strings.Join(down, ", "),
 		license.StartOfDay(day).AddDate(0, 0, 1).Format(time.DateOnly))}
 }
@@ -133,8 +133,8 @@ func changeWarning(d license.Document, now time.Time) string {
 	if end.IsZero() || end.Sub(now) >= changeWarningPeriod || now.After(end) {
 		return ""
 	}
-	return fmt.Sprintf("this change was made less than 2 days before the term ends (%s, in %s): licence changes are best made at least 2 days before the term ends",
-		end.UTC().Format("2006-01-02 15:04:05 UTC"), end.Sub(now).Round(time.Minute))
+	return fmt.Sprintf("this change was made less than 2 days before the term ends (%s, %s): licence changes are best made at least 2 days before the term ends",
+		end.UTC().Format("2006-01-02 15:04:05 UTC"), license.Relative(end, now))
 }
 
 // currentTermEnd is the end of the billing term that holds now, for a

@@ -99,8 +99,9 @@ type LicenseStatus struct {
 	TermEnd  *time.Time               `json:"term_end,omitempty"`
 	Revision int64                    `json:"revision"`
 	Profiles map[string]ProfileStatus `json:"profiles"`
-	// Overuse is, per profile, the users counted beyond the licences
-	// (after a decrease); absent when there are none.
+	// Overuse is, per profile, the users counted beyond the licences (the
+	// licences were lowered, or users were added past them); absent when
+	// there are none.
 	Overuse map[string]int `json:"overuse,omitempty"`
 	// SoftOverage is the portal's time-boxed allowance over the counts,
 	// while it lasts.
