@@ -196,7 +196,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	deadline("PBX deleted", "PBX deleted", dl.DeleteAt)
 	clock := now.UTC().Format(time.RFC3339)
 	if st.Clock.LocalBehind != "" {
-		clock += " (the local clock is " + st.Clock.LocalBehind + " behind: ignored)"
+		clock += " (the local clock is " + behindWords(st.Clock.LocalBehind) + " behind: ignored)"
 	}
 	line("Licence clock", "%s", clock)
 	if st.Trust != nil {
@@ -306,4 +306,15 @@ func commandTimes(c apitype.CommandStatus) string {
 		out += ", finished " + f.UTC().Format(layout)
 	}
 	return out
+}
+
+// behindWords is the status's local_behind as an admin reads it: "6
+// days", not "144h0m0s". A daemon that already sends words is shown as is.
+func behindWords(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	var t time.Time
+	return strings.TrimPrefix(license.Relative(t.Add(d), t), "in ")
 }

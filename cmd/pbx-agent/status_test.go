@@ -31,7 +31,7 @@ func TestStatus(t *testing.T) {
 			"Next heartbeat      2026-05-20T10:01:00Z (in 60 seconds), a retry: 3 failed in a row\n",
 			"Last error          portal timed out\n",
 			"Offline grace ends  2026-06-19T10:00:00Z (in 30 days)\n",
-			"Licence clock       2026-05-20T10:00:00Z (the local clock is 3h0m0s behind: ignored)\n",
+			"Licence clock       2026-05-20T10:00:00Z (the local clock is 3 hours behind: ignored)\n",
 			"Support SSH         open on port 2222 until 2026-05-20T13:00:00Z (in 3 hours)\n",
 			"WMS                 7.02.20250609.3\n",
 			// Times on the licence clock; a finish on the day it came shows the hour only.
