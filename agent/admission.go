@@ -62,6 +62,9 @@ func (u *seats) Admit(_ context.Context, req apitype.Admission) apitype.Admissio
 			d = boundDenial(d, *req.PeerUID, held, req.Count, limit, u.adm.ReservationTTL)
 		}
 	}
+	if !d.Allowed {
+		d.Reason += holdsNote(u.denialHolds(d, req.Profile, owner, mono), now, mono)
+	}
 	reserved := d.Allowed && !req.DryRun
 	if reserved {
 		u.book.ReserveFor(mono, owner, req.Profile, req.Count)
@@ -149,9 +152,9 @@ func (u *seats) boundedLocked(uid uint32) bool {
 func boundDenial(d admission.Decision, uid uint32, held, count, limit int, ttl time.Duration) admission.Decision {
 	d.Allowed, d.Remaining, d.Kind = false, 0, admission.KindBound
 	d.Reason = fmt.Sprintf("uid %d holds %d reserved %s (admitted, not counted yet) and may hold %d at once (admission.max_reservations_per_uid), so %d more %s refused: "+
-		"the seats free up as a count shows the users added, or after admission.reservation_ttl (%v); "+
+		"the seats free up as a count shows the users added, or after admission.reservation_ttl (%s); "+
 		"a program that adds users in bulk, such as the WMS, is exempted by listing its uid in admission.unbounded_uids",
-		uid, held, plural(held, "seat", "seats"), limit, count, plural(count, "is", "are"), ttl)
+		uid, held, plural(held, "seat", "seats"), limit, count, plural(count, "is", "are"), durationWords(ttl))
 	return d
 }
 
@@ -174,4 +177,10 @@ func (u *seats) auditReservation(now time.Time, req apitype.Admission, held, rem
 		fields["uid"] = *req.PeerUID
 	}
 	u.env.audit.Record(now, auditAdmissionReserved, fields)
+}
+
+// durationWords is d as an admin reads it: "10 minutes", "2 days".
+func durationWords(d time.Duration) string {
+	var t time.Time
+	return strings.TrimPrefix(license.Relative(t.Add(d), t), "in ")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/buildinfo"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/users"
 )
 
@@ -146,10 +147,14 @@ func (a *Agent) Activate(ctx context.Context, raw string) error {
 }
 
 // classifyActivation maps a failed exchange to the errors the local API
-// turns into exit codes: refused (3) or unreachable (4).
+// turns into exit codes: the key refused (2, as for a key found invalid
+// here: the fix is a new key), otherwise refused (3), or unreachable (4).
 func classifyActivation(err error) error {
 	var re *refusedError
 	if errors.As(err, &re) && !re.transient() {
+		if re.body.Code == protocol.CodeInvalidKey {
+			return fmt.Errorf("%w (%w): %s", apitype.ErrRefused, apitype.ErrInvalidKey, re.body.Message)
+		}
 		return fmt.Errorf("%w: %s", apitype.ErrRefused, re.body.Message)
 	}
 	return fmt.Errorf("%w: %v", apitype.ErrUnreachable, err)

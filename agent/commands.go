@@ -572,14 +572,29 @@ func (c *commands) count(typ protocol.CommandType, result string) {
 	}
 }
 
-// status lists pending and recent commands, newest first.
-func (c *commands) status() []apitype.CommandStatus {
+// status lists the pending and recent commands of the current PBX,
+// newest first, with their times on the licence clock.
+//
+// The journal outlives a PBX: after a deletion and the activation of
+// another one it still holds the old PBX's commands (kept to refuse their
+// replays), which are not this PBX's to show. A verified command names its
+// PBX. A refusal read from a document that did not decode names none; it
+// is shown when it arrived since the current PBX was activated (since),
+// since only this PBX's heartbeats can have brought it then. With no PBX
+// (never activated) nothing is shown.
+func (c *commands) status(pbxID string, since time.Time) []apitype.CommandStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []apitype.CommandStatus{}
+	if pbxID == "" {
+		return out
+	}
 	for i := len(c.j.Entries) - 1; i >= 0 && len(out) < statusCommands; i-- {
 		e := c.j.Entries[i]
-		cs := apitype.CommandStatus{ID: e.ID, Type: string(e.Type), State: string(e.State)}
+		if !e.ofPBX(pbxID, since) {
+			continue
+		}
+		cs := apitype.CommandStatus{ID: e.ID, Type: string(e.Type), State: string(e.State), ReceivedAt: clampTime(e.ReceivedAt)}
 		if e.Type == "" {
 			cs.Type = "unknown"
 		}
@@ -588,8 +603,20 @@ func (c *commands) status() []apitype.CommandStatus {
 			if r.Reason != "" {
 				cs.Result = r.Reason + ": " + r.Message
 			}
+			if e.State.Final() && !r.At.IsZero() {
+				cs.FinishedAt = utc(r.At)
+			}
 		}
 		out = append(out, cs)
 	}
 	return out
+}
+
+// ofPBX reports whether e belongs to PBX pbxID activated at since (see
+// status).
+func (e *journalEntry) ofPBX(pbxID string, since time.Time) bool {
+	if e.Command != nil {
+		return e.Command.PBXID == pbxID
+	}
+	return !since.IsZero() && !e.ReceivedAt.Before(since)
 }

@@ -159,6 +159,8 @@ func TestCommandAppliedOnceAndReportedUntilAcked(t *testing.T) {
 	}
 	if len(st.Commands) != 1 || st.Commands[0].ID != id || st.Commands[0].State != "done" {
 		t.Errorf("status commands = %+v", st.Commands)
+	} else if c := st.Commands[0]; c.ReceivedAt.IsZero() || c.FinishedAt == nil || c.FinishedAt.Before(c.ReceivedAt) || c.FinishedAt.After(st.Clock.Now) {
+		t.Errorf("status command times: received %v finished %v (licence now %v)", c.ReceivedAt, c.FinishedAt, st.Clock.Now)
 	}
 
 	// Delivered again (a lost ack, a replay): never applied twice.

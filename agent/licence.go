@@ -255,6 +255,9 @@ type licenceStatus struct {
 	doc       *license.Document
 	lastOK    time.Time
 	lastError string
+	// activatedAt is when the PBX held was activated (licence clock);
+	// zero in a state written before it was recorded.
+	activatedAt time.Time
 }
 
 // status is the licence's part of the status at now.
@@ -262,7 +265,7 @@ func (l *licence) status(now time.Time) licenceStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return licenceStatus{verdict: l.verdictLocked(now), pbx: l.st.PBX, doc: l.doc,
-		lastOK: l.ans.lastOK, lastError: l.ans.lastError}
+		lastOK: l.ans.lastOK, lastError: l.ans.lastError, activatedAt: l.st.ActivatedAt}
 }
 
 // waitable is the licence a long-poll waits for; ok is false while there
@@ -483,7 +486,7 @@ func (l *licence) activate(ctx context.Context, raw string, then func()) error {
 	deleted := l.verdictLocked(now).State == license.Deleted
 	l.mu.Unlock()
 	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
-		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", apitype.ErrRefused, held.PBX.ID, held.PBX.Name)
+		return fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX", apitype.ErrRefusedLocally, held.PBX.ID, held.PBX.Name)
 	}
 	device, err := l.ensureDevice()
 	if err != nil {

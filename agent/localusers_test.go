@@ -51,8 +51,12 @@ func TestAdmissionBoundPerUID(t *testing.T) {
 	for i := range 5 {
 		mustAdmit(t, a.Admit(ctx, askAs(attacker, license.UCPremium, 1)), 100-1-i)
 	}
-	bound := []string{"uid 1001 holds 5 reserved seats", "may hold 5 at once (admission.max_reservations_per_uid)", "admission.unbounded_uids"}
+	bound := []string{"uid 1001 holds 5 reserved seats", "may hold 5 at once (admission.max_reservations_per_uid)", "admission.unbounded_uids",
+		"admission.reservation_ttl (60 seconds)", "the reserved seats free up as a count shows their users, at the latest: 5 held until "}
 	mustDeny(t, a.Admit(ctx, askAs(attacker, license.UCPremium, 1)), bound...)
+	if ans := a.Admit(ctx, askAs(attacker, license.UCPremium, 1)); strings.Contains(ans.Reason, "1m0s") {
+		t.Errorf("a raw Go duration in the denial: %q", ans.Reason)
+	}
 	// A dry run answers as the real request would; in one go is no way round.
 	dryRun := askAs(attacker, license.UCPremium, 1)
 	dryRun.DryRun = true

@@ -13,7 +13,7 @@ func (a *Agent) Status() apitype.Status {
 	now := a.lic.now()
 	offset := a.lic.localOffset()
 	used, reserved, us := a.usersSnapshot()
-	ssh, commands, wmsSt := a.ssh.status(), a.cmds.status(), a.wms.status() // each under its own lock, before the licence's
+	ssh, wmsSt := a.ssh.status(), a.wms.status() // each under its own lock, before the licence's
 	next, failures := a.hb.snapshot()
 
 	cfgStatus := a.rl.status()
@@ -25,6 +25,11 @@ func (a *Agent) Status() apitype.Status {
 		}
 	}
 	v := lst.verdict.WithOveruse(over) // users over the licence are not "all good"
+	var pbxID string
+	if lst.pbx != nil {
+		pbxID = lst.pbx.ID
+	}
+	commands := a.cmds.status(pbxID, lst.activatedAt) // the licence's lock released
 	s := apitype.Status{
 		State:    string(v.State),
 		Next:     v.WhatNext,

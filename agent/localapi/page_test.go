@@ -36,8 +36,9 @@ func TestStatusPage(t *testing.T) {
 		Deadlines: apitype.Deadlines{StopAt: &stop, DeleteAt: &del},
 		Heartbeat: apitype.HeartbeatStatus{Next: &retry, Failures: 4, LastError: "portal refused: internal error"},
 		Clock:     apitype.ClockStatus{Now: now},
-		Commands:  []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>"}},
-		Config:    &apitype.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
+		Commands: []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "<b>opened</b>",
+			ReceivedAt: now.Add(-2 * time.Hour), FinishedAt: ptrTime(now.Add(-time.Hour))}},
+		Config: &apitype.ConfigStatus{RestartNeeded: []string{"listen.http", "state_dir"}, Error: "yaml: line 3"},
 	}
 	s, err := New(Config{Backend: pageBackend{st: st}})
 	if err != nil {
@@ -65,6 +66,7 @@ func TestStatusPage(t *testing.T) {
 		`id="next">no new users; telephony stops in 5 days, PBX deleted in 14 days &lt;i&gt;</p>`,
 		"stopping", "UC-Premium", "12 of 10", "2 over the licence", "PBX-BASIC", "2 free",
 		"Telephony stops", "2027-03-15 10:00 UTC", "(in 5 days)", "PBX deleted", "(in 14 days)", "cmd-1",
+		"<td>2027-03-10 08:00 UTC</td><td>2027-03-10 09:00 UTC</td>", // the command's received and finished times
 		"Next retry (4 failed in a row)",
 		"More users than licences", "UC-Premium: 2 users without a licence", "No new users of this profile",
 		"The configuration was not reloaded: yaml: line 3", "applied at the next restart: <code>listen.http</code>, <code>state_dir</code>.",
@@ -90,3 +92,5 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("?part=main is not the main part alone: %.80q", part)
 	}
 }
+
+func ptrTime(t time.Time) *time.Time { return &t }

@@ -304,8 +304,11 @@ func activationError(err error) error {
 	var le *license.Error
 	switch {
 	case errors.As(err, &le):
-		return &apiError{status: http.StatusBadRequest, code: apitype.CodeInvalidKey, msg: le.Error()}
-	case errors.Is(err, apitype.ErrRefused):
+		// The daemon checked the key itself; the portal was not asked.
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeInvalidKey, msg: apitype.ErrRefusedLocally.Error() + ": " + le.Error()}
+	case errors.Is(err, apitype.ErrInvalidKey):
+		return &apiError{status: http.StatusBadRequest, code: apitype.CodeInvalidKey, msg: err.Error()}
+	case errors.Is(err, apitype.ErrRefused), errors.Is(err, apitype.ErrRefusedLocally):
 		return &apiError{status: http.StatusConflict, code: apitype.CodeRefused, msg: err.Error()}
 	case errors.Is(err, apitype.ErrUnreachable), errors.Is(err, context.DeadlineExceeded):
 		return &apiError{status: http.StatusServiceUnavailable, code: apitype.CodePortalUnreachable, msg: err.Error()}

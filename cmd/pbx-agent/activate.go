@@ -18,7 +18,9 @@ func newActivateCmd(a *app) *cobra.Command {
 		Short: "Activate this PBX with its key, through the running daemon",
 		Long: "Reads the PBX key from standard input (or --key-file), never from the command line,\n" +
 			"checks it against portal.keyring, then has the running daemon activate it with the portal.\n" +
-			"Exits 2 for an invalid key, 3 when the portal refuses, 4 when the portal cannot be reached.",
+			"Exits 2 for an invalid key (found here, or refused by the portal as expired, replaced or of a\n" +
+			"deleted PBX), 3 when refused otherwise (the PBX is bound to another appliance, or this appliance\n" +
+			"holds another PBX), 4 when the portal cannot be reached.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.activate(cmd.Context(), keyFile)
@@ -36,7 +38,7 @@ func (a *app) activate(ctx context.Context, keyFile string) error {
 	// A key that cannot be valid is refused here, with the precise reason,
 	// before the daemon and the portal hear of it.
 	if _, err := v.parse(raw); err != nil {
-		return &codedError{code: exitError, err: err}
+		return &codedError{code: exitError, err: fmt.Errorf("%w: %w", apitype.ErrRefusedLocally, err)}
 	}
 	var st apitype.Status
 	req := localapi.ActivateRequest{Key: license.NormalizeKey(raw)}

@@ -41,8 +41,12 @@ func activeStatus() apitype.Status {
 		Deadlines: apitype.Deadlines{OfflineGraceEnd: ptr(t0.Add(30 * 24 * time.Hour))},
 		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: ptr(t0.Add(3 * time.Hour))},
 		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
-		Commands:  []apitype.CommandStatus{{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened"}},
-		Clock:     apitype.ClockStatus{Now: t0, LocalBehind: "3 hours"},
+		Commands: []apitype.CommandStatus{
+			{ID: "cmd-2", Type: "wms.upgrade", State: "waiting", ReceivedAt: t0.Add(-time.Hour)},
+			{ID: "cmd-1", Type: "ssh.open", State: "done", Result: "opened", ReceivedAt: t0.Add(-26 * time.Hour), FinishedAt: ptr(t0.Add(-26*time.Hour + time.Minute))},
+			{ID: "cmd-0", Type: "ssh.close", State: "done", ReceivedAt: t0.Add(-50 * time.Hour), FinishedAt: ptr(t0.Add(-24 * time.Hour))},
+		},
+		Clock: apitype.ClockStatus{Now: t0, LocalBehind: "3 hours"},
 	}
 }
 

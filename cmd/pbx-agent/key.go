@@ -156,7 +156,13 @@ func printKey(w io.Writer, k *license.Key, verified bool, keyErr error, model li
 	fmt.Fprintf(tw, "Term\t%s\n", k.Term)
 	fmt.Fprintf(tw, "Users\t%s\n", formatCounts(k.Counts))
 	fmt.Fprintf(tw, "Issued\t%s\n", k.IssuedAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Expires\t%s (%s)\n", k.ExpiresAt.UTC().Format(time.RFC3339), license.Relative(k.ExpiresAt, now))
+	// The key's expiry is its activation deadline, not the licence's: the
+	// licence's term comes from the portal at activation.
+	use := "the last time this key can activate the PBX; the licence's term is the portal's, shown by pbx-agent status once activated"
+	if !now.Before(k.ExpiresAt) {
+		use = "too late to activate with this key: copy a new PBX key from the portal"
+	}
+	fmt.Fprintf(tw, "Activate by\t%s (%s): %s\n", k.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), license.Relative(k.ExpiresAt, now), use)
 	if k.Portal != "" {
 		fmt.Fprintf(tw, "Portal\t%s\n", k.Portal)
 	}

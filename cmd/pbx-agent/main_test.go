@@ -118,14 +118,15 @@ func TestKeyInspect(t *testing.T) {
 		wantStdout []string
 		wantStderr string
 	}{
-		{name: "valid from stdin", stdin: valid + "\n", wantStdout: []string{"pbx-42 (acme.example)", "PBX-BASIC 3, UC-Premium 10", "valid, portal key portal-1", "Verdict    valid"}},
-		{name: "wrapped and quoted from a file", args: []string{"--key-file", wrapped}, wantStdout: []string{"pbx-42", "Term       monthly"}},
+		{name: "valid from stdin", stdin: valid + "\n", wantStdout: []string{"pbx-42 (acme.example)", "PBX-BASIC 3, UC-Premium 10", "valid, portal key portal-1", "Verdict      valid",
+			"Activate by  ", "(in 30 days): the last time this key can activate the PBX; the licence's term is the portal's"}},
+		{name: "wrapped and quoted from a file", args: []string{"--key-file", wrapped}, wantStdout: []string{"pbx-42", "Term         monthly"}},
 		{name: "truncated", stdin: valid[:len(valid)/2], wantCode: 2, wantStderr: "pbx-agent: PBX key truncated: it stops inside its content"},
 		{name: "altered", stdin: parts[0] + "." + parts[1][:20] + "x" + parts[1][21:] + "." + parts[2], wantCode: 2,
 			wantStdout: []string{"UNVERIFIED", "INVALID"}, wantStderr: "pbx-agent: PBX key bad signature"},
 		{name: "foreign portal", stdin: foreign, wantCode: 2, wantStdout: []string{"UNVERIFIED", "pbx-9", "NOT TRUSTED"}, wantStderr: `portal key "portal-9" is not in`},
 		{name: "expired", stdin: f.key(t, func(k *license.Key) { k.ExpiresAt = time.Now().Add(-48 * time.Hour) }), wantCode: 2,
-			wantStdout: []string{"2 days ago", "NOT VALID: expired"}, wantStderr: "PBX key expired"},
+			wantStdout: []string{"(2 days ago): too late to activate with this key: copy a new PBX key from the portal", "NOT VALID: expired"}, wantStderr: "PBX key expired"},
 		{name: "wrong model", stdin: valid, env: map[string]string{"PBX_AGENT_IDENTITY_MODEL": "WPBX-HW"}, wantCode: 2,
 			wantStdout: []string{"this appliance: WPBX-HW, identity.model"}, wantStderr: "it is for a WPBX-VM, but this appliance is a WPBX-HW"},
 		{name: "not a key", stdin: "hello", wantCode: 2, wantStderr: "pbx-agent: input not a PBX key"},

@@ -198,7 +198,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	deadline("PBX deleted", "PBX deleted", dl.DeleteAt)
 	clock := now.UTC().Format(time.RFC3339)
 	if st.Clock.LocalBehind != "" {
-		clock += " (the local clock is " + st.Clock.LocalBehind + " behind: ignored)"
+		clock += " (the local clock is " + behindWords(st.Clock.LocalBehind) + " behind: ignored)"
 	}
 	line("Licence clock", "%s", clock)
 	if st.Trust != nil {
@@ -238,6 +238,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 		if c.Result != "" {
 			cmd += " (" + c.Result + ")"
 		}
+		cmd += commandTimes(c)
 		line("Command", "%s", cmd)
 	}
 }
@@ -289,4 +290,33 @@ func printProfiles(w io.Writer, l *apitype.LicenseStatus) {
 		}
 		fmt.Fprintln(w, row)
 	}
+}
+
+// commandTimes is when a command arrived and ended, on the licence clock:
+// ", received 2026-12-04 10:00 UTC, finished 10:01 UTC".
+func commandTimes(c apitype.CommandStatus) string {
+	if c.ReceivedAt.IsZero() {
+		return "" // a daemon from before the times were shown
+	}
+	const day, clock = "2006-01-02 15:04 UTC", "15:04 UTC"
+	out := ", received " + c.ReceivedAt.UTC().Format(day)
+	if f := c.FinishedAt; f != nil {
+		layout := day
+		if f.UTC().Format("2006-01-02") == c.ReceivedAt.UTC().Format("2006-01-02") {
+			layout = clock
+		}
+		out += ", finished " + f.UTC().Format(layout)
+	}
+	return out
+}
+
+// behindWords is the status's local_behind as an admin reads it: "6
+// days", not "144h0m0s". A daemon that already sends words is shown as is.
+func behindWords(s string) string {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	var t time.Time
+	return strings.TrimPrefix(license.Relative(t.Add(d), t), "in ")
 }

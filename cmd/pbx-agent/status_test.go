@@ -34,7 +34,10 @@ func TestStatus(t *testing.T) {
 			"Licence clock       2026-05-20T10:00:00Z (the local clock is 3 hours behind: ignored)\n",
 			"Support SSH         open on port 2222 until 2026-05-20T13:00:00Z (in 3 hours)\n",
 			"WMS                 7.02.20250609.3\n",
-			"Command             cmd-1 ssh.open: done (opened)\n",
+			// Times on the licence clock; a finish on the day it came shows the hour only.
+			"Command             cmd-2 wms.upgrade: waiting, received 2026-05-20 09:00 UTC\n",
+			"Command             cmd-1 ssh.open: done (opened), received 2026-05-19 08:00 UTC, finished 08:01 UTC\n",
+			"Command             cmd-0 ssh.close: done, received 2026-05-18 08:00 UTC, finished 2026-05-19 10:00 UTC\n",
 		} {
 			if !strings.Contains(r.stdout, want) {
 				t.Errorf("status lacks %q:\n%s", want, r.stdout)

@@ -117,8 +117,8 @@ func checkNoDecreaseOnLastDay(cur, next license.Counts, now time.Time) error {
 	}
 	day := now.UTC()
 	return &apiError{status: http.StatusConflict, code: CodeRuleRefused, msg: fmt.Sprintf(
-		"refused by the portal rule %q: today, %s, is the last day of %s, and this change lowers %s; "+
-			"increases are taken today, decreases again from %s (nothing was changed)",
+		"refused by the portal rule %q: today, %s (UTC), is the last day of %s, and this change lowers %s; "+
+			"increases are taken today, decreases again from %s 00:00 UTC (nothing was changed)",
 		RuleNoDecreaseOnLastDay, day.Format(time.DateOnly), day.Month(), strings.Join(down, ", "),
 		license.StartOfDay(day).AddDate(0, 0, 1).Format(time.DateOnly))}
 }

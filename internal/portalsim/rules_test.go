@@ -79,7 +79,7 @@ func TestNoDecreaseOnTheLastDayOfAMonth(t *testing.T) {
 			if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != CodeRuleRefused {
 				t.Fatalf("change = %+v, %v; want a 409 %s refusal", res, err, CodeRuleRefused)
 			}
-			for _, want := range []string{`"` + RuleNoDecreaseOnLastDay + `"`, now.Format(time.DateOnly), "the last day of " + now.Month().String(), "nothing was changed"} {
+			for _, want := range []string{`"` + RuleNoDecreaseOnLastDay + `"`, now.Format(time.DateOnly) + " (UTC), is the last day of " + now.Month().String(), "00:00 UTC (nothing was changed)"} {
 				if !strings.Contains(ae.Message, want) {
 					t.Errorf("refusal %q does not say %q", ae.Message, want)
 				}
@@ -102,8 +102,8 @@ func TestChangeWarning(t *testing.T) {
 		f.setClock("2027-01-31T10:00:00Z")
 		res, err := f.change("acme.example", license.Counts{license.UCPremium: 12})
 		if err != nil || !res.Changed || len(res.Warnings) != 1 ||
-			!strings.Contains(res.Warnings[0], "less than 2 days before the term ends (2027-01-31 23:59:59 UTC") {
-			t.Errorf("change on the last day: %+v, %v; want a warning naming the term end", res, err)
+			!strings.Contains(res.Warnings[0], "less than 2 days before the term ends (2027-01-31 23:59:59 UTC, in 14 hours)") {
+			t.Errorf("change on the last day: %+v, %v; want a warning naming the term end in words", res, err)
 		}
 		if res, err := f.change("acme.example", license.Counts{license.UCPremium: 12}); err != nil || res.Changed || len(res.Warnings) != 0 {
 			t.Errorf("no change: %+v, %v; want no warning", res, err)

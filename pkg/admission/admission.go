@@ -119,7 +119,7 @@ func Decide(in Input, req Request) Decision {
 	}
 	if ov := Overuse(in.Doc, in.Used)[req.Profile]; ov > 0 {
 		return deny(d, KindOveruse, fmt.Sprintf(
-			"%s is over-used: %d %s for %d %s%s, %d of them without a licence (after a decrease); no new %s users until users are removed or licences added on the portal",
+			"%s is over-used: %d %s for %d %s%s, %d of them without a licence; no new %s users until users are removed or licences added on the portal",
 			info.Name, d.Used, plural(d.Used, "user", "users"), d.Licensed, plural(d.Licensed, "licence", "licences"),
 			softNote(in, req.Profile), ov, info.Name))
 	}

@@ -62,7 +62,7 @@ func TestDecide(t *testing.T) {
 		{name: "not licensed at all", in: active(premium10, license.Counts{}, nil),
 			req: Request{license.UCWizyconf, 1}, kind: KindFull,
 			reason: []string{"no UC-Wizyconf licence: 0 licensed; buy UC-Wizyconf licences on the portal"}},
-		{name: "over-use after a decrease", in: active(premium10, license.Counts{license.UCPremium: 12}, nil),
+		{name: "over-use", in: active(premium10, license.Counts{license.UCPremium: 12}, nil),
 			req: Request{license.UCPremium, 1}, kind: KindOveruse,
 			reason: []string{"UC-Premium is over-used: 12 users for 10 licences, 2 of them without a licence", "no new UC-Premium users"}},
 		{name: "over-use of one profile leaves others alone", in: active(premium10, license.Counts{license.UCPremium: 12}, nil),
@@ -315,5 +315,18 @@ func TestBookHeldBy(t *testing.T) {
 	check(ttl+time.Second, 0, 0, 0)
 	if len(b.byOwner) != 0 {
 		t.Errorf("owners left after every seat went: %v", b.byOwner)
+	}
+}
+
+// TestOveruseReasonClaimsNoCause: over-use comes from a decrease or from
+// users added past the licences (a WMS that ignored a denial); the
+// decision cannot tell which, so its reason names no cause.
+func TestOveruseReasonClaimsNoCause(t *testing.T) {
+	doc := &license.Document{Counts: license.Counts{license.UCPremium: 10}}
+	in := Input{Now: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), State: license.Active, Doc: doc,
+		Used: license.Counts{license.UCPremium: 12}, Reserved: license.Counts{}}
+	d := Decide(in, Request{license.UCPremium, 1})
+	if d.Kind != KindOveruse || strings.Contains(d.Reason, "decrease") {
+		t.Errorf("over-use denial %q (%s): want the over-use, with no claim of a decrease", d.Reason, d.Kind)
 	}
 }

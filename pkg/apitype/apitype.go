@@ -126,8 +126,9 @@ type LicenseStatus struct {
 	TermEnd  *time.Time               `json:"term_end,omitempty"`
 	Revision int64                    `json:"revision"`
 	Profiles map[string]ProfileStatus `json:"profiles"`
-	// Overuse is, per profile, the users counted beyond the licences
-	// (after a decrease); absent when there are none.
+	// Overuse is, per profile, the users counted beyond the licences (the
+	// licences were lowered, or users were added past them); absent when
+	// there are none.
 	Overuse map[string]int `json:"overuse,omitempty"`
 	// SoftOverage is the portal's time-boxed allowance over the counts,
 	// while it lasts.
@@ -201,12 +202,18 @@ type WMSStatus struct {
 	Upgrade string `json:"upgrade,omitempty"`
 }
 
-// CommandStatus is one pending or recent portal command.
+// CommandStatus is one pending or recent portal command of the current
+// PBX. Its times are on the licence clock, as the journal records them.
 type CommandStatus struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
 	State  string `json:"state"`
 	Result string `json:"result,omitempty"`
+	// ReceivedAt is when a heartbeat answer brought it.
+	ReceivedAt time.Time `json:"received_at"`
+	// FinishedAt is when it reached its final state (done, failed,
+	// refused); absent while it waits or runs.
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
 
 // ClockStatus is the licence clock: the time licences are judged by.
@@ -263,6 +270,14 @@ var (
 	// ErrRefused: the portal refused the activation (for example the PBX
 	// is bound to another appliance).
 	ErrRefused = errors.New("refused by the portal")
+	// ErrRefusedLocally: the appliance refused the activation without
+	// asking the portal (it holds another PBX). Answered as CodeRefused.
+	ErrRefusedLocally = errors.New("refused by this appliance")
+	// ErrInvalidKey: the portal refused the key itself (expired, replaced,
+	// its PBX unknown or deleted); it comes with ErrRefused. Answered as
+	// CodeInvalidKey, like a key the appliance finds invalid: either way
+	// the fix is a new key.
+	ErrInvalidKey = errors.New("invalid PBX key")
 	// ErrUnreachable: the portal could not be reached or answered badly.
 	ErrUnreachable = errors.New("portal unreachable")
 	// ErrNotActivated: Refresh has nothing to refresh, the PBX holds no
@@ -273,7 +288,7 @@ var (
 // Error codes of {"error", "code"} bodies that clients branch on.
 const (
 	CodeInvalidKey        = "invalid_key"        // 400; CLI exit 2
-	CodeRefused           = "refused"            // 409; CLI exit 3
+	CodeRefused           = "refused"            // 409; CLI exit 3 (the portal refused, or this appliance holds another PBX)
 	CodePortalUnreachable = "portal_unreachable" // 503; CLI exit 4
 	CodeForbidden         = "forbidden"          // 403
 	CodeBadRequest        = "bad_request"        // 400
