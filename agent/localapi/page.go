@@ -49,9 +49,12 @@ type pageView struct {
 	Tone      string // ok, warn, bad: the state's colour
 	Profiles  []profileRow
 	Overuse   []overuseRow // profiles with more users than licences, in catalogue order
-	Deadlines []timeRow
-	Heartbeat []timeRow
-	Now       string
+	// TelephonyStopped: the state stops telephony, so nobody's calls
+	// keep working and the page must not say they do.
+	TelephonyStopped bool
+	Deadlines        []timeRow
+	Heartbeat        []timeRow
+	Now              string
 }
 
 type profileRow struct {
@@ -74,7 +77,8 @@ type timeRow struct {
 }
 
 func newPageView(st apitype.Status) pageView {
-	v := pageView{Status: st, StateName: st.State, Tone: stateTone(st.State)}
+	v := pageView{Status: st, StateName: st.State, Tone: stateTone(st.State),
+		TelephonyStopped: license.State(st.State).StopsTelephony()}
 	now := st.Clock.Now
 	if now.IsZero() {
 		// A backend that gives no licence time (tests, a page rendered

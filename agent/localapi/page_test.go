@@ -94,3 +94,20 @@ func TestStatusPage(t *testing.T) {
 }
 
 func ptrTime(t time.Time) *time.Time { return &t }
+
+// TestStoppedPageNeverSaysUsersKeepWorking: over-use on a PBX whose
+// telephony the licence stops must not read as if calls went on.
+func TestStoppedPageNeverSaysUsersKeepWorking(t *testing.T) {
+	for state, keep := range map[string]bool{"active": true, "lapsed": true, "stopped": false, "deleted": false} {
+		st := apitype.Status{State: state, License: &apitype.LicenseStatus{Term: "monthly", Revision: 2,
+			Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Licensed: 1, Used: 3}}, Overuse: map[string]int{"uc-premium": 2}},
+			Clock: apitype.ClockStatus{Now: time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)}}
+		var b strings.Builder
+		if err := pageTemplate.Execute(&b, newPageView(st)); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "keep working"); got != keep {
+			t.Errorf("%s with over-use: the page says users keep working: %v, want %v", state, got, keep)
+		}
+	}
+}
