@@ -146,6 +146,11 @@ type commands struct {
 	mu      sync.Mutex // guards the fields below
 	j       journal
 	running string // id of the command being applied
+	// pollAt is, per command just started that runs on, when poll may
+	// first look (on the clock's elapsed reading): a look at once, on the
+	// next wake-up, would take a runner that has not yet shown itself
+	// for dead.
+	pollAt map[string]time.Duration
 }
 
 // openCommands loads the journal. A damaged one is set aside (pkg/state
@@ -165,7 +170,8 @@ func openCommands(stateDir string, env commandEnv, exec []typedExecutor) (*comma
 	case info.Recovered:
 		env.log.Warn("command journal recovered from its previous good copy", "reason", info.RecoveredReason)
 	}
-	return &commands{env: env, store: store, exec: exec, wake: make(chan struct{}, 1), j: j}, nil
+	return &commands{env: env, store: store, exec: exec, wake: make(chan struct{}, 1), j: j,
+		pollAt: map[string]time.Duration{}}, nil
 }
 
 func (c *commands) executorOf(typ protocol.CommandType) executor {
@@ -419,6 +425,9 @@ func (c *commands) advance(ctx context.Context, e *journalEntry, x executor, cmd
 	res := x.start(ctx, e.ID, cmd)
 	c.mu.Lock()
 	c.running = ""
+	if res == nil {
+		c.pollAt[e.ID] = c.env.clock.Elapsed() + firstPoll
+	}
 	c.mu.Unlock()
 	if res != nil {
 		c.finish(e, *res)
@@ -474,11 +483,21 @@ func (c *commands) follow(ctx context.Context) time.Duration {
 		case protocol.CommandWaiting:
 			d = c.advance(ctx, e, x, &cmd)
 		case protocol.CommandRunning:
+			c.mu.Lock()
+			wait := c.pollAt[e.ID] - c.env.clock.Elapsed()
+			c.mu.Unlock()
+			if wait > 0 {
+				d = wait
+				break
+			}
 			var res *protocol.CommandResult
 			if res, d = x.poll(ctx, e.ID, &cmd); res != nil {
 				c.finish(e, *res)
 				d = 0
 			}
+			c.mu.Lock()
+			delete(c.pollAt, e.ID)
+			c.mu.Unlock()
 		}
 		if d > 0 && (next == 0 || d < next) {
 			next = d

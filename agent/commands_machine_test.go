@@ -100,6 +100,11 @@ func TestCommandMachineSavesEachTransitionBeforeActing(t *testing.T) {
 	if res := c.results(); len(res) != 0 {
 		t.Fatalf("results before the end: %+v", res)
 	}
+	c.follow(context.Background()) // a wake-up at once: too soon to look
+	if probe.polls != 0 {
+		t.Fatalf("polled %d times right after the start, before what runs it could show itself", probe.polls)
+	}
+	clk.Advance(firstPoll) // what runs it is first looked at after that
 	c.follow(context.Background())
 	res := c.results()
 	if len(res) != 1 || res[0].State != protocol.CommandDone || res[0].Type != "test.probe" {

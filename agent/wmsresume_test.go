@@ -83,6 +83,7 @@ func TestWMSUpgradeNotResumed(t *testing.T) {
 			cr.cycle(t)
 			cr.a.cmds.follow(ctx)
 			w.helperStopped(tc.step, tc.resumes)
+			cr.time.run(firstPoll) // the helper is first looked at after that
 			cr.a.cmds.follow(ctx)
 			if err := cr.a.exchangeHeartbeat(ctx); err != nil {
 				t.Fatal(err)
