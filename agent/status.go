@@ -29,6 +29,7 @@ func (a *Agent) Status() apitype.Status {
 		WMS:      wmsSt,
 		Users:    us,
 	}
+	s.Appliance = a.applianceStatus(&s.WMS)
 	if offset < -time.Second {
 		s.Clock.LocalBehind = (-offset).Round(time.Second).String()
 	}
