@@ -138,23 +138,25 @@ func listPattern(src Source) (*regexp.Regexp, error) {
 	var alts []string
 	for _, p := range paths {
 		p = strings.ReplaceAll(p, "{repository}", "\x00")
+		p = strings.ReplaceAll(p, "/./", "/\x02") // a flat "./" suite: with or without the "._" apt may keep
 		q := strings.ReplaceAll(aptQuote(p), "/", "_")
 		q = regexp.QuoteMeta(q)
 		q = strings.ReplaceAll(q, "\x00", "rel[0-9]{2}")
 		q = strings.ReplaceAll(q, "\x01", "[a-z0-9]+")
+		q = strings.ReplaceAll(q, "\x02", `(?:\._)?`)
 		alts = append(alts, q)
 	}
 	return regexp.Compile("^(?:" + strings.Join(alts, "|") + ")$")
 }
 
 // aptQuote is apt-pkg's QuoteString with URItoFileName's set of bad
-// characters; the placeholders \x00 and \x01 pass through.
+// characters; the placeholders \x00 to \x02 pass through.
 func aptQuote(s string) string {
 	const bad = "\\|{}[]<>\"^~_=!@#$%^&*"
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c > 0x01 && (c <= 0x20 || c >= 0x7f || strings.IndexByte(bad, c) >= 0) {
+		if c > 0x02 && (c <= 0x20 || c >= 0x7f || strings.IndexByte(bad, c) >= 0) {
 			fmt.Fprintf(&b, "%%%02x", c)
 			continue
 		}

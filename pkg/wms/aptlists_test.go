@@ -61,3 +61,16 @@ func TestLatestStableFlat(t *testing.T) {
 		t.Errorf("flat = %+v, %v", got, err)
 	}
 }
+
+func TestLatestStableFlatDot(t *testing.T) {
+	for _, name := range []string{"deb.example.com_wms_rel70_._Packages", "deb.example.com_wms_rel70_Packages"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(stanza("wms", "7.00.20250101.1")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := LatestStable(dir, Source{URL: "https://deb.example.com/wms/{repository}", Suite: "./", Package: "wms"})
+		if err != nil || got.Version.String() != "7.00.20250101.1" {
+			t.Errorf("%s: %+v, %v", name, got, err)
+		}
+	}
+}
