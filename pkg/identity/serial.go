@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // DMISerial is the DMI serial number's file, relative to the root. The
@@ -103,14 +104,31 @@ func CopySerial(root, dst string) (string, error) {
 		}
 		return "", nil
 	}
+	// dst's folder belongs to the daemon's user, and this runs as root:
+	// a link planted there must not make root write elsewhere. The
+	// temporary file is created afresh (O_EXCL does not follow a link),
+	// its mode set on the descriptor, and renamed over dst (replacing a
+	// link, not writing through it).
 	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o644); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("copying the serial: %w", err)
 	}
-	if err := os.Chmod(tmp, 0o644); err != nil { // the umask may have narrowed it
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
 		return "", fmt.Errorf("copying the serial: %w", err)
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	_, err = f.WriteString(s + "\n")
+	if err == nil {
+		err = f.Chmod(0o644) // the umask may have narrowed it
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return "", fmt.Errorf("copying the serial: %w", err)
 	}
 	return s, nil

@@ -96,3 +96,42 @@ func TestCopySerial(t *testing.T) {
 		t.Errorf("stale copy kept: %v", err)
 	}
 }
+
+// The daemon's user owns the runtime folder the root helper writes to: a
+// link it plants at the copy or its temporary name must not make root
+// write through it.
+func TestCopySerialRefusesPlantedLinks(t *testing.T) {
+	root, run := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(root, DMISerial), "ABC123\n", 0o400)
+	victim := filepath.Join(t.TempDir(), "shadow")
+	writeFile(t, victim, "root:secret\n", 0o600)
+	dst := filepath.Join(run, SerialCopyName)
+	for _, link := range []string{dst + ".tmp", dst} {
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := CopySerial(root, dst); err != nil || s != "ABC123" {
+		t.Fatalf("CopySerial = %q, %v", s, err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "root:secret\n" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	if fi, err := os.Lstat(dst); err != nil || !fi.Mode().IsRegular() {
+		t.Errorf("copy: %v, %v; want a regular file replacing the link", fi, err)
+	}
+	// With no serial, the planted link is removed, its target left alone.
+	writeFile(t, filepath.Join(root, DMISerial), "\n", 0o400)
+	if err := os.Remove(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopySerial(root, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Errorf("the link's target was removed: %v", err)
+	}
+}
