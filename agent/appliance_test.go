@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -99,4 +100,33 @@ func TestApplianceInfo(t *testing.T) {
 			t.Errorf("override: %+v", s.appliance)
 		}
 	})
+}
+
+// The agent's status carries the appliance's part, read under its root,
+// and the JSON names of the contract.
+func TestStatusCarriesTheAppliance(t *testing.T) {
+	r := newRig(t)
+	r.cfg.RuntimeDir = t.TempDir()
+	if err := os.MkdirAll(filepath.Join(r.root, "sys/class/dmi/id"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.root, identity.DMISerial), []byte("SN-RIG\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := r.newAgent(t).Status()
+	if st.Appliance.Serial != "SN-RIG" || st.Appliance.SerialSource != identity.SerialFromDMI {
+		t.Errorf("appliance %+v", st.Appliance)
+	}
+	if !strings.Contains(st.WMS.VersionUnknown, "not set up") || !strings.Contains(st.WMS.LatestUnknown, "upgrade.repo_url") {
+		t.Errorf("wms %+v; want why each version is unknown", st.WMS)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"appliance":{"serial":"SN-RIG","serial_source":"dmi"}`, `"version_unknown":`, `"latest_unknown":`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("status JSON lacks %s", want)
+		}
+	}
 }
