@@ -73,6 +73,7 @@ type Agent struct {
 	cmds    *commands        // portal commands: the journal and its executors (commands.go)
 	ssh     *sshAccess       // temporary support SSH (ssh.go)
 	wms     *wmsUpgrades     // WMS upgrades (wms.go)
+	info    *applianceInfo   // serial and WMS versions for the status (appliance.go)
 	hb      *hbSchedule      // the heartbeat loop's channels and schedule (heartbeat.go)
 	rl      *reloadState     // what a reload compares with and how the last one went (reload.go)
 }
@@ -171,6 +172,7 @@ func (a *Agent) initCommands(opts Options, clk clock.Clock) error {
 	}
 	a.ssh = newSSHAccess(opts.SSH, a.cfg.SSH.Port, env)
 	a.wms = &wmsUpgrades{up: opts.WMS, env: env, licence: a.lic.document}
+	a.info = newApplianceInfo(&a.cfg, a.lic.env.root, opts.WMS, clk.Wall)
 	cmds, err := openCommands(a.cfg.StateDir, env, executorTable(a.ssh, a.wms))
 	if err != nil {
 		return err

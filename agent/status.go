@@ -40,6 +40,7 @@ func (a *Agent) Status() apitype.Status {
 		WMS:      wmsSt,
 		Users:    us,
 	}
+	s.Appliance = a.applianceStatus(&s.WMS)
 	if offset < -time.Second {
 		s.Clock.LocalBehind = license.Duration(offset)
 	}

@@ -56,7 +56,7 @@ var snapshots = map[string]apitype.Status{
 		Heartbeat: apitype.HeartbeatStatus{LastSuccess: at("2027-03-10T10:00:00Z")},
 		Deadlines: apitype.Deadlines{OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
 		SSH:       apitype.SSHStatus{Open: true, Port: 2222, Until: at("2027-03-10T11:00:00Z")},
-		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3"},
+		WMS:       apitype.WMSStatus{Version: "7.02.20250609.3", Latest: "7.03.20250901.2", Behind: true},
 	},
 	"stopping": {
 		State: "stopping",
@@ -153,6 +153,8 @@ var contract = []struct {
 	{"pbx_ssh_open", dto.MetricType_GAUGE, nil},
 	{"pbx_ssh_open_until_timestamp_seconds", dto.MetricType_GAUGE, nil},
 	{"pbx_wms_version_info", dto.MetricType_GAUGE, map[string][]string{"version": nil}},
+	{"pbx_wms_latest_info", dto.MetricType_GAUGE, map[string][]string{"version": nil}},
+	{"pbx_wms_behind", dto.MetricType_GAUGE, nil},
 	{"pbx_agent_build_info", dto.MetricType_GAUGE, map[string][]string{"version": nil, "revision": nil, "goversion": nil}},
 }
 
@@ -240,6 +242,8 @@ func TestStatusGauges(t *testing.T) {
 			{"pbx_ssh_open", nil, 0},
 			{"pbx_ssh_open_until_timestamp_seconds", nil, nan},
 			{"pbx_wms_version_info", []string{"version=unknown"}, 1},
+			{"pbx_wms_latest_info", []string{"version=unknown"}, 1},
+			{"pbx_wms_behind", nil, nan}, // neither version known: not "up to date"
 			{"pbx_agent_build_info", []string{"version=1.2.3", "revision=0123abcd", "goversion=go1.26.0"}, 1},
 		},
 		"active": {
@@ -258,6 +262,8 @@ func TestStatusGauges(t *testing.T) {
 			{"pbx_ssh_open", nil, 1},
 			{"pbx_ssh_open_until_timestamp_seconds", nil, float64(at("2027-03-10T11:00:00Z").Unix())},
 			{"pbx_wms_version_info", []string{"version=7.02.20250609.3"}, 1},
+			{"pbx_wms_latest_info", []string{"version=7.03.20250901.2"}, 1},
+			{"pbx_wms_behind", nil, 1},
 		},
 		"stopping": {
 			{"pbx_license_state", []string{"state=stopping"}, 1},

@@ -40,6 +40,7 @@ type statusCollector struct {
 	lastSuccess             *prometheus.Desc
 	sshOpen, sshUntil       *prometheus.Desc
 	wms                     *prometheus.Desc
+	wmsLatest, wmsBehind    *prometheus.Desc
 }
 
 func newStatusCollector(status func() apitype.Status) *statusCollector {
@@ -59,11 +60,13 @@ func newStatusCollector(status func() apitype.Status) *statusCollector {
 		sshOpen:     d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
 		sshUntil:    d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
 		wms:         d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
+		wmsLatest:   d("pbx_wms_latest_info", `The latest stable WMS the configured repository offers, from apt's package lists ("unknown" when not read); always 1.`, "version"),
+		wmsBehind:   d("pbx_wms_behind", "1 when the installed WMS is older than the repository's latest stable one, 0 when not; NaN when either version is unknown."),
 	}
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.sshOpen, c.sshUntil, c.wms} {
+	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.sshOpen, c.sshUntil, c.wms, c.wmsLatest, c.wmsBehind} {
 		ch <- d
 	}
 }
@@ -107,6 +110,16 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		version = WMSUnknown
 	}
 	gauge(c.wms, 1, version)
+	latest := s.WMS.Latest
+	if latest == "" {
+		latest = WMSUnknown
+	}
+	gauge(c.wmsLatest, 1, latest)
+	behind := math.NaN()
+	if s.WMS.Version != "" && s.WMS.Latest != "" {
+		behind = boolValue(s.WMS.Behind)
+	}
+	gauge(c.wmsBehind, behind)
 }
 
 // timestamp is t in Unix seconds, or NaN when t does not apply.

@@ -13,5 +13,6 @@ func newHelperCmd(a *app) *cobra.Command {
 	}
 	helper.AddCommand(newWMSUpgradeCmd(a))
 	helper.AddCommand(newTelephonyUnitsCmd(a))
+	helper.AddCommand(newCopySerialCmd(a))
 	return helper
 }

@@ -215,13 +215,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 		}
 		line("Support SSH", "%s", ssh)
 	}
-	if st.WMS.Version != "" || st.WMS.Upgrade != "" {
-		wms := st.WMS.Version
-		if st.WMS.Upgrade != "" {
-			wms += ", upgrade: " + st.WMS.Upgrade
-		}
-		line("WMS", "%s", strings.TrimPrefix(wms, ", "))
-	}
+	printAppliance(line, st)
 	if c := st.Config; c != nil {
 		if c.Error != "" {
 			line("Config not reloaded", "%s", c.Error)

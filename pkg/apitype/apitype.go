@@ -25,6 +25,7 @@ type Status struct {
 	Deadlines Deadlines       `json:"deadlines"`
 	SSH       SSHStatus       `json:"ssh"`
 	WMS       WMSStatus       `json:"wms"`
+	Appliance ApplianceStatus `json:"appliance"`
 	Commands  []CommandStatus `json:"commands"`
 	Clock     ClockStatus     `json:"clock"`
 	Users     UsersStatus     `json:"users"`
@@ -199,7 +200,18 @@ type SSHStatus struct {
 // WMSStatus is the PBX's management software.
 type WMSStatus struct {
 	Version string `json:"version,omitempty"`
-	Upgrade string `json:"upgrade,omitempty"`
+	// VersionUnknown says why Version is empty: not installed, upgrades
+	// not set up, dpkg's database unreadable.
+	VersionUnknown string `json:"version_unknown,omitempty"`
+	Upgrade        string `json:"upgrade,omitempty"`
+	// Latest is the latest stable WMS the configured repository offers, as
+	// apt's verified package lists hold it (docs/wms-upgrade.md, "Latest
+	// stable"); LatestUnknown says why it is empty.
+	Latest        string `json:"latest,omitempty"`
+	LatestUnknown string `json:"latest_unknown,omitempty"`
+	// Behind is true when Version and Latest are both known and the
+	// installed version is older.
+	Behind bool `json:"behind,omitempty"`
 }
 
 // CommandStatus is one pending or recent portal command of the current
