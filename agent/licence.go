@@ -588,7 +588,7 @@ func (l *licence) exchangeHeartbeat(ctx context.Context) error {
 			err = errors.New("the portal's signed answer states another licence than the one this appliance holds, even after fetching it; not counted as a heartbeat")
 		}
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotActivated) {
 		l.recordError(err)
 	}
 	return err
@@ -600,7 +600,14 @@ func (l *licence) exchangeHeartbeat(ctx context.Context) error {
 func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, err error) {
 	now := l.clock.Now()
 	l.mu.Lock()
-	doc, link, held := l.doc, l.st.Chain, protocol.HeldLicence(l.doc.Revision, l.st.License)
+	doc, link := l.doc, l.st.Chain
+	if doc == nil || l.st.Gone != "" {
+		// The lifecycle wiped the licence since the exchange began (its
+		// delete_at passed): nothing is held to report on.
+		l.mu.Unlock()
+		return false, ErrNotActivated
+	}
+	held := protocol.HeldLicence(doc.Revision, l.st.License)
 	state := l.verdictLocked(now).State
 	l.mu.Unlock()
 
@@ -639,8 +646,9 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.doc == nil || l.st.Gone != "" {
-		// The lifecycle wiped the licence meanwhile (past its delete_at).
-		return false, nil
+		// The lifecycle wiped the licence meanwhile (past its delete_at):
+		// not a mismatch to fetch again for.
+		return false, ErrNotActivated
 	}
 	now = l.clock.Now()
 	st := l.st // changes are made on a copy, applied only once saved

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/audit"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
 const day = 24 * time.Hour
@@ -309,6 +312,45 @@ func TestDeletionWaitsForThePortalsTime(t *testing.T) {
 	a.evaluate(ctx)
 	if s := a.Status(); s.State != "deleted" || s.License != nil || !strings.Contains(s.Summary, "zero-licence countdown") {
 		t.Errorf("past delete_at on the portal's time: %s, licence %v, %q; want the licence wiped", s.State, s.License, s.Summary)
+	}
+}
+
+// TestWipedDuringAHeartbeat: the lifecycle wipes the licence (delete_at
+// passed on the portal's time) while a heartbeat is on the wire. The
+// exchange's end finds nothing held: it neither panics nor fetches again
+// for a licence it no longer holds, and the heartbeat reports the PBX
+// not activated.
+func TestWipedDuringAHeartbeat(t *testing.T) {
+	r := newRig(t)
+	r.setPortalClock(t, "2027-03-10T10:00:00Z")
+	a := r.activated(t, nil)
+	ctx := context.Background()
+	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
+	if err := a.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deleteAt := *a.Status().Deadlines.DeleteAt
+
+	portal := r.server.Config.Handler
+	var heartbeats atomic.Int32
+	r.server.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == protocol.PathHeartbeat && heartbeats.Add(1) == 1 {
+			// The lifecycle loop's turn, between request and answer.
+			a.lic.clock.AdoptPortal(deleteAt.Add(time.Minute))
+			if v := a.record(); v.State != license.Deleted {
+				t.Errorf("past delete_at on the portal's time: %s", v.State)
+			}
+		}
+		portal.ServeHTTP(w, req)
+	})
+	if err := a.exchangeHeartbeat(ctx); !errors.Is(err, ErrNotActivated) {
+		t.Errorf("a heartbeat whose licence was wiped on the way: %v, want ErrNotActivated", err)
+	}
+	if n := heartbeats.Load(); n != 1 {
+		t.Errorf("%d heartbeats sent; want 1 (nothing held to fetch again)", n)
+	}
+	if s := a.Status(); s.State != "deleted" || s.License != nil || s.Heartbeat.LastError != "" {
+		t.Errorf("after: %s, licence %v, error %q; want deleted, wiped, no heartbeat error", s.State, s.License, s.Heartbeat.LastError)
 	}
 }
 
