@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -80,19 +81,23 @@ func writerRole(path string) int {
 	return 0
 }
 
-// readerRole is the agent: one count, printed as JSON.
+// readerRole is the agent: one source, kept, counting at each line of
+// stdin and printing each count as a line of JSON, or the error.
 func readerRole(path string) int {
 	s, err := NewSQLite(path, DefaultQuery)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	c, err := s.Count(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	in, out := bufio.NewScanner(os.Stdin), json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		c, err := s.Count(context.Background())
+		if err != nil {
+			out.Encode(map[string]string{"error": err.Error()})
+			continue
+		}
+		out.Encode(c)
 	}
-	json.NewEncoder(os.Stdout).Encode(c)
 	return 0
 }
 
@@ -162,19 +167,38 @@ func TestSQLiteWALOtherUsers(t *testing.T) {
 			t.Fatalf("the writer did not add %d users: %q %v; stderr: %s", n, replies.Text(), replies.Err(), stderr.String())
 		}
 	}
+	// The agent: one process for the whole test, as the daemon keeps its
+	// source (and what it last counted) from one count to the next.
+	reader := exec.Command(bin, db)
+	reader.Env = append(os.Environ(), roleEnv+"=reader")
+	reader.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: agentUID, Gid: agentUID, Groups: []uint32{agentGID}}}
+	rin, err := reader.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rout, err := reader.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rerr strings.Builder
+	reader.Stderr = &rerr
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rin.Close(); reader.Wait() })
+	counts := bufio.NewScanner(rout)
 	count := func() (license.Counts, error) {
 		t.Helper()
-		r := exec.Command(bin, db)
-		r.Env = append(os.Environ(), roleEnv+"=reader")
-		r.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: agentUID, Gid: agentUID, Groups: []uint32{agentGID}}}
-		var errb strings.Builder
-		r.Stderr = &errb
-		out, err := r.Output()
-		if err != nil {
-			return nil, fmt.Errorf("%v: %s", err, errb.String())
+		fmt.Fprintln(rin, "count")
+		if !counts.Scan() {
+			return nil, fmt.Errorf("the reader stopped: %v: %s", counts.Err(), rerr.String())
+		}
+		var failed struct{ Error string }
+		if json.Unmarshal(counts.Bytes(), &failed) == nil && failed.Error != "" {
+			return nil, errors.New(failed.Error)
 		}
 		var c license.Counts
-		return c, json.Unmarshal(out, &c)
+		return c, json.Unmarshal(counts.Bytes(), &c)
 	}
 
 	add(3)
@@ -191,12 +215,14 @@ func TestSQLiteWALOtherUsers(t *testing.T) {
 		}
 	}
 	want := 3
-	for _, n := range []int{0, 2, 1000} {
+	for _, n := range []int{0, 2, 1000, 1} {
 		add(n)
 		want += n
-		c, err := count()
-		if err != nil || c[license.UCPremium] != want {
-			t.Fatalf("the agent counted %v, %v; want %d uc-premium (the newest only in the -wal file)", c, err, want)
+		for range 2 { // the second answered from the first, the files unchanged
+			c, err := count()
+			if err != nil || c[license.UCPremium] != want {
+				t.Fatalf("the agent counted %v, %v; want %d uc-premium (the newest only in the -wal file)", c, err, want)
+			}
 		}
 	}
 	// The WMS closes the database: SQLite folds the WAL into it and removes
