@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
@@ -14,8 +15,20 @@ import (
 // applianceInfoTTL is how long the serial, the installed WMS version and
 // the repository's latest stable one are kept: reading them runs dpkg-query
 // and reads apt's lists, too much for every status request and /metrics
-// scrape, and they change only on an upgrade or an apt-get update.
+// scrape, and they change only on an upgrade or an apt-get update. Past
+// it, they are read again only if dpkg's database, apt's lists or the
+// serial's copy changed (see machineFiles), so a PBX scraped every 15
+// seconds does not run dpkg-query every minute of its life.
 const applianceInfoTTL = time.Minute
+
+// Where dpkg keeps what is installed, under the agent's root: dpkg
+// replaces the status file (a rename) and journals into the updates
+// folder on every change.
+const (
+	dpkgStatusFile  = "/var/lib/dpkg/status"
+	dpkgUpdatesDir  = "/var/lib/dpkg/updates"
+	machineFileSigs = 4
+)
 
 // applianceInfo reads, and keeps for applianceInfoTTL, what the status
 // shows of the machine: its serial number and where the WMS stands
@@ -31,7 +44,39 @@ type applianceInfo struct {
 
 	mu     sync.Mutex // guards the fields below; held while reading, so one read at a time
 	read   time.Time
+	files  [machineFileSigs]fileStamp // machineFiles at the last read
 	cached applianceSnapshot
+}
+
+// fileStamp is what stat says of a file that a change to it changes: the
+// inode (a file replaced by a rename), its size and modification time (a
+// folder's changes with its entries). A file that does not exist has the
+// zero stamp.
+type fileStamp struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+func stampOf(path string) fileStamp {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
+		return fileStamp{}
+	}
+	return fileStamp{ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+}
+
+// machineFiles stamps what an upgrade, an apt-get update or the serial's
+// copy changes. ok is false when dpkg's status file is missing: nothing
+// then says whether the installed version changed.
+func (i *applianceInfo) machineFiles() (stamps [machineFileSigs]fileStamp, ok bool) {
+	stamps = [machineFileSigs]fileStamp{
+		stampOf(filepath.Join(i.root, dpkgStatusFile)),
+		stampOf(filepath.Join(i.root, dpkgUpdatesDir)),
+		stampOf(i.lists),
+		stampOf(i.copyPath),
+	}
+	return stamps, stamps[0] != (fileStamp{})
 }
 
 type applianceSnapshot struct {
@@ -59,10 +104,15 @@ func (i *applianceInfo) snapshot(ctx context.Context) applianceSnapshot {
 	if !i.read.IsZero() && now.Sub(i.read) < applianceInfoTTL && !now.Before(i.read) {
 		return i.cached
 	}
+	files, ok := i.machineFiles()
+	if ok && !i.read.IsZero() && files == i.files {
+		i.read = now // nothing it was read from changed
+		return i.cached
+	}
 	var s applianceSnapshot
 	s.appliance.Serial, s.appliance.SerialSource = identity.ResolveSerial(i.serial, i.root, i.copyPath)
 	s.wms = i.readWMS(ctx)
-	i.read, i.cached = now, s
+	i.read, i.files, i.cached = now, files, s
 	return s
 }
 

@@ -76,6 +76,54 @@ func TestApplianceInfo(t *testing.T) {
 			t.Errorf("after the TTL: %d dpkg reads, %+v; want up to date", up.calls, s.wms)
 		}
 	})
+	t.Run("past the TTL, read again only when dpkg or apt changed something", func(t *testing.T) {
+		// Under a root of its own: the other cases have no dpkg database.
+		root := t.TempDir()
+		lists := filepath.Join(root, wms.AptListsDir)
+		for _, d := range []string{lists, filepath.Join(root, dpkgUpdatesDir)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		listFile := filepath.Join(lists, "repo.example.com_wms_dists_rel70_main_binary-amd64_Packages")
+		if err := os.WriteFile(listFile, []byte(list), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		status := filepath.Join(root, dpkgStatusFile)
+		// replace writes a file as dpkg and apt do: a new file renamed over it.
+		replace := func(path, text string) {
+			t.Helper()
+			if err := os.WriteFile(path+".new", []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}
+		replace(status, "Package: wms\nStatus: install ok installed\nVersion: 7.01.20250101.1\n\n")
+		up := &installedWMS{version: "7.01.20250101.1"}
+		info := newApplianceInfo(&cfg, root, up, clock)
+		info.snapshot(context.Background())
+		for i := range 3 {
+			now = now.Add(applianceInfoTTL)
+			if s := info.snapshot(context.Background()); up.calls != 1 || s.wms.Version != "7.01.20250101.1" {
+				t.Fatalf("TTL %d past, nothing changed: %d dpkg reads, %+v; want the first read kept", i+1, up.calls, s.wms)
+			}
+		}
+		// An upgrade: dpkg rewrites its status file.
+		up.version = "7.02.20250609.3"
+		replace(status, "Package: wms\nStatus: install ok installed\nVersion: 7.02.20250609.3\n\n")
+		now = now.Add(applianceInfoTTL)
+		if s := info.snapshot(context.Background()); up.calls != 2 || s.wms.Version != "7.02.20250609.3" || s.wms.Behind {
+			t.Errorf("after an upgrade: %d dpkg reads, %+v; want the new version read", up.calls, s.wms)
+		}
+		// An apt-get update brings a newer stable version.
+		replace(listFile, list+"Package: wms\nVersion: 7.04.20251201.1\n\n")
+		now = now.Add(applianceInfoTTL)
+		if s := info.snapshot(context.Background()); s.wms.Latest != "7.04.20251201.1" || !s.wms.Behind {
+			t.Errorf("after an apt-get update: %+v; want 7.04.20251201.1 the latest, behind", s.wms)
+		}
+	})
 	t.Run("why unknown", func(t *testing.T) {
 		for _, tt := range []struct {
 			up   *installedWMS

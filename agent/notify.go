@@ -146,7 +146,7 @@ func (w watchedLoop) ask(ctx context.Context, answered chan<- string) {
 
 // statusLine is the daemon's one-line status for systemd now.
 func (a *Agent) statusLine() string {
-	return statusLine(a.Status())
+	return statusLine(a.status(false))
 }
 
 // statusLine sums up a status on one line for `systemctl status`: the

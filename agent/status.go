@@ -9,7 +9,12 @@ import (
 )
 
 // Status returns a snapshot for the local API. It never waits on the portal.
-func (a *Agent) Status() apitype.Status {
+func (a *Agent) Status() apitype.Status { return a.status(true) }
+
+// status is Status, with the appliance's part (serial, WMS versions: see
+// applianceInfo) only when appliance is set: the one-line status for
+// systemd, built every minute, shows none of it.
+func (a *Agent) status(appliance bool) apitype.Status {
 	now := a.lic.now()
 	offset := a.lic.localOffset()
 	used, reserved, us := a.usersSnapshot()
@@ -40,7 +45,9 @@ func (a *Agent) Status() apitype.Status {
 		WMS:      wmsSt,
 		Users:    us,
 	}
-	s.Appliance = a.applianceStatus(&s.WMS)
+	if appliance {
+		s.Appliance = a.applianceStatus(&s.WMS)
+	}
 	if offset < -time.Second {
 		s.Clock.LocalBehind = license.Duration(offset)
 	}
