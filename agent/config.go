@@ -50,6 +50,10 @@ type PortalConfig struct {
 	URL     string `mapstructure:"url"`
 	Keyring string `mapstructure:"keyring"` // folder of key announcements (*.jws); a development build's <kid>.pem roots
 	CAFile  string `mapstructure:"ca_file"` // pinned CA bundle; empty uses the system's
+	// Proxy is the HTTP proxy to the portal, http://[user:password@]host:port;
+	// empty follows HTTPS_PROXY and NO_PROXY, which a systemd unit does not
+	// pass on. It never appears in logs, the status or errors.
+	Proxy string `mapstructure:"proxy"`
 }
 
 // ListenConfig holds the local API listeners.
@@ -248,6 +252,11 @@ func (c *Config) Validate() error {
 			bad("portal.url", "%v", err)
 		case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
 			bad("portal.url", "%q is not an http(s) URL", c.Portal.URL)
+		}
+	}
+	if c.Portal.Proxy != "" {
+		if _, err := parsePortalProxy(c.Portal.Proxy); err != nil {
+			bad("portal.proxy", "%v", err)
 		}
 	}
 	if c.Portal.Keyring == "" {

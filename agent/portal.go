@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/go-resty/resty/v2"
@@ -66,7 +70,12 @@ func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent str
 	// Retries stay with the heartbeat loop, not resty: every attempt must be
 	// signed afresh with a new nonce, and a resent body is a replay the
 	// portal rightly refuses.
+	transport, err := portalTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := resty.New().
+		SetTransport(transport).
 		SetBaseURL(cfg.URL).
 		SetTimeout(clientTimeout).
 		SetRetryCount(0).
@@ -75,10 +84,87 @@ func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent str
 		SetHeader("Content-Type", protocol.ContentType).
 		SetHeader("Accept", protocol.ContentType+", application/json").
 		SetLogger(discardLogger{})
-	if cfg.CAFile != "" {
-		c.SetRootCertificate(cfg.CAFile)
-	}
 	return &portalClient{http: c, keyring: kr}, nil
+}
+
+// portalTransport is the transport of every request to the portal, the
+// long-poll included: the pinned CA of portal.ca_file, and the proxy of
+// portal.proxy, or else of the standard variables (HTTPS_PROXY, NO_PROXY).
+func portalTransport(cfg PortalConfig) (*http.Transport, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.CAFile != "" {
+		pool, err := loadCAFile(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.Proxy != "" {
+		proxy, err := parsePortalProxy(cfg.Proxy)
+		if err != nil {
+			return nil, fmt.Errorf("config portal.proxy: %w", err)
+		}
+		// A loopback portal (the simulator) is reached directly, as Go does
+		// for the standard variables: a proxy elsewhere would carry its
+		// plain HTTP across the network.
+		t.Proxy = func(r *http.Request) (*url.URL, error) {
+			if loopbackHost(r.URL.Hostname()) {
+				return nil, nil
+			}
+			return proxy, nil
+		}
+	}
+	return t, nil
+}
+
+// loadCAFile reads the CA bundle the portal's certificate must chain to,
+// alone: the system's CAs are not trusted beside it. A file that cannot be
+// read or holds no certificate is an error, never a silent fallback to the
+// system's CAs.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config portal.ca_file: %w: install the portal's CA certificate there, or remove the key to use the system's CAs", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("config portal.ca_file %s holds no PEM certificate: want the portal's CA certificate (-----BEGIN CERTIFICATE-----)", path)
+	}
+	return pool, nil
+}
+
+// parsePortalProxy checks portal.proxy: http://[user:password@]host:port.
+// Its errors never repeat the value, which may hold a password.
+func parsePortalProxy(raw string) (*url.URL, error) {
+	const want = "want http://[user:password@]host:port, e.g. http://proxy.example:3128"
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the value
+		}
+		return nil, fmt.Errorf("not a URL (%v): %s", err, want)
+	}
+	switch {
+	case u.Scheme != "http":
+		return nil, fmt.Errorf("scheme %q: %s (the portal's HTTPS goes through the proxy's CONNECT tunnel)", u.Scheme, want)
+	case u.Hostname() == "":
+		return nil, fmt.Errorf("no host: %s", want)
+	case u.Port() == "":
+		return nil, fmt.Errorf("%s has no port: %s", u.Redacted(), want)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return nil, fmt.Errorf("%s has a path, query or fragment: %s", u.Redacted(), want)
+	}
+	if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("%s: the port is not a TCP port: %s", u.Redacted(), want)
+	}
+	return u, nil
+}
+
+// loopbackHost reports a host name or address of this machine's loopback.
+func loopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // checkPortalURL allows HTTPS anywhere and plain HTTP only to loopback (the
@@ -95,8 +181,7 @@ func checkPortalURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		if loopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("config portal.url %q: plain http is allowed only to loopback; use https", raw)

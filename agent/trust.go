@@ -111,6 +111,10 @@ func (t *trust) Revoke(kids []string) ([]string, error) {
 	return added, nil
 }
 
+// noAnnouncementWarning is logged by a release build that trusts no key
+// announced by its roots.
+const noAnnouncementWarning = "no portal key announcement installed: only the embedded roots are trusted, and the portal signs with keys they announce"
+
 // loadPortalKeyring loads the portal keys this build trusts from the
 // keyring folder dir, and says loudly when the build is a development one,
 // whose roots anyone with root on the appliance can replace.
@@ -125,6 +129,12 @@ func loadPortalKeyring(dir string, now time.Time, log *slog.Logger) (*license.Ke
 	t := kr.Trust()
 	for _, why := range t.Ignored {
 		log.Warn("portal keyring: not trusted", "why", why)
+	}
+	if license.ReleaseBuild() && !slices.ContainsFunc(t.Keys, func(k license.TrustedKey) bool { return k.Role == license.RoleAnnounced }) {
+		// The roots sign announcements, not licences: until one is
+		// installed, every key and answer of the portal is refused.
+		log.Warn(noAnnouncementWarning, "keyring", dir,
+			"fix", "copy the key announcement files (*.jws) the vendor provides to "+dir+", then systemctl restart pbx-agent")
 	}
 	log.Info("portal keys trusted", "roots", t.Roots, "keys", kr.KeyIDs())
 	return kr, nil

@@ -167,5 +167,26 @@ func TestReleaseBuildRefusesTheOwnersPortal(t *testing.T) {
 			!slices.Equal(roles, []string{want[1], want[0]}) {
 			t.Errorf("trust keys = %v, want %v", roles, want)
 		}
+		if strings.Contains(genuine.proc.logs(), noAnnouncementLog) {
+			t.Error("the release build says no announcement is installed beside one")
+		}
+	})
+
+	t.Run("a fresh install is told to install the announcements", func(t *testing.T) {
+		// The package installs the keyring folder empty: nothing ships
+		// the announcements, which the vendor provides.
+		data := t.TempDir()
+		if err := os.Mkdir(filepath.Join(data, "keyring"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fresh := newAppliance(t, "fresh", &portal{t: t, addr: vendorPortal.addr, data: data}, "1s")
+		fresh.startRelease()
+		logs := fresh.proc.logs()
+		if !strings.Contains(logs, noAnnouncementLog) || !strings.Contains(logs, "copy the key announcement files (*.jws) the vendor provides to "+filepath.Join(data, "keyring")) {
+			t.Errorf("a release build without announcements does not say what to install where:\n%s", logs)
+		}
 	})
 }
+
+// noAnnouncementLog is how a release build says it trusts no announced key.
+const noAnnouncementLog = "no portal key announcement installed"

@@ -269,3 +269,27 @@ func TestCLIPortalRules(t *testing.T) {
 		t.Errorf("pbx list after the countdown:\n%s", out)
 	}
 }
+
+// A half-given or unusable TLS pair is refused before the simulator
+// serves anything, naming the flags.
+func TestServeRefusesBadTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pem")
+	if err := os.WriteFile(junk, []byte("not PEM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"cert alone": {"--tls-cert", junk},
+		"key alone":  {"--tls-key", junk},
+		"not PEM":    {"--tls-cert", junk, "--tls-key", junk},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			e := &env{stdout: &out, stderr: &errb, listen: func(string) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }}
+			code := execute(context.Background(), append([]string{"serve", "--data", t.TempDir()}, args...), e)
+			if code != 2 || !strings.Contains(errb.String(), "--tls-") {
+				t.Errorf("exit %d, stderr %q; want exit 2 naming the TLS flags", code, errb.String())
+			}
+		})
+	}
+}

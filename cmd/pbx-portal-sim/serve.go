@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ const (
 func newServeCmd(e *env) *cobra.Command {
 	var (
 		listen, dataDir     string
+		tlsFiles            tlsFiles
 		interval, tolerance time.Duration
 		debug               bool
 	)
@@ -36,16 +38,21 @@ func newServeCmd(e *env) *cobra.Command {
 		Long: "Run the simulator: the agent API under /api/v1/ and the admin API under /admin/v1/.\n" +
 			"The admin API has no authentication: listen on loopback only.\n" +
 			"On first start it makes its signing key in DIR and writes the public keyring\n" +
-			"that agents must trust (their portal.keyring) to DIR/keyring/.",
+			"that agents must trust (their portal.keyring) to DIR/keyring/.\n" +
+			"With --tls-cert and --tls-key it serves HTTPS, as a real portal does; agents pin\n" +
+			"the certificate's CA with portal.ca_file.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (tlsFiles.cert == "") != (tlsFiles.key == "") {
+				return errors.New("--tls-cert and --tls-key go together: give the certificate and its key, or neither for plain HTTP")
+			}
 			level := slog.LevelInfo
 			if debug {
 				level = slog.LevelDebug
 			}
 			cfg := portalsim.Config{DataDir: dataDir, Interval: interval, HeartbeatTolerance: tolerance, Now: e.now,
 				Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))}
-			return serve(cmd.Context(), e, listen, cfg)
+			return serve(cmd.Context(), e, listen, tlsFiles, cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -55,11 +62,17 @@ func newServeCmd(e *env) *cobra.Command {
 	f.DurationVar(&tolerance, "heartbeat-tolerance", 0,
 		"heartbeat tolerance written into the licences of PBXs created from now on (0: the agent's default, 10m)")
 	f.BoolVar(&debug, "debug", false, "log every heartbeat")
+	f.StringVar(&tlsFiles.cert, "tls-cert", "", "serve HTTPS with the certificate (chain) in PEM `FILE`")
+	f.StringVar(&tlsFiles.key, "tls-key", "", "the private key of --tls-cert, in PEM `FILE`")
 	return cmd
 }
 
+// tlsFiles are the certificate and key of an HTTPS simulator; empty serves
+// plain HTTP.
+type tlsFiles struct{ cert, key string }
+
 // serve runs the simulator until ctx ends, then shuts down gracefully.
-func serve(ctx context.Context, e *env, listen string, cfg portalsim.Config) error {
+func serve(ctx context.Context, e *env, listen string, tf tlsFiles, cfg portalsim.Config) error {
 	log := cfg.Logger
 	p, err := portalsim.New(cfg)
 	if err != nil {
@@ -86,7 +99,20 @@ func serve(ctx context.Context, e *env, listen string, cfg portalsim.Config) err
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
 		log.Warn("listening beyond loopback: the admin API has no authentication", "addr", ln.Addr().String())
 	}
-	log.Info("pbx-portal-sim serving", "url", "http://"+ln.Addr().String(), "keyring", p.KeyringDir(),
+	scheme := "http"
+	if tf.cert != "" {
+		// Loaded before serving, so a bad file is an error now, not a
+		// failed handshake later.
+		cert, err := tls.LoadX509KeyPair(tf.cert, tf.key)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	}
+	log.Info("pbx-portal-sim serving", "url", scheme+"://"+ln.Addr().String(), "keyring", p.KeyringDir(),
 		"kid", p.KeyID(), "data", cfg.DataDir, "interval", cfg.Interval)
 
 	errc := make(chan error, 1)

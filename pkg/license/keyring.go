@@ -52,6 +52,9 @@ func NewKeyring(keys map[string]ed25519.PublicKey) (*Keyring, error) {
 	return kr, nil
 }
 
+// ErrNoKeys is a keyring folder that holds no public key.
+var ErrNoKeys = errors.New("no portal public key to trust")
+
 // LoadKeyring reads every "<kid>.pem" file of dir, each a PEM "PUBLIC KEY"
 // block holding an Ed25519 key. Other files are ignored, so a README may sit
 // beside the keys.
@@ -82,7 +85,7 @@ func LoadKeyring(dir string) (*Keyring, error) {
 		keys[kid] = pub
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("portal keyring %s holds no <kid>%s files: install the portal's public keys there (the package ships them)", dir, publicKeySuffix)
+		return nil, fmt.Errorf("portal keyring %s holds no <kid>%s files: %w", dir, publicKeySuffix, ErrNoKeys)
 	}
 	kr, err := NewKeyring(keys)
 	if err != nil {

@@ -207,6 +207,12 @@ func LoadPortalKeyring(dir string, now time.Time) (*Keyring, error) {
 	}
 	if len(roots) == 0 {
 		kr, err := LoadKeyring(dir)
+		if errors.Is(err, ErrNoKeys) || errors.Is(err, fs.ErrNotExist) {
+			// Nothing ships these keys: they come from the portal.
+			return nil, fmt.Errorf("%w; this development build trusts the portal public keys (<kid>%s) of portal.keyring: "+
+				"copy the portal's there (pbx-portal-sim writes its own to DATA/keyring/), "+
+				"or install a release build (make deb), which embeds the vendor's roots", err, publicKeySuffix)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -346,7 +346,18 @@ func TestDevelopmentBuildTrustsConfiguredKeys(t *testing.T) {
 	}
 	revoked := kr.WithRevoked([]string{"portal-1"})
 	wantRefused(t, revoked, s, "has been revoked")
-	if _, err := LoadPortalKeyring(t.TempDir(), testNow); err == nil || !strings.Contains(err.Error(), "holds no <kid>.pem") {
-		t.Errorf("empty folder: error = %v", err)
+	// Nothing ships a development build's keys: the error says where they
+	// come from and what a release build does instead.
+	for name, dir := range map[string]string{"empty folder": t.TempDir(), "missing folder": filepath.Join(t.TempDir(), "absent")} {
+		_, err := LoadPortalKeyring(dir, testNow)
+		if err == nil {
+			t.Errorf("%s: loaded", name)
+			continue
+		}
+		for _, want := range []string{dir, "copy the portal's there", "pbx-portal-sim writes its own to DATA/keyring/", "make deb"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %q lacks %q", name, err, want)
+			}
+		}
 	}
 }
