@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps demo-deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
+.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
 
 all: build
 
@@ -32,7 +32,7 @@ deps:
 # check is every test: formatting, vet, the tests under the race detector.
 # `go test` also runs each fuzz target over its committed seeds
 # (testdata/fuzz/FuzzXxx), so a past finding stays fixed.
-check: deps fmt-check vet unit-security promtool test e2e-if-possible
+check: deps fmt-check vet unit-security promtool test scripts-test e2e-if-possible
 
 # unit-security fails when the daemon's unit exposes more than 2.0.
 unit-security:
@@ -55,6 +55,11 @@ vet:
 
 test:
 	$(GO) test -race -count=1 ./...
+
+# scripts-test tests the build scripts: the package version sorts upward
+# across commits and tags (dpkg --compare-versions, in a throwaway repository).
+scripts-test:
+	scripts/version_test.sh
 
 # fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m,
 # FUZZPAR=1 for one worker per target) and prints how long each ran and
