@@ -123,6 +123,7 @@ deb:
 	$(DIST)/build/pbx-agent completion fish > $(DIST)/build/completions/pbx-agent.fish
 	$(DIST)/build/pbx-agent manpages $(DIST)/build/man && gzip -9n $(DIST)/build/man/*.1
 	scripts/changelog.sh '$(DEB_VERSION)' | gzip -9n > $(DIST)/build/changelog.gz
+	GO=$(GO) $(GO) run ./internal/tools/copyright -header packaging/copyright.header ./cmd/pbx-agent > $(DIST)/build/copyright
 	VERSION='$(DEB_VERSION)' $(GO) run $(NFPM) pkg \
 		--config packaging/nfpm.yaml --packager deb --target $(DIST)/
 	@ls -l $(DIST)/*.deb
