@@ -111,17 +111,17 @@ PORTAL_ROOTS ?= packaging/portal-roots
 # deb builds dist/pbx-agent_<version>_amd64.deb with nfpm at a pinned version:
 # a release build, whose portal root keys are those of PORTAL_ROOTS, linked
 # into the binary; it fails when that folder holds none. `make build` is a
-# development build, which trusts the keys of portal.keyring instead.
+# development build, which trusts the keys of portal.keyring instead. The
+# man pages and completions come from the docgen build of pbx-agent, which
+# the shipped binary does not carry.
 deb:
-	rm -rf $(DIST)/build && mkdir -p $(DIST)/build/completions
+	rm -rf $(DIST)/build && mkdir -p $(DIST)/build
 	$(GO) run ./internal/tools/portalroots '$(PORTAL_ROOTS)' > $(DIST)/build/portal-roots
 	CGO_ENABLED=0 $(GO) build -trimpath \
 		-ldflags "-s -w -X $(MODULE)/pkg/buildinfo.Version=$(DEB_VERSION) -X $(MODULE)/pkg/license.embeddedRoots=$$(cat $(DIST)/build/portal-roots)" \
 		-o $(DIST)/build/pbx-agent ./cmd/pbx-agent
-	$(DIST)/build/pbx-agent completion bash > $(DIST)/build/completions/pbx-agent.bash
-	$(DIST)/build/pbx-agent completion zsh > $(DIST)/build/completions/_pbx-agent
-	$(DIST)/build/pbx-agent completion fish > $(DIST)/build/completions/pbx-agent.fish
-	$(DIST)/build/pbx-agent manpages $(DIST)/build/man && gzip -9n $(DIST)/build/man/*.1
+	$(GO) run -tags docgen ./cmd/pbx-agent docs --version '$(DEB_VERSION)' $(DIST)/build/docs
+	gzip -9n $(DIST)/build/docs/man1/* $(DIST)/build/docs/man5/*
 	scripts/changelog.sh '$(DEB_VERSION)' | gzip -9n > $(DIST)/build/changelog.gz
 	GO=$(GO) $(GO) run ./internal/tools/copyright -header packaging/copyright.header ./cmd/pbx-agent > $(DIST)/build/copyright
 	VERSION='$(DEB_VERSION)' $(GO) run $(NFPM) pkg \
