@@ -122,7 +122,7 @@ deb:
 		-o $(DIST)/build/pbx-agent ./cmd/pbx-agent
 	$(GO) run -tags docgen ./cmd/pbx-agent docs --version '$(DEB_VERSION)' $(DIST)/build/docs
 	gzip -9n $(DIST)/build/docs/man1/* $(DIST)/build/docs/man5/*
-	scripts/changelog.sh '$(DEB_VERSION)' | gzip -9n > $(DIST)/build/changelog.gz
+	set -o pipefail; $(GO) run ./internal/tools/changelog -version '$(DEB_VERSION)' packaging/changelog.md | gzip -9n > $(DIST)/build/changelog.gz
 	GO=$(GO) $(GO) run ./internal/tools/copyright -header packaging/copyright.header ./cmd/pbx-agent > $(DIST)/build/copyright
 	VERSION='$(DEB_VERSION)' $(GO) run $(NFPM) pkg \
 		--config packaging/nfpm.yaml --packager deb --target $(DIST)/
