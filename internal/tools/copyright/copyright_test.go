@@ -149,3 +149,25 @@ func TestListsEveryLinkedModule(t *testing.T) {
 		}
 	}
 }
+
+// TestElideCommon: a file that carries the whole Apache License beside
+// another licence keeps the other and points to common-licenses for
+// Apache's (Debian's lintian refuses the full text in a copyright file).
+func TestElideCommon(t *testing.T) {
+	apache, err := os.ReadFile("/usr/share/common-licenses/Apache-2.0")
+	if err != nil {
+		t.Skip("no /usr/share/common-licenses/Apache-2.0 (base-files)")
+	}
+	text := "MIT License\nPermission is hereby granted, free of charge, to any person obtaining a copy\n\n" + string(apache) + "\nTrailing notice.\n"
+	got := elideCommon(text)
+	for _, gone := range []string{"TERMS AND CONDITIONS FOR USE", "APPENDIX", "limitations under the License"} {
+		if strings.Contains(got, gone) {
+			t.Errorf("the Apache text is still there (%q):\n%s", gone, got)
+		}
+	}
+	for _, kept := range []string{"MIT License", "Permission is hereby granted", "/usr/share/common-licenses/Apache-2.0", "Trailing notice."} {
+		if !strings.Contains(got, kept) {
+			t.Errorf("elideCommon dropped %q:\n%s", kept, got)
+		}
+	}
+}

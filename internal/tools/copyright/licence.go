@@ -96,3 +96,14 @@ func copyrights(texts ...string) []string {
 	}
 	return found
 }
+
+// apacheText is the whole Apache License 2.0 as a file may carry it beside
+// other licences, with its appendix on how to apply it.
+var apacheText = regexp.MustCompile(`(?s)[^\n]*Apache License\s*\n\s*Version 2\.0, January 2004.*?END OF TERMS AND CONDITIONS[^\n]*(\s*APPENDIX: How to apply the Apache License.*?limitations under the License\.)?`)
+
+// elideCommon replaces a licence text Debian ships in common-licenses by a
+// pointer to it, in a file copied because it also holds other licences:
+// the copyright file refers to those texts instead of repeating them.
+func elideCommon(text string) string {
+	return apacheText.ReplaceAllLiteralString(text, "(The Apache License, Version 2.0: /usr/share/common-licenses/Apache-2.0.)")
+}

@@ -187,7 +187,7 @@ func readLicensing(name, dir string) (licensing, error) {
 			}
 		}
 		if !allCommon(ids) {
-			lic.texts = append(lic.texts, text)
+			lic.texts = append(lic.texts, elideCommon(text))
 		}
 		lic.copyrights = append(lic.copyrights, copyrights(text)...)
 	}
