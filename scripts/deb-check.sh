@@ -60,6 +60,29 @@ gid=$(awk -F: '$1 == "pbx-agent" { print $3 }' "$root/etc/group")
 [ -L "$root/etc/systemd/system/multi-user.target.wants/pbx-agent.service" ] || fail "pbx-agent.service not enabled in the root"
 log "install with DPKG_ROOT: users, permissions and enabled units in the root only"
 
+# dpkg's error paths: the scripts accept every argument it may pass, and
+# postinst abort-* puts the service back as configure does: here, it lifts
+# the mask an older version's remove left.
+info=$root/var/lib/dpkg/info
+dsh() { DPKG_ROOT=$root DPKG_MAINTSCRIPT_PACKAGE=pbx-agent DPKG_MAINTSCRIPT_NAME=postrm deb-systemd-helper "$@"; }
+dsh mask pbx-agent.service
+[ "$(readlink "$root/etc/systemd/system/pbx-agent.service")" = /dev/null ] || fail "could not mask the unit as older versions did"
+for args in "postinst abort-upgrade 0.0.1" "postinst abort-remove" "postinst abort-deconfigure" \
+	"prerm upgrade 9.9.9" "prerm failed-upgrade 0.0.1" "postrm abort-install" "postrm abort-upgrade 0.0.1" \
+	"postrm failed-upgrade 0.0.1" "postrm upgrade 9.9.9"; do
+	# shellcheck disable=SC2086 # the script, then its arguments
+	set -- $args
+	script=$1
+	shift
+	DPKG_ROOT=$root DPKG_MAINTSCRIPT_NAME=$script DPKG_MAINTSCRIPT_PACKAGE=pbx-agent DPKG_MAINTSCRIPT_ARCH=amd64 \
+		sh "$info/pbx-agent.$script" "$@" 2>"$work/script.err" || { cat "$work/script.err"; fail "$script $* exits non-zero"; }
+	if [ -s "$work/script.err" ]; then cat "$work/script.err"; fail "$script $* wrote errors"; fi
+done
+[ -f "$root/etc/pbx-agent/agent.yaml" ] || fail "an abort or upgrade argument removed the configuration"
+[ -L "$root/etc/systemd/system/multi-user.target.wants/pbx-agent.service" ] || fail "an abort argument left pbx-agent.service disabled"
+[ ! -e "$root/etc/systemd/system/pbx-agent.service" ] || fail "postinst abort-upgrade left the unit masked"
+log "maintainer scripts: abort-*, upgrade and failed-upgrade arguments run and keep the installation"
+
 inroot --remove pbx-agent
 if find "$root/etc/systemd/system" -lname /dev/null | grep .; then fail "remove masked units"; fi
 inroot --purge pbx-agent
