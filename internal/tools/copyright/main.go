@@ -68,12 +68,11 @@ func run(ctx context.Context, headerPath string, pkgs []string, out io.Writer) e
 
 // module is a Go module as `go list -json` describes it.
 type module struct {
-	Path      string
-	Version   string
-	Dir       string
-	Main      bool
-	GoVersion string
-	Replace   *module
+	Path    string
+	Version string
+	Dir     string
+	Main    bool
+	Replace *module
 }
 
 // linked is what a set of main packages compiles in.
