@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps demo-deps check fmt-check vet promtool test unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
+.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test deb-check unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
 
 all: build
 
@@ -32,7 +32,7 @@ deps:
 # check is every test: formatting, vet, the tests under the race detector.
 # `go test` also runs each fuzz target over its committed seeds
 # (testdata/fuzz/FuzzXxx), so a past finding stays fixed.
-check: deps fmt-check vet unit-security promtool test e2e-if-possible
+check: deps fmt-check vet unit-security promtool test scripts-test deb-check e2e-if-possible
 
 # unit-security fails when the daemon's unit exposes more than 2.0.
 unit-security:
@@ -55,6 +55,11 @@ vet:
 
 test:
 	$(GO) test -race -count=1 ./...
+
+# scripts-test tests the build scripts: the package version sorts upward
+# across commits and tags (dpkg --compare-versions, in a throwaway repository).
+scripts-test:
+	scripts/version_test.sh
 
 # fuzz runs every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m,
 # FUZZPAR=1 for one worker per target) and prints how long each ran and
@@ -107,20 +112,33 @@ PORTAL_ROOTS ?= packaging/portal-roots
 # a release build, whose portal root keys are those of PORTAL_ROOTS, linked
 # into the binary; it fails when that folder holds none. `make build` is a
 # development build, which trusts the keys of portal.keyring instead.
+#
+# Two runs on one commit give the same bytes: SOURCE_DATE_EPOCH is the
+# commit's time, which dates the man pages and the files in the package;
+# the binary is built without paths or a build id. The man pages, the
+# completions (from the docgen build of pbx-agent, which the shipped binary
+# does not carry), the copyright file and the changelog are generated here.
+deb: export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 deb:
-	rm -rf $(DIST)/build && mkdir -p $(DIST)/build/completions
+	rm -rf $(DIST)/build && mkdir -p $(DIST)/build
 	$(GO) run ./internal/tools/portalroots '$(PORTAL_ROOTS)' > $(DIST)/build/portal-roots
 	CGO_ENABLED=0 $(GO) build -trimpath \
-		-ldflags "-s -w -X $(MODULE)/pkg/buildinfo.Version=$(DEB_VERSION) -X $(MODULE)/pkg/license.embeddedRoots=$$(cat $(DIST)/build/portal-roots)" \
+		-ldflags "-s -w -buildid= -X $(MODULE)/pkg/buildinfo.Version=$(DEB_VERSION) -X $(MODULE)/pkg/license.embeddedRoots=$$(cat $(DIST)/build/portal-roots)" \
 		-o $(DIST)/build/pbx-agent ./cmd/pbx-agent
-	$(DIST)/build/pbx-agent completion bash > $(DIST)/build/completions/pbx-agent.bash
-	$(DIST)/build/pbx-agent completion zsh > $(DIST)/build/completions/_pbx-agent
-	$(DIST)/build/pbx-agent completion fish > $(DIST)/build/completions/pbx-agent.fish
-	$(DIST)/build/pbx-agent manpages $(DIST)/build/man && gzip -9n $(DIST)/build/man/*.1
-	scripts/changelog.sh '$(DEB_VERSION)' | gzip -9n > $(DIST)/build/changelog.gz
+	$(GO) run -tags docgen ./cmd/pbx-agent docs --version '$(DEB_VERSION)' $(DIST)/build/docs
+	gzip -9n $(DIST)/build/docs/man1/* $(DIST)/build/docs/man5/*
+	set -o pipefail; $(GO) run ./internal/tools/changelog -version '$(DEB_VERSION)' packaging/changelog.md | gzip -9n > $(DIST)/build/changelog.gz
+	GO=$(GO) $(GO) run ./internal/tools/copyright -header packaging/copyright.header ./cmd/pbx-agent > $(DIST)/build/copyright
+	find $(DIST)/build -exec touch --no-dereference --date=@$$SOURCE_DATE_EPOCH {} +
 	VERSION='$(DEB_VERSION)' $(GO) run $(NFPM) pkg \
 		--config packaging/nfpm.yaml --packager deb --target $(DIST)/
 	@ls -l $(DIST)/*.deb
+
+# deb-check builds the .deb twice and checks the builds are identical, that
+# lintian is clean, and (as root) that it installs into a separate root
+# with DPKG_ROOT and purges keeping its users (scripts/deb-check.sh).
+deb-check:
+	scripts/deb-check.sh
 
 clean:
 	rm -rf $(BIN) $(DIST)

@@ -423,9 +423,13 @@ purge_leaves_nothing() {
 	ct dpkg --purge pbx-agent
 	if ct sh -c 'ls -d /usr/lib/systemd/system/pbx-* /etc/systemd/system/*/pbx-* /etc/systemd/system/pbx-licence-* 2>/dev/null' |
 		grep -v pbx-telephony-standin | grep .; then return 1; fi
-	if ct getent passwd pbx-agent; then echo "user left"; return 1; fi
-	if ct getent passwd pbx-support; then echo "support user left"; return 1; fi
-	if ct getent group pbx-agent; then echo "group left"; return 1; fi
+	# Debian keeps system users: a reused id would own their files.
+	for u in pbx-agent pbx-support; do
+		ct getent passwd "$u" >/dev/null || { echo "purge deleted user $u"; return 1; }
+		ct getent group "$u" >/dev/null || { echo "purge deleted group $u"; return 1; }
+	done
+	# Remove does not mask the units: nothing links to /dev/null.
+	if ct sh -c 'ls -l /etc/systemd/system/pbx-* 2>/dev/null' | grep /dev/null; then echo "unit left masked"; return 1; fi
 	for d in /var/lib/pbx-agent /etc/pbx-agent /usr/bin/pbx-agent; do
 		if ct test -e "$d"; then echo "$d left"; return 1; fi
 	done
@@ -824,7 +828,7 @@ step "after a reboot the agent stops the telephony unit again" telephony_stays_s
 step "a licence added back: telephony runs again; over-use reported" licence_back_restarts_telephony
 step "slow telephony stop" slow_telephony_stop
 step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
-step "purge leaves no unit, user, state or configuration" purge_leaves_nothing
+step "purge leaves no unit, state or configuration, and keeps the users" purge_leaves_nothing
 step "WMS: purge removes the helper's results and apt source; the WMS stays" wms_purged
 
 echo

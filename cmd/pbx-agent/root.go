@@ -36,10 +36,11 @@ func newRootCmd(a *app) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configPath, "config", agent.DefaultConfigPath, "configuration `FILE`")
 	pf.String("socket", "", "local API socket `PATH` (overrides listen.socket)")
-	root.AddCommand(newRunCmd(a), newHelperCmd(a), newManpagesCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
+	root.AddCommand(newRunCmd(a), newHelperCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
 	root.AddCommand(newAuditCmd(a))
 	root.AddCommand(newCheckCmd(a))
 	root.AddCommand(newSSHCmd(a))
+	root.AddCommand(docCommands(a)...)
 	return root
 }
 
