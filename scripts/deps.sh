@@ -15,7 +15,9 @@ demo)
 	packages=(ca-certificates)
 	;;
 check)
-	packages=(git ca-certificates openssh-client openssh-server)
+	# lintian, dpkg-dev and groff-base: deb-check and the changelog and
+	# man page tests read the package as Debian's tools do.
+	packages=(git ca-certificates openssh-client openssh-server lintian dpkg-dev groff-base)
 	;;
 *)
 	echo "usage: $0 [demo|check]" >&2
