@@ -27,6 +27,12 @@ type codedError struct {
 func (e *codedError) Error() string { return e.err.Error() }
 func (e *codedError) Unwrap() error { return e.err }
 
+// quietExit ends a verb with a code and nothing more on stderr: the verb
+// has printed what it had to say (status's state codes).
+type quietExit int
+
+func (e quietExit) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
@@ -45,6 +51,10 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	err := root.ExecuteContext(ctx)
 	if err == nil || errors.Is(err, context.Canceled) {
 		return exitOK
+	}
+	var quiet quietExit
+	if errors.As(err, &quiet) {
+		return int(quiet)
 	}
 	fmt.Fprintf(stderr, "pbx-agent: %v\n", err)
 	var ce *codedError

@@ -22,8 +22,10 @@ func newStatusCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show where the licence stands",
-		Long:  "Asks the running daemon for its status: a summary for people, or with --json the GET /v1/status document.",
-		Args:  cobra.NoArgs,
+		Long: "Asks the running daemon for its status: a summary for people, or with --json the GET /v1/status document.\n" +
+			"The exit status says the state, as systemctl is-active does: 0 only where the PBX may take new users.\n\n" +
+			exitStatusHelp(),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.status(cmd.Context(), asJSON)
 		},
@@ -49,14 +51,20 @@ func (a *app) status(ctx context.Context, asJSON bool) error {
 			return fmt.Errorf("the status of pbx-agent is not JSON: %w", err)
 		}
 		buf.WriteByte('\n')
-		_, err := a.stdout.Write(buf.Bytes())
-		return err
+		if _, err := a.stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
 	}
 	var st apitype.Status
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("the status of pbx-agent: %w", err)
 	}
-	printStatus(a.stdout, st, a.colour())
+	if !asJSON {
+		printStatus(a.stdout, st, a.colour())
+	}
+	if code := stateExit(st.State); code != exitOK {
+		return quietExit(code)
+	}
 	return nil
 }
 
