@@ -43,6 +43,10 @@ func main() {
 // execute runs the CLI and returns the process exit code. Errors become one
 // line on stderr.
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if keyInArgs(args) { // argv.go: before cobra, whose errors repeat arguments
+		fmt.Fprintf(stderr, "pbx-agent: %v\n", errKeyOnCommandLine)
+		return exitError
+	}
 	root := newRootCmd(&app{stdin: stdin, stdout: stdout, stderr: stderr})
 	root.SetArgs(args)
 	root.SetIn(stdin)
