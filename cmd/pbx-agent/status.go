@@ -43,9 +43,10 @@ func (a *app) status(ctx context.Context, asJSON bool) error {
 	if err := c.do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
 		return exitFor(err)
 	}
+	var st apitype.Status
 	if asJSON {
 		// The daemon's document as it is, fields this CLI does not know
-		// included.
+		// included; the state alone decides the exit code.
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
 			return fmt.Errorf("the status of pbx-agent is not JSON: %w", err)
@@ -54,12 +55,17 @@ func (a *app) status(ctx context.Context, asJSON bool) error {
 		if _, err := a.stdout.Write(buf.Bytes()); err != nil {
 			return err
 		}
-	}
-	var st apitype.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("the status of pbx-agent: %w", err)
-	}
-	if !asJSON {
+		var state struct {
+			State string `json:"state"`
+		}
+		if err := json.Unmarshal(raw, &state); err != nil {
+			return fmt.Errorf("the status of pbx-agent: %w", err)
+		}
+		st.State = state.State
+	} else {
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("the status of pbx-agent: %w", err)
+		}
 		printStatus(a.stdout, st, a.colour())
 	}
 	if code := stateExit(st.State); code != exitOK {
