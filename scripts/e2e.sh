@@ -251,6 +251,18 @@ YAML
 	eventually 10 ct systemctl is-active --quiet pbx-agent.service
 }
 
+# config_check: the installed configuration passes; a copy with two typos
+# gets both listed, each with the key it misspells, and exit 1.
+config_check() {
+	ct pbx-agent config check | grep -qx '/etc/pbx-agent/agent.yaml: OK'
+	ct sh -c 'sed "s/^  url:/  ulr:/; s/^  interval:/  intervall:/" /etc/pbx-agent/agent.yaml > /root/typos.yaml'
+	local rc=0
+	ct pbx-agent --config /root/typos.yaml config check > "$work/typos" 2>&1 || rc=$?
+	[ "$rc" = 1 ] || { echo "config check: exit $rc, want 1"; cat "$work/typos"; return 1; }
+	grep -q 'config portal.ulr: unknown key: did you mean portal.url?' "$work/typos"
+	grep -q 'config heartbeat.intervall: unknown key: did you mean heartbeat.interval?' "$work/typos"
+}
+
 verify_units() {
 	ct systemd-analyze verify /usr/lib/systemd/system/pbx-agent.service \
 		/usr/lib/systemd/system/pbx-agent.socket /usr/lib/systemd/system/pbx-agent-http.socket \
@@ -822,6 +834,7 @@ mount_root
 boot
 step "install the .deb; the service starts" install_first
 step "systemd-analyze verify on the installed units" verify_units
+step "config check: the installed file OK; two typos both listed" config_check
 step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
 step "a release build: the portal's key is its embedded root, none configured" trust_is_embedded
 step "activate with a key from the portal on the host" activate
