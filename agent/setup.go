@@ -17,7 +17,7 @@ type setup struct {
 	keyring     *license.Keyring // nil when the keyring could not be loaded
 	model       license.Model    // "" when unknown
 	modelSource string
-	problems    []error // each a *ConfigError, every one found
+	problems    []*ConfigError // every one found
 }
 
 // checkSetup looks at everything setup needs and reports every problem
@@ -44,7 +44,7 @@ func checkSetup(cfg Config, root string, now time.Time) setup {
 
 // has reports whether key has a problem.
 func (s setup) has(key string) bool {
-	return slices.ContainsFunc(s.problems, func(err error) bool { return err.(*ConfigError).Key == key })
+	return slices.ContainsFunc(s.problems, func(p *ConfigError) bool { return p.Key == key })
 }
 
 // err is the problems as one error, for the log and the status; nil when
@@ -53,7 +53,11 @@ func (s setup) err() error {
 	if len(s.problems) == 0 {
 		return nil
 	}
-	return problems(s.problems)
+	p := make(problems, len(s.problems))
+	for i, e := range s.problems {
+		p[i] = e
+	}
+	return p
 }
 
 // problems are several configuration problems as one error on one line.
@@ -73,6 +77,6 @@ func (p problems) Unwrap() []error { return p }
 // its portal: portal.url, the portal keyring, the appliance's model. The
 // daemon starts despite them and reports the same list in its status;
 // `pbx-agent config check` prints it.
-func SetupProblems(cfg Config, root string, now time.Time) []error {
+func SetupProblems(cfg Config, root string, now time.Time) []*ConfigError {
 	return checkSetup(cfg, root, now).problems
 }

@@ -49,12 +49,12 @@ func (a *app) configCheck() error {
 	// Then what the daemon would lack to reach its portal: it starts
 	// without, but can neither activate nor heartbeat. A key already
 	// refused is not refused twice.
-	for _, err := range agent.SetupProblems(cfg, "/", time.Now().UTC()) {
-		if key := err.(*agent.ConfigError).Key; !slices.ContainsFunc(problems, func(p error) bool {
+	for _, sp := range agent.SetupProblems(cfg, "/", time.Now().UTC()) {
+		if !slices.ContainsFunc(problems, func(p error) bool {
 			var ce *agent.ConfigError
-			return errors.As(p, &ce) && related(ce.Key, key)
+			return errors.As(p, &ce) && related(ce.Key, sp.Key)
 		}) {
-			problems = append(problems, err)
+			problems = append(problems, sp)
 		}
 	}
 	for _, p := range problems {
