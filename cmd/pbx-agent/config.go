@@ -23,7 +23,7 @@ func newConfigCmd(a *app) *cobra.Command {
 	cfg.AddCommand(&cobra.Command{
 		Use:   "check",
 		Short: "Check the configuration and list every problem",
-		Long: "Loads the configuration as the daemon does (the file of --config, then PBX_AGENT_* variables)\n" +
+		Long: "Loads the configuration as the daemon does (the file of --config, then the environment)\n" +
 			"and lists every problem at once, one a line, each naming its key and the fix: unknown keys\n" +
 			"(a misspelt portal.ulr), impossible values, and what the daemon needs to reach its portal\n" +
 			"(portal.url, the portal keyring, the appliance's model). Like sshd -t, for after an edit.\n\n" +
