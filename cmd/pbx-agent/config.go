@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -45,7 +46,7 @@ func (a *app) configCheck() error {
 		fmt.Fprintln(a.stdout, err)
 		return &codedError{code: exitConfigProblems, err: fmt.Errorf("%s: cannot be read", a.configPath)}
 	}
-	cfg, problems := decodeConfig(v, known)
+	cfg, problems := decodeConfig(v, known, os.Environ())
 	// Then what the daemon would lack to reach its portal: it starts
 	// without, but can neither activate nor heartbeat. A key already
 	// refused is not refused twice.
@@ -93,7 +94,7 @@ func (a *app) loadConfig() (agent.Config, []error) {
 	if err != nil {
 		return agent.Config{}, []error{err}
 	}
-	return decodeConfig(v, known)
+	return decodeConfig(v, known, os.Environ())
 }
 
 // readConfig reads the configuration's sources, and returns every key
@@ -119,9 +120,10 @@ func (a *app) readConfig() (*viper.Viper, map[string]reflect.Type, error) {
 	return v, known, nil
 }
 
-// decodeConfig decodes what v read and lists every problem: unknown keys,
-// values of the wrong type, then what Validate refuses.
-func decodeConfig(v *viper.Viper, known map[string]reflect.Type) (agent.Config, []error) {
+// decodeConfig decodes what v read and lists every problem: unknown keys
+// of the file and of environ's PBX_AGENT_* variables, values of the wrong
+// type, then what Validate refuses.
+func decodeConfig(v *viper.Viper, known map[string]reflect.Type, environ []string) (agent.Config, []error) {
 	var problems []error
 	keys := v.AllKeys()
 	slices.Sort(keys)
@@ -130,6 +132,7 @@ func decodeConfig(v *viper.Viper, known map[string]reflect.Type) (agent.Config, 
 			problems = append(problems, unknownKey(key, known))
 		}
 	}
+	problems = append(problems, unknownVariables(environ, known)...)
 	var cfg agent.Config
 	decodeErr := v.Unmarshal(&cfg)
 	var badType []string
@@ -189,6 +192,48 @@ func unknownKey(key string, known map[string]reflect.Type) error {
 		fix = "did you mean " + strings.Join(near, " or ") + "?"
 	}
 	return &agent.ConfigError{Key: key, Err: fmt.Errorf("config %s: unknown key: %s", key, fix)}
+}
+
+// envPrefix starts the variable of each key: PBX_AGENT_PORTAL_URL sets
+// portal.url. PBX_AGENT_TEST_* are the test builds' own, not keys.
+const envPrefix, envTestPrefix = "PBX_AGENT_", "PBX_AGENT_TEST_"
+
+// envName is the variable that sets key.
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// unknownVariables are the problems of PBX_AGENT_* variables that set no
+// key, which viper would ignore: a typo in a unit's Environment= would
+// leave its setting at the default, unsaid.
+func unknownVariables(environ []string, known map[string]reflect.Type) []error {
+	names := map[string]bool{}
+	for k, t := range known {
+		if t.Kind() != reflect.Struct {
+			names[envName(k)] = true
+		}
+	}
+	var out []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || strings.HasPrefix(name, envTestPrefix) || names[name] {
+			continue
+		}
+		var near []string
+		for n := range names {
+			if editDistance(name, n) <= 2 {
+				near = append(near, n)
+			}
+		}
+		slices.Sort(near)
+		fix := "unset it"
+		if len(near) > 0 {
+			fix = "did you mean " + strings.Join(near, " or ") + "?"
+		}
+		out = append(out, &agent.ConfigError{Key: name, Err: fmt.Errorf("environment %s: sets no configuration key: %s", name, fix)})
+	}
+	slices.SortFunc(out, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return out
 }
 
 // want says what a key takes, from the type of its setting.

@@ -133,3 +133,20 @@ func TestRunListsEveryConfigProblem(t *testing.T) {
 	}
 	oneLine(t, r)
 }
+
+// A PBX_AGENT_* variable that sets no key would be ignored, its setting
+// left at the default without a word: it is a problem like a misspelt
+// key in the file. The test builds' PBX_AGENT_TEST_* are not keys.
+func TestConfigCheckVariables(t *testing.T) {
+	newFixture(t)
+	t.Setenv("PBX_AGENT_PORTAL_ULR", "https://portal.example.com")
+	t.Setenv("PBX_AGENT_COLOUR", "yes")
+	t.Setenv("PBX_AGENT_TEST_ANYTHING", "1")
+	t.Setenv("PBX_AGENT_PORTAL_URL", "https://portal.example.com")
+	r := run(t, "", "--config", writeConfig(t, ""), "config", "check")
+	want := "environment PBX_AGENT_COLOUR: sets no configuration key: unset it\n" +
+		"environment PBX_AGENT_PORTAL_ULR: sets no configuration key: did you mean PBX_AGENT_PORTAL_URL?\n"
+	if r.code != 1 || r.stdout != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant exit 1 and:\n%s", r.code, r.stdout, want)
+	}
+}
