@@ -239,11 +239,27 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first setting that cannot work, naming its key.
+// ConfigError is a problem with one configuration key. Its message names
+// the key and says how to fix it; Key lets a caller sort and match them.
+type ConfigError struct {
+	Key string // e.g. portal.url
+	Err error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// badKey is a *ConfigError whose message is "config KEY: " and the rest.
+func badKey(key, format string, args ...any) *ConfigError {
+	return &ConfigError{Key: key, Err: fmt.Errorf("config %s: "+format, append([]any{key}, args...)...)}
+}
+
+// Validate reports every setting that cannot work, each a *ConfigError
+// naming its key, joined.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("config %s: "+format, append([]any{key}, args...)...))
+		errs = append(errs, badKey(key, format, args...))
 	}
 	if c.Portal.URL != "" {
 		u, err := url.Parse(c.Portal.URL)

@@ -85,26 +85,6 @@ type licencePeers struct {
 // though the state says one was written (see finish).
 func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markRemoved bool, err error) {
 	log := env.log
-	// A missing keyring or portal URL keeps the agent from its portal but
-	// not from running: a fresh install starts, and says what to configure.
-	var setupErr error
-	var tr *trust // loaded below, before any exchange
-	portal, err := newPortalClient(cfg.Portal, func() *license.Keyring { return tr.Keyring() }, "pbx-agent/"+env.version)
-	if err != nil {
-		setupErr = err
-	}
-	// Only activation needs the model: a machine that hides it still runs.
-	model, source, err := identity.ResolveModel(cfg.Identity.Model, env.root)
-	switch {
-	case err != nil:
-		if setupErr == nil {
-			setupErr = err
-		}
-		log.Error("the appliance model is unknown; activation needs it", "err", err)
-	case source == "identity.model":
-		log.Info("appliance model set by configuration", "model", model)
-	}
-	env.model = model
 	store, err := state.Open[persisted](state.Options{
 		Dir: cfg.StateDir, Name: stateFileName, Version: stateSchema, Logger: log,
 	})
@@ -125,15 +105,29 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	if err != nil {
 		return nil, false, err
 	}
-	// Key announcements are judged on the licence clock, which a local
-	// clock set back cannot move back, so it cannot revive an expired one.
-	kr, err := loadPortalKeyring(cfg.Portal.Keyring, clk.Now(), log) // trust.go
-	if err != nil {
-		setupErr = err // what to configure first on a fresh install
+	// A missing keyring, portal URL or model keeps the agent from its
+	// portal but not from running: a fresh install starts, and says all
+	// it must configure at once. Key announcements are judged on the
+	// licence clock, which a local clock set back cannot move back, so it
+	// cannot revive an expired one.
+	setup := checkSetup(cfg, env.root, clk.Now())            // setup.go
+	logPortalKeyring(setup.keyring, cfg.Portal.Keyring, log) // trust.go
+	if setup.model != "" && setup.modelSource == "identity.model" {
+		log.Info("appliance model set by configuration", "model", setup.model)
 	}
+	env.model = setup.model
+	setupErr := setup.err()
 	if setupErr != nil {
 		log.Error("the agent cannot reach its portal until this is fixed", "err", setupErr)
 	}
+	var tr *trust // loaded below, before any exchange
+	var portal *portalClient
+	if !setup.has("portal.url") {
+		if portal, err = newPortalClient(cfg.Portal, func() *license.Keyring { return tr.Keyring() }, "pbx-agent/"+env.version); err != nil {
+			return nil, false, err
+		}
+	}
+	kr := setup.keyring
 	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
 		return nil, false, err
 	}

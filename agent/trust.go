@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/atomicfile"
@@ -115,16 +114,16 @@ func (t *trust) Revoke(kids []string) ([]string, error) {
 // announced by its roots.
 const noAnnouncementWarning = "no portal key announcement installed: only the embedded roots are trusted, and the portal signs with keys they announce"
 
-// loadPortalKeyring loads the portal keys this build trusts from the
-// keyring folder dir, and says loudly when the build is a development one,
-// whose roots anyone with root on the appliance can replace.
-func loadPortalKeyring(dir string, now time.Time, log *slog.Logger) (*license.Keyring, error) {
+// logPortalKeyring logs the portal keys this build trusts from the
+// keyring folder dir (kr nil: none could be loaded), and says loudly when
+// the build is a development one, whose roots anyone with root on the
+// appliance can replace.
+func logPortalKeyring(kr *license.Keyring, dir string, log *slog.Logger) {
 	if !license.ReleaseBuild() {
 		log.Error(license.DevelopmentBuildWarning, "keyring", dir)
 	}
-	kr, err := license.LoadPortalKeyring(dir, now)
-	if err != nil {
-		return nil, err
+	if kr == nil {
+		return
 	}
 	t := kr.Trust()
 	for _, why := range t.Ignored {
@@ -137,7 +136,6 @@ func loadPortalKeyring(dir string, now time.Time, log *slog.Logger) (*license.Ke
 			"fix", "copy the key announcement files (*.jws) the vendor provides to "+dir+", then systemctl restart pbx-agent")
 	}
 	log.Info("portal keys trusted", "roots", t.Roots, "keys", kr.KeyIDs())
-	return kr, nil
 }
 
 // trustStatus is the status's view of the keyring; kr may be nil when the

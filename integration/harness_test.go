@@ -224,10 +224,39 @@ identity:
 func (a *appliance) start() {
 	a.t.Helper()
 	a.proc = start(a.t, "pbx-agent", "--config", a.config, "run", "--log-level", "debug")
+	a.waitUp(a.cli)
+}
+
+// waitUp polls until the daemon answers its status through cli: with
+// its state's exit code, whatever the state.
+func (a *appliance) waitUp(cli func(stdin string, args ...string) result) {
+	a.t.Helper()
 	eventually(a.t, 10*time.Second, a.name+" up", func() (bool, string) {
-		r := a.cli("", "status", "--json")
-		return r.code == 0, r.stderr
+		r := cli("", "status", "--json")
+		return answered(r), r.stderr
 	})
+}
+
+// stateExits is the exit code of `pbx-agent status` in each state, as
+// its manual lists them: 0 only where the PBX may take new users.
+var stateExits = map[string]int{"active": 0, "offline": 0, "unactivated": 10, "lapsed": 11, "stopping": 12, "stopped": 13, "deleted": 14}
+
+// answered reports whether a run of `pbx-agent status` reached the
+// daemon: it exits 0 or with a state's code (10 to 19), 2 when it could
+// not ask.
+func answered(r result) bool { return r.code == 0 || r.code >= 10 && r.code <= 19 }
+
+// wantStateExit fails the test when status exited with another code than
+// its state's.
+func (a *appliance) wantStateExit(r result, state string) {
+	a.t.Helper()
+	want, ok := stateExits[state]
+	if !ok {
+		want = 19 // a state the CLI does not know
+	}
+	if r.code != want {
+		a.t.Fatalf("%s status in state %s: exit %d, want %d: %s", a.name, state, r.code, want, r.stderr)
+	}
 }
 
 func (a *appliance) cli(stdin string, args ...string) result {
@@ -237,13 +266,14 @@ func (a *appliance) cli(stdin string, args ...string) result {
 func (a *appliance) status() apitype.Status {
 	a.t.Helper()
 	r := a.cli("", "status", "--json")
-	if r.code != 0 {
+	if !answered(r) {
 		a.t.Fatalf("%s status: exit %d: %s", a.name, r.code, r.stderr)
 	}
 	var s apitype.Status
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 		a.t.Fatalf("%s status --json: %v\n%s", a.name, err, r.stdout)
 	}
+	a.wantStateExit(r, s.State)
 	return s
 }
 

@@ -97,10 +97,7 @@ func newWebConfig(t *testing.T) webConfig {
 func (a *appliance) startWith(extra ...string) {
 	a.t.Helper()
 	a.proc = start(a.t, "pbx-agent", append([]string{"--config", a.config, "run", "--log-level", "debug"}, extra...)...)
-	eventually(a.t, 10*time.Second, a.name+" up", func() (bool, string) {
-		r := a.cli("", "status", "--json")
-		return r.code == 0, r.stderr
-	})
+	a.waitUp(a.cli)
 }
 
 var listenHTTPRE = regexp.MustCompile(`(?m)^  http: (\S+)$`)

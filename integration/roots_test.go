@@ -57,10 +57,7 @@ func mustReadFile(t *testing.T, path string) []byte {
 func (a *appliance) startRelease() {
 	a.t.Helper()
 	a.proc = start(a.t, releaseAgent, "--config", a.config, "run", "--log-level", "debug")
-	eventually(a.t, 10*time.Second, a.name+" up", func() (bool, string) {
-		r := a.cli("", "status", "--json")
-		return r.code == 0, r.stderr
-	})
+	a.waitUp(a.cli)
 }
 
 func (a *appliance) releaseCLI(stdin string, args ...string) result {

@@ -15,9 +15,12 @@ import (
 func (a *appliance) humanStatus(what string) string {
 	a.t.Helper()
 	r := a.cli("", "status")
-	if r.code != 0 {
+	if !answered(r) {
 		a.t.Fatalf("%s status: exit %d: %s", a.name, r.code, r.stderr)
 	}
+	// "State               stopping: ...": the code must be that state's.
+	state, _, _ := strings.Cut(strings.TrimPrefix(r.stdout, "State"), ":")
+	a.wantStateExit(r, strings.TrimSpace(state))
 	a.t.Logf("pbx-agent status, %s:\n%s", what, r.stdout)
 	return r.stdout
 }

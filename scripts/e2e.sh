@@ -74,6 +74,23 @@ step() {
 }
 
 # eventually runs a command until it succeeds, for at most $1 seconds.
+# status_json prints the agent's status document. `pbx-agent status` exits
+# with its state's code (0 active or offline, 10 to 19 the other states, as
+# its manual lists them), so any of these means the daemon answered; 2
+# means it could not be asked.
+status_json() {
+	local rc=0
+	ct pbx-agent status --json || rc=$?
+	[ "$rc" -eq 0 ] || { [ "$rc" -ge 10 ] && [ "$rc" -le 19 ]; }
+}
+
+# status_exit prints the exit code of `pbx-agent status`.
+status_exit() {
+	local rc=0
+	ct pbx-agent status > /dev/null 2>&1 || rc=$?
+	echo "$rc"
+}
+
 eventually() {
 	local secs=$1; shift
 	for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -234,6 +251,18 @@ YAML
 	eventually 10 ct systemctl is-active --quiet pbx-agent.service
 }
 
+# config_check: the installed configuration passes; a copy with two typos
+# gets both listed, each with the key it misspells, and exit 1.
+config_check() {
+	ct pbx-agent config check | grep -qx '/etc/pbx-agent/agent.yaml: OK'
+	ct sh -c 'sed "s/^  url:/  ulr:/; s/^  interval:/  intervall:/" /etc/pbx-agent/agent.yaml > /root/typos.yaml'
+	local rc=0
+	ct pbx-agent --config /root/typos.yaml config check > "$work/typos" 2>&1 || rc=$?
+	[ "$rc" = 1 ] || { echo "config check: exit $rc, want 1"; cat "$work/typos"; return 1; }
+	grep -q 'config portal.ulr: unknown key: did you mean portal.url?' "$work/typos"
+	grep -q 'config heartbeat.intervall: unknown key: did you mean heartbeat.interval?' "$work/typos"
+}
+
 verify_units() {
 	ct systemd-analyze verify /usr/lib/systemd/system/pbx-agent.service \
 		/usr/lib/systemd/system/pbx-agent.socket /usr/lib/systemd/system/pbx-agent-http.socket \
@@ -263,7 +292,7 @@ service_hardened_and_watched() {
 # key as its embedded root alone, with no key configured, and does not say
 # it is a development build.
 trust_is_embedded() {
-	ct pbx-agent status --json > "$work/status.json"
+	status_json > "$work/status.json"
 	grep -q '"roots": "embedded"' "$work/status.json" || { cat "$work/status.json"; return 1; }
 	grep -q "\"kid\": \"$root_kid\"" "$work/status.json" || { echo "root $root_kid not trusted"; cat "$work/status.json"; return 1; }
 	[ "$(grep -c '"kid"' "$work/status.json")" = 1 ] || { echo "more keys than the root"; cat "$work/status.json"; return 1; }
@@ -275,9 +304,11 @@ trust_is_embedded() {
 }
 
 activate() {
+	status_exit_is 10 # unactivated
 	sim pbx create --name e2e.example --model WPBX-VM --term monthly --users uc-premium=10 --users pbx-basic=3 > "$work/key"
 	ct pbx-agent activate < "$work/key"
 	ct pbx-agent status --json | grep -q '"state": "active"'
+	status_exit_is 0
 }
 
 # metrics_under_the_unit scrapes GET /metrics on listen.http inside the
@@ -349,7 +380,7 @@ reload_applies_live_keys() {
 	ct systemctl is-active pbx-agent.service
 	ct cp /root/agent.yaml.saved /etc/pbx-agent/agent.yaml
 	ct systemctl restart pbx-agent.service
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	! ct pbx-agent status | grep -q '^Restart to apply'
 }
 
@@ -372,12 +403,12 @@ watchdog_restarts_a_stuck_daemon() {
 	after=$(ct systemctl show -P MainPID pbx-agent.service)
 	ct journalctl -u pbx-agent.service --no-pager | grep -q 'Watchdog timeout (limit 3s)'
 	[ "$(ct systemctl show -P NRestarts pbx-agent.service)" -gt "$restarts" ]
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	ct pbx-agent status --json | grep -q '"state": "active"'
 	ct rm "$dropin"
 	ct systemctl daemon-reload
 	ct systemctl restart pbx-agent.service
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	echo "watchdog: pid $before stopped, pid $after started"
 }
 
@@ -386,7 +417,7 @@ restart_after_kill() {
 	before=$(ct systemctl show -P MainPID pbx-agent.service)
 	ct sh -c "kill -9 $before"
 	eventually 20 sh -c "p=\$(nsenter -t $container_pid -m -p -- systemctl show -P MainPID pbx-agent.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $before ]"
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	ct pbx-agent status --json | grep -q '"uc-premium": {'
 	ct pbx-agent status --json | grep -q '"state": "active"'
 }
@@ -414,7 +445,7 @@ upgrade_keeps_licence() {
 	ct dpkg -i /mnt/dist/pbx-agent-2.deb
 	ct pbx-agent version | grep -q '+e2e'
 	eventually 20 ct systemctl is-active --quiet pbx-agent.service
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	ct pbx-agent status --json | grep -q '"state": "active"'
 	ct pbx-agent status --json | grep -q '"name": "e2e.example"'
 }
@@ -456,7 +487,7 @@ YAML
 	ct systemctl show -P WantedBy pbx-telephony-standin.service | grep -q pbx-licence-active.target
 	ct pbx-agent helper telephony-units | grep -q 'unchanged'
 	ct systemctl restart pbx-agent.service
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	ct systemctl is-active pbx-telephony-standin.service
 }
 
@@ -512,6 +543,7 @@ admission_through_the_socket() {
 
 inactive() { ! ct systemctl is-active --quiet "$1"; }
 status_has() { ct pbx-agent status | grep -Eq "$1"; }
+status_exit_is() { local rc; rc=$(status_exit); [ "$rc" = "$1" ] || { echo "pbx-agent status: exit $rc, want $1"; return 1; }; }
 state_is() { ct pbx-agent status --json | grep -q "\"state\": \"$1\""; }
 
 # licence_zero_stops_telephony: every licence to zero, the portal's clock 6
@@ -522,12 +554,14 @@ licence_zero_stops_telephony() {
 	if [ "$(date -u -d "$(sim clock | cut -c1-10) + 1 day" +%d)" = 01 ]; then sim clock advance 1d; fi
 	sim pbx licenses e2e.example uc-premium=0 pbx-basic=0
 	eventually 15 state_is stopping
+	status_exit_is 12
 	ct systemctl is-active pbx-telephony-standin.service
 	sim clock advance 6d
 	eventually 30 inactive pbx-telephony-standin.service
 	ct systemctl is-active pbx-licence-stopped.target
 	inactive pbx-licence-active.target
 	ct pbx-agent status --json | grep -q '"state": "stopped"'
+	status_exit_is 13
 	ct journalctl -u pbx-agent.service --no-pager | grep -q 'telephony stopped by the licence'
 	ct pbx-agent audit | grep -Eq 'telephony +action=stop'
 }
@@ -548,7 +582,7 @@ reboot_container() {
 # telephony_stays_stopped_after_reboot: at boot the active target starts the
 # stand-in; the agent, seeing its state still stopped, stops it again.
 telephony_stays_stopped_after_reboot() {
-	eventually 30 ct pbx-agent status --json
+	eventually 30 status_json
 	ct pbx-agent status --json | grep -q '"state": "stopped"'
 	eventually 30 inactive pbx-telephony-standin.service
 	ct systemctl is-active pbx-licence-stopped.target
@@ -583,6 +617,7 @@ slow_telephony_stop() {
 	if [ "$(date -u -d "$(sim clock | cut -c1-10) + 1 day" +%d)" = 01 ]; then sim clock advance 1d; fi
 	sim pbx licenses e2e.example uc-premium=0 pbx-basic=0
 	eventually 15 state_is stopping
+	status_exit_is 12
 	sim clock advance 6d
 	eventually 30 state_is stopped
 	eventually 30 sh -c "[ \"\$(nsenter -t $container_pid -m -p -- systemctl show -P ActiveState $unit)\" = deactivating ]"
@@ -716,7 +751,7 @@ upgrade:
   health_timeout: 5s
 YAML
 	ct systemctl restart pbx-agent.service
-	eventually 10 ct pbx-agent status --json
+	eventually 10 status_json
 	ct dpkg -i "/mnt/dist/wms-repo/rel70/wms_${wms_v1}_all.deb"
 	ct dpkg-query -W -f '${Version}' wms | grep -qx "$wms_v1"
 }
@@ -803,6 +838,7 @@ mount_root
 boot
 step "install the .deb; the service starts" install_first
 step "systemd-analyze verify on the installed units" verify_units
+step "config check: the installed file OK; two typos both listed" config_check
 step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
 step "a release build: the portal's key is its embedded root, none configured" trust_is_embedded
 step "activate with a key from the portal on the host" activate

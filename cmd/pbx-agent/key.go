@@ -123,11 +123,6 @@ func (a *app) readKey(file string) (string, error) {
 	return string(data), nil
 }
 
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // applianceModel returns the model keys are checked against: the
 // identity.model override, or detection. Detection failing skips the check.
 func (a *app) applianceModel(override string) (license.Model, string) {

@@ -105,7 +105,7 @@ func TestStatusInEveryState(t *testing.T) {
 	})
 	sock := cfg.Listen.Socket
 	deadline := time.Now().Add(10 * time.Second)
-	for run(t, "", "--socket", sock, "status").code != 0 {
+	for run(t, "", "--socket", sock, "status").code == exitError { // any other code is a state's
 		if time.Now().After(deadline) {
 			t.Fatal("the daemon did not answer within 10s")
 		}
@@ -117,11 +117,16 @@ func TestStatusInEveryState(t *testing.T) {
 		t.Helper()
 		return run(t, stdin, append([]string{"--socket", sock}, args...)...)
 	}
+	// The exit codes of the manual's table, state by state.
+	exits := map[string]int{"active": 0, "offline": 0, "unactivated": 10, "lapsed": 11, "stopping": 12, "stopped": 13, "deleted": 14}
 	status := func(name, state string, want ...string) {
 		t.Helper()
 		r := cli("", "status")
-		if r.code != 0 {
-			t.Fatalf("%s: status exit %d: %s", name, r.code, r.stderr)
+		if r.code != exits[state] || r.stderr != "" {
+			t.Fatalf("%s: status exit %d, want %d for %s: %s", name, r.code, exits[state], state, r.stderr)
+		}
+		if j := cli("", "status", "--json"); j.code != exits[state] {
+			t.Errorf("%s: status --json exit %d, want %d for %s", name, j.code, exits[state], state)
 		}
 		t.Logf("pbx-agent status, %s:\n%s", name, r.stdout)
 		if !strings.HasPrefix(r.stdout, "State               "+state+": ") {

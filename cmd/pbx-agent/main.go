@@ -27,6 +27,12 @@ type codedError struct {
 func (e *codedError) Error() string { return e.err.Error() }
 func (e *codedError) Unwrap() error { return e.err }
 
+// quietExit ends a verb with a code and nothing more on stderr: the verb
+// has printed what it had to say (status's state codes).
+type quietExit int
+
+func (e quietExit) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
@@ -37,6 +43,10 @@ func main() {
 // execute runs the CLI and returns the process exit code. Errors become one
 // line on stderr.
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if keyInArgs(args) { // argv.go: before cobra, whose errors repeat arguments
+		fmt.Fprintf(stderr, "pbx-agent: %v\n", errKeyOnCommandLine)
+		return exitError
+	}
 	root := newRootCmd(&app{stdin: stdin, stdout: stdout, stderr: stderr})
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -45,6 +55,10 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	err := root.ExecuteContext(ctx)
 	if err == nil || errors.Is(err, context.Canceled) {
 		return exitOK
+	}
+	var quiet quietExit
+	if errors.As(err, &quiet) {
+		return int(quiet)
 	}
 	fmt.Fprintf(stderr, "pbx-agent: %v\n", err)
 	var ce *codedError

@@ -22,8 +22,10 @@ func newStatusCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show where the licence stands",
-		Long:  "Asks the running daemon for its status: a summary for people, or with --json the GET /v1/status document.",
-		Args:  cobra.NoArgs,
+		Long: "Asks the running daemon for its status: a summary for people, or with --json the GET /v1/status document.\n" +
+			"The exit status says the state, as systemctl is-active does: 0 only where the PBX may take new users.\n\n" +
+			exitStatusHelp(),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.status(cmd.Context(), asJSON)
 		},
@@ -41,22 +43,34 @@ func (a *app) status(ctx context.Context, asJSON bool) error {
 	if err := c.do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
 		return exitFor(err)
 	}
+	var st apitype.Status
 	if asJSON {
 		// The daemon's document as it is, fields this CLI does not know
-		// included.
+		// included; the state alone decides the exit code.
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
 			return fmt.Errorf("the status of pbx-agent is not JSON: %w", err)
 		}
 		buf.WriteByte('\n')
-		_, err := a.stdout.Write(buf.Bytes())
-		return err
+		if _, err := a.stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		var state struct {
+			State string `json:"state"`
+		}
+		if err := json.Unmarshal(raw, &state); err != nil {
+			return fmt.Errorf("the status of pbx-agent: %w", err)
+		}
+		st.State = state.State
+	} else {
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return fmt.Errorf("the status of pbx-agent: %w", err)
+		}
+		printStatus(a.stdout, st, a.colour())
 	}
-	var st apitype.Status
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("the status of pbx-agent: %w", err)
+	if code := stateExit(st.State); code != exitOK {
+		return quietExit(code)
 	}
-	printStatus(a.stdout, st, a.colour())
 	return nil
 }
 

@@ -79,7 +79,7 @@ func TestStatus(t *testing.T) {
 		defer fb.SetStatus(activeStatus())
 		r := run(t, "", "--socket", sock, "status")
 		for _, want := range []string{"State               unactivated: no PBX key activated yet (pbx-agent activate)\n                    No key yet", "Licence             none", "Last heartbeat      never"} {
-			if r.code != 0 || !strings.Contains(r.stdout, want) {
+			if r.code != 10 || !strings.Contains(r.stdout, want) {
 				t.Errorf("status lacks %q (exit %d):\n%s", want, r.code, r.stdout)
 			}
 		}
@@ -109,5 +109,49 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status without a daemon = %+v", r)
 		}
 		oneLine(t, r)
+	})
+}
+
+// TestStatusExitCodes checks the documented code of each state, with and
+// without --json, and that the code is all a script gets: the status on
+// stdout, nothing on stderr.
+func TestStatusExitCodes(t *testing.T) {
+	fb, sock := daemon(t)
+	for _, tc := range []struct {
+		state string
+		code  int
+	}{
+		{"active", 0},
+		{"offline", 0},
+		{"unactivated", 10},
+		{"lapsed", 11},
+		{"stopping", 12},
+		{"stopped", 13},
+		{"deleted", 14},
+		{"hibernating", 19}, // a newer daemon's state: not known to be licensed
+	} {
+		t.Run(tc.state, func(t *testing.T) {
+			st := activeStatus()
+			st.State = tc.state
+			fb.SetStatus(st)
+			for _, args := range [][]string{{"status"}, {"status", "--json"}} {
+				r := run(t, "", append([]string{"--socket", sock}, args...)...)
+				if r.code != tc.code || r.stderr != "" {
+					t.Errorf("%s in state %s: exit %d, stderr %q; want exit %d and no stderr", strings.Join(args, " "), tc.state, r.code, r.stderr, tc.code)
+				}
+				if !strings.Contains(r.stdout, tc.state) {
+					t.Errorf("%s in state %s: the state is not printed:\n%s", strings.Join(args, " "), tc.state, r.stdout)
+				}
+			}
+		})
+	}
+	t.Run("help", func(t *testing.T) {
+		r := run(t, "", "status", "--help")
+		for _, want := range []string{"     0  active ", "     0  offline ", "    10  unactivated ", "    11  lapsed ", "    12  stopping ",
+			"    13  stopped ", "    14  deleted ", "    19  (other) ", "     2               the daemon could not be asked"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("status --help lacks %q:\n%s", want, r.stdout)
+			}
+		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -145,8 +146,27 @@ func (r *rig) start(ctx context.Context, a *agent) error {
 			return err
 		}
 		_, err := r.cli(ctx, a, "", "status", "--json")
+		if stateExit(err) {
+			return nil
+		}
 		return err
 	})
+}
+
+// stateExit reports whether a run of `pbx-agent status` reached the
+// daemon: it exits 0 where the PBX may take new users and 10 to 19 in
+// the other states (unactivated, before the activation); 2 when it could
+// not ask.
+func stateExit(err error) bool {
+	var ee *exec.ExitError
+	if err == nil {
+		return true
+	}
+	if !errors.As(err, &ee) {
+		return false
+	}
+	code := ee.ExitCode()
+	return code >= 10 && code <= 19
 }
 
 func (r *rig) cli(ctx context.Context, a *agent, stdin string, args ...string) (string, error) {
