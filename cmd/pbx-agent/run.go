@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Long:  "Run the daemon: activation, heartbeats, enforcement and the local API. systemd starts it as pbx-agent.service.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			started := time.Now() // pbx_agent_start_time_seconds
 			// load reads the configuration with run's flags over it; a
 			// reload (SIGHUP) calls it again.
 			load := func() (agent.Config, error) {
@@ -56,7 +58,7 @@ func newRunCmd(a *app) *cobra.Command {
 			log.Info("telephony enforcement", "by", how)
 			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
 			log.Info("support SSH access", "by", sshHow)
-			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level}
+			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level, Started: started}
 			if opts.Time, err = testTimeSource(os.Getenv, log); err != nil { // testclock.go: nil when shipped
 				return err
 			}
