@@ -2,13 +2,16 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/spf13/cobra"
 
 	"github.com/pbx-agent/pbx-agent/agent"
+	"github.com/pbx-agent/pbx-agent/pkg/journallog"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -49,8 +52,7 @@ func newRunCmd(a *app) *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			level.Set(lvl)
-			// Structured logs on stderr, which journald keeps.
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			log := slog.New(logHandler(a.stderr, os.Getenv("JOURNAL_STREAM"), level))
 			tel, how, err := telephonyFor(cfg, log, os.Getenv) // telephony.go
 			if err != nil {
 				return err
@@ -79,4 +81,19 @@ func newRunCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&webListen, "web.listen-address", "", "`ADDRESS` of a listener serving /metrics alone, for remote scraping (overrides metrics.listen)")
 	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for that listener (overrides metrics.web_config_file)")
 	return cmd
+}
+
+// logHandler is the daemon's log handler. When systemd connected stderr to
+// the journal, entries go to the journal natively: levels as priorities,
+// attributes as fields, no timestamp of ours. Elsewhere (a terminal, a
+// file, a test), slog's text on stderr.
+func logHandler(stderr io.Writer, journalStream string, level slog.Leveler) slog.Handler {
+	if f, ok := stderr.(*os.File); ok {
+		if under, err := journallog.IsJournalStream(journalStream, f); under && journal.Enabled() {
+			return journallog.New(journal.Send, journallog.Options{Level: level, Identifier: "pbx-agent", Fallback: stderr})
+		} else if err != nil {
+			fmt.Fprintf(stderr, "pbx-agent: logging as text: %v\n", err)
+		}
+	}
+	return slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 }
