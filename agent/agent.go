@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
@@ -40,6 +41,9 @@ type Options struct {
 	// LogLevel is the level of the logger New is given, which a reload
 	// sets from log.level; nil leaves the level alone.
 	LogLevel *slog.LevelVar
+	// Started is when the process started, on the machine's clock, for
+	// pbx_agent_start_time_seconds; zero leaves that series out.
+	Started time.Time
 }
 
 // Agent is the daemon's core. It owns no state of its own: it builds the
@@ -108,7 +112,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	}
 	a.lic = lic
 	a.metrics = metrics.New(metrics.Config{Status: a.Status, Build: bi, Logger: log.With("component", "metrics"),
-		CommandTypes: commandTypes()})
+		CommandTypes: commandTypes(), Started: opts.Started})
 	if err := a.initLifecycle(opts); err != nil {
 		return nil, err
 	}

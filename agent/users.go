@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/agent/metrics"
 	"github.com/pbx-agent/pbx-agent/pkg/admission"
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
@@ -30,9 +31,10 @@ type auditSink interface {
 	Record(now time.Time, kind string, fields map[string]any)
 }
 
-// decisionSink counts admission answers (agent/metrics).
-type decisionSink interface {
+// seatsMetrics counts admission answers and user counts (agent/metrics).
+type seatsMetrics interface {
 	AdmissionDecision(profile, decision string)
+	UsersCount(result string)
 }
 
 // seatsEnv is what the users component is built with and never changes.
@@ -41,7 +43,7 @@ type seatsEnv struct {
 	elapsed func() time.Duration // the machine's monotonic clock: reservations and the count's age
 	licence licenceView
 	audit   auditSink
-	metrics decisionSink
+	metrics seatsMetrics
 	log     *slog.Logger
 }
 
@@ -78,6 +80,8 @@ type lastCount struct {
 	countedAt time.Time      // when it finished, on the monotonic clock (mono)
 	countedLT time.Time      // the same, in licence time, for status
 	err       string         // the last count's error; "" after a good one
+	failures  int            // counts failed in a row; 0 after a good one
+	failingLT time.Time      // the first of those failures, in licence time
 }
 
 // monoEpoch anchors the monotonic clock's durations as times, for the
@@ -180,8 +184,13 @@ func (u *seats) count(ctx context.Context) error {
 	if err != nil {
 		changed := u.last.err != err.Error()
 		u.last.err = err.Error()
+		if u.last.failures == 0 {
+			u.last.failingLT = lt
+		}
+		u.last.failures++
 		held := u.last.used != nil
 		u.mu.Unlock()
+		u.env.metrics.UsersCount(metrics.CountFailed)
 		if changed {
 			if held {
 				u.env.log.Error("counting users failed; the last good count stays in force", "source", src.String(), "err", err)
@@ -195,6 +204,7 @@ func (u *seats) count(ctx context.Context) error {
 	u.last = lastCount{used: c, countedAt: now, countedLT: lt}
 	released := u.book.Counted(now, prev, c)
 	u.mu.Unlock()
+	u.env.metrics.UsersCount(metrics.CountSuccess)
 	switch {
 	case prev == nil || hadErr:
 		u.env.log.Info("users counted", "source", src.String(), "users", c.String())
@@ -210,11 +220,17 @@ func (u *seats) count(ctx context.Context) error {
 func (u *seats) snapshot() (used, reserved license.Counts, st apitype.UsersStatus) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	st = apitype.UsersStatus{Source: u.source.String(), Error: u.last.err}
+	mono := u.mono()
+	st = apitype.UsersStatus{Source: u.source.String(), Error: u.last.err, Failures: u.last.failures}
 	if u.last.used != nil {
 		st.CountedAt = utc(u.last.countedLT.Truncate(time.Second))
 	}
-	return maps.Clone(u.last.used), u.book.Reserved(u.mono()), st
+	if u.last.failures > 0 {
+		st.FailingSince = utc(u.last.failingLT.Truncate(time.Second))
+		// The same test as admissions: no count, or one too old to trust.
+		st.Unknown = u.last.used == nil || mono.Sub(u.last.countedAt) > u.countMaxAgeLocked()
+	}
+	return maps.Clone(u.last.used), u.book.Reserved(mono), st
 }
 
 // checkOveruse compares the over-use of the licence held and the last

@@ -46,6 +46,7 @@ func (a *auditKinds) got() []string {
 type countDecisions map[string]int
 
 func (c countDecisions) AdmissionDecision(_, decision string) { c[decision]++ }
+func (c countDecisions) UsersCount(result string)             { c["count "+result]++ }
 
 // The users component runs without an agent: built from a licence view,
 // an audit sink, a metrics sink and its settings, it counts, admits,

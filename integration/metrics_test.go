@@ -146,6 +146,15 @@ func activatedAgent(t *testing.T, extra ...string) *appliance {
 	key := p.admin("pbx", "create", "--name", "metrics.example", "--model", "WPBX-VM", "--term", "monthly",
 		"--users", "uc-premium=10", "--users", "pbx-basic=3", "--users", "uc-wizyconf=1")
 	a := newAppliance(t, "metrics", p, "500ms")
+	// Users counted from a source that works: a healthy PBX raises no alert.
+	f, err := os.OpenFile(a.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "users:\n  source: command\n  command:\n    argv: [\"/bin/echo\", '{\"profiles\": {\"uc-premium\": 4}}']\n")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	a.startWith(extra...)
 	if r := a.cli(key, "activate"); r.code != 0 {
 		t.Fatalf("activate: exit %d: %s", r.code, r.stderr)

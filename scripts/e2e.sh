@@ -320,7 +320,34 @@ metrics_under_the_unit() {
 	grep -q '^pbx_license_users_licensed{profile="uc-premium"} 10' "$work/metrics"
 	grep -q '^process_resident_memory_bytes ' "$work/metrics"
 	grep -q '^go_goroutines ' "$work/metrics"
+	# process_start_time_seconds needs /proc/stat, which ProcSubset=pid hides.
+	grep -q '^pbx_agent_start_time_seconds [0-9]' "$work/metrics"
+	grep -q '^pbx_pbx_info{model="WPBX-VM",name="e2e.example",pbx_id="[^"]*",term="monthly"} 1' "$work/metrics"
 	ct test -f /usr/share/pbx-agent/prometheus/pbx-agent.rules.yml
+	ct test -f /usr/share/doc/pbx-agent/runbook.md
+}
+
+# journal_priorities: the daemon logs to the journal natively (stderr is
+# its journal stream), so journalctl -p finds its errors and warnings and
+# leaves its information out; fields are the log's attributes, and the
+# message repeats no timestamp. The users database of the default
+# configuration does not exist yet: counting fails, an error.
+journal_priorities() {
+	ct journalctl -u pbx-agent.service -p err --no-pager -o cat > "$work/journal.err"
+	grep -q '^counting users failed' "$work/journal.err" || { echo "no error line at -p err:"; cat "$work/journal.err"; return 1; }
+	ct journalctl -u pbx-agent.service -p warning --no-pager -o cat > "$work/journal.warning"
+	grep -q '^counting users failed' "$work/journal.warning"
+	if grep -q '^telephony enforcement' "$work/journal.warning"; then
+		echo "an information line at -p warning"; return 1
+	fi
+	ct journalctl -u pbx-agent.service -p info --no-pager -o cat | grep -q '^telephony enforcement by='
+	ct journalctl -u pbx-agent.service -p err --no-pager -o verbose > "$work/journal.verbose"
+	grep -q '^ *PRIORITY=3$' "$work/journal.verbose"
+	grep -q '^ *SYSLOG_IDENTIFIER=pbx-agent$' "$work/journal.verbose"
+	grep -q '^ *ERR=' "$work/journal.verbose"
+	if grep -q '^ *MESSAGE=.*time=' "$work/journal.verbose"; then
+		echo "a message repeats the time:"; grep '^ *MESSAGE=' "$work/journal.verbose"; return 1
+	fi
 }
 
 status_by_group() {
@@ -843,6 +870,7 @@ step "active as pbx-agent, watchdog armed, licence-active target up" service_har
 step "a release build: the portal's key is its embedded root, none configured" trust_is_embedded
 step "activate with a key from the portal on the host" activate
 step "metrics: served under the hardened unit; rules installed" metrics_under_the_unit
+step "journal: levels as priorities (journalctl -p err, -p warning), attributes as fields" journal_priorities
 step "status: root and the pbx-agent group read, others refused" status_by_group
 step "writes: refused to the pbx-agent group and to outsiders; root writes" writes_refused_to_readers
 step "reload: a new heartbeat interval applied live, listen.http needs a restart" reload_applies_live_keys

@@ -52,6 +52,7 @@ type pageView struct {
 	// TelephonyStopped: the state stops telephony, so nobody's calls
 	// keep working and the page must not say they do.
 	TelephonyStopped bool
+	Counting         *countingView // nil while counting works
 	Deadlines        []timeRow
 	Heartbeat        []timeRow
 	Now              string
@@ -64,6 +65,14 @@ type profileRow struct {
 	Overuse                   int
 	Within                    int // the users within the licence: Used less Overuse
 	UsedText, RemainingPhrase string
+}
+
+// countingView is the notice of a failing count of users.
+type countingView struct {
+	Error           string
+	Failures        int
+	Since, LastGood string // "" when not known, or never counted
+	Unknown         bool   // the users are not known: nothing new is admitted
 }
 
 type overuseRow struct {
@@ -86,8 +95,18 @@ func newPageView(st apitype.Status) pageView {
 		now = time.Now().UTC()
 	}
 	v.Now = now.UTC().Format("2006-01-02 15:04:05 UTC")
+	if u := st.Users; u.Error != "" {
+		c := &countingView{Error: u.Error, Failures: u.Failures, Unknown: u.Unknown || u.CountedAt == nil}
+		if u.FailingSince != nil {
+			c.Since = u.FailingSince.UTC().Format("2006-01-02 15:04 UTC") + " (" + license.Relative(*u.FailingSince, now) + ")"
+		}
+		if u.CountedAt != nil {
+			c.LastGood = u.CountedAt.UTC().Format("2006-01-02 15:04 UTC") + " (" + license.Relative(*u.CountedAt, now) + ")"
+		}
+		v.Counting = c
+	}
 	if l := st.License; l != nil {
-		v.Profiles = profileRows(l)
+		v.Profiles = profileRows(l, st.Users)
 		for _, r := range v.Profiles {
 			if r.Overuse > 0 {
 				v.Overuse = append(v.Overuse, overuseRow{Name: r.Name, Users: r.Overuse})
@@ -124,7 +143,9 @@ func newPageView(st apitype.Status) pageView {
 }
 
 // profileRows lists the profiles in catalogue order, then any unknown ones.
-func profileRows(l *apitype.LicenseStatus) []profileRow {
+// While counting fails no row says seats are free: the users may have
+// changed since the last good count, which is all the row can show.
+func profileRows(l *apitype.LicenseStatus, u apitype.UsersStatus) []profileRow {
 	var rows []profileRow
 	seen := map[string]bool{}
 	row := func(id, name string) {
@@ -135,6 +156,12 @@ func profileRows(l *apitype.LicenseStatus) []profileRow {
 		r.Within = max(r.Used-r.Overuse, 0)
 		r.UsedText = fmt.Sprintf("%d of %d", r.Used, r.Licensed)
 		switch free := r.Licensed - r.Used - r.Reserved; {
+		case u.Error != "" && u.CountedAt == nil:
+			r.UsedText = fmt.Sprintf("not counted, %d licensed", r.Licensed)
+			r.RemainingPhrase = "free seats unknown"
+		case u.Error != "":
+			r.UsedText += " at the last good count"
+			r.RemainingPhrase = "free seats unknown"
 		case r.Overuse > 0:
 			r.RemainingPhrase = fmt.Sprintf("%d over the licence", r.Overuse)
 		case free <= 0 && r.Licensed > 0:

@@ -111,3 +111,57 @@ func TestStoppedPageNeverSaysUsersKeepWorking(t *testing.T) {
 		}
 	}
 }
+
+// TestPageWhileCountingFails: a failing count is shown with its error and
+// the last good count, and no row claims free seats it cannot know.
+func TestPageWhileCountingFails(t *testing.T) {
+	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
+	counted, since := now.Add(-20*time.Minute), now.Add(-19*time.Minute)
+	lic := &apitype.LicenseStatus{Term: "monthly", Revision: 2,
+		Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Licensed: 3, Used: 2}}}
+	render := func(u apitype.UsersStatus) string {
+		st := apitype.Status{State: "active", License: lic, Users: u, Clock: apitype.ClockStatus{Now: now}}
+		var b strings.Builder
+		if err := pageTemplate.Execute(&b, newPageView(st)); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+
+	healthy := render(apitype.UsersStatus{Source: "sqlite /x.db", CountedAt: &counted})
+	if !strings.Contains(healthy, "2 of 3") || !strings.Contains(healthy, "1 free") || strings.Contains(healthy, `id="counting"`) {
+		t.Errorf("a healthy count does not read 2 of 3, 1 free, without a counting notice")
+	}
+
+	for name, tc := range map[string]struct {
+		users apitype.UsersStatus
+		want  []string
+	}{
+		"failing, the last count still trusted": {
+			apitype.UsersStatus{Source: "sqlite /x.db", CountedAt: &counted, Error: "unable to open database file", Failures: 3, FailingSince: &since},
+			[]string{`id="counting"`, "Counting users fails", "since 2027-03-10 09:41 UTC (19 minutes ago)", "3 times in a row",
+				"unable to open database file", "Last good count: 2027-03-10 09:40 UTC", "2 of 3 at the last good count",
+				"free seats unknown", "for a few minutes more"},
+		},
+		"failing for long": {
+			apitype.UsersStatus{Source: "sqlite /x.db", CountedAt: &counted, Error: "unable to open database file", Failures: 30, FailingSince: &since, Unknown: true},
+			[]string{"free seats unknown", "not known: no new users are admitted until a count succeeds"},
+		},
+		"never counted": {
+			apitype.UsersStatus{Source: "sqlite /x.db", Error: "no such table: users", Failures: 1, FailingSince: &since},
+			[]string{"No count has succeeded yet", "not counted, 3 licensed", "free seats unknown", "no new users are admitted"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			body := render(tc.users)
+			for _, want := range tc.want {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if strings.Contains(body, " free<") || strings.Contains(body, "1 free") {
+				t.Error("the page shows free seats while counting fails")
+			}
+		})
+	}
+}

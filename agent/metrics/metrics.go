@@ -38,6 +38,13 @@ const (
 	HeartbeatGone = "gone"
 )
 
+// Results of a count of the PBX's users, the values of
+// pbx_agent_users_counts_total{result}.
+const (
+	CountSuccess = "success"
+	CountFailed  = "failed"
+)
+
 // Admission decisions, the values of
 // pbx_agent_admission_decisions_total{decision}.
 const (
@@ -63,6 +70,7 @@ const (
 // the label sets stay bounded whatever a caller passes.
 var (
 	heartbeatResults = []string{HeartbeatSuccess, HeartbeatUnreachable, HeartbeatRefused, HeartbeatInvalid, HeartbeatGone}
+	countResults     = []string{CountSuccess, CountFailed}
 	decisions        = []string{DecisionAllowed, DecisionDenied}
 	commandResults   = []string{CommandSuccess, CommandFailed, CommandRefused}
 )
@@ -87,6 +95,9 @@ type Config struct {
 	// CommandTypes are the portal command types the agent runs, from its
 	// executor table: the values of pbx_agent_commands_total's type.
 	CommandTypes []string
+	// Started is when the process started (wall clock), the value of
+	// pbx_agent_start_time_seconds; the zero time leaves the series out.
+	Started time.Time
 }
 
 // Metrics is the agent's registry and the series it updates at events. Its
@@ -99,6 +110,7 @@ type Metrics struct {
 
 	heartbeats        *prometheus.CounterVec
 	heartbeatDuration prometheus.Histogram
+	userCounts        *prometheus.CounterVec
 	admission         *prometheus.CounterVec
 	commands          *prometheus.CounterVec
 	commandTypes      []string
@@ -125,6 +137,10 @@ func New(cfg Config) *Metrics {
 			Help:    "Time of each heartbeat's exchange with the portal, whatever its result.",
 			Buckets: heartbeatBuckets,
 		}),
+		userCounts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbx_agent_users_counts_total",
+			Help: "Counts of the PBX's users from users.source, by result (success or failed).",
+		}, []string{"result"}),
 		admission: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pbx_agent_admission_decisions_total",
 			Help: "Admission answers by profile and decision (allowed or denied).",
@@ -136,6 +152,9 @@ func New(cfg Config) *Metrics {
 	}
 	for _, r := range heartbeatResults {
 		m.heartbeats.WithLabelValues(r)
+	}
+	for _, r := range countResults {
+		m.userCounts.WithLabelValues(r)
 	}
 	for _, p := range license.Profiles() {
 		for _, d := range decisions {
@@ -155,14 +174,24 @@ func New(cfg Config) *Metrics {
 
 	m.reg.MustRegister(
 		newStatusCollector(cfg.Status),
-		m.heartbeats, m.heartbeatDuration, m.admission, m.commands, build,
+		m.heartbeats, m.heartbeatDuration, m.userCounts, m.admission, m.commands, build,
 		// Under the unit's ProcSubset=pid /proc/stat is hidden: the
 		// process collector leaves process_start_time_seconds out
-		// without failing the scrape (ReportErrors false).
+		// without failing the scrape (ReportErrors false), and
+		// pbx_agent_start_time_seconds below stands in for it.
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		// The classic go_* series, not the full runtime/metrics set.
 		collectors.NewGoCollector(),
 	)
+
+	if !cfg.Started.IsZero() {
+		start := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pbx_agent_start_time_seconds",
+			Help: "When the agent's process started (Unix time, the machine's clock); read without /proc/stat.",
+		})
+		start.Set(float64(cfg.Started.UnixNano()) / 1e9)
+		m.reg.MustRegister(start)
+	}
 
 	maxScrapes := cfg.MaxScrapes
 	if maxScrapes <= 0 {
@@ -197,6 +226,15 @@ func (m *Metrics) Heartbeat(result string, took time.Duration) {
 	if took > 0 {
 		m.heartbeatDuration.Observe(took.Seconds())
 	}
+}
+
+// UsersCount counts one count of the PBX's users: result CountSuccess or
+// CountFailed.
+func (m *Metrics) UsersCount(result string) {
+	if m == nil || !m.known("users count result", result, countResults) {
+		return
+	}
+	m.userCounts.WithLabelValues(result).Inc()
 }
 
 // AdmissionDecision counts one admission answer: profile is a profile id

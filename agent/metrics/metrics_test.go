@@ -72,8 +72,11 @@ var snapshots = map[string]apitype.Status{
 
 func newTest(t *testing.T, s apitype.Status) *Metrics {
 	t.Helper()
-	return New(Config{Status: func() apitype.Status { return s }, Build: testBuild, CommandTypes: testCommandTypes})
+	return New(Config{Status: func() apitype.Status { return s }, Build: testBuild, CommandTypes: testCommandTypes, Started: testStarted})
 }
+
+// testStarted is the process start the tests' registries report.
+var testStarted = time.Date(2026, 5, 20, 8, 0, 0, 500_000_000, time.UTC)
 
 // gather returns the registry's families by name.
 func gather(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
@@ -156,6 +159,12 @@ var contract = []struct {
 	{"pbx_wms_latest_info", dto.MetricType_GAUGE, map[string][]string{"version": nil}},
 	{"pbx_wms_behind", dto.MetricType_GAUGE, nil},
 	{"pbx_agent_build_info", dto.MetricType_GAUGE, map[string][]string{"version": nil, "revision": nil, "goversion": nil}},
+	// Additions: counting health, the PBX's identity, the start time.
+	{"pbx_agent_users_count_last_success_timestamp_seconds", dto.MetricType_GAUGE, nil},
+	{"pbx_agent_users_count_failing", dto.MetricType_GAUGE, nil},
+	{"pbx_agent_users_counts_total", dto.MetricType_COUNTER, map[string][]string{"result": {"success", "failed"}}},
+	{"pbx_pbx_info", dto.MetricType_GAUGE, map[string][]string{"pbx_id": nil, "name": nil, "model": nil, "term": nil}},
+	{"pbx_agent_start_time_seconds", dto.MetricType_GAUGE, nil},
 }
 
 // TestContract checks that every series of the contract exists from

@@ -366,7 +366,9 @@ func TestGrafanaDashboard(t *testing.T) {
 }
 
 // TestAlertRules checks that every expression of the shipped alert rules
-// names only metrics, labels and label values the registry has.
+// names only metrics, labels and label values the registry has (or a
+// series an earlier recording rule makes), and that every alert has a
+// runbook_url whose section exists in the runbook the package ships.
 func TestAlertRules(t *testing.T) {
 	fams := familyNames(t, newTest(t, snapshots["active"]))
 	b, err := os.ReadFile("../../packaging/prometheus/pbx-agent.rules.yml")
@@ -376,22 +378,72 @@ func TestAlertRules(t *testing.T) {
 	var rules struct {
 		Groups []struct {
 			Rules []struct {
-				Alert string `yaml:"alert"`
-				Expr  string `yaml:"expr"`
+				Alert       string            `yaml:"alert"`
+				Record      string            `yaml:"record"`
+				Expr        string            `yaml:"expr"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
 			} `yaml:"rules"`
 		} `yaml:"groups"`
 	}
 	if err := yaml.Unmarshal(b, &rules); err != nil {
 		t.Fatal(err)
 	}
+	anchors := runbookAnchors(t, "../../docs/runbook.md")
+	const runbook = "file:///usr/share/doc/pbx-agent/runbook.md#"
 	n := 0
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
+			if r.Record != "" {
+				checkSelectors(t, r.Record, r.Expr, fams)
+				fams[r.Record] = &dto.MetricFamily{} // job and instance only
+				continue
+			}
 			checkSelectors(t, r.Alert, r.Expr, fams)
 			n++
+			if sev := r.Labels["severity"]; !slices.Contains([]string{"page", "ticket", "info"}, sev) {
+				t.Errorf("%s: severity %q, want page, ticket or info", r.Alert, sev)
+			}
+			url := r.Annotations["runbook_url"]
+			anchor, ok := strings.CutPrefix(url, runbook)
+			switch {
+			case !ok:
+				t.Errorf("%s: runbook_url %q does not start with %s", r.Alert, url, runbook)
+			case !anchors[anchor]:
+				t.Errorf("%s: runbook_url %q: docs/runbook.md has no section #%s", r.Alert, url, anchor)
+			}
 		}
 	}
-	if n < 9 {
-		t.Errorf("only %d rules found", n)
+	if n < 15 {
+		t.Errorf("only %d alerts found", n)
 	}
+}
+
+// runbookAnchors returns the anchors of a Markdown file's headings as
+// GitHub and most renderers make them: lower case, spaces to hyphens,
+// punctuation dropped.
+func runbookAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var a strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+				a.WriteRune(r)
+			case r == ' ':
+				a.WriteByte('-')
+			}
+		}
+		out[a.String()] = true
+	}
+	return out
 }

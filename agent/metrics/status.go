@@ -38,6 +38,8 @@ type statusCollector struct {
 	state                   *prometheus.Desc
 	termEnd, deadline       *prometheus.Desc
 	lastSuccess             *prometheus.Desc
+	countSuccess, counting  *prometheus.Desc
+	pbxInfo                 *prometheus.Desc
 	sshOpen, sshUntil       *prometheus.Desc
 	wms                     *prometheus.Desc
 	wmsLatest, wmsBehind    *prometheus.Desc
@@ -57,16 +59,23 @@ func newStatusCollector(status func() apitype.Status) *statusCollector {
 		deadline: d("pbx_license_deadline_timestamp_seconds",
 			"When the licence state changes by itself (Unix time): stop and delete of the zero-licence countdown, the end of the offline grace, the end of the lapse grace; NaN when it does not apply.", "kind"),
 		lastSuccess: d("pbx_agent_heartbeat_last_success_timestamp_seconds", "Last heartbeat the portal answered (Unix time, licence clock); NaN before the first."),
-		sshOpen:     d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
-		sshUntil:    d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
-		wms:         d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
-		wmsLatest:   d("pbx_wms_latest_info", `The latest stable WMS the configured repository offers, from apt's package lists ("unknown" when not read); always 1.`, "version"),
-		wmsBehind:   d("pbx_wms_behind", "1 when the installed WMS is older than the repository's latest stable one, 0 when not; NaN when either version is unknown."),
+		countSuccess: d("pbx_agent_users_count_last_success_timestamp_seconds",
+			"Last good count of the PBX's users (Unix time, licence clock); NaN before the first."),
+		counting: d("pbx_agent_users_count_failing",
+			"1 while counting the PBX's users fails (the last count failed), else 0."),
+		pbxInfo: d("pbx_pbx_info",
+			"The PBX this agent holds the licence of, for joins on instance; always 1, empty labels before activation.",
+			"pbx_id", "name", "model", "term"),
+		sshOpen:   d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
+		sshUntil:  d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
+		wms:       d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
+		wmsLatest: d("pbx_wms_latest_info", `The latest stable WMS the configured repository offers, from apt's package lists ("unknown" when not read); always 1.`, "version"),
+		wmsBehind: d("pbx_wms_behind", "1 when the installed WMS is older than the repository's latest stable one, 0 when not; NaN when either version is unknown."),
 	}
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.sshOpen, c.sshUntil, c.wms, c.wmsLatest, c.wmsBehind} {
+	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.countSuccess, c.counting, c.pbxInfo, c.sshOpen, c.sshUntil, c.wms, c.wmsLatest, c.wmsBehind} {
 		ch <- d
 	}
 }
@@ -99,6 +108,16 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.deadline, timestamp(s.Deadlines.OfflineGraceEnd), DeadlineOfflineGrace)
 	gauge(c.deadline, timestamp(s.Deadlines.LapseGraceEnd), DeadlineLapseGrace)
 	gauge(c.lastSuccess, timestamp(s.Heartbeat.LastSuccess))
+	gauge(c.countSuccess, timestamp(s.Users.CountedAt))
+	gauge(c.counting, boolValue(s.Users.Error != ""))
+	var id, name, model, term string
+	if s.PBX != nil {
+		id, name, model = s.PBX.ID, s.PBX.Name, s.PBX.Model
+	}
+	if s.License != nil {
+		term = s.License.Term
+	}
+	gauge(c.pbxInfo, 1, id, name, model, term)
 	gauge(c.sshOpen, boolValue(s.SSH.Open))
 	var until *time.Time
 	if s.SSH.Open {

@@ -82,7 +82,8 @@ func TestStatusUsersAndAllowances(t *testing.T) {
 	st := activeStatus()
 	st.License.SoftOverage = &apitype.SoftOverageStatus{Factor: 1.1, Until: st.Clock.Now.Add(72 * time.Hour)}
 	st.License.HigherCoversLower = true
-	st.Users = apitype.UsersStatus{Source: "sqlite /var/lib/wms/users.db", CountedAt: ptr(st.Clock.Now.Add(-5 * time.Second)), Error: "no such table: users"}
+	st.Users = apitype.UsersStatus{Source: "sqlite /var/lib/wms/users.db", CountedAt: ptr(st.Clock.Now.Add(-5 * time.Second)), Error: "no such table: users",
+		Failures: 2, FailingSince: ptr(st.Clock.Now.Add(-4 * time.Second))}
 	var b bytes.Buffer
 	printStatus(&b, st, false)
 	for _, want := range []string{
@@ -90,6 +91,8 @@ func TestStatusUsersAndAllowances(t *testing.T) {
 		"Cover               free licences of a higher profile hold users of lower ones\n",
 		"Users counted       2026-05-20T09:59:55Z (5 seconds ago), from sqlite /var/lib/wms/users.db\n",
 		"Counting fails      no such table: users\n",
+		"                    since 2026-05-20T09:59:56Z (4 seconds ago), 2 time(s) in a row\n",
+		"                    admissions go by the last good count for a few minutes more\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
@@ -100,5 +103,11 @@ func TestStatusUsersAndAllowances(t *testing.T) {
 	printStatus(&b, st, false)
 	if !strings.Contains(b.String(), "Users counted       never, from command /usr/lib/wms/count\n") {
 		t.Errorf("never counted:\n%s", b.String())
+	}
+	st.Users = apitype.UsersStatus{Source: "command /usr/lib/wms/count", Error: "exit status 1", Failures: 1, FailingSince: ptr(st.Clock.Now)}
+	b.Reset()
+	printStatus(&b, st, false)
+	if !strings.Contains(b.String(), "the users are not known: no new users are admitted until a count succeeds\n") {
+		t.Errorf("never counted, failing:\n%s", b.String())
 	}
 }

@@ -43,7 +43,8 @@ VERSION is installed and healthy. See docs/wms-upgrade.md.`,
 			h.Root = root
 			h.Output = a.stderr
 			h.ResultGID = agentGroup(cfg.RuntimeDir)
-			log := slog.New(slog.NewTextHandler(a.stderr, nil)).With("component", "wms-upgrade")
+			// Its unit's stderr is the journal: priorities there too (run.go).
+			log := slog.New(logHandler(a.stderr, os.Getenv("JOURNAL_STREAM"), slog.LevelInfo)).With("component", "wms-upgrade")
 			res, err := actions.UpgradeWMS(cmd.Context(), h, version, log)
 			if res != nil {
 				printWMSResult(a.stdout, h.Package, res)

@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/spf13/cobra"
 
 	"github.com/pbx-agent/pbx-agent/agent"
+	"github.com/pbx-agent/pbx-agent/pkg/journallog"
 )
 
 func newRunCmd(a *app) *cobra.Command {
@@ -18,6 +22,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Long:  "Run the daemon: activation, heartbeats, enforcement and the local API. systemd starts it as pbx-agent.service.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			started := time.Now() // pbx_agent_start_time_seconds
 			// load reads the configuration with run's flags over it; a
 			// reload (SIGHUP) calls it again.
 			load := func() (agent.Config, error) {
@@ -47,8 +52,7 @@ func newRunCmd(a *app) *cobra.Command {
 			}
 			level := new(slog.LevelVar)
 			level.Set(lvl)
-			// Structured logs on stderr, which journald keeps.
-			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			log := slog.New(logHandler(a.stderr, os.Getenv("JOURNAL_STREAM"), level))
 			tel, how, err := telephonyFor(cfg, log, os.Getenv) // telephony.go
 			if err != nil {
 				return err
@@ -56,7 +60,7 @@ func newRunCmd(a *app) *cobra.Command {
 			log.Info("telephony enforcement", "by", how)
 			ssh, sshHow := sshFor(cfg, log, os.Getenv) // ssh.go
 			log.Info("support SSH access", "by", sshHow)
-			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level}
+			opts := agent.Options{Telephony: tel, SSH: ssh, Reload: load, LogLevel: level, Started: started}
 			if opts.Time, err = testTimeSource(os.Getenv, log); err != nil { // testclock.go: nil when shipped
 				return err
 			}
@@ -77,4 +81,19 @@ func newRunCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&webListen, "web.listen-address", "", "`ADDRESS` of a listener serving /metrics alone, for remote scraping (overrides metrics.listen)")
 	cmd.Flags().StringVar(&webConfig, "web.config.file", "", "exporter-toolkit web configuration `FILE` (TLS, basic auth) for that listener (overrides metrics.web_config_file)")
 	return cmd
+}
+
+// logHandler is the daemon's log handler. When systemd connected stderr to
+// the journal, entries go to the journal natively: levels as priorities,
+// attributes as fields, no timestamp of ours. Elsewhere (a terminal, a
+// file, a test), slog's text on stderr.
+func logHandler(stderr io.Writer, journalStream string, level slog.Leveler) slog.Handler {
+	if f, ok := stderr.(*os.File); ok {
+		if under, err := journallog.IsJournalStream(journalStream, f); under && journal.Enabled() {
+			return journallog.New(journal.Send, journallog.Options{Level: level, Identifier: "pbx-agent", Fallback: stderr})
+		} else if err != nil {
+			fmt.Fprintf(stderr, "pbx-agent: logging as text: %v\n", err)
+		}
+	}
+	return slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 }

@@ -176,6 +176,14 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 		line("Users counted", "%s, from %s", counted, u.Source)
 		if u.Error != "" {
 			line("Counting fails", "%s", u.Error)
+			if u.FailingSince != nil {
+				line("", "since %s, %d time(s) in a row", at(u.FailingSince), u.Failures)
+			}
+			if u.Unknown || u.CountedAt == nil {
+				line("", "the users are not known: no new users are admitted until a count succeeds")
+			} else {
+				line("", "admissions go by the last good count for a few minutes more")
+			}
 		}
 	}
 

@@ -158,6 +158,14 @@ type UsersStatus struct {
 	Source    string     `json:"source"`               // e.g. "sqlite /var/lib/wms/users.db"
 	CountedAt *time.Time `json:"counted_at,omitempty"` // the last good count; absent before one
 	Error     string     `json:"error,omitempty"`      // the last count's error; the last good count stays in force
+	// Failures is how many counts failed in a row, since FailingSince;
+	// both absent after a good count.
+	Failures     int        `json:"failures,omitempty"`
+	FailingSince *time.Time `json:"failing_since,omitempty"`
+	// Unknown says counting fails and the users on the PBX are not known:
+	// no count has succeeded, or the last good one is too old to trust.
+	// No new users are admitted until a count succeeds.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // HeartbeatStatus is how the conversation with the portal goes.
