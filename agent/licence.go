@@ -268,6 +268,14 @@ func (l *licence) status(now time.Time) licenceStatus {
 		lastOK: l.ans.lastOK, lastError: l.ans.lastError, activatedAt: l.st.ActivatedAt}
 }
 
+// decreases is the last decrease of each profile not undone since, for
+// the over-use reason.
+func (l *licence) decreases() license.Decreases {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.Decreases
+}
+
 // waitable is the licence a long-poll waits for; ok is false while there
 // is none to wait for (not activated, gone, not set up).
 func (l *licence) waitable() (doc *license.Document, ok bool) {
@@ -694,6 +702,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		// A newer revision, or the same revision signed anew (a new portal
 		// key) that the portal states as current.
 		newDoc, st.License, accepted = next, ans.License, true
+		st.Decreases = st.Decreases.NoteRevision(l.doc, next, now)
 	}
 	matched = ans.Matches(protocol.HeldLicence(newDoc.Revision, st.License))
 	if matched {
