@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +68,25 @@ func TestStatusPageCalendar(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPastDeadlinesInThePastTense: a deadline passed keeps its row, named
+// for what happened ("Telephony stopped"), never a "stops" struck out that
+// reads as if it had not happened.
+func TestPastDeadlinesInThePastTense(t *testing.T) {
+	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
+	stop, del := now.Add(-34*time.Hour), now.Add(8*24*time.Hour)
+	v := newPageView(apitype.Status{State: "stopped", Clock: apitype.ClockStatus{Now: now},
+		Deadlines: apitype.Deadlines{StopAt: &stop, DeleteAt: &del}})
+	want := []timeRow{
+		{Label: "Telephony stopped", When: "2027-03-09 00:00 UTC", Relative: "34 hours ago", Past: true},
+		{Label: "PBX deleted", When: "2027-03-18 10:00 UTC", Relative: "in 8 days"},
+	}
+	if !reflect.DeepEqual(v.Deadlines, want) {
+		t.Errorf("deadlines %+v\nwant %+v", v.Deadlines, want)
+	}
+	if strings.Contains(pageSource, "line-through") {
+		t.Error("the page strikes out past deadlines")
 	}
 }
