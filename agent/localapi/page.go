@@ -116,7 +116,14 @@ func newPageView(st apitype.Status) pageView {
 		add(&v.Deadlines, "Term ends", "Term ended", l.TermEnd)
 	}
 	if c := st.Calendar; c != nil {
-		add(&v.Deadlines, "Renews (and is invoiced)", "Renewed", c.RenewsOn)
+		if d := c.RenewsOn; d != nil {
+			// A day, not an instant: "today" all of the renewal day.
+			v.Deadlines = append(v.Deadlines, timeRow{Label: "Renews (and is invoiced)", When: d.UTC().Format(time.DateOnly),
+				Relative: license.RelativeDay(*d, now), Past: license.StartOfDay(*d).Before(license.StartOfDay(now))})
+			if v.Deadlines[len(v.Deadlines)-1].Past {
+				v.Deadlines[len(v.Deadlines)-1].Label = "Renewed"
+			}
+		}
 		add(&v.Deadlines, "Licence changes until", "Licence changes were due", c.ChangesUntil)
 	}
 	sort.SliceStable(v.Deadlines, func(i, j int) bool { return v.Deadlines[i].When < v.Deadlines[j].When })

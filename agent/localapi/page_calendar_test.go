@@ -40,7 +40,7 @@ func TestStatusPageCalendar(t *testing.T) {
 		{"active on the last day of a month", apitype.Status{State: "active", Clock: apitype.ClockStatus{Now: now, LocalBehind: "6 days"},
 			License:  &apitype.LicenseStatus{Term: "monthly", Profiles: map[string]apitype.ProfileStatus{}},
 			Calendar: &apitype.CalendarStatus{RenewsOn: &renews, ChangesUntil: &changes, NoDecreasesToday: true, DecreasesFrom: &from}},
-			[]string{"Renews (and is invoiced)", "2027-04-30 00:00 UTC", "(in 30 days)", "Licence changes until", "2027-04-28 23:59 UTC",
+			[]string{"Renews (and is invoiced)</dt><dd><span class=\"when\">2027-04-30</span> <span class=\"rel\">(in 30 days)</span>", "Licence changes until", "2027-04-28 23:59 UTC",
 				`id="no-decreases">Today is the last day of the month (UTC): the portal refuses licence decreases until 2027-04-01 00:00 UTC; increases are taken.`,
 				"(local clock 6 days behind: ignored)"},
 			[]string{`id="deleted"`}},

@@ -20,6 +20,10 @@ import (
 // month's-last-day rule applies unless a case says so.
 var Now = time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
 
+// LastDay is the licence clock of the one case on the last day of the
+// month and of the term.
+var LastDay = time.Date(2027, 3, 31, 10, 0, 0, 0, time.UTC)
+
 // Case is one status to render, named for its file: status-NAME.golden.
 type Case struct {
 	Name   string
@@ -46,6 +50,9 @@ func Cases() []Case {
 		{"unactivated", build(license.Facts{Now: Now}, nil, unactivatedExtras)},
 		{"active", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, used, activeExtras)},
 		{"active-overuse", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, over, nil)},
+		// The term's last day, the last of a month: renewal today, the
+		// changes deadline passed, no decreases today.
+		{"active-last-day", build(license.Facts{Now: LastDay, Doc: doc(counts), LastSuccess: LastDay.Add(-40 * time.Second)}, used, nil)},
 		{"offline", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-3 * day)}, used, offlineExtras)},
 		{"lapsed", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-33 * day)}, used, lapsedExtras)},
 		{"suspended", build(license.Facts{Now: Now, Doc: suspended, LastSuccess: recent}, used, nil)},
