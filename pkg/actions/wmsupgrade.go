@@ -315,7 +315,9 @@ func (u *upgrade) run(ctx context.Context) error {
 	}
 	u.res.Repository, u.res.CommandID = req.Repository, req.CommandID
 	if req.Window != nil {
-		if pos, _ := req.Window.At(time.Now()); pos == wms.After {
+		// The window is on the licence clock, which the agent's offset
+		// gives from this machine's.
+		if pos, _ := req.Window.At(req.LicenceNow(time.Now())); pos == wms.After {
 			return fmt.Errorf("the maintenance window closed at %s: nothing done", req.Window.End.UTC().Format(time.RFC3339))
 		}
 	}

@@ -362,6 +362,13 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				end := time.Now().Add(-time.Minute)
 				wms.WriteRequest(c.cfg.RuntimeDir, wms.Request{Version: wmsV2, Repository: "rel70", Window: &wms.Window{Start: end.Add(-time.Hour), End: end}})
 			}},
+			// Open on this machine's clock for another hour, but the
+			// licence clock the agent follows is 2 hours ahead of it.
+			{"the window closed on the licence clock", "the maintenance window closed", func(c *wmsCase) {
+				end := time.Now().Add(time.Hour)
+				wms.WriteRequest(c.cfg.RuntimeDir, wms.Request{Version: wmsV2, Repository: "rel70", Window: &wms.Window{Start: end.Add(-2 * time.Hour), End: end},
+					LicenceAheadMS: (2 * time.Hour).Milliseconds()})
+			}},
 			{"the backup fails", "the backup hook failed, nothing changed", func(c *wmsCase) {
 				c.request(t, wmsV2)
 				c.cfg.BackupHook = []string{"sh", "-c", `echo "backing up $WMS_VERSION_FROM before $WMS_VERSION_TO"; exit 3`}
