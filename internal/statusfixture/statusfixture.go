@@ -59,7 +59,7 @@ func Cases() []Case {
 		{"stopping", build(license.Facts{Now: Now, Doc: zero(Now.Add(-2*day - 3*time.Hour)), LastSuccess: recent}, used, nil)},
 		{"stopped", build(license.Facts{Now: Now, Doc: zero(Now.Add(-6*day - 3*time.Hour)), LastSuccess: recent}, used, nil)},
 		{"deleted", build(license.Facts{Now: Now, Gone: "deleted on the portal at 2027-03-09T00:00:00Z, at the end of its zero-licence countdown",
-			GoneAt: Now.Add(-day + 2*time.Hour)}, nil, nil)},
+			GoneAt: time.Date(2027, 3, 9, 0, 0, 0, 0, time.UTC)}, nil, nil)}, // the signed delete_at
 		{"deleted-rebound", build(license.Facts{Now: Now, Gone: "re-bound to another appliance", Rebound: true,
 			GoneAt: Now.Add(-3 * time.Hour)}, nil, nil)},
 	}
