@@ -374,6 +374,10 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				c.cfg.BackupHook = []string{"sh", "-c", `echo "backing up $WMS_VERSION_FROM before $WMS_VERSION_TO"; exit 3`}
 				c.cfg.BackupTimeout = time.Minute
 			}},
+			{"no repository", "upgrade.repo_url is empty", func(c *wmsCase) {
+				c.request(t, wmsV2)
+				c.cfg.RepoURL = ""
+			}},
 			{"no keyring", "upgrade.keyring", func(c *wmsCase) {
 				c.request(t, wmsV2)
 				c.cfg.Keyring = "/nonexistent/keyring.gpg"
@@ -392,6 +396,10 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				res, err := c.upgrade(t, wmsV2)
 				if err == nil || !strings.Contains(err.Error(), tc.err) || res.Outcome != wms.Failed || res.Error == "" {
 					t.Errorf("%v; result %+v", err, res)
+				}
+				// The agent matches a result with its command by id.
+				if req, rerr := wms.ReadRequest(c.cfg.RuntimeDir, wmsV2); rerr == nil && res != nil && res.CommandID != req.CommandID {
+					t.Errorf("result for command %q; want the request's %q", res.CommandID, req.CommandID)
 				}
 				if s := status(t, c.root); s != "hi "+wmsV1 && s != "ii "+wmsV1 {
 					t.Errorf("dpkg-query: %q", s)
