@@ -6,8 +6,8 @@ import (
 )
 
 // Decrease is a lowered count of one profile, as seen between two licence
-// revisions: From licences before, To after, taken At (the licence clock
-// when the lowering revision was accepted).
+// revisions: From licences before, To after, At the lowering revision's
+// signed issue time (the portal's, however late the agent took it).
 type Decrease struct {
 	At       time.Time `json:"at"`
 	From     int       `json:"from"`
@@ -20,7 +20,8 @@ type Decrease struct {
 // added beyond the licence.
 type Decreases map[Profile]Decrease
 
-// NoteRevision returns the history after next replaced prev at time at: a
+// NoteRevision returns the history after next replaced prev, taken at
+// time at (which dates the decrease when next carries no issue time): a
 // profile whose count went down records the decrease; a profile raised
 // back to at least its count before the decrease forgets it, as its
 // over-use (if any) no longer comes from that decrease. The receiver is
@@ -28,6 +29,9 @@ type Decreases map[Profile]Decrease
 func (h Decreases) NoteRevision(prev, next *Document, at time.Time) Decreases {
 	if prev == nil || next == nil {
 		return h
+	}
+	if !next.IssuedAt.IsZero() {
+		at = next.IssuedAt
 	}
 	out := maps.Clone(h)
 	if out == nil {
