@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test deb-check unit-security e2e-if-possible fuzz soak demo bench deb e2e clean
+.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test deb-check unit-security e2e-if-possible fuzz soak demo bench deb e2e screenshots clean
 
 all: build
 
@@ -88,6 +88,12 @@ bench:
 # a terminal (as CI runs); otherwise it stops with the command to run.
 demo: demo-deps build
 	@scripts/demo.sh $(BIN)
+
+# screenshots renders the status page of every state (the statuses of the
+# golden files) in headless Chromium, Debian's chromium package, at 1000
+# and 390 px wide: dist/screenshots/STATE-WIDTHpx.png. Not part of check.
+screenshots:
+	$(GO) run ./internal/tools/screenshots -out $(DIST)/screenshots
 
 demo-deps:
 	@scripts/deps.sh demo

@@ -43,12 +43,14 @@ type denialLog struct {
 func (u *seats) Admit(_ context.Context, req apitype.Admission) apitype.AdmissionAnswer {
 	now := u.env.licence.Now()
 	doc, v := u.env.licence.Verdict(now)
+	decreases := u.env.licence.Decreases()
 
 	u.mu.Lock()
 	mono := u.mono()
 	in := admission.Input{
 		Now: now, State: v.State, Summary: v.Summary, Doc: doc,
 		Used: u.last.used, CountErr: u.last.err, Reserved: u.book.Reserved(mono),
+		Decreases: decreases,
 	}
 	if age := mono.Sub(u.last.countedAt); u.last.used != nil && u.last.err != "" && age > u.countMaxAgeLocked() {
 		in.Stale = strings.TrimSuffix(license.Relative(u.last.countedAt, mono), " ago") + " old"

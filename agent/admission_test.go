@@ -329,7 +329,8 @@ func TestOveruse(t *testing.T) {
 	if s := a.Status(); !reflect.DeepEqual(s.License.Overuse, map[string]int{"uc-premium": 3}) {
 		t.Errorf("status overuse %v", s.License.Overuse)
 	}
-	mustDeny(t, a.Admit(ctx, ask(license.UCPremium, 1)), "UC-Premium is over-used: 8 users for 5 licences, 3 of them without a licence")
+	const afterDecrease = "UC-Premium is over-used: 8 users for 5 licences, 3 of them without a licence, after a decrease on 2027-03-10 (UC-Premium 10 → 5)"
+	mustDeny(t, a.Admit(ctx, ask(license.UCPremium, 1)), afterDecrease)
 	mustAdmit(t, a.Admit(ctx, dry(license.PBXBasic, 1)), 0) // other profiles go on
 
 	if err := a.heartbeat(ctx); err != nil { // reports it
@@ -372,6 +373,43 @@ func TestOveruse(t *testing.T) {
 	if want := []string{"uc-premium=3", "none"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("audit over-use events %v, want %v", got, want)
 	}
+}
+
+// TestOveruseWithoutDecrease: users created beyond a licence that was
+// never lowered are not said to follow a decrease; a decrease is named
+// (across a restart) until a raise back undoes it.
+func TestOveruseWithoutDecrease(t *testing.T) {
+	r := newRig(t)
+	r.setPortalClock(t, "2027-03-10T10:00:00Z")
+	src := &fakeUsers{counts: license.Counts{license.UCPremium: 12}}
+	a := r.admitting(t, license.Counts{license.UCPremium: 10}, src)
+	ctx := context.Background()
+	a.countUsers(ctx)
+	const beyond = "12 users for 10 licences, 2 of them without a licence, users created beyond the licence (no decrease of it was seen on this appliance)"
+	d := a.Admit(ctx, dry(license.UCPremium, 1))
+	mustDeny(t, d, beyond)
+	if strings.Contains(d.Reason, "decrease on") {
+		t.Errorf("denial %q names a decrease that never happened", d.Reason)
+	}
+
+	// Lowered to 8, then raised back to 10: the decrease no longer explains it.
+	r.licences(t, license.Counts{license.UCPremium: 8})
+	if err := a.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const after = "4 of them without a licence, after a decrease on 2027-03-10 (UC-Premium 10 → 8)"
+	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), after)
+	restarted, err := New(r.cfg, slog.New(slog.DiscardHandler), Options{Time: r.time, Root: r.root, Users: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.countUsers(ctx)
+	mustDeny(t, restarted.Admit(ctx, dry(license.UCPremium, 1)), after) // kept across a restart
+	r.licences(t, license.Counts{license.UCPremium: 10})
+	if err := a.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustDeny(t, a.Admit(ctx, dry(license.UCPremium, 1)), beyond)
 }
 
 // TestAdmissionDeniedAudit: denials are recorded, at most once a minute

@@ -219,7 +219,7 @@ func (l *licence) record() license.Verdict {
 	if v.State == license.Deleted && l.doc != nil && portalTime {
 		pbx := l.doc.PBX
 		l.st.Gone = fmt.Sprintf("deleted on the portal at %s, at the end of its zero-licence countdown", v.DeleteAt.Format(time.RFC3339))
-		l.st.GoneAt = now
+		l.st.GoneAt = deletedAt(l.doc, false, now)
 		l.st.License, l.st.Answer, l.doc = "", "", nil
 		l.ans.lastError = ""
 		l.env.audit(now, auditDeleted, map[string]any{"pbx": pbx.ID, "name": pbx.Name, "reason": l.st.Gone})
@@ -260,6 +260,25 @@ func (l *licence) status(now time.Time) licenceStatus {
 	defer l.mu.Unlock()
 	return licenceStatus{verdict: l.verdictLocked(now), pbx: l.st.PBX, doc: l.doc,
 		lastOK: l.ans.lastOK, lastError: l.ans.lastError, activatedAt: l.st.ActivatedAt}
+}
+
+// deletedAt is when the PBX left this appliance, learnt at now: the
+// signed delete_at when its zero-licence countdown ended it (the verdict
+// showed that time before the wipe, so the status keeps it after), else
+// now, as a re-bind's answer carries no time of its own.
+func deletedAt(doc *license.Document, rebound bool, now time.Time) time.Time {
+	if !rebound && doc != nil && doc.DeleteAt != nil && !doc.DeleteAt.After(now) {
+		return doc.DeleteAt.UTC()
+	}
+	return now
+}
+
+// decreases is the last decrease of each profile not undone since, for
+// the over-use reason.
+func (l *licence) decreases() license.Decreases {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.Decreases
 }
 
 // waitable is the licence a long-poll waits for; ok is false while there
@@ -649,7 +668,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	st.Chain = link.Next(ans.Compact)
 	switch ans.Status {
 	case protocol.StatusGone:
-		st.Gone, st.GoneAt = goneReason(ans.Reason), now
+		st.Gone, st.GoneAt = goneReason(ans.Reason), deletedAt(doc, ans.Reason == protocol.GoneRebound, now)
 		st.License, st.Answer = "", ""
 		if err := l.commitLocked(st, nil); err != nil {
 			return false, err
@@ -688,6 +707,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		// A newer revision, or the same revision signed anew (a new portal
 		// key) that the portal states as current.
 		newDoc, st.License, accepted = next, ans.License, true
+		st.Decreases = st.Decreases.NoteRevision(l.doc, next, now)
 	}
 	matched = ans.Matches(protocol.HeldLicence(newDoc.Revision, st.License))
 	if matched {

@@ -315,6 +315,45 @@ func TestDeletionWaitsForThePortalsTime(t *testing.T) {
 	}
 }
 
+// TestDeletionTimeIsTheSignedDeleteAt: a PBX its countdown deleted was
+// deleted at the signed delete_at, whenever the agent learns it and by
+// whichever way: the status says that time before the licence is wiped,
+// after the lifecycle wipes it, after the portal's "gone" answer, and
+// after a restart.
+func TestDeletionTimeIsTheSignedDeleteAt(t *testing.T) {
+	for _, way := range []string{"the lifecycle", "the portal's answer"} {
+		t.Run(way, func(t *testing.T) {
+			r := newRig(t)
+			r.setPortalClock(t, "2027-03-10T10:00:00Z")
+			a := r.activated(t, nil)
+			ctx := context.Background()
+			r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
+			if err := a.heartbeat(ctx); err != nil {
+				t.Fatal(err)
+			}
+			deleteAt := a.Status().Deadlines.DeleteAt.Format(time.RFC3339)
+			r.advancePortal(t, 15*day) // learnt a day and more after delete_at
+			switch way {
+			case "the lifecycle":
+				a.lic.clock.AdoptPortal(r.portal.Now())
+				if s := a.Status(); s.State != "deleted" || !timeIs(s.Deleted.At, deleteAt) {
+					t.Fatalf("past delete_at, before the wipe: %s %+v; want deleted at %s", s.State, s.Deleted, deleteAt)
+				}
+				a.evaluate(ctx)
+			default:
+				if err := a.exchangeHeartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, a := range []*Agent{a, r.newAgent(t)} {
+				if s := a.Status(); s.State != "deleted" || s.License != nil || !timeIs(s.Deleted.At, deleteAt) {
+					t.Errorf("wiped (restarted: %v): %s, licence %v, %+v; want deleted at %s", i == 1, s.State, s.License, s.Deleted, deleteAt)
+				}
+			}
+		})
+	}
+}
+
 // TestWipedDuringAHeartbeat: the lifecycle wipes the licence (delete_at
 // passed on the portal's time) while a heartbeat is on the wire. The
 // exchange's end finds nothing held: it neither panics nor fetches again

@@ -53,4 +53,9 @@ type persisted struct {
 	// log, so a restart records only real changes. Optional: a schema 1
 	// file without it records its first state as a change from "none".
 	State string `json:"state,omitempty"`
+	// Decreases is the last decrease of each profile between the licence
+	// revisions taken, until raised back: it only words the over-use
+	// reason (a decrease, or users created beyond the licence), so an
+	// edit of it grants nothing. Reset at each activation.
+	Decreases license.Decreases `json:"decreases,omitempty"`
 }

@@ -24,6 +24,7 @@ type licenceView interface {
 	Now() time.Time
 	Document() *license.Document
 	Verdict(now time.Time) (*license.Document, license.Verdict)
+	Decreases() license.Decreases // the decreases seen, for the over-use reason
 }
 
 // auditSink records an event in the audit log; it has a lock of its own.

@@ -42,6 +42,8 @@ func (l agentLicence) Verdict(now time.Time) (*license.Document, license.Verdict
 	return l.l.docVerdict(now)
 }
 
+func (l agentLicence) Decreases() license.Decreases { return l.l.decreases() }
+
 // agentAudit is the audit log as the users component sees it.
 type agentAudit struct{ a *Agent }
 

@@ -24,6 +24,7 @@ func (l stubLicence) Document() *license.Document { return l.doc }
 func (l stubLicence) Verdict(time.Time) (*license.Document, license.Verdict) {
 	return l.doc, license.Verdict{State: l.state, Summary: "stub"}
 }
+func (l stubLicence) Decreases() license.Decreases { return nil }
 
 // auditKinds records the kinds of the events it is handed.
 type auditKinds struct {

@@ -106,7 +106,7 @@ func (w *wmsUpgrades) due(now time.Time, cmd *protocol.Command) (time.Duration, 
 // start starts the root helper; its result file tells the rest (poll).
 func (w *wmsUpgrades) start(ctx context.Context, id string, cmd *protocol.Command) *protocol.CommandResult {
 	p := cmd.WMS
-	if err := w.up.Start(ctx, wmsRequest(id, cmd)); err != nil {
+	if err := w.up.Start(ctx, w.wmsRequest(id, cmd)); err != nil {
 		return w.outcome(cmd, protocol.CommandResult{State: protocol.CommandFailed, Message: err.Error()})
 	}
 	w.setUpgrade(fmt.Sprintf("upgrading to %s", p.Version))
@@ -155,11 +155,14 @@ func (w *wmsUpgrades) reconcile(context.Context, string, *protocol.Command) *pro
 	return nil
 }
 
-// wmsRequest is the helper's request for a journaled wms.upgrade.
-func wmsRequest(id string, cmd *protocol.Command) wms.Request {
+// wmsRequest is the helper's request for a journaled wms.upgrade, with
+// how far the licence clock is from the machine's, so that the helper
+// judges the window on the licence clock too.
+func (w *wmsUpgrades) wmsRequest(id string, cmd *protocol.Command) wms.Request {
 	p := cmd.WMS
 	return wms.Request{Version: p.Version, Repository: p.Repository, CommandID: id,
-		Window: &wms.Window{Start: p.WindowStart, End: p.WindowEnd}}
+		Window:         &wms.Window{Start: p.WindowStart, End: p.WindowEnd},
+		LicenceAheadMS: w.env.now().Sub(w.env.clock.Wall()).Milliseconds()}
 }
 
 // resume starts the helper again for an upgrade whose helper stopped
@@ -176,7 +179,7 @@ func (w *wmsUpgrades) resume(ctx context.Context, id string, cmd *protocol.Comma
 		return nil, false
 	}
 	version := cmd.WMS.Version
-	if err := w.up.Start(ctx, wmsRequest(id, cmd)); err != nil {
+	if err := w.up.Start(ctx, w.wmsRequest(id, cmd)); err != nil {
 		return w.outcome(cmd, protocol.CommandResult{State: protocol.CommandFailed, WMS: res,
 			Message: fmt.Sprintf("the upgrade helper stopped in step %s and could not be started again to finish it: %v; "+
 				"start pbx-agent-wms-upgrade@%s.service to roll it back", res.Step, err, version)}), true

@@ -121,6 +121,11 @@ func TestWMSUpgradeWaitsForItsWindowThenReports(t *testing.T) {
 	if w.starts() != 1 || w.started[0].CommandID != id || w.started[0].Repository != "rel70" {
 		t.Fatalf("started %+v, want the command's upgrade once", w.started)
 	}
+	// The helper judges the window on the licence clock: the request says
+	// how far it is from the machine's (the portal's 2 hours on).
+	if ahead := time.Duration(w.started[0].LicenceAheadMS) * time.Millisecond; ahead < 2*time.Hour || ahead > 2*time.Hour+5*time.Minute {
+		t.Errorf("the request puts the licence clock %v ahead of the machine's; want the portal's 2 hours", ahead)
+	}
 	// A restart of the agent while the helper runs: no second start, and
 	// the outcome is found afterwards.
 	cr.a, _ = New(cr.cfg, slog.New(slog.DiscardHandler), Options{Time: cr.time, Root: cr.root, SSH: cr.ssh, WMS: w})

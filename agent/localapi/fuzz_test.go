@@ -19,7 +19,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 )
 
-var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds under testdata/fuzz")
+var updateSeeds = flag.Bool("update", false, "rewrite the committed fuzz seeds under testdata/fuzz and the status page's golden files")
 
 // fuzzServe sends one request straight to the API's handler, as a writer
 // over the socket would (no listener: the fuzzer runs thousands a second),

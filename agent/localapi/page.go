@@ -113,32 +113,45 @@ func newPageView(st apitype.Status) pageView {
 			}
 		}
 	}
-	add := func(rows *[]timeRow, label string, t *time.Time) {
+	// A deadline passed is named in the past tense: telephony that
+	// stopped is "stopped", not a "stops" struck through.
+	add := func(rows *[]timeRow, future, past string, t *time.Time) {
 		if t == nil || t.IsZero() {
 			return
 		}
-		*rows = append(*rows, timeRow{Label: label, When: t.UTC().Format("2006-01-02 15:04 UTC"),
-			Relative: license.Relative(*t, now), Past: t.Before(now)})
+		r := timeRow{Label: future, When: t.UTC().Format("2006-01-02 15:04 UTC"),
+			Relative: license.Relative(*t, now), Past: t.Before(now)}
+		if r.Past {
+			r.Label = past
+		}
+		*rows = append(*rows, r)
 	}
 	d := st.Deadlines
-	add(&v.Deadlines, "Telephony stops", d.StopAt)
-	add(&v.Deadlines, "PBX deleted", d.DeleteAt)
-	add(&v.Deadlines, "Offline grace ends", d.OfflineGraceEnd)
-	add(&v.Deadlines, "Lapse grace ends", d.LapseGraceEnd)
+	add(&v.Deadlines, "Telephony stops", "Telephony stopped", d.StopAt)
+	add(&v.Deadlines, "PBX deleted", "PBX deleted", d.DeleteAt)
+	add(&v.Deadlines, "Offline grace ends", "Offline grace ended", d.OfflineGraceEnd)
+	add(&v.Deadlines, "Lapse grace ends", "Lapse grace ended", d.LapseGraceEnd)
 	if l := st.License; l != nil {
-		add(&v.Deadlines, "Term ends", l.TermEnd)
+		add(&v.Deadlines, "Term ends", "Term ended", l.TermEnd)
 	}
 	if c := st.Calendar; c != nil {
-		add(&v.Deadlines, "Renews (and is invoiced)", c.RenewsOn)
-		add(&v.Deadlines, "Licence changes until", c.ChangesUntil)
+		if d := c.RenewsOn; d != nil {
+			// A day, not an instant: "today" all of the renewal day.
+			v.Deadlines = append(v.Deadlines, timeRow{Label: "Renews (and is invoiced)", When: d.UTC().Format(time.DateOnly),
+				Relative: license.RelativeDay(*d, now), Past: license.StartOfDay(*d).Before(license.StartOfDay(now))})
+			if v.Deadlines[len(v.Deadlines)-1].Past {
+				v.Deadlines[len(v.Deadlines)-1].Label = "Renewed"
+			}
+		}
+		add(&v.Deadlines, "Licence changes until", "Licence changes were due", c.ChangesUntil)
 	}
 	sort.SliceStable(v.Deadlines, func(i, j int) bool { return v.Deadlines[i].When < v.Deadlines[j].When })
-	add(&v.Heartbeat, "Last heartbeat", st.Heartbeat.LastSuccess)
+	add(&v.Heartbeat, "Last heartbeat", "Last heartbeat", st.Heartbeat.LastSuccess)
 	next := "Next heartbeat"
 	if n := st.Heartbeat.Failures; n > 0 {
 		next = fmt.Sprintf("Next retry (%d failed in a row)", n)
 	}
-	add(&v.Heartbeat, next, st.Heartbeat.Next)
+	add(&v.Heartbeat, next, next, st.Heartbeat.Next)
 	return v
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestStatusPageCalendar(t *testing.T) {
 		{"active on the last day of a month", apitype.Status{State: "active", Clock: apitype.ClockStatus{Now: now, LocalBehind: "6 days"},
 			License:  &apitype.LicenseStatus{Term: "monthly", Profiles: map[string]apitype.ProfileStatus{}},
 			Calendar: &apitype.CalendarStatus{RenewsOn: &renews, ChangesUntil: &changes, NoDecreasesToday: true, DecreasesFrom: &from}},
-			[]string{"Renews (and is invoiced)", "2027-04-30 00:00 UTC", "(in 30 days)", "Licence changes until", "2027-04-28 23:59 UTC",
+			[]string{"Renews (and is invoiced)</dt><dd><span class=\"when\">2027-04-30</span> <span class=\"rel\">(in 30 days)</span>", "Licence changes until", "2027-04-28 23:59 UTC",
 				`id="no-decreases">Today is the last day of the month (UTC): the portal refuses licence decreases until 2027-04-01 00:00 UTC; increases are taken.`,
 				"(local clock 6 days behind: ignored)"},
 			[]string{`id="deleted"`}},
@@ -67,5 +68,25 @@ func TestStatusPageCalendar(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPastDeadlinesInThePastTense: a deadline passed keeps its row, named
+// for what happened ("Telephony stopped"), never a "stops" struck out that
+// reads as if it had not happened.
+func TestPastDeadlinesInThePastTense(t *testing.T) {
+	now := time.Date(2027, 3, 10, 10, 0, 0, 0, time.UTC)
+	stop, del := now.Add(-34*time.Hour), now.Add(8*24*time.Hour)
+	v := newPageView(apitype.Status{State: "stopped", Clock: apitype.ClockStatus{Now: now},
+		Deadlines: apitype.Deadlines{StopAt: &stop, DeleteAt: &del}})
+	want := []timeRow{
+		{Label: "Telephony stopped", When: "2027-03-09 00:00 UTC", Relative: "34 hours ago", Past: true},
+		{Label: "PBX deleted", When: "2027-03-18 10:00 UTC", Relative: "in 8 days"},
+	}
+	if !reflect.DeepEqual(v.Deadlines, want) {
+		t.Errorf("deadlines %+v\nwant %+v", v.Deadlines, want)
+	}
+	if strings.Contains(pageSource, "line-through") {
+		t.Error("the page strikes out past deadlines")
 	}
 }

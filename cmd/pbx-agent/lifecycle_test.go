@@ -182,8 +182,9 @@ func TestStatusInEveryState(t *testing.T) {
 	status("six days later", "stopped", "telephony stopped; PBX deleted in 8 days; to keep the PBX, add a licence back on the portal and contact your Area Manager\n", "Telephony stopped   2027-03-15T00:00:00Z")
 	must(admin.AdvanceClock(ctx, 9*24*time.Hour))
 	refresh(0)
-	status("fifteen days later", "deleted", "PBX deleted now; to recover it, add a licence back on the portal and contact your Area Manager",
-		"a new PBX key is needed", "PBX                 acme.example", "Deleted             2027-03-25 10:00 UTC (now)")
+	// Deleted at the signed delete_at, though the agent learns it later.
+	status("fifteen days later", "deleted", "PBX deleted 34 hours ago; to recover it, add a licence back on the portal and contact your Area Manager",
+		"a new PBX key is needed", "PBX                 acme.example", "Deleted             2027-03-24 00:00 UTC (34 hours ago)")
 
 	r := cli("", "audit")
 	t.Logf("pbx-agent audit:\n%s", r.stdout)

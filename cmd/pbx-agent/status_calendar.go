@@ -18,7 +18,7 @@ func printCalendar(line statusLine, c *apitype.CalendarStatus, now time.Time) {
 		return
 	}
 	if c.RenewsOn != nil {
-		line("Renews", "%s (%s), renewed and invoiced that day", c.RenewsOn.UTC().Format(time.DateOnly), license.Relative(*c.RenewsOn, now))
+		line("Renews", "%s (%s), renewed and invoiced that day", c.RenewsOn.UTC().Format(time.DateOnly), license.RelativeDay(*c.RenewsOn, now))
 	}
 	if c.ChangesUntil != nil {
 		when := c.ChangesUntil.UTC().Format("2006-01-02 15:04 UTC") + " (" + license.Relative(*c.ChangesUntil, now) + ")"

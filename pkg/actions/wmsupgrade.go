@@ -306,16 +306,24 @@ func (u *upgrade) logf(format string, args ...any) {
 // run does the work; an error it returns before anything changed leaves
 // the outcome Failed, after a rollback RolledBack.
 func (u *upgrade) run(ctx context.Context) error {
-	if err := u.cfg.Validate(); err != nil {
-		return fmt.Errorf("config %w", err)
-	}
+	// The request is read first, so that even a configuration problem's
+	// result names its command: the agent reports it, not a helper that
+	// "stopped without a result".
+	cfgErr := u.cfg.Validate()
 	req, err := wms.ReadRequest(u.cfg.RuntimeDir, u.version)
-	if err != nil {
+	if err == nil {
+		u.res.Repository, u.res.CommandID = req.Repository, req.CommandID
+	}
+	switch {
+	case cfgErr != nil:
+		return fmt.Errorf("config %w", cfgErr)
+	case err != nil:
 		return err
 	}
-	u.res.Repository, u.res.CommandID = req.Repository, req.CommandID
 	if req.Window != nil {
-		if pos, _ := req.Window.At(time.Now()); pos == wms.After {
+		// The window is on the licence clock, which the agent's offset
+		// gives from this machine's.
+		if pos, _ := req.Window.At(req.LicenceNow(time.Now())); pos == wms.After {
 			return fmt.Errorf("the maintenance window closed at %s: nothing done", req.Window.End.UTC().Format(time.RFC3339))
 		}
 	}

@@ -362,10 +362,21 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				end := time.Now().Add(-time.Minute)
 				wms.WriteRequest(c.cfg.RuntimeDir, wms.Request{Version: wmsV2, Repository: "rel70", Window: &wms.Window{Start: end.Add(-time.Hour), End: end}})
 			}},
+			// Open on this machine's clock for another hour, but the
+			// licence clock the agent follows is 2 hours ahead of it.
+			{"the window closed on the licence clock", "the maintenance window closed", func(c *wmsCase) {
+				end := time.Now().Add(time.Hour)
+				wms.WriteRequest(c.cfg.RuntimeDir, wms.Request{Version: wmsV2, Repository: "rel70", Window: &wms.Window{Start: end.Add(-2 * time.Hour), End: end},
+					LicenceAheadMS: (2 * time.Hour).Milliseconds()})
+			}},
 			{"the backup fails", "the backup hook failed, nothing changed", func(c *wmsCase) {
 				c.request(t, wmsV2)
 				c.cfg.BackupHook = []string{"sh", "-c", `echo "backing up $WMS_VERSION_FROM before $WMS_VERSION_TO"; exit 3`}
 				c.cfg.BackupTimeout = time.Minute
+			}},
+			{"no repository", "upgrade.repo_url is empty", func(c *wmsCase) {
+				c.request(t, wmsV2)
+				c.cfg.RepoURL = ""
 			}},
 			{"no keyring", "upgrade.keyring", func(c *wmsCase) {
 				c.request(t, wmsV2)
@@ -385,6 +396,10 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				res, err := c.upgrade(t, wmsV2)
 				if err == nil || !strings.Contains(err.Error(), tc.err) || res.Outcome != wms.Failed || res.Error == "" {
 					t.Errorf("%v; result %+v", err, res)
+				}
+				// The agent matches a result with its command by id.
+				if req, rerr := wms.ReadRequest(c.cfg.RuntimeDir, wmsV2); rerr == nil && res != nil && res.CommandID != req.CommandID {
+					t.Errorf("result for command %q; want the request's %q", res.CommandID, req.CommandID)
 				}
 				if s := status(t, c.root); s != "hi "+wmsV1 && s != "ii "+wmsV1 {
 					t.Errorf("dpkg-query: %q", s)

@@ -32,6 +32,11 @@ type Input struct {
 	Stale    string
 
 	Reserved license.Counts // seats held for users being added
+
+	// Decreases is the last decrease of each profile seen on this
+	// appliance and not undone since: it tells an over-use after a
+	// decrease from users created beyond the licence.
+	Decreases license.Decreases
 }
 
 // Request asks for Count more users of Profile.
@@ -119,9 +124,9 @@ func Decide(in Input, req Request) Decision {
 	}
 	if ov := Overuse(in.Doc, in.Used)[req.Profile]; ov > 0 {
 		return deny(d, KindOveruse, fmt.Sprintf(
-			"%s is over-used: %d %s for %d %s%s, %d of them without a licence; no new %s users until users are removed or licences added on the portal",
+			"%s is over-used: %d %s for %d %s%s, %d of them without a licence, %s; no new %s users until users are removed or licences added on the portal",
 			info.Name, d.Used, plural(d.Used, "user", "users"), d.Licensed, plural(d.Licensed, "licence", "licences"),
-			softNote(in, req.Profile), ov, info.Name))
+			softNote(in, req.Profile), ov, overuseCause(in, info), info.Name))
 	}
 	var sb strings.Builder
 	switch {
@@ -157,6 +162,16 @@ func Decide(in Input, req Request) Decision {
 	}
 	fmt.Fprintf(&sb, "; buy more %s licences on the portal, or remove a %s user", info.Name, info.Name)
 	return deny(d, KindFull, sb.String())
+}
+
+// overuseCause says where an over-use of a profile comes from: a
+// decrease of its licences this appliance saw, or users created beyond
+// the licence (no decrease was seen since the activation).
+func overuseCause(in Input, info license.ProfileInfo) string {
+	if dec, ok := in.Decreases[info.ID]; ok {
+		return fmt.Sprintf("after a decrease on %s (%s %d → %d)", dec.At.UTC().Format(time.DateOnly), info.Name, dec.From, dec.To)
+	}
+	return "users created beyond the licence (no decrease of it was seen on this appliance)"
 }
 
 func deny(d Decision, kind, reason string) Decision {

@@ -318,15 +318,36 @@ func TestBookHeldBy(t *testing.T) {
 	}
 }
 
-// TestOveruseReasonClaimsNoCause: over-use comes from a decrease or from
-// users added past the licences (a WMS that ignored a denial); the
-// decision cannot tell which, so its reason names no cause.
-func TestOveruseReasonClaimsNoCause(t *testing.T) {
-	doc := &license.Document{Counts: license.Counts{license.UCPremium: 10}}
-	in := Input{Now: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC), State: license.Active, Doc: doc,
-		Used: license.Counts{license.UCPremium: 12}, Reserved: license.Counts{}}
-	d := Decide(in, Request{license.UCPremium, 1})
-	if d.Kind != KindOveruse || strings.Contains(d.Reason, "decrease") {
-		t.Errorf("over-use denial %q (%s): want the over-use, with no claim of a decrease", d.Reason, d.Kind)
+// TestOveruseReasonNamesItsCause: over-use comes from a decrease or from
+// users created past the licences (a WMS that ignored a denial). The
+// reason names the decrease only when the appliance saw one, with its
+// date and counts; otherwise it says the users were created beyond it.
+func TestOveruseReasonNamesItsCause(t *testing.T) {
+	doc := &license.Document{Counts: license.Counts{license.UCPremium: 10, license.PBXBasic: 2}}
+	lowered := time.Date(2027, 2, 3, 14, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		decreases license.Decreases
+		want      string
+		not       string
+	}{
+		{name: "never decreased",
+			want: "2 of them without a licence, users created beyond the licence (no decrease of it was seen on this appliance); no new UC-Premium users",
+			not:  "after a decrease"},
+		{name: "another profile decreased", decreases: license.Decreases{license.PBXBasic: {At: lowered, From: 5, To: 2, Revision: 4}},
+			want: "users created beyond the licence", not: "after a decrease"},
+		{name: "decreased", decreases: license.Decreases{license.UCPremium: {At: lowered, From: 15, To: 10, Revision: 4}},
+			want: "2 of them without a licence, after a decrease on 2027-02-03 (UC-Premium 15 → 10); no new UC-Premium users",
+			not:  "created beyond"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := Input{Now: t0, State: license.Active, Doc: doc, Decreases: tt.decreases,
+				Used: license.Counts{license.UCPremium: 12}, Reserved: license.Counts{}}
+			d := Decide(in, Request{license.UCPremium, 1})
+			if d.Kind != KindOveruse || !strings.Contains(d.Reason, tt.want) || strings.Contains(d.Reason, tt.not) {
+				t.Errorf("over-use denial %q (%s): want %q, without %q", d.Reason, d.Kind, tt.want, tt.not)
+			}
+		})
 	}
 }

@@ -36,3 +36,22 @@ func Countdown(zeroSince time.Time) (stopAt, deleteAt time.Time) {
 	day := StartOfDay(zeroSince)
 	return day.AddDate(0, 0, StopAfterDays), day.AddDate(0, 0, DeleteAfterDays)
 }
+
+// RelativeDay says how far day's UTC calendar day is from now's, for a
+// date shown without its hour (the renewal day): "today", "tomorrow",
+// "in 21 days", "yesterday", "3 days ago". A day counts whole, so the
+// renewal day reads "today" until its end, not "10 hours ago".
+func RelativeDay(day, now time.Time) string {
+	n := int(StartOfDay(day).Sub(StartOfDay(now)) / (24 * time.Hour))
+	switch {
+	case n == 0:
+		return "today"
+	case n == 1:
+		return "tomorrow"
+	case n == -1:
+		return "yesterday"
+	case n > 1:
+		return "in " + plural(n, "day")
+	}
+	return plural(-n, "day") + " ago"
+}

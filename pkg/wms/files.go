@@ -51,6 +51,22 @@ type Request struct {
 	Window *Window `json:"window,omitempty"`
 	// CommandID is the portal command's id, carried into the result.
 	CommandID string `json:"command_id,omitempty"`
+	// LicenceAheadMS is the licence clock less this machine's clock, in
+	// milliseconds, when the agent wrote the request (negative: behind).
+	// The helper has no licence clock: it judges Window on the machine's
+	// clock moved by this (LicenceNow), so a machine clock set anywhere
+	// neither refuses an upgrade inside its window nor starts one after.
+	LicenceAheadMS int64 `json:"licence_ahead_ms,omitempty"`
+}
+
+// maxLicenceAhead bounds LicenceAheadMS: a century either way, far
+// inside what a time.Duration holds.
+const maxLicenceAhead = 100 * 365 * 24 * time.Hour
+
+// LicenceNow is the licence clock at the machine's time machine, as the
+// agent's offset when it wrote the request says.
+func (r Request) LicenceNow(machine time.Time) time.Time {
+	return machine.Add(time.Duration(r.LicenceAheadMS) * time.Millisecond)
 }
 
 var commandID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
@@ -74,6 +90,9 @@ func (r Request) Validate(version string) error {
 		if err := r.Window.Validate(); err != nil {
 			return fmt.Errorf("upgrade request: %w", err)
 		}
+	}
+	if ms := r.LicenceAheadMS; ms > maxLicenceAhead.Milliseconds() || ms < -maxLicenceAhead.Milliseconds() {
+		return fmt.Errorf("upgrade request: licence_ahead_ms %d is more than a century", ms)
 	}
 	if r.CommandID != "" && !commandID.MatchString(r.CommandID) {
 		return fmt.Errorf("upgrade request: command id %q: want 1 to 128 of A-Z a-z 0-9 . _ : -", r.CommandID)

@@ -174,6 +174,14 @@ func TestRequestFile(t *testing.T) {
 	if got.Format != RequestFormat || got.Repository != "rel70" || got.CommandID != "cmd-42" || !got.Window.End.Equal(want.Window.End) {
 		t.Errorf("read back %+v", got)
 	}
+	ahead := want
+	ahead.Version, ahead.LicenceAheadMS = "7.02.20250609.6", (60 * 24 * time.Hour).Milliseconds()
+	if err := WriteRequest(dir, ahead); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadRequest(dir, ahead.Version); err != nil || !got.LicenceNow(start).Equal(start.AddDate(0, 0, 60)) {
+		t.Errorf("read back %+v, %v; want the licence clock 60 days ahead of the machine's", got, err)
+	}
 	if fi, _ := os.Stat(RequestPath(dir, want.Version)); fi.Mode().Perm() != 0o640 {
 		t.Errorf("mode %v", fi.Mode())
 	}
@@ -202,6 +210,9 @@ func TestRequestFile(t *testing.T) {
 			put("7.02.20250609.4.json", `{"format":1,"version":"7.02.20250609.4","repository":"rel70","exec":"/bin/sh"}`)
 		}},
 		{"data after", "7.02.20250609.4", "data after", func() { put("7.02.20250609.4.json", valid+valid) }},
+		{"a licence clock centuries away", "7.02.20250609.4", "more than a century", func() {
+			put("7.02.20250609.4.json", `{"format":1,"version":"7.02.20250609.4","repository":"rel70","licence_ahead_ms":-9223372036854775807}`)
+		}},
 		{"a bad repository", "7.02.20250609.4", "want rel and two digits", func() {
 			put("7.02.20250609.4.json", `{"format":1,"version":"7.02.20250609.4","repository":"rel70 [trusted=yes]"}`)
 		}},
@@ -357,6 +368,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"format":1,"version":"7.02.20250609.3","repository":"rel70"}`,
 		`{"format":1,"version":"7.02.20250609.3","repository":"rel70","window":{"start":"2026-11-30T22:00:00Z","end":"2026-11-30T23:00:00Z"},"command_id":"c1"}`,
 		`{"format":1,"version":"7.02.20250609.3","repository":"rel70","x":1}`,
+		`{"format":1,"version":"7.02.20250609.3","repository":"rel70","licence_ahead_ms":5184000000}`,
 		`{"format":1}{}`,
 		`[]`,
 	} {
