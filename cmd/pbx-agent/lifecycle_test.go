@@ -155,7 +155,8 @@ func TestStatusInEveryState(t *testing.T) {
 	must(admin.PatchFaults(ctx, map[string]any{"error_rate": 1}))
 	machine.run(time.Hour)
 	refresh(exitUnreachable)
-	status("offline for an hour", "offline", "new users refused in 30 days, telephony stops in 44 days\n",
+	// No users database here: the headline says no one new gets in.
+	status("offline for an hour", "offline", "new users refused in 30 days, telephony stops in 44 days; users not counted, so no new users are admitted\n",
 		"Lapse grace ends    2027-04-23T10:00:")
 	machine.run(31 * 24 * time.Hour)
 	refresh(exitUnreachable)

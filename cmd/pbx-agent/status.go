@@ -140,6 +140,11 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	if st.Next != "" {
 		state += ": " + st.Next
 	}
+	if st.Users.Unknown && (st.State == "active" || st.State == "offline") {
+		// Licensed or not, nobody new gets in until a count succeeds: the
+		// headline says so, not only the counting line further down.
+		state += "; users not counted, so no new users are admitted"
+	}
 	line("State", "%s", state)
 	for _, l := range wrap(st.Summary, statusWidth-labelWidth) {
 		line("", "%s", l)

@@ -53,6 +53,9 @@ func Cases() []Case {
 		// The term's last day, the last of a month: renewal today, the
 		// changes deadline passed, no decreases today.
 		{"active-last-day", build(license.Facts{Now: LastDay, Doc: doc(counts), LastSuccess: LastDay.Add(-40 * time.Second)}, used, nil)},
+		// The WMS's database moved away an hour ago: admissions refused,
+		// free seats unknown.
+		{"active-counting-fails", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, used, countingFailsExtras)},
 		{"offline", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-3 * day)}, used, offlineExtras)},
 		{"lapsed", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-33 * day)}, used, lapsedExtras)},
 		{"suspended", build(license.Facts{Now: Now, Doc: suspended, LastSuccess: recent}, used, nil)},
@@ -147,6 +150,12 @@ func activeExtras(st *apitype.Status) {
 		{ID: "cmd-4rPa0LcW8nYe", Type: "wms.upgrade", State: "waiting", Result: "7.02.20250901.1 waits for its window at 2027-03-11T01:00:00Z",
 			ReceivedAt: Now.Add(-2 * time.Hour)},
 	}
+}
+
+func countingFailsExtras(st *apitype.Status) {
+	st.Users.CountedAt = ptr(Now.Add(-61 * time.Minute))
+	st.Users.Error = "users source sqlite /var/lib/wms/users.db: unable to open database file (14)"
+	st.Users.Failures, st.Users.FailingSince, st.Users.Unknown = 360, ptr(Now.Add(-time.Hour)), true
 }
 
 func offlineExtras(st *apitype.Status) {
