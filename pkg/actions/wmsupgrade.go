@@ -210,8 +210,13 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 		}
 	}
 	u := &upgrade{cfg: cfg, log: log, version: version, tail: &tailBuffer{}}
+	if req, err := wms.ReadRequest(cfg.RuntimeDir, version); err == nil {
+		// The result's times are on the licence clock, as the agent
+		// reports them; run reads the request again and refuses a bad one.
+		u.ahead = time.Duration(req.LicenceAheadMS) * time.Millisecond
+	}
 	u.out = io.MultiWriter(u.tail, orDiscard(cfg.Output))
-	u.res = &wms.Result{Version: version, Outcome: wms.Running, Started: time.Now().UTC()}
+	u.res = &wms.Result{Version: version, Outcome: wms.Running, Started: u.now()}
 
 	unlock, err := lockFile(filepath.Join(cfg.ResultDir, ".lock"))
 	if err != nil {
@@ -221,7 +226,7 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 		if prev, found, _ := wms.ReadResult(cfg.ResultDir, version); found && prev.Resumable() {
 			return u.res, err
 		}
-		u.res.Outcome, u.res.Error, u.res.Finished = wms.Failed, err.Error(), time.Now().UTC()
+		u.res.Outcome, u.res.Error, u.res.Finished = wms.Failed, err.Error(), u.now()
 		return u.res, errors.Join(err, u.save())
 	}
 	defer unlock()
@@ -256,7 +261,7 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 		}
 	}
 	u.hold(ctx)
-	u.res.Finished = time.Now().UTC()
+	u.res.Finished = u.now()
 	if werr := u.save(); werr != nil {
 		return u.res, errors.Join(err, werr)
 	}
@@ -278,8 +283,13 @@ type upgrade struct {
 	res     *wms.Result
 	tail    *tailBuffer
 	out     io.Writer
-	aptConf string // APT_CONFIG for a fake root
+	aptConf string        // APT_CONFIG for a fake root
+	ahead   time.Duration // the licence clock less this machine's, from the request
 }
+
+// now is the licence clock: this machine's clock moved by the offset the
+// agent wrote in the request. The helper has no licence clock of its own.
+func (u *upgrade) now() time.Time { return time.Now().Add(u.ahead).UTC() }
 
 func (u *upgrade) save() error {
 	u.res.LogTail = wms.Tail(u.tail.String())
@@ -289,7 +299,7 @@ func (u *upgrade) save() error {
 // step records that step s begins, durably, before it begins: a helper
 // started again after a power loss or a kill resumes from it.
 func (u *upgrade) step(s wms.Step) error {
-	u.res.Step, u.res.StepStarted = s, time.Now().UTC()
+	u.res.Step, u.res.StepStarted = s, u.now()
 	if err := u.save(); err != nil {
 		return fmt.Errorf("recording the step %s: %w", s, err)
 	}
@@ -323,7 +333,7 @@ func (u *upgrade) run(ctx context.Context) error {
 	if req.Window != nil {
 		// The window is on the licence clock, which the agent's offset
 		// gives from this machine's.
-		if pos, _ := req.Window.At(req.LicenceNow(time.Now())); pos == wms.After {
+		if pos, _ := req.Window.At(u.now()); pos == wms.After {
 			return fmt.Errorf("the maintenance window closed at %s: nothing done", req.Window.End.UTC().Format(time.RFC3339))
 		}
 	}

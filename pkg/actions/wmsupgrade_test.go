@@ -404,6 +404,18 @@ func TestUpgradeWMSWithDpkg(t *testing.T) {
 				if s := status(t, c.root); s != "hi "+wmsV1 && s != "ii "+wmsV1 {
 					t.Errorf("dpkg-query: %q", s)
 				}
+				// Its times are on the licence clock the request gives.
+				var ahead time.Duration
+				if req, rerr := wms.ReadRequest(c.cfg.RuntimeDir, wmsV2); rerr == nil {
+					ahead = time.Duration(req.LicenceAheadMS) * time.Millisecond
+				}
+				if res != nil {
+					for what, at := range map[string]time.Time{"started": res.Started, "finished": res.Finished} {
+						if d := at.Sub(time.Now().Add(ahead)); d < -time.Minute || d > time.Minute {
+							t.Errorf("%s at %v: %v off the licence clock (%v ahead of this machine's)", what, at, d, ahead)
+						}
+					}
+				}
 			})
 		}
 		t.Run("another upgrade running", func(t *testing.T) {
