@@ -130,7 +130,7 @@ func (i *applianceInfo) readWMS(ctx context.Context) apitype.WMSStatus {
 		case err != nil:
 			st.VersionUnknown = "dpkg's database could not be read: " + err.Error()
 		case v == "":
-			st.VersionUnknown = "the package " + i.source.Package + " (upgrade.package) is not installed"
+			st.VersionUnknown = "the package " + i.source.Package + ", which upgrade.package names, is not installed"
 		default:
 			st.Version = v
 			installed, _ = wms.ParseVersion(v) // outside the format: no comparison

@@ -129,7 +129,7 @@ func TestApplianceInfo(t *testing.T) {
 			up   *installedWMS
 			want string
 		}{
-			{&installedWMS{}, "wms (upgrade.package) is not installed"},
+			{&installedWMS{}, "wms, which upgrade.package names, is not installed"},
 			{&installedWMS{err: errors.New("dpkg-query: permission denied")}, "dpkg's database could not be read: dpkg-query: permission denied"},
 		} {
 			s := newApplianceInfo(&cfg, root, tt.up, clock).snapshot(context.Background())

@@ -21,10 +21,10 @@ func TestPrintAppliance(t *testing.T) {
 		{"up to date", apitype.Status{WMS: apitype.WMSStatus{Version: "7.03.20250901.2", Latest: "7.03.20250901.2"}},
 			[]string{"Latest stable WMS: 7.03.20250901.2 (up to date)"}},
 		{"unknown, saying why", apitype.Status{
-			WMS:       apitype.WMSStatus{VersionUnknown: "the package wms (upgrade.package) is not installed", LatestUnknown: "no WMS repository configured (upgrade.repo_url)"},
+			WMS:       apitype.WMSStatus{VersionUnknown: "the package wms, which upgrade.package names, is not installed", LatestUnknown: "no WMS repository configured: set upgrade.repo_url"},
 			Appliance: apitype.ApplianceStatus{SerialSource: "unknown (/sys/class/dmi/id/product_serial is readable by root only; set identity.serial)"}},
-			[]string{"WMS: unknown (the package wms (upgrade.package) is not installed)",
-				"Latest stable WMS: unknown (no WMS repository configured (upgrade.repo_url))",
+			[]string{"WMS: unknown (the package wms, which upgrade.package names, is not installed)",
+				"Latest stable WMS: unknown (no WMS repository configured: set upgrade.repo_url)",
 				"Serial number: unknown (/sys/class/dmi/id/product_serial is readable by root only; set identity.serial)"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,7 +137,7 @@ func build(f license.Facts, used license.Counts, extras func(*apitype.Status)) a
 
 func unactivatedExtras(st *apitype.Status) {
 	st.Appliance = apitype.ApplianceStatus{SerialSource: "unknown (open /sys/class/dmi/id/product_serial: permission denied; set identity.serial)"}
-	st.WMS = apitype.WMSStatus{VersionUnknown: "the package wms (upgrade.package) is not installed", LatestUnknown: "no WMS repository configured (upgrade.repo_url)"}
+	st.WMS = apitype.WMSStatus{VersionUnknown: "the package wms, which upgrade.package names, is not installed", LatestUnknown: "no WMS repository configured: set upgrade.repo_url"}
 }
 
 func activeExtras(st *apitype.Status) {

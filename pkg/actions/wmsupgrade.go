@@ -213,7 +213,7 @@ func UpgradeWMS(ctx context.Context, cfg WMSUpgradeConfig, version string, log *
 	if req, err := wms.ReadRequest(cfg.RuntimeDir, version); err == nil {
 		// The result's times are on the licence clock, as the agent
 		// reports them; run reads the request again and refuses a bad one.
-		u.ahead = time.Duration(req.LicenceAheadMS) * time.Millisecond
+		u.licenceNow = req.LicenceNow
 	}
 	u.out = io.MultiWriter(u.tail, orDiscard(cfg.Output))
 	u.res = &wms.Result{Version: version, Outcome: wms.Running, Started: u.now()}
@@ -283,13 +283,20 @@ type upgrade struct {
 	res     *wms.Result
 	tail    *tailBuffer
 	out     io.Writer
-	aptConf string        // APT_CONFIG for a fake root
-	ahead   time.Duration // the licence clock less this machine's, from the request
+	aptConf string // APT_CONFIG for a fake root
+	// licenceNow is the request's offset of the licence clock from this
+	// machine's (Request.LicenceNow); nil before a request is read.
+	licenceNow func(machine time.Time) time.Time
 }
 
 // now is the licence clock: this machine's clock moved by the offset the
 // agent wrote in the request. The helper has no licence clock of its own.
-func (u *upgrade) now() time.Time { return time.Now().Add(u.ahead).UTC() }
+func (u *upgrade) now() time.Time {
+	if u.licenceNow == nil {
+		return time.Now().UTC()
+	}
+	return u.licenceNow(time.Now()).UTC()
+}
 
 func (u *upgrade) save() error {
 	u.res.LogTail = wms.Tail(u.tail.String())

@@ -37,7 +37,7 @@ type Latest struct {
 // is as fresh as the last apt-get update of that source.
 func LatestStable(dir string, src Source) (Latest, error) {
 	if src.URL == "" {
-		return Latest{}, errors.New("no WMS repository configured (upgrade.repo_url)")
+		return Latest{}, errors.New("no WMS repository configured: set upgrade.repo_url")
 	}
 	re, err := listPattern(src)
 	if err != nil {

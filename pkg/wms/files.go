@@ -53,9 +53,10 @@ type Request struct {
 	CommandID string `json:"command_id,omitempty"`
 	// LicenceAheadMS is the licence clock less this machine's clock, in
 	// milliseconds, when the agent wrote the request (negative: behind).
-	// The helper has no licence clock: it judges Window on the machine's
-	// clock moved by this (LicenceNow), so a machine clock set anywhere
-	// neither refuses an upgrade inside its window nor starts one after.
+	// The helper has no licence clock: it judges Window and stamps its
+	// result on the machine's clock moved by this (LicenceNow), so a
+	// machine clock set anywhere neither refuses an upgrade inside its
+	// window nor starts one after.
 	LicenceAheadMS int64 `json:"licence_ahead_ms,omitempty"`
 }
 
