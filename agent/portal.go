@@ -74,8 +74,10 @@ func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent str
 	if err != nil {
 		return nil, err
 	}
-	c := resty.New().
-		SetTransport(transport).
+	// NewWithClient, not New: the portal's protocol has no cookies, and
+	// New's cookie jar links the public suffix list and the jar (100 KiB
+	// of the binary) for nothing.
+	c := resty.NewWithClient(&http.Client{Transport: transport}).
 		SetBaseURL(cfg.URL).
 		SetTimeout(clientTimeout).
 		SetRetryCount(0).
