@@ -17,7 +17,7 @@ DIST        := dist
 DEB_VERSION ?= $(shell scripts/version.sh)
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 
-.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test deb-check unit-security e2e-if-possible fuzz soak demo bench deb e2e screenshots clean
+.PHONY: all build deps demo-deps check fmt-check vet promtool test scripts-test deb-check unit-security e2e-if-possible fuzz soak demo bench footprint deb e2e screenshots clean
 
 all: build
 
@@ -82,6 +82,13 @@ soak:
 # Debian packages it compares against; about 5 minutes.
 bench:
 	scripts/bench.sh
+
+# footprint finds where the daemon's bytes go: its binary's size by module,
+# and the size and idle memory of a do-nothing program linking each chosen
+# library (internal/tools/footprint). It rewrites the "Where the bytes go"
+# section of docs/performance.md and of its template; about a minute.
+footprint:
+	GO=$(GO) $(GO) run ./internal/tools/footprint -update docs/performance.md,internal/tools/benchrig/performance.md.tmpl
 
 # demo runs until interrupted, after checking its ports are free. deps.sh
 # demo names a missing Debian package and installs it only as root without

@@ -200,3 +200,28 @@ func TestPortalCAFileUnusable(t *testing.T) {
 		})
 	}
 }
+
+// The portal's protocol has no cookies: one set by whatever answers at the
+// portal's address is never sent back, so it cannot tie requests together
+// or carry state the signed bodies do not.
+func TestPortalClientSendsNoCookies(t *testing.T) {
+	cookies := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cookies <- r.Header.Get("Cookie")
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: "tracked", Path: "/"})
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	c, err := newPortalClient(PortalConfig{URL: srv.URL}, func() *license.Keyring { return nil }, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := c.http.R().SetContext(context.Background()).Get("/api/v1/wait"); err != nil {
+			t.Fatal(err)
+		}
+		if c := <-cookies; c != "" {
+			t.Errorf("request %d carried Cookie: %q", i+1, c)
+		}
+	}
+}
