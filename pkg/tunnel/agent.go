@@ -188,10 +188,10 @@ func (s *Session) Serve(ctx context.Context, target string, ev Events) error {
 		}
 		if active.Add(1) > int64(s.limits.MaxStreams) {
 			active.Add(-1)
-			st.Close()
-			if ev.Refused != nil {
+			if ev.Refused != nil { // reported before the portal can see it
 				ev.Refused(st.StreamID(), fmt.Sprintf("%d streams are open, the most allowed", s.limits.MaxStreams))
 			}
+			st.Close()
 			continue
 		}
 		wg.Go(func() {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,7 +32,8 @@ type rig struct {
 	sessions chan *PortalSession
 	cfg      DialConfig
 	// answer, when set, replaces the portal's answer to a request.
-	answer func(req *protocol.TunnelRequest) protocol.Answer
+	answer   func(req *protocol.TunnelRequest) protocol.Answer
+	attempts atomic.Int32 // upgrades seen, refused ones included
 }
 
 func newRig(t *testing.T) *rig {
@@ -60,6 +62,7 @@ func newRig(t *testing.T) *rig {
 }
 
 func (r *rig) serve(w http.ResponseWriter, req *http.Request) {
+	r.attempts.Add(1)
 	treq, err := VerifyRequest(req, r.device)
 	if err != nil {
 		w.Header().Set("Content-Type", "application/json")
