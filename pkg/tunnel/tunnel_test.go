@@ -25,7 +25,7 @@ const testPBX = "pbx-5acd52a6a8cc"
 // rig is a portal that accepts tunnels from one known device key, and an
 // agent's dial configuration for it.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	portal   *license.Signer
 	device   ed25519.PublicKey
@@ -36,7 +36,7 @@ type rig struct {
 	attempts atomic.Int32 // upgrades seen, refused ones included
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	portal, err := license.GenerateSigner("portal-test-1")
 	if err != nil {
@@ -108,7 +108,7 @@ func (r *rig) open(ctx context.Context, target string, ev Events) (*PortalSessio
 }
 
 // echoServer stands in for the support sshd: it echoes every connection.
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
