@@ -199,6 +199,7 @@ func TestCommandsRefused(t *testing.T) {
 	expired := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60}, ExpiresAt: &past})
 	foreign := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60}, PBXID: "pbx-someone-else"})
 	wrongPort := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60, Port: 2200}})
+	tunnel := cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHOpen, SSH: &protocol.SSHOpen{TTL: 60, Tunnel: true}})
 
 	// A command signed by a key the agent does not trust, and one whose
 	// signature was altered, delivered in a valid answer.
@@ -236,6 +237,7 @@ func TestCommandsRefused(t *testing.T) {
 		expired:       protocol.RefusedExpired,
 		foreign:       protocol.RefusedForeign,
 		wrongPort:     protocol.RefusedRejected,
+		tunnel:        protocol.RefusedRejected,
 		"cmd-forged":  protocol.RefusedBadSignature,
 		"cmd-altered": protocol.RefusedBadSignature,
 	} {

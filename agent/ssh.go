@@ -224,6 +224,12 @@ func (s *sshAccess) status() apitype.SSHStatus {
 type sshOpenExecutor struct{ s *sshAccess }
 
 func (x sshOpenExecutor) check(_ context.Context, cmd *protocol.Command) *protocol.CommandResult {
+	if cmd.SSH.Tunnel {
+		// Refused rather than opened on the port: a tunnel was asked
+		// because nothing outside may reach the appliance.
+		return &protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedRejected,
+			Message: "this agent does not serve support tunnels yet; open access on the port instead (ssh.open without tunnel)"}
+	}
 	if p := cmd.SSH; p.Port != 0 && p.Port != x.s.port {
 		return &protocol.CommandResult{State: protocol.CommandRefused, Reason: protocol.RefusedRejected,
 			Message: fmt.Sprintf("this appliance opens support SSH on port %d only (ssh.port), not %d", x.s.port, p.Port)}

@@ -73,15 +73,21 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 	var sshTTL time.Duration
 	var port int
 	var pubkeys []string
+	var viaTunnel bool
 	open := common(&cobra.Command{
 		Use:   "ssh-open NAME",
-		Short: "Open temporary support SSH (port 2222 by default) for --ttl with the --pubkey keys",
+		Short: "Open temporary support SSH (port 2222 by default, or --tunnel) for --ttl with the --pubkey keys",
 		Long: "Open temporary support SSH for --ttl, letting in the keys of the --pubkey files and\n" +
-			"no others. Without --pubkey the port opens but nobody can log in (a warning says so).",
+			"no others. Without --pubkey the port opens but nobody can log in (a warning says so).\n\n" +
+			"With --tunnel nothing opens inbound: the appliance's sshd listens on loopback and the\n" +
+			"agent dials the portal, which relays support's sessions (pbx-portal-sim tunnel NAME).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			in := portalsim.CommandRequest{Type: protocol.CommandSSHOpen,
-				SSH: &protocol.SSHOpen{Port: port, TTL: license.Seconds(sshTTL / time.Second)}}
+				SSH: &protocol.SSHOpen{Port: port, TTL: license.Seconds(sshTTL / time.Second), Tunnel: viaTunnel}}
+			if viaTunnel && port != 0 {
+				return fmt.Errorf("--tunnel with --port %d: a tunnel names no port (the appliance's sshd listens on loopback); drop --port", port)
+			}
 			if sshTTL%time.Second != 0 || sshTTL < time.Second {
 				return fmt.Errorf("--ttl %v: give whole seconds, at least 1s", sshTTL)
 			}
@@ -107,6 +113,7 @@ func newCommandCmd(e *env, client clientFunc) *cobra.Command {
 	open.Flags().DurationVar(&sshTTL, "ttl", portalsim.DefaultSSHTTL, "how long access stays open (at most 24h)")
 	open.Flags().IntVar(&port, "port", 0, "the port (default: the appliance's, 2222)")
 	open.Flags().StringArrayVar(&pubkeys, "pubkey", nil, "a file of support public keys in authorized_keys format (repeatable)")
+	open.Flags().BoolVar(&viaTunnel, "tunnel", false, "relay access through the portal; nothing opens inbound on the appliance")
 
 	closeCmd := common(&cobra.Command{
 		Use:   "ssh-close NAME",

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,13 +30,14 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := execute(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	code := execute(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	os.Exit(code)
 }
 
 // env is what the commands take from the process, so tests can supply it.
 type env struct {
+	stdin          io.Reader // the tunnel command's stdio relay; nil reads nothing
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	// listen opens the serve command's listener; nil listens on TCP.
@@ -66,6 +68,9 @@ func execute(ctx context.Context, args []string, e *env) int {
 	}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.stdin == nil {
+		e.stdin = strings.NewReader("")
 	}
 	root := newRoot(e)
 	root.SetArgs(commandArgs(root, args))
@@ -98,6 +103,7 @@ func newRoot(e *env) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&portal, "portal", portal, "`URL` of the running simulator (env "+portalEnv+")")
 	client := func() *portalsim.Client { return portalsim.NewClient(portal) }
-	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client), newCommandCmd(e, client), newKeysCmd(e, client))
+	root.AddCommand(newServeCmd(e), newPBXCmd(e, client), newClockCmd(e, client), newFaultCmd(e, client), newCommandCmd(e, client), newKeysCmd(e, client),
+		newTunnelCmd(e, client))
 	return root
 }

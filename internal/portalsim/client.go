@@ -199,11 +199,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("reading the portal's answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var pe protocol.Error
-		if json.Unmarshal(b, &pe) != nil || pe.Message == "" {
-			pe.Message = fmt.Sprintf("the portal answered %s", resp.Status)
-		}
-		return &AdminError{Status: resp.StatusCode, Code: pe.Code, Message: pe.Message}
+		return refusalOf(resp, b)
 	}
 	if out == nil {
 		return nil
@@ -212,4 +208,13 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("reading the portal's answer: %w", err)
 	}
 	return nil
+}
+
+// refusalOf reads the admin API's JSON refusal body b of resp.
+func refusalOf(resp *http.Response, b []byte) *AdminError {
+	var pe protocol.Error
+	if json.Unmarshal(b, &pe) != nil || pe.Message == "" {
+		pe.Message = fmt.Sprintf("the portal answered %s", resp.Status)
+	}
+	return &AdminError{Status: resp.StatusCode, Code: pe.Code, Message: pe.Message}
 }

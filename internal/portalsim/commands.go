@@ -43,6 +43,10 @@ type commandRecord struct {
 	DeliveredAt *time.Time              `json:"delivered_at,omitempty"`
 	ReportedAt  *time.Time              `json:"reported_at,omitempty"`
 	Result      *protocol.CommandResult `json:"result,omitempty"`
+	// Tunnel and TTL are those of a tunnelled ssh.open: the appliance may
+	// dial the tunnel endpoint for it while its access lasts (tunnel.go).
+	Tunnel bool            `json:"tunnel,omitempty"`
+	TTL    license.Seconds `json:"ttl_seconds,omitempty"`
 }
 
 func (c *commandRecord) open() bool {
@@ -79,6 +83,7 @@ type CommandView struct {
 	DeliveredAt *time.Time              `json:"delivered_at,omitempty"`
 	ReportedAt  *time.Time              `json:"reported_at,omitempty"`
 	Result      *protocol.CommandResult `json:"result,omitempty"`
+	Tunnel      bool                    `json:"tunnel,omitempty"` // a tunnelled ssh.open
 }
 
 // CommandList is the body of GET /admin/v1/pbxs/{ref}/commands.
@@ -88,7 +93,7 @@ type CommandList struct {
 
 func (c *commandRecord) view() CommandView {
 	return CommandView{ID: c.ID, Type: c.Type, State: c.State, IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt,
-		DeliveredAt: c.DeliveredAt, ReportedAt: c.ReportedAt, Result: c.Result}
+		DeliveredAt: c.DeliveredAt, ReportedAt: c.ReportedAt, Result: c.Result, Tunnel: c.Tunnel}
 }
 
 func newCommandID() string {
@@ -141,7 +146,15 @@ func (p *Portal) queueCommand(r *http.Request) (any, error) {
 			return err
 		}
 		cr := &commandRecord{ID: c.ID, Type: c.Type, Signed: signed, IssuedAt: c.IssuedAt, ExpiresAt: held, State: CommandQueued}
+		if c.SSH != nil && c.SSH.Tunnel {
+			cr.Tunnel, cr.TTL = true, c.SSH.TTL
+		}
 		p.addCommandLocked(rec, cr)
+		if c.Type == protocol.CommandSSHClose || c.Type == protocol.CommandSSHOpen {
+			// The new command supersedes the open tunnel: the portal ends
+			// its side at once, whenever the appliance applies it.
+			p.tunnels.end(rec.ID)
+		}
 		out = cr.view()
 		p.log.Info("command queued", "pbx", rec.Name, "id", c.ID, "type", c.Type, "expires", c.ExpiresAt)
 		return nil

@@ -88,6 +88,7 @@ type Portal struct {
 	lastPrune time.Time
 	waiters   map[string]chan struct{} // PBX id → closed when it has something (commands.go)
 	results   chan struct{}            // closed when a command result arrives
+	tunnels   tunnels                  // open support tunnels, by PBX id (tunnel.go)
 }
 
 // New opens the portal in cfg.DataDir, making its signing key and keyring
@@ -227,6 +228,7 @@ func (p *Portal) Close() error {
 	}
 	p.closed = true
 	close(p.done)
+	p.tunnels.endAll()
 	return p.unlock()
 }
 
@@ -272,10 +274,12 @@ func (p *Portal) routes() []route {
 		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},
 		{"POST /admin/v1/pbxs/{ref}/suspend", p.admin(p.suspendPBX)},
 		{"POST /admin/v1/pbxs/{ref}/resync", p.admin(p.resyncPBX)},
+		{"GET /admin/v1/pbxs/{ref}/tunnel", http.HandlerFunc(p.relayTunnel)},
 		{"POST /admin/v1/keys/rotate", p.admin(p.rotateKey)},
 		{"POST " + protocol.PathActivate, p.agent("activate", p.activate)},
 		{"POST " + protocol.PathHeartbeat, p.agent("heartbeat", p.heartbeat)},
 		{"POST " + protocol.PathWait, p.agent("wait", p.wait)},
+		{"GET " + protocol.PathTunnel, http.HandlerFunc(p.acceptTunnel)},
 	}
 }
 

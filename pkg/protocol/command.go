@@ -66,6 +66,11 @@ type SSHOpen struct {
 	TTL  license.Seconds `json:"ttl_seconds"`    // 1 s to MaxSSHTTL
 	// PublicKeys are support keys in authorized_keys format, one each.
 	PublicKeys []string `json:"public_keys,omitempty"`
+	// Tunnel asks for access through the portal: the support sshd listens
+	// on loopback only and the agent dials the portal's tunnel endpoint
+	// (PathTunnel), so nothing is opened inbound. The appliance chooses
+	// the loopback port: a tunnel names none.
+	Tunnel bool `json:"tunnel,omitempty"`
 }
 
 // WMSUpgrade upgrades the PBX's management software in a maintenance
@@ -201,6 +206,8 @@ func (c *Command) Validate() error {
 
 func (s *SSHOpen) validate(bad func(string, ...any) error) error {
 	switch {
+	case s.Tunnel && s.Port != 0:
+		return bad("a tunnelled ssh.open names no port (it has %d): the appliance's sshd listens on loopback, reached through the tunnel", s.Port)
 	case s.Port != 0 && (s.Port < 1024 || s.Port > 65535):
 		return bad("ssh port %d is outside 1024-65535", s.Port)
 	case s.TTL < 1 || s.TTL > license.Seconds(MaxSSHTTL/time.Second):

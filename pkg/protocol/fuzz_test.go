@@ -244,10 +244,14 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"key-options": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) {
 			c.SSH = &SSHOpen{TTL: 60, PublicKeys: []string{`command="sh" ` + cmd.SSH.PublicKeys[0]}}
 		})),
-		"unknown":     mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.Type = "rm.rf" })),
-		"other-key":   mustSign(t, other, TypeCommand, cmd),
-		"answer-type": mustSign(t, portal, TypeAnswer, cmd),
-		"truncated":   cmdSigned[:len(cmdSigned)-20],
+		"ssh-open-tunnel": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) {
+			c.SSH = &SSHOpen{TTL: 60, Tunnel: true, PublicKeys: cmd.SSH.PublicKeys}
+		})),
+		"tunnel-with-port": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.SSH = &SSHOpen{TTL: 60, Tunnel: true, Port: 2222} })),
+		"unknown":          mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.Type = "rm.rf" })),
+		"other-key":        mustSign(t, other, TypeCommand, cmd),
+		"answer-type":      mustSign(t, portal, TypeAnswer, cmd),
+		"truncated":        cmdSigned[:len(cmdSigned)-20],
 		// TTLs that wrap when multiplied into a Duration, times out of range.
 		"ttl-wraps-to-0.29s": mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.SSH = &SSHOpen{TTL: 18446744074} })),
 		"ttl-negative":       mustSign(t, portal, TypeCommand, cmdEdit(func(c *Command) { c.SSH = &SSHOpen{TTL: 9223372037} })),

@@ -70,6 +70,37 @@ func TestCommandTTLRange(t *testing.T) {
 	}
 }
 
+// TestCommandTunnel: a tunnelled ssh.open is strict like the rest of the
+// command, and names no port.
+func TestCommandTunnel(t *testing.T) {
+	portal := signer(t, "portal-1")
+	kr := fuzzKeyring(t, portal)
+	tunnelled := fuzzCommand()
+	tunnelled.SSH.Tunnel = true
+	got, err := VerifyCommand(mustSign(t, portal, TypeCommand, tunnelled), kr, fuzzPBX, fuzzNow)
+	if err != nil || !got.SSH.Tunnel {
+		t.Fatalf("a tunnelled ssh.open: %v (%+v), want accepted with its tunnel", err, got)
+	}
+	plain := commandJSON(t, tunnelled)
+	for name, tc := range map[string]struct{ payload, want string }{
+		"with a port": {strings.Replace(plain, `"tunnel":true`, `"tunnel":true,"port":2222`, 1), "names no port"},
+		"as a string": {strings.Replace(plain, `"tunnel":true`, `"tunnel":"yes"`, 1), "tunnel"},
+		"case variant": {strings.Replace(plain, `"tunnel":true`, `"tunnel":false,"Tunnel":true`, 1),
+			`member "Tunnel" differs only in case from member "tunnel"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(plain, `"tunnel":true`) {
+				t.Fatalf("no tunnel member in %s", plain)
+			}
+			_, err := VerifyCommand(portalSigned(t, TypeCommand, tc.payload), kr, fuzzPBX, fuzzNow)
+			var ce *CommandError
+			if !errors.As(err, &ce) || ce.Code != RefusedMalformed || !strings.Contains(ce.Detail, tc.want) {
+				t.Fatalf("got %v, want a malformed refusal naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestCommandStrictJSON signs commands that encoding/json reads one way and
 // an exact, duplicate-refusing reader another.
 func TestCommandStrictJSON(t *testing.T) {
