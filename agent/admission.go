@@ -41,12 +41,16 @@ type denialLog struct {
 // admission.max_reservations_per_uid seats at once. A denied request that
 // is not a dry run is recorded in the audit log.
 func (u *seats) Admit(_ context.Context, req apitype.Admission) apitype.AdmissionAnswer {
-	now := u.env.licence.Now()
+	// One reading of the machine's clock gives the licence time and the
+	// seats' own: reading it is a system call, and this is every
+	// admission's path. Taken before the lock, readings may reach the
+	// book a few microseconds out of order, which it allows for.
+	mark := u.env.licence.Mark()
+	now, mono := mark.Time, monoEpoch.Add(mark.Boot)
 	doc, v := u.env.licence.Verdict(now)
 	decreases := u.env.licence.Decreases()
 
 	u.mu.Lock()
-	mono := u.mono()
 	in := admission.Input{
 		Now: now, State: v.State, Summary: v.Summary, Doc: doc,
 		Used: u.last.used, CountErr: u.last.err, Reserved: u.book.Reserved(mono),

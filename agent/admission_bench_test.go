@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -97,7 +98,7 @@ func benchAdmissionOverSocket(b *testing.B, client func(sock string) *http.Clien
 	ctx := context.Background()
 	dir := b.TempDir()
 	body := []byte(`{"profile": "uc-premium", "count": 1, "dry_run": true}`)
-	var baseNs float64
+	var baseNs, baseCPU float64
 	b.Run("baseline=bare-handler", func(b *testing.B) {
 		sock := filepath.Join(dir, "bare.sock")
 		ln, err := net.Listen("unix", sock)
@@ -112,10 +113,12 @@ func benchAdmissionOverSocket(b *testing.B, client func(sock string) *http.Clien
 		go srv.Serve(ln)
 		defer srv.Close()
 		c := client(sock)
+		cpu := startCPU()
 		for b.Loop() {
 			postBench(b, c, body)
 		}
-		baseNs = nsPerOp(b)
+		baseNs, baseCPU = nsPerOp(b), cpu.perOp(b)
+		b.ReportMetric(baseCPU, "cpu-ns/op")
 	})
 	b.Run("admission", func(b *testing.B) {
 		sock := filepath.Join(dir, "agent.sock")
@@ -134,10 +137,12 @@ func benchAdmissionOverSocket(b *testing.B, client func(sock string) *http.Clien
 			var st apitype.Status
 			return getJSON(c, "/v1/status", &st) == nil
 		})
+		cpu := startCPU()
 		for b.Loop() {
 			postBench(b, c, body)
 		}
 		reportDecisions(b, baseNs)
+		reportCPU(b, cpu, baseCPU)
 	})
 }
 
@@ -150,6 +155,36 @@ func postBench(b *testing.B, c *http.Client, body []byte) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b.Fatalf("answer %s", resp.Status)
+	}
+}
+
+// cpuMark is the process's CPU time (user and system) at the start of a
+// loop. Client and server share the process, so its time per request is
+// the two together; on a busy machine it moves far less than the elapsed
+// time, which also counts the waits for a core.
+type cpuMark time.Duration
+
+func startCPU() cpuMark { return cpuMark(processCPU()) }
+
+func (m cpuMark) perOp(b *testing.B) float64 {
+	return float64(processCPU()-time.Duration(m)) / float64(b.N)
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per request since m and, when a baseline
+// was measured, its ratio to the baseline's.
+func reportCPU(b *testing.B, m cpuMark, baseCPU float64) {
+	cpu := m.perOp(b)
+	b.ReportMetric(cpu, "cpu-ns/op")
+	if baseCPU > 0 {
+		b.ReportMetric(cpu/baseCPU, "x-baseline-cpu")
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 // time, the document held and the lifecycle's verdict.
 type licenceView interface {
 	Now() time.Time
+	// Mark is Now with the reading of the machine's clock (seatsEnv's
+	// elapsed) it was taken at: an admission takes both from one reading.
+	Mark() license.Mark
 	Document() *license.Document
 	Verdict(now time.Time) (*license.Document, license.Verdict)
 	Decreases() license.Decreases // the decreases seen, for the over-use reason

@@ -36,6 +36,8 @@ type agentLicence struct{ l *licence }
 
 func (l agentLicence) Now() time.Time { return l.l.now() }
 
+func (l agentLicence) Mark() license.Mark { return l.l.clock.Mark() }
+
 func (l agentLicence) Document() *license.Document { return l.l.document() }
 
 func (l agentLicence) Verdict(now time.Time) (*license.Document, license.Verdict) {

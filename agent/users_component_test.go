@@ -15,11 +15,21 @@ import (
 
 // stubLicence is a licence view with a fixed document and state.
 type stubLicence struct {
-	doc   *license.Document
-	state license.State
+	doc     *license.Document
+	state   license.State
+	elapsed func() time.Duration // the seats' clock, for Mark
 }
 
-func (l stubLicence) Now() time.Time              { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+var stubTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Now reads the clock, as the licence clock does.
+func (l stubLicence) Now() time.Time {
+	if l.elapsed != nil {
+		l.elapsed()
+	}
+	return stubTime
+}
+func (l stubLicence) Mark() license.Mark          { return license.Mark{Time: stubTime, Boot: l.elapsed()} }
 func (l stubLicence) Document() *license.Document { return l.doc }
 func (l stubLicence) Verdict(time.Time) (*license.Document, license.Verdict) {
 	return l.doc, license.Verdict{State: l.state, Summary: "stub"}
@@ -56,9 +66,10 @@ func TestSeatsStandAlone(t *testing.T) {
 	var elapsed time.Duration
 	audit, decisions := &auditKinds{}, countDecisions{}
 	doc := &license.Document{Counts: license.Counts{license.UCPremium: 2}}
+	clock := func() time.Duration { return elapsed }
 	u, err := newSeats(seatsEnv{
-		elapsed: func() time.Duration { return elapsed },
-		licence: stubLicence{doc: doc, state: license.Active},
+		elapsed: clock,
+		licence: stubLicence{doc: doc, state: license.Active, elapsed: clock},
 		audit:   audit,
 		metrics: decisions,
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -105,5 +116,37 @@ func TestSeatsStandAlone(t *testing.T) {
 	elapsed += time.Minute + time.Second
 	if ans := u.Admit(ctx, req); !ans.Allowed {
 		t.Fatalf("the reservation outlived the reloaded TTL: %s", ans.Reason)
+	}
+}
+
+// An admission reads the machine's clock once, for the licence time and
+// the seats' own: each reading is a system call on every admission's path.
+func TestAdmitReadsTheClockOnce(t *testing.T) {
+	var readings int
+	clock := func() time.Duration { readings++; return time.Hour }
+	doc := &license.Document{Counts: license.Counts{license.UCPremium: 10}}
+	u, err := newSeats(seatsEnv{
+		elapsed: clock,
+		licence: stubLicence{doc: doc, state: license.Active, elapsed: clock},
+		audit:   &auditKinds{},
+		metrics: countDecisions{},
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, &fakeUsers{counts: license.Counts{license.UCPremium: 1}},
+		UsersConfig{Interval: time.Minute}, AdmissionConfig{ReservationTTL: time.Minute, MaxReservationsPerUID: 5}, nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := u.count(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		readings = 0
+		if ans := u.Admit(ctx, apitype.Admission{Profile: license.UCPremium, Count: 1, DryRun: dry}); !ans.Allowed {
+			t.Fatalf("dry run %v refused: %s", dry, ans.Reason)
+		}
+		if readings != 1 {
+			t.Errorf("dry run %v: the clock was read %d times, want 1", dry, readings)
+		}
 	}
 }

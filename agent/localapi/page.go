@@ -225,7 +225,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) error {
 	if err := pageTemplate.ExecuteTemplate(&buf, name, newPageView(s.status())); err != nil {
 		return &apiError{status: http.StatusInternalServerError, code: apitype.CodeInternal, msg: "rendering the status page", err: err}
 	}
-	setCommonHeaders(w.Header(), "text/html; charset=utf-8")
+	setCommonHeaders(w.Header(), contentTypeHTML)
 	w.Header().Set("Content-Security-Policy", pageCSP)
 	w.Header().Set("X-Frame-Options", "DENY")
 	w.Header().Set("Referrer-Policy", "no-referrer")

@@ -1,6 +1,7 @@
 package localapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync"
 
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
 )
@@ -66,27 +68,66 @@ func (s *Server) handleError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 }
 
-func setCommonHeaders(h http.Header, contentType string) {
-	h.Set("Content-Type", contentType)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
+// Header values shared by every answer. http.Header.Set would allocate a
+// slice for each on each request; these are only ever replaced, never
+// written into, and appending to one (len == cap) copies it.
+var (
+	contentTypeJSON = []string{"application/json"}
+	contentTypeText = []string{"text/plain; charset=utf-8"}
+	contentTypeHTML = []string{"text/html; charset=utf-8"}
+	nosniff         = []string{"nosniff"}
+	noStore         = []string{"no-store"}
+)
+
+// setCommonHeaders sets the answer's type and the headers every answer
+// carries. contentType is one of the contentType* values above.
+func setCommonHeaders(h http.Header, contentType []string) {
+	h["Content-Type"] = contentType
+	h["X-Content-Type-Options"] = nosniff
+	h["Cache-Control"] = noStore
 }
 
-// writeJSON answers v as JSON. A value that does not encode is an error
-// returned before anything is written.
+// answerEncoder encodes answers into a buffer kept between requests: an
+// admission is small and frequent, and a kept buffer and encoder save it
+// the allocations of json.MarshalIndent. The output is MarshalIndent's
+// with a final newline.
+type answerEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// maxKeptAnswer is the largest answer whose buffers go back to the pool:
+// the status fits, a long audit log does not and is not kept.
+const maxKeptAnswer = 64 << 10
+
+var answerEncoders = sync.Pool{New: func() any {
+	e := &answerEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetIndent("", "  ")
+	return e
+}}
+
+// writeJSON answers v as indented JSON. A value that does not encode is
+// an error returned before anything is written.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	e := answerEncoders.Get().(*answerEncoder)
+	defer func() {
+		if e.buf.Cap() <= maxKeptAnswer {
+			e.buf.Reset()
+			answerEncoders.Put(e)
+		}
+	}()
+	if err := e.enc.Encode(v); err != nil {
 		return fmt.Errorf("encoding answer: %w", err)
 	}
-	setCommonHeaders(w.Header(), "application/json")
+	setCommonHeaders(w.Header(), contentTypeJSON)
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(e.buf.Bytes()) // copied into the connection's buffer: e may be reused
 	return nil
 }
 
 func writeText(w http.ResponseWriter, status int, s string) {
-	setCommonHeaders(w.Header(), "text/plain; charset=utf-8")
+	setCommonHeaders(w.Header(), contentTypeText)
 	w.WriteHeader(status)
 	io.WriteString(w, s)
 }
@@ -94,10 +135,14 @@ func writeText(w http.ResponseWriter, status int, s string) {
 // decodeJSON reads a JSON request body into v: Content-Type
 // application/json, at most maxBodyBytes, one value, no unknown fields.
 func decodeJSON(r *http.Request, v any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return &apiError{status: http.StatusUnsupportedMediaType, code: apitype.CodeUnsupportedMediaType,
-			msg: "the body must be JSON sent with Content-Type: application/json"}
+	// Every client sends exactly "application/json": only another
+	// spelling (parameters, case, spaces) is worth parsing.
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return &apiError{status: http.StatusUnsupportedMediaType, code: apitype.CodeUnsupportedMediaType,
+				msg: "the body must be JSON sent with Content-Type: application/json"}
+		}
 	}
 	if r.ContentLength > maxBodyBytes {
 		return tooLarge() // without reading it
@@ -136,11 +181,12 @@ func peerAttr(r *http.Request) slog.Attr {
 }
 
 // peerString describes the request's peer for the audit log: "uid 1001
-// pid 4242", or the listener's kind when the peer is unknown.
+// pid 4242", or the listener's kind when the peer is unknown. It is worked
+// out once per connection.
 func peerString(r *http.Request) string {
 	ci := connFrom(r.Context())
-	if ci.creds == nil {
-		return ci.kind.String()
+	if ci.peer == "" {
+		return ci.describe() // a connInfo made outside Serve
 	}
-	return fmt.Sprintf("uid %d pid %d", ci.creds.uid, ci.creds.pid)
+	return ci.peer
 }

@@ -345,8 +345,7 @@ func (s *Server) serveAdmission(w http.ResponseWriter, r *http.Request) error {
 	}
 	adm := apitype.Admission{Profile: p, Count: count, DryRun: req.DryRun, Peer: peerString(r)}
 	if ci := connFrom(r.Context()); ci.creds != nil {
-		uid := ci.creds.uid
-		adm.PeerUID = &uid
+		adm.PeerUID = &ci.creds.uid // the connection's, read only
 	}
 	ans := s.backend.Admit(r.Context(), adm)
 	status := http.StatusOK

@@ -364,7 +364,7 @@ func (s *Server) serve(ctx context.Context, ln net.Listener, kind Kind, systemd 
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(cctx context.Context, c net.Conn) context.Context {
 			ci := s.connInfo(c, kind, hosts)
-			ci.conn, ci.gate = c, gate
+			ci.conn, ci.gate, ci.peer = c, gate, ci.describe()
 			return context.WithValue(cctx, connKey{}, ci)
 		},
 	}
@@ -396,6 +396,7 @@ type connInfo struct {
 	hosts  []string // Host values accepted on guarded endpoints
 	access access
 	creds  *peerCreds    // unix peers only; nil when unknown
+	peer   string        // the peer for the audit log (describe), set by Serve
 	conn   net.Conn      // for the connection cap: a request reached a handler
 	gate   chan struct{} // TCP: a slot per request in a handler (maxInflightTCP)
 }
@@ -408,6 +409,15 @@ func connFrom(ctx context.Context) *connInfo {
 		return &connInfo{} // not through Serve: no rights
 	}
 	return ci
+}
+
+// describe is the peer for the audit log: "uid 1001 pid 4242", or the
+// listener's kind when the peer is unknown.
+func (ci *connInfo) describe() string {
+	if ci.creds == nil {
+		return ci.kind.String()
+	}
+	return "uid " + strconv.FormatUint(uint64(ci.creds.uid), 10) + " pid " + strconv.Itoa(int(ci.creds.pid))
 }
 
 // connInfo decides, once per connection, what its peer may do.

@@ -112,6 +112,7 @@ type Metrics struct {
 	heartbeatDuration prometheus.Histogram
 	userCounts        *prometheus.CounterVec
 	admission         *prometheus.CounterVec
+	admitted          map[decisionKey]prometheus.Counter // admission's series, looked up once at start
 	commands          *prometheus.CounterVec
 	commandTypes      []string
 }
@@ -156,9 +157,10 @@ func New(cfg Config) *Metrics {
 	for _, r := range countResults {
 		m.userCounts.WithLabelValues(r)
 	}
+	m.admitted = map[decisionKey]prometheus.Counter{}
 	for _, p := range license.Profiles() {
 		for _, d := range decisions {
-			m.admission.WithLabelValues(string(p.ID), d)
+			m.admitted[decisionKey{string(p.ID), d}] = m.admission.WithLabelValues(string(p.ID), d)
 		}
 	}
 	for _, typ := range cfg.CommandTypes {
@@ -242,11 +244,23 @@ func (m *Metrics) UsersCount(result string) {
 // refused as malformed (an unknown profile) are not decisions and are not
 // counted.
 func (m *Metrics) AdmissionDecision(profile, decision string) {
-	if m == nil || !m.known("admission profile", profile, profileIDs()) || !m.known("admission decision", decision, decisions) {
+	if m == nil {
 		return
 	}
-	m.admission.WithLabelValues(profile, decision).Inc()
+	// Every admission passes here: its counter was looked up at start.
+	c, ok := m.admitted[decisionKey{profile, decision}]
+	if !ok {
+		// Not a pre-initialised pair: a caller's bug, which known names.
+		if m.known("admission profile", profile, profileIDs()) {
+			m.known("admission decision", decision, decisions)
+		}
+		return
+	}
+	c.Inc()
 }
+
+// decisionKey is the labels of one admission series.
+type decisionKey struct{ profile, decision string }
 
 // Command counts one portal command handled: typ is one of the Command*
 // types ("wms.upgrade"), result CommandSuccess, CommandFailed or
