@@ -209,7 +209,7 @@ func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID st
 	if resp.StatusCode() != http.StatusOK {
 		re := &refusedError{
 			status:     resp.StatusCode(),
-			retryAfter: protocol.ParseRetryAfter(resp.Header().Get("Retry-After"), time.Now()),
+			retryAfter: protocol.ParseRetryAfter(resp.Header().Get("Retry-After"), portalWallTime(resp.Header())),
 		}
 		_ = json.Unmarshal(resp.Body(), &re.body) // a body that is not JSON leaves the status to speak
 		return nil, re
@@ -219,6 +219,18 @@ func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID st
 		return nil, fmt.Errorf("refusing the portal's answer: %w", err)
 	}
 	return a, nil
+}
+
+// portalWallTime is the portal's wall clock when it answered, from the
+// answer's Date: a Retry-After given as an HTTP date is a time on that
+// clock, so neither this machine's clock nor the licence clock (which
+// follows only signed times) may shift the wait it asks for. An answer
+// without a Date falls back to this machine's clock.
+func portalWallTime(h http.Header) time.Time {
+	if t, err := http.ParseTime(h.Get("Date")); err == nil {
+		return t
+	}
+	return time.Now()
 }
 
 // newNonce returns 128 random bits, base64url.

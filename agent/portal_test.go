@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,10 +13,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pbx-agent/pbx-agent/internal/connectproxy"
 	"github.com/pbx-agent/pbx-agent/internal/testca"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
 // A proxy's password must not leak through the errors that name the
@@ -223,5 +226,27 @@ func TestPortalClientSendsNoCookies(t *testing.T) {
 		if c := <-cookies; c != "" {
 			t.Errorf("request %d carried Cookie: %q", i+1, c)
 		}
+	}
+}
+
+// TestRetryAfterDateOnThePortalsClock: a Retry-After given as an HTTP date
+// is read against the answer's own Date, so a machine clock years off
+// neither drops the wait nor stretches it.
+func TestRetryAfterDateOnThePortalsClock(t *testing.T) {
+	portalNow := time.Date(2031, 6, 1, 12, 0, 0, 0, time.UTC) // far from this machine's clock
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", portalNow.Format(http.TimeFormat))
+		w.Header().Set("Retry-After", portalNow.Add(90*time.Second).Format(http.TimeFormat))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := newPortalClient(PortalConfig{URL: srv.URL}, func() *license.Keyring { return nil }, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.exchange(context.Background(), protocol.PathHeartbeat, "body", "nonce", "pbx-1")
+	var re *refusedError
+	if !errors.As(err, &re) || re.retryAfter != 90*time.Second {
+		t.Fatalf("exchange: %v (%+v); want a refusal asking for 90 s", err, re)
 	}
 }

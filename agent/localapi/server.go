@@ -604,7 +604,9 @@ func (l *limitListener) serving(c *limitConn) {
 }
 
 // connState is the server's http.Server.ConnState: it keeps the sets of
-// pending and idle connections.
+// pending and idle connections. Their ages are the machine's monotonic
+// clock (time.Now's reading carries it): how long a socket has waited is
+// a matter of this process, not of the licence.
 func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 	lc, ok := c.(*limitConn)
 	if !ok {
