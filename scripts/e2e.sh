@@ -266,7 +266,8 @@ config_check() {
 verify_units() {
 	ct systemd-analyze verify /usr/lib/systemd/system/pbx-agent.service \
 		/usr/lib/systemd/system/pbx-agent.socket /usr/lib/systemd/system/pbx-agent-http.socket \
-		/usr/lib/systemd/system/pbx-agent-sshd@.service /usr/lib/systemd/system/pbx-agent-wms-upgrade@.service \
+		/usr/lib/systemd/system/pbx-agent-sshd@.service /usr/lib/systemd/system/pbx-agent-sshd-tunnel@.service \
+		/usr/lib/systemd/system/pbx-agent-wms-upgrade@.service \
 		/usr/lib/systemd/system/pbx-licence-active.target /usr/lib/systemd/system/pbx-licence-stopped.target
 }
 
@@ -465,6 +466,7 @@ polkit_allows_only_the_helpers() {
 	fi
 	if ct_as pbx-agent $sc daemon-reload 2> "$work/denied"; then echo "reloaded systemd"; return 1; fi
 	if ct_as pbx-agent $sc start pbx-agent-sshd@0.service 2>/dev/null; then echo "started an out-of-range instance"; return 1; fi
+	if ct_as pbx-agent $sc start pbx-agent-sshd-tunnel@0.service 2>/dev/null; then echo "started an out-of-range tunnel instance"; return 1; fi
 	true
 }
 

@@ -24,13 +24,25 @@ import (
 // (2222), open for a TTL, accepting only the keys the portal pushed. Under
 // systemd it is the unit pbx-agent-sshd@<ttl>.service (SystemdSSH); without,
 // a supervised child process group (ProcessSSH).
+//
+// In tunnel mode (SSHRequest.Loopback) the same sshd listens on 127.0.0.1
+// alone, on a privileged port (222), for the agent to relay the portal's
+// tunnel to: pbx-agent-sshd-tunnel@<ttl>.service under systemd. A port
+// below 1024 cannot be bound by a local user waiting to receive support's
+// session in its place.
 
 // SSHRequest is what an ssh.open asks for.
 type SSHRequest struct {
 	Port int           // where sshd listens
 	TTL  time.Duration // how long access stays open, whole seconds
 	Keys []string      // support keys, authorized_keys lines, already validated
+	// Loopback listens on 127.0.0.1 alone, whatever the policy's addresses:
+	// tunnel mode, where only the agent connects.
+	Loopback bool
 }
+
+// LoopbackListen is where the tunnel-mode sshd listens.
+const LoopbackListen = "127.0.0.1"
 
 // SSHPolicy is who may log in to the support sshd and where it listens.
 type SSHPolicy struct {
@@ -94,6 +106,15 @@ func (p SSHPolicy) sshdOptions() []string {
 	return opts
 }
 
+// forRequest is the policy that applies to req: in tunnel mode, the
+// configured account on LoopbackListen alone.
+func (p SSHPolicy) forRequest(req SSHRequest) SSHPolicy {
+	if req.Loopback {
+		p.Listen = []string{LoopbackListen}
+	}
+	return p
+}
+
 // dialAddr is where to check that sshd listens: the first address, its
 // loopback when it is a wildcard.
 func (p SSHPolicy) dialAddr(port int) string {
@@ -128,6 +149,8 @@ type SSHState struct {
 	// HostKeys are the fingerprints (SHA256:...) of the host keys the
 	// sshd presents, so support can check the host.
 	HostKeys []string
+	// Loopback: tunnel mode, sshd on 127.0.0.1 alone (SSHRequest.Loopback).
+	Loopback bool
 }
 
 // AuthorizedKeysName is the file the agent writes the pushed keys to, in

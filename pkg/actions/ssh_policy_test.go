@@ -296,11 +296,51 @@ func TestPolicyCheck(t *testing.T) {
 	}
 }
 
-// TestUnitMatchesTheProcessMode reads the shipped unit: its sshd options
-// are the process mode's for the default policy, so both modes confine
-// support alike.
+// TestUnitMatchesTheProcessMode reads the shipped units: their sshd
+// options are the process mode's for the default policy, in port mode and
+// in tunnel mode, so both modes confine support alike.
 func TestUnitMatchesTheProcessMode(t *testing.T) {
-	f, err := os.Open("../../systemd/pbx-agent-sshd@.service")
+	for _, u := range []struct {
+		file   string
+		policy SSHPolicy
+		port   int
+	}{
+		{"pbx-agent-sshd@.service", UnitSSHPolicy(), SSHUnitPort},
+		{"pbx-agent-sshd-tunnel@.service", UnitSSHPolicy().forRequest(SSHRequest{Loopback: true}), SSHTunnelUnitPort},
+	} {
+		t.Run(u.file, func(t *testing.T) {
+			exec := unitExecStart(t, "../../systemd/"+u.file)
+			fields := strings.Fields(exec)
+			var opts []string
+			for i, f := range fields {
+				if f == "-o" && i+1 < len(fields) {
+					opts = append(opts, fields[i+1])
+				}
+			}
+			want := u.policy.sshdOptions()
+			for _, o := range want {
+				if !slices.Contains(opts, o) {
+					t.Errorf("the unit lacks -o %s (its options: %v)", o, opts)
+				}
+			}
+			for _, o := range opts {
+				if k, _, _ := strings.Cut(o, "="); k == "AllowUsers" || k == "ListenAddress" {
+					if !slices.Contains(want, o) {
+						t.Errorf("the unit has -o %s, which the default policy does not", o)
+					}
+				}
+			}
+			if !strings.Contains(exec, fmt.Sprintf("-p %d ", u.port)) {
+				t.Errorf("the unit's sshd does not listen on port %d: %s", u.port, exec)
+			}
+		})
+	}
+}
+
+// unitExecStart is a unit file's ExecStart=, its continued lines joined.
+func unitExecStart(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,28 +353,7 @@ func TestUnitMatchesTheProcessMode(t *testing.T) {
 			exec = strings.TrimSuffix(exec, "\\") + " " + line
 		}
 	}
-	fields := strings.Fields(exec)
-	var opts []string
-	for i, f := range fields {
-		if f == "-o" && i+1 < len(fields) {
-			opts = append(opts, fields[i+1])
-		}
-	}
-	for _, o := range UnitSSHPolicy().sshdOptions() {
-		if !slices.Contains(opts, o) {
-			t.Errorf("the unit lacks -o %s (its options: %v)", o, opts)
-		}
-	}
-	for _, o := range opts {
-		if k, _, _ := strings.Cut(o, "="); k == "AllowUsers" || k == "ListenAddress" {
-			if !slices.Contains(UnitSSHPolicy().sshdOptions(), o) {
-				t.Errorf("the unit has -o %s, which the default policy does not", o)
-			}
-		}
-	}
-	if !strings.Contains(exec, fmt.Sprintf("-p %d", SSHUnitPort)) {
-		t.Errorf("the unit's sshd does not listen on port %d: %s", SSHUnitPort, exec)
-	}
+	return exec
 }
 
 // sshUnits stands in for systemd running the support sshd unit.

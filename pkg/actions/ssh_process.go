@@ -78,7 +78,12 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	if err := p.checkPolicy(); err != nil {
 		return SSHState{}, err
 	}
+	policy := p.policy.forRequest(req)
 	p.closeLocked()
+	addr := policy.dialAddr(req.Port)
+	if err := checkPortFree(ctx, addr); err != nil {
+		return SSHState{}, err
+	}
 	keys, err := writeAuthorizedKeys(p.dir, req.Keys)
 	if err != nil {
 		return SSHState{}, err
@@ -97,7 +102,7 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 		"-p", strconv.Itoa(req.Port), "-h", hostKey,
 		"-o", "AuthorizedKeysFile=" + keys,
 		"-o", "PidFile=none", "-o", "UsePAM=no", "-o", "StrictModes=no"}
-	for _, o := range p.policy.sshdOptions() {
+	for _, o := range policy.sshdOptions() {
 		args = append(args, "-o", o)
 	}
 	cmd := exec.Command(p.sshd, args...)
@@ -110,7 +115,7 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	c := &sshChild{cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(c.done) }()
 
-	if err := waitListening(ctx, p.policy.dialAddr(req.Port), c.done); err != nil {
+	if err := waitListening(ctx, addr, c.done); err != nil {
 		killGroup(cmd)
 		<-c.done
 		return SSHState{}, fmt.Errorf("support sshd did not start: %w (%s)", err, out.last())
@@ -118,7 +123,7 @@ func (p *ProcessSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	// Until is on the licence clock; the timer counts the TTL as elapsed
 	// time, so neither clock moving shortens or stretches the access.
 	c.state = SSHState{Open: true, Port: req.Port, Until: p.now().Round(0).Add(req.TTL),
-		HostKeys: Fingerprints([]string{hostKey + ".pub"})}
+		HostKeys: Fingerprints([]string{hostKey + ".pub"}), Loopback: req.Loopback}
 	c.timer = time.AfterFunc(req.TTL, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -193,6 +198,26 @@ func (p *ProcessSSH) checkPolicy() error {
 			me.Username, me.Username, p.policy.User, me.Username)
 	}
 	return nil
+}
+
+// checkPortFree refuses to start sshd where something already answers:
+// waitListening would take that for sshd, and support's session would
+// reach whoever holds the port.
+func checkPortFree(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	return fmt.Errorf("another process already listens on %s, the support sshd's address: stop it (ss -ltnp 'sport = :%s' names it) or set another port", addr, portOf(addr))
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }
 
 // waitListening polls until something accepts on addr, the process exits,

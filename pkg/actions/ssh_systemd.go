@@ -22,6 +22,20 @@ const SSHUnitPattern = "pbx-agent-sshd@*.service"
 // SSHUnitPort is the port the shipped unit's sshd listens on.
 const SSHUnitPort = 2222
 
+// SSHTunnelUnitPattern matches the tunnel-mode units,
+// pbx-agent-sshd-tunnel@<ttl>.service: sshd on 127.0.0.1 alone.
+const SSHTunnelUnitPattern = "pbx-agent-sshd-tunnel@*.service"
+
+// SSHTunnelUnitPort is the port the shipped tunnel-mode unit's sshd
+// listens on, on 127.0.0.1: privileged, so no local user can hold it.
+const SSHTunnelUnitPort = 222
+
+// Prefixes of the two templates' unit names, before the TTL.
+const (
+	sshUnitPrefix       = "pbx-agent-sshd@"
+	sshTunnelUnitPrefix = "pbx-agent-sshd-tunnel@"
+)
+
 // SSHUnits is the part of go-systemd's *dbus.Conn that SystemdSSH uses:
 // Units, and stopping and listing units.
 type SSHUnits interface {
@@ -109,12 +123,21 @@ func monotonic() time.Duration {
 func (s *SystemdSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if req.Port != SSHUnitPort {
-		return SSHState{}, fmt.Errorf("the support sshd unit listens on port %d only, not %d", SSHUnitPort, req.Port)
+	prefix, port := sshUnitPrefix, SSHUnitPort
+	if req.Loopback {
+		prefix, port = sshTunnelUnitPrefix, SSHTunnelUnitPort
 	}
-	if unit := UnitSSHPolicy(); s.policy.User != unit.User || !slices.Equal(s.policy.Listen, unit.Listen) {
+	if req.Port != port {
+		return SSHState{}, fmt.Errorf("the support sshd unit %s*.service listens on port %d only, not %d", prefix, port, req.Port)
+	}
+	unitPolicy := UnitSSHPolicy()
+	switch {
+	case req.Loopback && s.policy.User != unitPolicy.User:
+		return SSHState{}, fmt.Errorf("the tunnel-mode sshd unit lets in %s alone, not %s: set ssh.user to the unit's value",
+			unitPolicy.User, s.policy.User)
+	case !req.Loopback && (s.policy.User != unitPolicy.User || !slices.Equal(s.policy.Listen, unitPolicy.Listen)):
 		return SSHState{}, fmt.Errorf("the support sshd unit lets in %s alone on %s, not %s on %s: set ssh.user and ssh.listen to the unit's values",
-			unit.User, strings.Join(unit.Listen, " and "), s.policy.User, strings.Join(s.policy.Listen, " and "))
+			unitPolicy.User, strings.Join(unitPolicy.Listen, " and "), s.policy.User, strings.Join(s.policy.Listen, " and "))
 	}
 	if err := checkTTL(req.TTL); err != nil {
 		return SSHState{}, err
@@ -126,7 +149,7 @@ func (s *SystemdSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	if err := s.stopAllLocked(ctx); err != nil {
 		return SSHState{}, err
 	}
-	unit := "pbx-agent-sshd@" + strconv.FormatInt(ttl, 10) + ".service"
+	unit := prefix + strconv.FormatInt(ttl, 10) + ".service"
 	if err := s.jobLocked(ctx, "starting", unit, func(conn SSHUnits, ch chan<- string) (int, error) {
 		return conn.StartUnitContext(ctx, unit, "replace", ch)
 	}); err != nil {
@@ -144,7 +167,7 @@ func (s *SystemdSSH) Open(ctx context.Context, req SSHRequest) (SSHState, error)
 	return st, nil
 }
 
-// Close stops every support sshd unit, ending its sessions.
+// Close stops every support sshd unit, of both modes, ending its sessions.
 func (s *SystemdSSH) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,8 +187,11 @@ func (s *SystemdSSH) stateLocked(ctx context.Context) (SSHState, error) {
 	if err != nil || len(units) == 0 {
 		return SSHState{}, err
 	}
-	st := SSHState{Open: true, Port: SSHUnitPort, HostKeys: Fingerprints(s.hostKeys)}
 	unit := units[0]
+	st := SSHState{Open: true, Port: SSHUnitPort, HostKeys: Fingerprints(s.hostKeys)}
+	if strings.HasPrefix(unit, sshTunnelUnitPrefix) {
+		st.Port, st.Loopback = SSHTunnelUnitPort, true
+	}
 	ttl, ok := unitTTL(unit)
 	if !ok {
 		return st, nil
@@ -197,9 +223,12 @@ func (s *SystemdSSH) stateLocked(ctx context.Context) (SSHState, error) {
 // unitMaxTTL is the longest instance the unit template takes, in seconds.
 const unitMaxTTL = 99999
 
-// unitTTL reads the TTL of a unit's instance.
+// unitTTL reads the TTL of a unit's instance, of either template.
 func unitTTL(unit string) (time.Duration, bool) {
-	inst, ok := strings.CutPrefix(unit, "pbx-agent-sshd@")
+	inst, ok := strings.CutPrefix(unit, sshUnitPrefix)
+	if !ok {
+		inst, ok = strings.CutPrefix(unit, sshTunnelUnitPrefix)
+	}
 	if !ok {
 		return 0, false
 	}
@@ -215,7 +244,8 @@ func (s *SystemdSSH) activeUnitsLocked(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "reloading"}, []string{SSHUnitPattern})
+	list, err := conn.ListUnitsByPatternsContext(ctx, []string{"active", "activating", "reloading"},
+		[]string{SSHUnitPattern, SSHTunnelUnitPattern})
 	if err != nil {
 		s.bus.drop()
 		return nil, fmt.Errorf("listing the support sshd units: %w", err)

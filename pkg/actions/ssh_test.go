@@ -121,6 +121,9 @@ func TestUnitTTL(t *testing.T) {
 		"pbx-agent-sshd@100000.service":      0,
 		"pbx-agent-sshd@18446744074.service": 0, // would wrap to 0.29 s
 		"pbx-agent-sshd@9223372037.service":  0, // would wrap negative
+		"pbx-agent-sshd-tunnel@600.service":  10 * time.Minute,
+		"pbx-agent-sshd-tunnel@0.service":    0,
+		"pbx-agent-sshd-tunnelx@5.service":   0,
 		"other@5.service":                    0,
 	} {
 		if got, _ := unitTTL(unit); got != want {
