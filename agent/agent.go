@@ -13,6 +13,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/tunnel"
 	"github.com/pbx-agent/pbx-agent/pkg/users"
 )
 
@@ -174,7 +175,9 @@ func (a *Agent) initCommands(opts Options, clk clock.Clock) error {
 		metrics: a.metrics,
 		report:  a.wakeHeartbeat,
 	}
-	a.ssh = newSSHAccess(opts.SSH, a.cfg.SSH.Port, env)
+	tun := &supportTunnel{env: env, adopt: a.lic.clock.AdoptPortal,
+		dial: func(id string) (tunnel.DialConfig, error) { return a.lic.tunnelDialConfig(a.cfg.Portal.URL, id) }}
+	a.ssh = newSSHAccess(opts.SSH, a.cfg.SSH, env, tun, func() bool { return a.State().StopsTelephony() })
 	a.wms = &wmsUpgrades{up: opts.WMS, env: env, licence: a.lic.document}
 	a.info = newApplianceInfo(&a.cfg, a.lic.env.root, opts.WMS, clk.Wall)
 	cmds, err := openCommands(a.cfg.StateDir, env, executorTable(a.ssh, a.wms))

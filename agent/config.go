@@ -174,6 +174,11 @@ type SSHConfig struct {
 	// Port is where support sshd listens. Under systemd it is the unit's
 	// (2222): a drop-in that changes the unit must change this too.
 	Port int `mapstructure:"port"`
+	// TunnelPort is where the tunnel-mode sshd listens, on 127.0.0.1
+	// alone. It is privileged (below 1024), so no local user can bind it
+	// first and receive support's session. Under systemd it is the
+	// tunnel unit's (222).
+	TunnelPort int `mapstructure:"tunnel_port"`
 	// Sshd is the sshd binary run as a child process when systemd does
 	// not run the agent.
 	Sshd string `mapstructure:"sshd"`
@@ -232,7 +237,7 @@ func DefaultConfig() Config {
 			AptLockTimeout: 120 * time.Second, InstallTimeout: time.Hour,
 			ResultDir: "/var/lib/pbx-agent-wms",
 		},
-		SSH: SSHConfig{Port: 2222, Sshd: "/usr/sbin/sshd",
+		SSH: SSHConfig{Port: actions.SSHUnitPort, TunnelPort: actions.SSHTunnelUnitPort, Sshd: "/usr/sbin/sshd",
 			User: actions.UnitSSHPolicy().User, Listen: actions.UnitSSHPolicy().Listen},
 		API: APIConfig{WriteGroups: []string{}},
 		Log: LogConfig{Level: "info"},
@@ -346,6 +351,10 @@ func (c *Config) Validate() error {
 	c.validateUpgrade(bad)
 	if c.SSH.Port < 1 || c.SSH.Port > 65535 {
 		bad("ssh.port", "%d is not a TCP port", c.SSH.Port)
+	}
+	if p := c.SSH.TunnelPort; p < 1 || p > 1023 {
+		bad("ssh.tunnel_port", "%d: want a privileged port (1 to 1023), which no local user can bind before the support sshd; the default is %d",
+			p, actions.SSHTunnelUnitPort)
 	}
 	if err := actions.CheckSSHUser(c.SSH.User); err != nil {
 		bad("ssh.user", "%v", err)

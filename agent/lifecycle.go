@@ -150,6 +150,9 @@ func (a *Agent) lifecycleLoop(ctx context.Context) {
 		}
 		v := a.record()
 		timer.Reset(a.untilNextEvaluation(v))
+		if v.State.StopsTelephony() {
+			a.ssh.nudge() // a stopped licence ends a support tunnel (ssh.go)
+		}
 		if running != nil {
 			pending = true
 			continue

@@ -115,7 +115,16 @@ type Metrics struct {
 	admitted          map[decisionKey]prometheus.Counter // admission's series, looked up once at start
 	commands          *prometheus.CounterVec
 	commandTypes      []string
+	tunnelSessions    prometheus.Counter
+	tunnelBytes       *prometheus.CounterVec
+	tunnelRefused     prometheus.Counter
 }
+
+// Directions of pbx_agent_ssh_tunnel_bytes_total{direction}.
+const (
+	TunnelToSSHD   = "to_sshd"   // from support, through the portal, to the sshd
+	TunnelToPortal = "to_portal" // from the sshd back to support
+)
 
 // New builds the registry: the status collector, the event series with
 // every label value at zero, pbx_agent_build_info, and the process and Go
@@ -150,6 +159,21 @@ func New(cfg Config) *Metrics {
 			Name: "pbx_agent_commands_total",
 			Help: "Portal commands handled, by type and result (success, failed or refused).",
 		}, []string{"type", "result"}),
+		tunnelSessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbx_agent_ssh_tunnel_sessions_total",
+			Help: "Support sessions relayed through the portal's tunnel (tunnel mode), each a stream to the loopback sshd.",
+		}),
+		tunnelBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pbx_agent_ssh_tunnel_bytes_total",
+			Help: "Bytes of finished support sessions through the tunnel, by direction: to_sshd (from support) or to_portal.",
+		}, []string{"direction"}),
+		tunnelRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pbx_agent_ssh_tunnel_streams_refused_total",
+			Help: "Streams the portal opened through the tunnel that the agent refused (over the cap of concurrent sessions).",
+		}),
+	}
+	for _, d := range []string{TunnelToSSHD, TunnelToPortal} {
+		m.tunnelBytes.WithLabelValues(d)
 	}
 	for _, r := range heartbeatResults {
 		m.heartbeats.WithLabelValues(r)
@@ -177,6 +201,7 @@ func New(cfg Config) *Metrics {
 	m.reg.MustRegister(
 		newStatusCollector(cfg.Status),
 		m.heartbeats, m.heartbeatDuration, m.userCounts, m.admission, m.commands, build,
+		m.tunnelSessions, m.tunnelBytes, m.tunnelRefused,
 		// Under the unit's ProcSubset=pid /proc/stat is hidden: the
 		// process collector leaves process_start_time_seconds out
 		// without failing the scrape (ReportErrors false), and
@@ -270,6 +295,32 @@ func (m *Metrics) Command(typ, result string) {
 		return
 	}
 	m.commands.WithLabelValues(typ, result).Inc()
+}
+
+// TunnelSession counts a support session started through the tunnel.
+func (m *Metrics) TunnelSession() {
+	if m == nil {
+		return
+	}
+	m.tunnelSessions.Inc()
+}
+
+// TunnelBytes counts a finished session's bytes: toSSHD from support,
+// toPortal back.
+func (m *Metrics) TunnelBytes(toSSHD, toPortal int64) {
+	if m == nil {
+		return
+	}
+	m.tunnelBytes.WithLabelValues(TunnelToSSHD).Add(float64(max(toSSHD, 0)))
+	m.tunnelBytes.WithLabelValues(TunnelToPortal).Add(float64(max(toPortal, 0)))
+}
+
+// TunnelRefused counts a stream the agent refused.
+func (m *Metrics) TunnelRefused() {
+	if m == nil {
+		return
+	}
+	m.tunnelRefused.Inc()
 }
 
 // known reports whether v is one of the label values the series was

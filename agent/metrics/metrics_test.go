@@ -68,6 +68,12 @@ var snapshots = map[string]apitype.Status{
 		// An SSH until left over after closing is not reported.
 		SSH: apitype.SSHStatus{Port: 2222, Until: at("2027-03-10T11:00:00Z")},
 	},
+	"tunnel": {
+		State: "active",
+		SSH: apitype.SSHStatus{Open: true, Port: 222, Until: at("2027-03-10T11:00:00Z"),
+			Tunnel: &apitype.SSHTunnelStatus{Open: true, Connected: true, Since: at("2027-03-10T10:00:00Z"),
+				Sessions: 2, SessionsTotal: 5, BytesIn: 4096, BytesOut: 65536}},
+	},
 }
 
 func newTest(t *testing.T, s apitype.Status) *Metrics {
@@ -165,6 +171,13 @@ var contract = []struct {
 	{"pbx_agent_users_counts_total", dto.MetricType_COUNTER, map[string][]string{"result": {"success", "failed"}}},
 	{"pbx_pbx_info", dto.MetricType_GAUGE, map[string][]string{"pbx_id": nil, "name": nil, "model": nil, "term": nil}},
 	{"pbx_agent_start_time_seconds", dto.MetricType_GAUGE, nil},
+	// Support SSH in tunnel mode.
+	{"pbx_agent_ssh_tunnel_open", dto.MetricType_GAUGE, nil},
+	{"pbx_agent_ssh_tunnel_connected", dto.MetricType_GAUGE, nil},
+	{"pbx_agent_ssh_tunnel_sessions", dto.MetricType_GAUGE, nil},
+	{"pbx_agent_ssh_tunnel_sessions_total", dto.MetricType_COUNTER, nil},
+	{"pbx_agent_ssh_tunnel_bytes_total", dto.MetricType_COUNTER, map[string][]string{"direction": {"to_sshd", "to_portal"}}},
+	{"pbx_agent_ssh_tunnel_streams_refused_total", dto.MetricType_COUNTER, nil},
 }
 
 // TestContract checks that every series of the contract exists from
@@ -250,6 +263,9 @@ func TestStatusGauges(t *testing.T) {
 			{"pbx_agent_heartbeat_last_success_timestamp_seconds", nil, nan},
 			{"pbx_ssh_open", nil, 0},
 			{"pbx_ssh_open_until_timestamp_seconds", nil, nan},
+			{"pbx_agent_ssh_tunnel_open", nil, 0},
+			{"pbx_agent_ssh_tunnel_connected", nil, 0},
+			{"pbx_agent_ssh_tunnel_sessions", nil, 0},
 			{"pbx_wms_version_info", []string{"version=unknown"}, 1},
 			{"pbx_wms_latest_info", []string{"version=unknown"}, 1},
 			{"pbx_wms_behind", nil, nan}, // neither version known: not "up to date"
@@ -270,6 +286,7 @@ func TestStatusGauges(t *testing.T) {
 			{"pbx_agent_heartbeat_last_success_timestamp_seconds", nil, float64(at("2027-03-10T10:00:00Z").Unix())},
 			{"pbx_ssh_open", nil, 1},
 			{"pbx_ssh_open_until_timestamp_seconds", nil, float64(at("2027-03-10T11:00:00Z").Unix())},
+			{"pbx_agent_ssh_tunnel_open", nil, 0}, // port mode
 			{"pbx_wms_version_info", []string{"version=7.02.20250609.3"}, 1},
 			{"pbx_wms_latest_info", []string{"version=7.03.20250901.2"}, 1},
 			{"pbx_wms_behind", nil, 1},
@@ -284,6 +301,12 @@ func TestStatusGauges(t *testing.T) {
 			{"pbx_license_deadline_timestamp_seconds", []string{"kind=lapse_grace"}, nan},
 			{"pbx_ssh_open", nil, 0},
 			{"pbx_ssh_open_until_timestamp_seconds", nil, nan},
+		},
+		"tunnel": {
+			{"pbx_ssh_open", nil, 1},
+			{"pbx_agent_ssh_tunnel_open", nil, 1},
+			{"pbx_agent_ssh_tunnel_connected", nil, 1},
+			{"pbx_agent_ssh_tunnel_sessions", nil, 2},
 		},
 	}
 	for name, wants := range cases {
@@ -341,6 +364,11 @@ func TestEvents(t *testing.T) {
 	m.AdmissionDecision("uc-premium", "maybe")
 	m.Command("reboot", CommandSuccess)
 	m.Command("ssh.open", "half")
+	m.TunnelSession()
+	m.TunnelSession()
+	m.TunnelBytes(100, 2000)
+	m.TunnelBytes(-1, 5) // never negative: a counter only rises
+	m.TunnelRefused()
 
 	fams := gather(t, m)
 	for _, c := range []struct {
@@ -357,6 +385,10 @@ func TestEvents(t *testing.T) {
 		{"pbx_agent_admission_decisions_total", []string{"profile=pbx-basic", "decision=denied"}, 0},
 		{"pbx_agent_commands_total", []string{"type=wms.upgrade", "result=failed"}, 1},
 		{"pbx_agent_commands_total", []string{"type=wms.upgrade", "result=success"}, 0},
+		{"pbx_agent_ssh_tunnel_sessions_total", nil, 2},
+		{"pbx_agent_ssh_tunnel_bytes_total", []string{"direction=to_sshd"}, 100},
+		{"pbx_agent_ssh_tunnel_bytes_total", []string{"direction=to_portal"}, 2005},
+		{"pbx_agent_ssh_tunnel_streams_refused_total", nil, 1},
 	} {
 		if got, ok := value(fams, c.name, c.labels...); !ok || got != c.want {
 			t.Errorf("%s%v = %v (exists %v), want %v", c.name, c.labels, got, ok, c.want)

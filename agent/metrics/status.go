@@ -41,6 +41,8 @@ type statusCollector struct {
 	countSuccess, counting  *prometheus.Desc
 	pbxInfo                 *prometheus.Desc
 	sshOpen, sshUntil       *prometheus.Desc
+	tunnelOpen, tunnelUp    *prometheus.Desc
+	tunnelSessions          *prometheus.Desc
 	wms                     *prometheus.Desc
 	wmsLatest, wmsBehind    *prometheus.Desc
 }
@@ -66,8 +68,14 @@ func newStatusCollector(status func() apitype.Status) *statusCollector {
 		pbxInfo: d("pbx_pbx_info",
 			"The PBX this agent holds the licence of, for joins on instance; always 1, empty labels before activation.",
 			"pbx_id", "name", "model", "term"),
-		sshOpen:   d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
-		sshUntil:  d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
+		sshOpen:  d("pbx_ssh_open", "1 while support SSH access is open, else 0."),
+		sshUntil: d("pbx_ssh_open_until_timestamp_seconds", "When the open support SSH access closes by itself (Unix time); NaN when closed."),
+		tunnelOpen: d("pbx_agent_ssh_tunnel_open",
+			"1 while support SSH is open in tunnel mode (reached through the portal's tunnel), else 0."),
+		tunnelUp: d("pbx_agent_ssh_tunnel_connected",
+			"1 while the tunnel of a tunnel-mode access is connected to the portal, else 0 (0 with the access open: the agent is dialling again)."),
+		tunnelSessions: d("pbx_agent_ssh_tunnel_sessions",
+			"Support sessions open now through the portal's tunnel."),
 		wms:       d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
 		wmsLatest: d("pbx_wms_latest_info", `The latest stable WMS the configured repository offers, from apt's package lists ("unknown" when not read); always 1.`, "version"),
 		wmsBehind: d("pbx_wms_behind", "1 when the installed WMS is older than the repository's latest stable one, 0 when not; NaN when either version is unknown."),
@@ -75,7 +83,7 @@ func newStatusCollector(status func() apitype.Status) *statusCollector {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.countSuccess, c.counting, c.pbxInfo, c.sshOpen, c.sshUntil, c.wms, c.wmsLatest, c.wmsBehind} {
+	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.countSuccess, c.counting, c.pbxInfo, c.sshOpen, c.sshUntil, c.tunnelOpen, c.tunnelUp, c.tunnelSessions, c.wms, c.wmsLatest, c.wmsBehind} {
 		ch <- d
 	}
 }
@@ -124,6 +132,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		until = s.SSH.Until
 	}
 	gauge(c.sshUntil, timestamp(until))
+	var tun apitype.SSHTunnelStatus
+	if s.SSH.Open && s.SSH.Tunnel != nil {
+		tun = *s.SSH.Tunnel
+	}
+	gauge(c.tunnelOpen, boolValue(tun.Open))
+	gauge(c.tunnelUp, boolValue(tun.Connected))
+	gauge(c.tunnelSessions, float64(tun.Sessions))
 	version := s.WMS.Version
 	if version == "" {
 		version = WMSUnknown

@@ -25,7 +25,7 @@ func sshFor(cfg agent.Config, log *slog.Logger, getenv func(string) string) (age
 	dir := filepath.Join(cfg.RuntimeDir, "ssh")
 	if underSystemd(getenv) {
 		return actions.NewSystemdSSH(actions.DialSSHUnits, dir, "/etc/ssh/ssh_host_*_key.pub", cfg.SSH.Policy(), log),
-			"systemd: " + actions.SSHUnitPattern
+			"systemd: " + actions.SSHUnitPattern + ", " + actions.SSHTunnelUnitPattern
 	}
 	return actions.NewProcessSSH(cfg.SSH.Sshd, dir, cfg.SSH.Policy(), log), "child process " + cfg.SSH.Sshd
 }

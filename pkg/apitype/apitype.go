@@ -203,6 +203,31 @@ type SSHStatus struct {
 	HostKeys []string `json:"host_keys,omitempty"`
 	// Error is why the access could not be read back, if it could not.
 	Error string `json:"error,omitempty"`
+	// Tunnel is the portal's tunnel of an access in tunnel mode, where
+	// Port is the loopback sshd's; absent in port mode and when closed.
+	Tunnel *SSHTunnelStatus `json:"tunnel,omitempty"`
+}
+
+// SSHTunnelStatus is the tunnel to the portal that carries support's
+// sessions in tunnel mode.
+type SSHTunnelStatus struct {
+	Open bool `json:"open"`
+	// Connected: the portal accepted the tunnel and it is up now; false
+	// while the agent dials again after a refusal or a lost connection.
+	Connected bool       `json:"connected"`
+	Since     *time.Time `json:"since,omitempty"` // when the access opened
+	Command   string     `json:"command,omitempty"`
+	// Sessions are open now; SessionsTotal every one since the access
+	// opened; Refused the streams refused (over the cap).
+	Sessions      int `json:"sessions"`
+	SessionsTotal int `json:"sessions_total"`
+	Refused       int `json:"refused,omitempty"`
+	// BytesIn went from the portal to sshd, BytesOut from sshd to the
+	// portal, over every session since the access opened.
+	BytesIn  int64 `json:"bytes_in"`
+	BytesOut int64 `json:"bytes_out"`
+	// LastError is why the tunnel last dropped or was refused.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // WMSStatus is the PBX's management software.
