@@ -96,7 +96,16 @@ func printSSH(w io.Writer, st apitype.Status, asJSON bool) error {
 		}
 		until = "until " + s.Until.UTC().Format(time.RFC3339) + " (" + license.Relative(*s.Until, now) + ")"
 	}
-	fmt.Fprintf(w, "SSH: open on port %d, %s\n", s.Port, until)
+	if t := s.Tunnel; t != nil {
+		fmt.Fprintf(w, "SSH: open through the portal's tunnel (sshd on 127.0.0.1:%d), %s\n", s.Port, until)
+		fmt.Fprintf(w, "  tunnel %s", t.Summary())
+		if t.Since != nil {
+			fmt.Fprintf(w, ", since %s", t.Since.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "SSH: open on port %d, %s\n", s.Port, until)
+	}
 	for _, k := range s.HostKeys {
 		fmt.Fprintf(w, "  host key %s\n", k)
 	}

@@ -54,6 +54,31 @@ func TestSSHStatusOnTheLicenceClock(t *testing.T) {
 	}
 }
 
+// TestSSHStatusInTunnelMode: the admin sees that support comes through
+// the portal, not on a port of the appliance, and how the tunnel stands.
+func TestSSHStatusInTunnelMode(t *testing.T) {
+	fb, sock := daemon(t)
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	since := until.Add(-2 * time.Hour)
+	st := fb.Status()
+	st.SSH = apitype.SSHStatus{Open: true, Port: 222, Until: &until,
+		Tunnel: &apitype.SSHTunnelStatus{Open: true, Connected: true, Since: &since, Sessions: 1, SessionsTotal: 2, BytesIn: 2048, BytesOut: 10}}
+	fb.SetStatus(st)
+	r := run(t, "", "--socket", sock, "ssh", "status")
+	for _, want := range []string{
+		"SSH: open through the portal's tunnel (sshd on 127.0.0.1:222), until " + until.Format(time.RFC3339),
+		"tunnel connected · 1 session open, 2 in all · 2.0 KiB in, 10 B out, since " + since.Format(time.RFC3339),
+	} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("ssh status: exit %d, want %q in\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	r = run(t, "", "--socket", sock, "ssh", "status", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"sessions_total": 2`) || !strings.Contains(r.stdout, `"bytes_in": 2048`) {
+		t.Fatalf("ssh status --json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // TestClientWithABrokenConfig: a configuration file that no longer loads
 // (a reload the daemon refused) still lets the admin reach the daemon.
 func TestClientWithABrokenConfig(t *testing.T) {

@@ -237,10 +237,16 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	}
 	if st.SSH.Open {
 		ssh := fmt.Sprintf("open on port %d", st.SSH.Port)
+		if st.SSH.Tunnel != nil {
+			ssh = fmt.Sprintf("open through the portal's tunnel (sshd on 127.0.0.1:%d)", st.SSH.Port)
+		}
 		if st.SSH.Until != nil {
 			ssh += " until " + at(st.SSH.Until)
 		}
 		line("Support SSH", "%s", ssh)
+		if t := st.SSH.Tunnel; t != nil {
+			line("Support tunnel", "%s", t.Summary())
+		}
 	}
 	printAppliance(line, st)
 	if c := st.Config; c != nil {

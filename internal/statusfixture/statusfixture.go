@@ -50,6 +50,9 @@ func Cases() []Case {
 		{"unactivated", build(license.Facts{Now: Now}, nil, unactivatedExtras)},
 		{"active", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, used, activeExtras)},
 		{"active-overuse", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, over, nil)},
+		// Support logged in through the portal's tunnel: the appliance
+		// behind NAT, sshd on loopback.
+		{"active-tunnel", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, used, tunnelExtras)},
 		// The term's last day, the last of a month: renewal today, the
 		// changes deadline passed, no decreases today.
 		{"active-last-day", build(license.Facts{Now: LastDay, Doc: doc(counts), LastSuccess: LastDay.Add(-40 * time.Second)}, used, nil)},
@@ -149,6 +152,18 @@ func activeExtras(st *apitype.Status) {
 			ReceivedAt: Now.Add(-10 * time.Minute), FinishedAt: ptr(Now.Add(-10*time.Minute + 2*time.Second))},
 		{ID: "cmd-4rPa0LcW8nYe", Type: "wms.upgrade", State: "waiting", Result: "7.02.20250901.1 waits for its window at 2027-03-11T01:00:00Z",
 			ReceivedAt: Now.Add(-2 * time.Hour)},
+	}
+}
+
+func tunnelExtras(st *apitype.Status) {
+	st.SSH = apitype.SSHStatus{Open: true, Port: 222, Until: ptr(Now.Add(110 * time.Minute)),
+		HostKeys: []string{"SHA256:q3n1Zb0m8Xf6vC2yP9kL4tR7sW1aD5eG8hJ0uI3oK6M (ED25519)"},
+		Tunnel: &apitype.SSHTunnelStatus{Open: true, Connected: true, Since: ptr(Now.Add(-10 * time.Minute)), Command: "cmd-T7wq2LmZp0Xa",
+			Sessions: 1, SessionsTotal: 3, BytesIn: 48_213, BytesOut: 1_873_402}}
+	st.Commands = []apitype.CommandStatus{
+		{ID: "cmd-T7wq2LmZp0Xa", Type: "ssh.open", State: "done",
+			Result:     "SSH open through the portal's tunnel (sshd on 127.0.0.1:222) until 2027-03-10T11:50:00Z",
+			ReceivedAt: Now.Add(-10 * time.Minute), FinishedAt: ptr(Now.Add(-10*time.Minute + time.Second))},
 	}
 }
 
