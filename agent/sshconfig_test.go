@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// TestSSHConfig refuses an ssh.user that would widen sshd's AllowUsers and
-// an ssh.listen that is not IP addresses, naming the key.
+// TestSSHConfig refuses an ssh.user that would widen sshd's AllowUsers, an
+// ssh.listen that is not IP addresses and an ssh.tunnel_port that is not
+// privileged, naming the key.
 func TestSSHConfig(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -22,6 +23,12 @@ func TestSSHConfig(t *testing.T) {
 		{"no address", func(s *SSHConfig) { s.Listen = nil }, "ssh.listen"},
 		{"a host name", func(s *SSHConfig) { s.Listen = []string{"localhost"} }, "ssh.listen"},
 		{"an address with a port", func(s *SSHConfig) { s.Listen = []string{"127.0.0.1:2222"} }, "ssh.listen"},
+		// A port a local user may bind: that user would get support's
+		// session if it bound the port before sshd.
+		{"an unprivileged tunnel port", func(s *SSHConfig) { s.TunnelPort = 2222 }, "ssh.tunnel_port"},
+		{"tunnel port 1024", func(s *SSHConfig) { s.TunnelPort = 1024 }, "ssh.tunnel_port"},
+		{"no tunnel port", func(s *SSHConfig) { s.TunnelPort = 0 }, "ssh.tunnel_port"},
+		{"another privileged tunnel port", func(s *SSHConfig) { s.TunnelPort = 1023 }, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := DefaultConfig()
