@@ -52,7 +52,7 @@ const (
 	auditCommandReceived = "command.received" // id, type
 	auditCommandRefused  = "command.refused"  // id, type, reason, message
 	auditCommandResult   = "command.result"   // id, type, state, message
-	auditSSH             = "ssh"              // action open|close|expired, port, until
+	auditSSH             = "ssh"              // action open|close|expired, port, until; tunnel, command, why when they apply
 )
 
 // journal is the persisted list of commands seen.

@@ -93,6 +93,9 @@ func (t *supportTunnel) start(id, target string, ttl time.Duration) error {
 				log.Info("support tunnel connected to the portal")
 			},
 			Lost: func(err error) {
+				if ctx.Err() != nil {
+					return // ended by its owner, not lost
+				}
 				t.update(run, func() { run.connected, run.lastError = false, err.Error() })
 				log.Warn("support tunnel down; dialling again while the access lasts", "err", err)
 			},
