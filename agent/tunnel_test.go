@@ -220,3 +220,21 @@ func TestTunnelEnds(t *testing.T) {
 		}
 	})
 }
+
+// TestTunnelDownShowsWhy: the portal ends the tunnel on its side (an
+// ssh.close the agent has not applied yet) and refuses it from then on;
+// the status says the tunnel is down, and why, while the access lasts.
+func TestTunnelDownShowsWhy(t *testing.T) {
+	cr := newCommandRig(t)
+	cr.openTunnel(t)
+	c := cr.session(t)
+	cr.queue(t, portalsim.CommandRequest{Type: protocol.CommandSSHClose}) // queued, not yet delivered
+	ended(t, c, "the portal ending the tunnel")
+	eventually(t, 10*time.Second, "the status shows the tunnel down", func() bool {
+		tun := cr.a.Status().SSH.Tunnel
+		return tun != nil && !tun.Connected && strings.Contains(tun.LastError, "superseded")
+	})
+	if st := cr.a.Status().SSH; !st.Open {
+		t.Fatalf("the access closed before the agent applied ssh.close: %+v", st)
+	}
+}
