@@ -148,8 +148,12 @@ func (p *countingProxy) readResponses(r io.Reader, in <-chan *exchange) {
 		p.mu.Lock()
 		p.done = append(p.done, *x)
 		p.mu.Unlock()
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			break // the connection is another protocol's from here on
+		}
 	}
-	// Past a response that is not HTTP, forward the rest uncounted, and
+	// Past a response that is not HTTP, or a switch to another protocol
+	// (the support tunnel's WebSocket), forward the rest uncounted, and
 	// keep the request side from blocking on a full channel.
 	go func() {
 		for range in {

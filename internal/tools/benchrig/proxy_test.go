@@ -82,3 +82,48 @@ func TestCountingProxy(t *testing.T) {
 		t.Errorf("paths: %+v", got)
 	}
 }
+
+// TestCountingProxyAfterAnUpgrade: once the upstream switches protocols
+// (the support tunnel's WebSocket), bytes keep flowing both ways. The
+// upstream speaks first after its 101, as a portal opening a stream does.
+func TestCountingProxyAfterAnUpgrade(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		io.WriteString(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\nhello")
+		rw.Flush()
+		line, _ := rw.ReadString('\n')
+		io.WriteString(rw, "echo "+line)
+		rw.Flush()
+	}))
+	defer srv.Close()
+	p, err := newCountingProxy(strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	c, err := net.Dial("tcp", p.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /api/v1/tunnel HTTP/1.1\r\nHost: x\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodGet})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	hello := make([]byte, 5)
+	if _, err := io.ReadFull(br, hello); err != nil || string(hello) != "hello" {
+		t.Fatalf("the upstream's first bytes after the switch: %q %v", hello, err)
+	}
+	io.WriteString(c, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo ping\n" {
+		t.Fatalf("after the switch: %q %v", line, err)
+	}
+}

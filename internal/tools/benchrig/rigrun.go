@@ -208,8 +208,15 @@ func runRig(ctx context.Context, log *slog.Logger, o options) error {
 		return err
 	}
 
+	// 9. Support SSH through the tunnel.
+	log.Info("9. support SSH through the portal's tunnel against sshd directly", "rounds", o.Rounds)
+	rows["9"], err = r.tunnelCost(ctx, o.Rounds)
+	if err != nil {
+		return err
+	}
+
 	var all []row
-	for _, item := range []string{"1", "2", "3", "4", "5", "6", "7", "8"} {
+	for _, item := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"} {
 		all = append(all, rows[item]...)
 	}
 	all = append(all, otherGoBenchRows(benches)...)
