@@ -92,6 +92,7 @@ func (a *Agent) status(appliance bool) apitype.Status {
 	s.Trust = trustStatus(a.lic.keyring())
 	s.Config = cfgStatus
 	s.Calendar, s.Deleted = calendarStatus(lst.doc, now, v)
+	s.Mode, s.Offline = a.lic.offlineStatus(now) // offline.go
 	return s
 }
 
