@@ -234,6 +234,9 @@ func (l *licence) installLicenceFile(text string, then func()) (*offline.Licence
 	if err == nil {
 		l.ans.offline, l.ans.restored, l.ans.refusedAt, l.ans.lastError = f, false, time.Time{}, ""
 		if first {
+			l.ans.lastOK = time.Time{} // the answers kept were of the binding this file replaced
+		}
+		if first {
 			err = l.mark.restart(l.clock.Mark(), doc.Revision, next.Chain.Seq)
 		} else {
 			l.mark.noteSeq(next.Chain.Seq)
@@ -405,7 +408,7 @@ func (l *licence) offlineStatus(now time.Time) (mode string, st *apitype.Offline
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	o, f := l.st.Offline, l.airGappedLocked()
-	if f == nil && o.Request == "" {
+	if f == nil && o.Request == "" && o.Report == "" {
 		return "", nil
 	}
 	st = &apitype.OfflineStatus{}

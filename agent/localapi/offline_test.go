@@ -73,3 +73,45 @@ func TestOfflineEndpointsWithoutOfflineBackend(t *testing.T) {
 		t.Fatalf("got %d %s", a.status, a.body)
 	}
 }
+
+// FuzzOfflineLicenceBody: whatever a writer posts to /v1/offline/licence,
+// the backend only ever sees a file that is not blank, from a JSON body
+// that decoded, and every refusal is a JSON error.
+func FuzzOfflineLicenceBody(f *testing.F) {
+	for _, s := range offlineSeeds() {
+		f.Add(s[0], []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		rec, b := fuzzServe(t, "/v1/offline/licence", contentType, body)
+		checkAnswer(t, rec, http.StatusOK, http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
+		files := b.LicenceFiles()
+		for _, f := range files {
+			if strings.TrimSpace(f) == "" {
+				t.Fatalf("the backend was asked to install a blank file from body %q", body)
+			}
+		}
+		if (rec.Code == http.StatusOK) != (len(files) == 1) {
+			t.Fatalf("status %d after %d installs", rec.Code, len(files))
+		}
+	})
+}
+
+func offlineSeeds() map[string][2]string {
+	const js = "application/json"
+	return map[string][2]string{
+		"armoured":   {js, `{"file": "-----BEGIN PBX OFFLINE LICENCE-----\neyJhbGciOiJFZERTQSJ9.e30.c2ln\n-----END PBX OFFLINE LICENCE-----\n"}`},
+		"blank-file": {js, `{"file": " \r\n"}`},
+		"no-file":    {js, `{}`},
+		"key-field":  {js, `{"key": "eyJ"}`},
+		"oversized":  {js, `{"file": "` + strings.Repeat("A", localapi.MaxBodyBytes) + `"}`},
+	}
+}
+
+// TestWriteOfflineFuzzSeeds rewrites FuzzOfflineLicenceBody's committed
+// seeds with -update.
+func TestWriteOfflineFuzzSeeds(t *testing.T) {
+	if !*updateSeeds {
+		t.Skip("run with -update to rewrite testdata/fuzz")
+	}
+	writeSeeds(t, "FuzzOfflineLicenceBody", offlineSeeds())
+}
