@@ -68,6 +68,15 @@ var snapshots = map[string]apitype.Status{
 		// An SSH until left over after closing is not reported.
 		SSH: apitype.SSHStatus{Port: 2222, Until: at("2027-03-10T11:00:00Z")},
 	},
+	"air-gapped": {
+		State: "active",
+		PBX:   &apitype.PBXStatus{ID: "pbx-1", Name: "acme.example", Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{Term: "monthly", TermEnd: at("2027-03-31T23:59:59Z"), Revision: 4,
+			Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Licensed: 10, Used: 3}}},
+		Deadlines: apitype.Deadlines{OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
+		Mode:      apitype.ModeAirGapped,
+		Offline:   &apitype.OfflineStatus{Horizon: at("2027-04-09T10:00:00Z"), NextDue: at("2027-04-02T10:00:00Z")},
+	},
 }
 
 func newTest(t *testing.T, s apitype.Status) *Metrics {
@@ -165,6 +174,9 @@ var contract = []struct {
 	{"pbx_agent_users_counts_total", dto.MetricType_COUNTER, map[string][]string{"result": {"success", "failed"}}},
 	{"pbx_pbx_info", dto.MetricType_GAUGE, map[string][]string{"pbx_id": nil, "name": nil, "model": nil, "term": nil}},
 	{"pbx_agent_start_time_seconds", dto.MetricType_GAUGE, nil},
+	// Additions: an air-gapped PBX's file exchange.
+	{"pbx_license_air_gapped", dto.MetricType_GAUGE, nil},
+	{"pbx_license_offline_file_due_timestamp_seconds", dto.MetricType_GAUGE, nil},
 }
 
 // TestContract checks that every series of the contract exists from
