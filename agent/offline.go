@@ -395,8 +395,8 @@ func airGappedFacts(doc *license.Document, f *offline.Licence) (*license.Documen
 	return &c, f.Time
 }
 
-// offlineNextDueMargin is how long before the horizon the next licence
-// file is due: a week, or a quarter of the file's span when shorter.
+// offlineNextDue is when the next licence file is due: a week before the
+// horizon, or a quarter of the file's span before it when that is shorter.
 func offlineNextDue(f *offline.Licence) time.Time {
 	margin := min(7*24*time.Hour, f.Horizon.Sub(f.Time)/4)
 	return f.Horizon.Add(-margin)

@@ -167,7 +167,7 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 	var out OfflineLicence
 	err = p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
 		switch {
-		case rec.Device == nil && rec.formerDevice(kid) || rec.Device != nil && rec.Device.DeviceID != kid && rec.formerDevice(kid):
+		case (rec.Device == nil || rec.Device.DeviceID != kid) && rec.formerDevice(kid):
 			return errConflict("PBX %q was re-bound away from appliance %s: that appliance holds it no longer", rec.Name, kid)
 		case rec.Device == nil || rec.Device.DeviceID != kid:
 			return &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,

@@ -170,4 +170,11 @@ func TestOfflineRenewalRefusals(t *testing.T) {
 	// The copy left behind advancing too is a clone.
 	_, err = f.admin.OfflineRenew(ctx, pbx.Name, a.offlineReport("n-3", 1))
 	adminRefusal(t, err, "two copies of the appliance")
+
+	// Re-bound to a replacement appliance: the old one's reports are refused.
+	if _, err := f.admin.Rebind(ctx, pbx.Name); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.admin.OfflineRenew(ctx, pbx.Name, a.offlineReport("n-4", 1))
+	adminRefusal(t, err, "was re-bound away from appliance "+a.kid())
 }

@@ -156,7 +156,7 @@ func (f *Licence) Check(h Holder) error {
 	}
 	if !answers {
 		return refuse("bring the appliance's latest request or report (pbx-agent report --offline prints it again) to the portal and install the file it answers with",
-			"this licence file answers a request or report this appliance has not outstanding (nonce %s)", short(f.Nonce))
+			"this licence file answers a request or report this appliance is not waiting for (nonce %s)", short(f.Nonce))
 	}
 	if !f.Activation() && (f.Link != h.Chain.Digest || f.Seq != h.Chain.Seq) {
 		return refuse("bring the appliance's latest report to the portal",

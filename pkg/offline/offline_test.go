@@ -155,7 +155,7 @@ func TestLicenceCheck(t *testing.T) {
 			h.Chain = h.Chain.Next("a later file")
 			return h
 		}(), "older than the one installed (chain sequence 2 < 3)"},
-		{"answers nothing outstanding", parse(f.file("nonce-elsewhere", held.Chain)), held, "has not outstanding"},
+		{"answers nothing outstanding", parse(f.file("nonce-elsewhere", held.Chain)), held, "is not waiting for"},
 		{"continues another link", parse(f.file("nonce-report", protocol.Link{Digest: "forked", Seq: held.Chain.Seq})), held,
 			"continues the chain from link forked"},
 	} {
