@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,4 +198,113 @@ func TestAirGappedSurvivesSIGKILL(t *testing.T) {
 	if shown.ChainForks != 0 {
 		t.Errorf("the chain forked %d times", shown.ChainForks)
 	}
+}
+
+// cliAsync starts a pbx-agent verb of the appliance without waiting for it.
+func (a *appliance) cliAsync(stdin string, args ...string) (wait func() result) {
+	a.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "pbx-agent"), append([]string{"--config", a.config}, args...)...)
+	var out, errb strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
+	if err := cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	return func() result {
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return result{code, out.String(), errb.String()}
+	}
+}
+
+// killSoon kills the appliance's daemon after a random moment of up to
+// 30 ms, while a verb may be in flight, and returns once it is gone.
+func (a *appliance) killSoon(rng *rand.Rand) {
+	a.t.Helper()
+	done := make(chan struct{})
+	time.AfterFunc(time.Duration(rng.IntN(30_000))*time.Microsecond, func() {
+		a.proc.cmd.Process.Kill()
+		close(done)
+	})
+	<-done
+	<-a.proc.done
+}
+
+// TestAirGappedCrashDuringExchanges kills the daemon at random moments
+// while it writes a usage report and while it installs a licence file.
+// A report shown is never lost (the next one is the same), a file whose
+// install was acknowledged is held after the restart, one whose install
+// was cut short installs again, and the portal's chain never forks.
+// PBX_OFFLINE_KILLS sets the rounds (8; 100 under soak).
+func TestAirGappedCrashDuringExchanges(t *testing.T) {
+	rounds := sized(t, "PBX_OFFLINE_KILLS", 8, 100)
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 22))
+	t.Logf("seed %d, %d rounds", seed, rounds)
+
+	p := startPortal(t, t.TempDir(), freeAddr(t))
+	key := p.admin("pbx", "create", "--name", "crash.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=10")
+	a := airGappedAppliance(t, "crash", p)
+	a.startQuick()
+	exchange(t, a, p, key, []string{"activate", "--offline"}, "offline-activate", "crash.example")
+
+	var reportsLost, installsLost int
+	for i := range rounds {
+		p.admin("clock", "advance", "1h") // each file's horizon differs
+
+		wait := a.cliAsync("", "report", "--offline")
+		a.killSoon(rng)
+		first := wait()
+		a.startQuick()
+		rep := a.cli("", "report", "--offline")
+		if rep.code != 0 {
+			t.Fatalf("round %d: report --offline after the restart: exit %d: %s", i, rep.code, rep.stderr)
+		}
+		switch {
+		case first.code == 0 && rep.stdout != first.stdout:
+			t.Fatalf("round %d: the report shown before the kill was lost: another was written after it", i)
+		case first.code != 0:
+			reportsLost++
+		}
+
+		file := p.carry(t, rep.stdout, "offline-renew", "crash.example")
+		if file.code != 0 {
+			t.Fatalf("round %d: offline-renew: %s", i, file.stderr)
+		}
+		path := filepath.Join(t.TempDir(), "licence.txt")
+		if err := os.WriteFile(path, []byte(file.stdout), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		wait = a.cliAsync("", "activate", "--licence-file", path)
+		a.killSoon(rng)
+		installed := wait()
+		a.startQuick()
+		s, err := a.httpStatus()
+		if err != nil {
+			t.Fatalf("round %d: status after the restart: %v", i, err)
+		}
+		switch {
+		case s.Offline == nil || s.Mode != "air-gapped":
+			t.Fatalf("round %d: after the restart the PBX is not air-gapped: %+v", i, s.Offline)
+		case s.Offline.Outstanding == "report" && installed.code == 0:
+			t.Fatalf("round %d: the install was acknowledged, but the restarted daemon still waits for a file", i)
+		case s.Offline.Outstanding == "report":
+			installsLost++
+			install(t, a, file.stdout, 0, "")
+		case s.Offline.Outstanding != "":
+			t.Fatalf("round %d: outstanding %q after the restart", i, s.Offline.Outstanding)
+		}
+	}
+	var shown struct {
+		ChainForks int `json:"chain_forks"`
+	}
+	if err := json.Unmarshal([]byte(p.admin("pbx", "show", "crash.example", "--json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.ChainForks != 0 {
+		t.Fatalf("the chain forked %d times", shown.ChainForks)
+	}
+	t.Logf("%d rounds: %d reports and %d installs cut short by the kill, none lost once shown, no fork", rounds, reportsLost, installsLost)
 }
