@@ -195,4 +195,7 @@ func (a *Agent) exchangeHeartbeat(ctx context.Context) error { return a.lic.exch
 func (a *Agent) persistClock() error { return a.lic.persistClock() }
 
 // writeClockMark writes the licence clock's mark record now.
-func (a *Agent) writeClockMark() error { return a.lic.writeClockMark() }
+func (a *Agent) writeClockMark() error {
+	a.lic.notePeak() // offline.go: the peak of users a usage report carries
+	return a.lic.writeClockMark()
+}

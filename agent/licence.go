@@ -17,6 +17,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/clock"
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/offline"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
@@ -36,6 +37,9 @@ type licence struct {
 	trust    *trust        // the portal keys trusted, revocations applied (trust.go)
 	portal   *portalClient // nil when setupErr says why
 	setupErr error         // a configuration problem (no portal keyring, no portal.url) that stops every exchange
+	// fileSetupErr is what stops the file exchange of an air-gapped PBX
+	// (offline.go): setupErr without portal.url, which such a PBX lacks.
+	fileSetupErr error
 
 	// exchangeMu serialises exchanges with the portal, so an activation
 	// and a heartbeat never interleave their state changes.
@@ -51,10 +55,11 @@ type licence struct {
 // answers is what the portal's answers say, derived from the signed
 // answers kept in the state.
 type answers struct {
-	lastOK    time.Time // the signed time of st.Answer: the last success
-	refusedAt time.Time // the signed time of st.Refused, unless a success came after
-	restored  bool      // the state is older than the clock record: lapsed until an answer counts
-	lastError string    // the last exchange's error, or a setup problem
+	lastOK    time.Time        // the signed time of st.Answer: the last success
+	refusedAt time.Time        // the signed time of st.Refused, unless a success came after
+	restored  bool             // the state is older than the clock record: lapsed until an answer counts
+	lastError string           // the last exchange's error, or a setup problem
+	offline   *offline.Licence // the licence file installed, verified (offline.go)
 }
 
 // licenceEnv is what the licence component is built with: read-only.
@@ -131,7 +136,8 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
 		return nil, false, err
 	}
-	l = &licence{env: env, store: store, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr, st: st}
+	l = &licence{env: env, store: store, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr,
+		fileSetupErr: setup.fileSetupErr(), st: st}
 	if setupErr != nil {
 		l.ans.lastError = setupErr.Error()
 	}
@@ -161,6 +167,7 @@ func (l *licence) finish(markRemoved bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.checkMachine()
+	l.loadOffline()                   // offline.go
 	l.checkRestoredState(markRemoved) // clockmark.go
 	return nil
 }
@@ -380,7 +387,11 @@ func (l *licence) verifyLicense(compact string) (*license.Document, error) {
 
 // verdictLocked evaluates the lifecycle at now. Callers hold l.mu.
 func (l *licence) verdictLocked(now time.Time) license.Verdict {
-	return license.Evaluate(license.Facts{Now: now, Doc: l.doc, LastSuccess: l.ans.lastOK, Gone: l.st.Gone,
+	doc, last := l.doc, l.ans.lastOK
+	if f := l.airGappedLocked(); f != nil { // offline.go
+		doc, last = airGappedFacts(doc, f)
+	}
+	return license.Evaluate(license.Facts{Now: now, Doc: doc, LastSuccess: last, Gone: l.st.Gone,
 		GoneAt: l.st.GoneAt, Rebound: l.st.Gone == goneReason(protocol.GoneRebound),
 		RefusedSince: l.ans.refusedAt, Restored: l.ans.restored})
 }

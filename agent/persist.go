@@ -58,4 +58,6 @@ type persisted struct {
 	// reason (a decrease, or users created beyond the licence), so an
 	// edit of it grants nothing. Reset at each activation.
 	Decreases license.Decreases `json:"decreases,omitempty"`
+	// Offline is the file exchange of an air-gapped PBX (offline.go).
+	Offline offlineState `json:"offline,omitzero"`
 }

@@ -92,6 +92,11 @@ func (a *Agent) status(appliance bool) apitype.Status {
 	s.Trust = trustStatus(a.lic.keyring())
 	s.Config = cfgStatus
 	s.Calendar, s.Deleted = calendarStatus(lst.doc, now, v)
+	s.Mode, s.Offline = a.lic.offlineStatus(now) // offline.go
+	if s.Mode == apitype.ModeAirGapped && a.cfg.Portal.URL == "" {
+		// No portal configured: no heartbeat is made, none is due.
+		s.Heartbeat = apitype.HeartbeatStatus{}
+	}
 	return s
 }
 

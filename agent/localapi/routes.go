@@ -52,6 +52,11 @@ var routes = map[string]route{
 	"GET /v1/status":     {permRead, (*Server).serveStatus},
 	"POST /v1/activate":  {permWrite, (*Server).serveActivate},
 	"POST /v1/admission": {permAdmit, (*Server).serveAdmission},
+
+	"POST /v1/offline/licence": {permWrite, (*Server).serveOfflineLicence},
+	"POST /v1/offline/report":  {permWrite, (*Server).serveOfflineReport},
+	"POST /v1/offline/request": {permWrite, (*Server).serveOfflineRequest},
+
 	"POST /v1/refresh":   {permWrite, (*Server).serveRefresh},
 	"POST /v1/ssh/close": {permWrite, (*Server).serveSSHClose},
 }

@@ -74,6 +74,15 @@ var snapshots = map[string]apitype.Status{
 			Tunnel: &apitype.SSHTunnelStatus{Open: true, Connected: true, Since: at("2027-03-10T10:00:00Z"),
 				Sessions: 2, SessionsTotal: 5, BytesIn: 4096, BytesOut: 65536}},
 	},
+	"air-gapped": {
+		State: "active",
+		PBX:   &apitype.PBXStatus{ID: "pbx-1", Name: "acme.example", Model: "WPBX-VM"},
+		License: &apitype.LicenseStatus{Term: "monthly", TermEnd: at("2027-03-31T23:59:59Z"), Revision: 4,
+			Profiles: map[string]apitype.ProfileStatus{"uc-premium": {Licensed: 10, Used: 3}}},
+		Deadlines: apitype.Deadlines{OfflineGraceEnd: at("2027-04-09T10:00:00Z")},
+		Mode:      apitype.ModeAirGapped,
+		Offline:   &apitype.OfflineStatus{Horizon: at("2027-04-09T10:00:00Z"), NextDue: at("2027-04-02T10:00:00Z")},
+	},
 }
 
 func newTest(t *testing.T, s apitype.Status) *Metrics {
@@ -178,6 +187,9 @@ var contract = []struct {
 	{"pbx_agent_ssh_tunnel_sessions_total", dto.MetricType_COUNTER, nil},
 	{"pbx_agent_ssh_tunnel_bytes_total", dto.MetricType_COUNTER, map[string][]string{"direction": {"to_sshd", "to_portal"}}},
 	{"pbx_agent_ssh_tunnel_streams_refused_total", dto.MetricType_COUNTER, nil},
+	// Additions: an air-gapped PBX's file exchange.
+	{"pbx_license_air_gapped", dto.MetricType_GAUGE, nil},
+	{"pbx_license_offline_file_due_timestamp_seconds", dto.MetricType_GAUGE, nil},
 }
 
 // TestContract checks that every series of the contract exists from

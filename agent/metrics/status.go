@@ -45,6 +45,7 @@ type statusCollector struct {
 	tunnelSessions          *prometheus.Desc
 	wms                     *prometheus.Desc
 	wmsLatest, wmsBehind    *prometheus.Desc
+	airGapped, offlineDue   *prometheus.Desc
 }
 
 func newStatusCollector(status func() apitype.Status) *statusCollector {
@@ -79,11 +80,15 @@ func newStatusCollector(status func() apitype.Status) *statusCollector {
 		wms:       d("pbx_wms_version_info", `The installed WMS version ("unknown" when none); always 1.`, "version"),
 		wmsLatest: d("pbx_wms_latest_info", `The latest stable WMS the configured repository offers, from apt's package lists ("unknown" when not read); always 1.`, "version"),
 		wmsBehind: d("pbx_wms_behind", "1 when the installed WMS is older than the repository's latest stable one, 0 when not; NaN when either version is unknown."),
+		airGapped: d("pbx_license_air_gapped",
+			"1 while the licence held came in an offline licence file carried by hand and no portal answer came after it, else 0."),
+		offlineDue: d("pbx_license_offline_file_due_timestamp_seconds",
+			`When the next offline licence file is due (Unix time, licence clock); NaN unless air-gapped. The file's horizon is the deadline kind="offline_grace".`),
 	}
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.countSuccess, c.counting, c.pbxInfo, c.sshOpen, c.sshUntil, c.tunnelOpen, c.tunnelUp, c.tunnelSessions, c.wms, c.wmsLatest, c.wmsBehind} {
+	for _, d := range []*prometheus.Desc{c.licensed, c.used, c.overuse, c.state, c.termEnd, c.deadline, c.lastSuccess, c.countSuccess, c.counting, c.pbxInfo, c.sshOpen, c.sshUntil, c.tunnelOpen, c.tunnelUp, c.tunnelSessions, c.wms, c.wmsLatest, c.wmsBehind, c.airGapped, c.offlineDue} {
 		ch <- d
 	}
 }
@@ -154,6 +159,13 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		behind = boolValue(s.WMS.Behind)
 	}
 	gauge(c.wmsBehind, behind)
+	airGapped := s.Mode == apitype.ModeAirGapped
+	var due *time.Time
+	if airGapped && s.Offline != nil {
+		due = s.Offline.NextDue
+	}
+	gauge(c.airGapped, boolValue(airGapped))
+	gauge(c.offlineDue, timestamp(due))
 }
 
 // timestamp is t in Unix seconds, or NaN when t does not apply.

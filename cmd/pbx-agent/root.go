@@ -32,6 +32,7 @@ func newRootCmd(a *app) *cobra.Command {
 	pf.String("socket", "", "local API socket `PATH` (overrides listen.socket)")
 	root.AddCommand(newRunCmd(a), newHelperCmd(a), newVersionCmd(a), newKeyCmd(a), newActivateCmd(a), newStatusCmd(a), newRefreshCmd(a))
 	root.AddCommand(newAuditCmd(a))
+	root.AddCommand(newReportCmd(a))
 	root.AddCommand(newCheckCmd(a))
 	root.AddCommand(newSSHCmd(a))
 	root.AddCommand(newConfigCmd(a))

@@ -152,6 +152,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	if st.PBX != nil {
 		line("PBX", "%s, %s", pbxName(st.PBX), st.PBX.Model)
 	}
+	printOffline(line, st, now) // status_offline.go
 	printDeleted(line, st.Deleted, now)
 	if l := st.License; l != nil {
 		term := l.Term
@@ -195,7 +196,7 @@ func printStatus(w io.Writer, st apitype.Status, colour bool) {
 	hb := st.Heartbeat
 	if hb.LastSuccess != nil {
 		line("Last heartbeat", "%s", at(hb.LastSuccess))
-	} else {
+	} else if st.Mode != apitype.ModeAirGapped { // an air-gapped PBX says so above
 		line("Last heartbeat", "never")
 	}
 	if hb.Next != nil {

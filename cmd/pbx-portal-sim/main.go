@@ -37,7 +37,7 @@ func main() {
 
 // env is what the commands take from the process, so tests can supply it.
 type env struct {
-	stdin          io.Reader // the tunnel command's stdio relay; nil reads nothing
+	stdin          io.Reader // the tunnel's stdio relay, the offline files; nil reads nothing
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	// listen opens the serve command's listener; nil listens on TCP.

@@ -21,6 +21,7 @@ type clientFunc func() *portalsim.Client
 func newPBXCmd(e *env, client clientFunc) *cobra.Command {
 	pbx := &cobra.Command{Use: "pbx", Short: "Manage the simulator's PBXs (by name or id)"}
 	pbx.AddCommand(newPBXCreateCmd(e, client), newPBXKeyCmd(e, client))
+	pbx.AddCommand(newPBXOfflineCmds(e, client)...)
 
 	var listJSON bool
 	list := &cobra.Command{

@@ -33,10 +33,13 @@ type PBX struct {
 	LastUsage     license.Counts `json:"last_usage,omitempty"`
 	LastOveruse   license.Counts `json:"last_overuse,omitempty"`
 	LastState     string         `json:"last_state,omitempty"`
-	AgentVersion  string         `json:"agent_version,omitempty"`
-	Deleted       bool           `json:"deleted"`
-	DeletedAt     *time.Time     `json:"deleted_at,omitempty"`
-	Suspended     bool           `json:"suspended,omitempty"`
+	// The last usage report carried by hand and the peak it reported.
+	LastOfflineReport *time.Time     `json:"last_offline_report,omitempty"`
+	LastPeak          license.Counts `json:"last_peak,omitempty"`
+	AgentVersion      string         `json:"agent_version,omitempty"`
+	Deleted           bool           `json:"deleted"`
+	DeletedAt         *time.Time     `json:"deleted_at,omitempty"`
+	Suspended         bool           `json:"suspended,omitempty"`
 	// The zero-licence countdown, as signed in the licence.
 	ZeroSince *time.Time `json:"zero_since,omitempty"`
 	StopAt    *time.Time `json:"stop_at,omitempty"`

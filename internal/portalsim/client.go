@@ -165,6 +165,20 @@ func (c *Client) Command(ctx context.Context, ref, id string, wait time.Duration
 	return &out, cc.do(ctx, http.MethodGet, path, nil, &out)
 }
 
+// OfflineActivate answers an offline activation request (armoured or
+// bare) for the PBX ref with a licence file to carry back.
+func (c *Client) OfflineActivate(ctx context.Context, ref, request string) (*OfflineLicence, error) {
+	var out OfflineLicence
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/offline/activate"), OfflineExchange{File: request}, &out)
+}
+
+// OfflineRenew answers a usage report carried from the PBX ref with a
+// renewed licence file.
+func (c *Client) OfflineRenew(ctx context.Context, ref, report string) (*OfflineLicence, error) {
+	var out OfflineLicence
+	return &out, c.do(ctx, http.MethodPost, pbxPath(ref, "/offline/renew"), OfflineExchange{File: report}, &out)
+}
+
 func pbxPath(ref, suffix string) string {
 	return "/admin/v1/pbxs/" + url.PathEscape(ref) + suffix
 }

@@ -269,6 +269,8 @@ func (p *Portal) routes() []route {
 		{"POST /admin/v1/pbxs/{ref}/commands", p.admin(p.queueCommand)},
 		{"GET /admin/v1/pbxs/{ref}/commands/{id}", p.admin(p.getCommand)},
 		{"POST /admin/v1/pbxs/{ref}/licenses", p.admin(p.changeLicenses)},
+		{"POST /admin/v1/pbxs/{ref}/offline/activate", p.admin(p.offlineActivate)},
+		{"POST /admin/v1/pbxs/{ref}/offline/renew", p.admin(p.offlineRenew)},
 		{"POST /admin/v1/pbxs/{ref}/key", p.admin(p.issuePBXKey)},
 		{"POST /admin/v1/pbxs/{ref}/rebind", p.admin(p.rebindPBX)},
 		{"POST /admin/v1/pbxs/{ref}/resume", p.admin(p.resumePBX)},

@@ -57,6 +57,8 @@ type pbxRecord struct {
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 
 	Commands []*commandRecord `json:"commands,omitempty"` // queued and recent (commands.go)
+
+	Offline offlineLedger `json:"offline,omitzero"` // licence files issued by hand (offline.go)
 }
 
 // binding is an appliance's device key bound to a PBX.
@@ -186,15 +188,18 @@ func (r *pbxRecord) view() PBX {
 		LastOveruse:   r.LastOveruse,
 		LastState:     r.LastState,
 		AgentVersion:  r.AgentVersion,
-		Deleted:       r.deleted(),
-		DeletedAt:     r.DeletedAt,
-		Suspended:     r.License.Suspended,
-		ZeroSince:     r.License.ZeroSince,
-		StopAt:        r.License.StopAt,
-		DeleteAt:      r.License.DeleteAt,
-		ChainForks:    r.Chain.Forks,
-		LastFork:      r.LastFork,
-		Cloned:        r.Cloned,
+
+		LastOfflineReport: r.Offline.LastReport,
+		LastPeak:          r.Offline.LastPeak,
+		Deleted:           r.deleted(),
+		DeletedAt:         r.DeletedAt,
+		Suspended:         r.License.Suspended,
+		ZeroSince:         r.License.ZeroSince,
+		StopAt:            r.License.StopAt,
+		DeleteAt:          r.License.DeleteAt,
+		ChainForks:        r.Chain.Forks,
+		LastFork:          r.LastFork,
+		Cloned:            r.Cloned,
 
 		HigherCoversLower:  r.License.HigherCoversLower,
 		SoftOverage:        r.License.SoftOverage,

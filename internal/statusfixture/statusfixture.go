@@ -60,6 +60,11 @@ func Cases() []Case {
 		// free seats unknown.
 		{"active-counting-fails", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: recent}, used, countingFailsExtras)},
 		{"offline", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-3 * day)}, used, offlineExtras)},
+		// Activated and renewed by files, the last one 10 days ago, valid
+		// for 30: the lifecycle counts from the file's time to its horizon.
+		{"air-gapped", build(license.Facts{Now: Now, Doc: doc(counts, func(d *license.Document) {
+			d.HeartbeatTolerance, d.OfflineGrace = license.Seconds(30*day/time.Second), license.Seconds(30*day/time.Second)
+		}), LastSuccess: Now.Add(-10 * day)}, used, airGappedExtras)},
 		{"lapsed", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-33 * day)}, used, lapsedExtras)},
 		{"suspended", build(license.Facts{Now: Now, Doc: suspended, LastSuccess: recent}, used, nil)},
 		{"stopping", build(license.Facts{Now: Now, Doc: zero(Now.Add(-2*day - 3*time.Hour)), LastSuccess: recent}, used, nil)},
@@ -177,6 +182,13 @@ func offlineExtras(st *apitype.Status) {
 	st.Heartbeat.LastError = "portal unreachable: Post \"https://portal.example/api/v1/heartbeat\": dial tcp 203.0.113.7:443: connect: connection refused"
 	st.Heartbeat.Failures = 12
 	st.Heartbeat.Next = ptr(Now.Add(4 * time.Minute))
+}
+
+func airGappedExtras(st *apitype.Status) {
+	st.Mode = apitype.ModeAirGapped
+	st.Heartbeat = apitype.HeartbeatStatus{} // no portal.url: no heartbeat
+	st.Offline = &apitype.OfflineStatus{Horizon: ptr(Now.Add(20 * day)), NextDue: ptr(Now.Add(13 * day)), LastFile: ptr(Now.Add(-10 * day)),
+		Carry: "nothing until " + Now.Add(13*day).UTC().Format(time.RFC3339) + "; then write a usage report (pbx-agent report --offline) and carry it to the portal"}
 }
 
 func lapsedExtras(st *apitype.Status) {

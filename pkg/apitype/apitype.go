@@ -39,6 +39,11 @@ type Status struct {
 	// clock (license.CalendarAt, the deleted verdict).
 	Calendar *CalendarStatus `json:"calendar,omitempty"` // absent when no rule applies
 	Deleted  *DeletedStatus  `json:"deleted,omitempty"`  // only in state deleted
+
+	// Mode is ModeAirGapped while the licence held came by file (offline.go);
+	// absent for a PBX in touch with its portal. Offline is its exchange.
+	Mode    string         `json:"mode,omitempty"`
+	Offline *OfflineStatus `json:"offline,omitempty"`
 }
 
 // CalendarStatus is what the portal's calendar rules mean now.

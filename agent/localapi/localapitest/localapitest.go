@@ -34,6 +34,8 @@ type Backend struct {
 	auditLimits []int
 	admissions  []apitype.Admission
 	sshCloses   int
+
+	offline offlineFake // offline.go
 }
 
 var _ localapi.Backend = (*Backend)(nil)
