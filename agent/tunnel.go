@@ -202,7 +202,7 @@ func (l *licence) tunnelDialConfig(portalURL, id string) (tunnel.DialConfig, err
 		URL:        endpoint.String(),
 		HTTPClient: &http.Client{Transport: l.portal.http.GetClient().Transport},
 		Signer:     device,
-		Keyring:    l.trust.Keyring(),
+		Keyring:    l.trust.Keyring,
 		PBXID:      doc.PBX.ID,
 		CommandID:  id,
 		Now:        l.clock.Now,

@@ -26,7 +26,7 @@ type DialConfig struct {
 	URL        string       // the portal's tunnel endpoint (ws, wss, http or https)
 	HTTPClient *http.Client // proxy and CAs as for every portal request; nil: the default client
 	Signer     *license.Signer
-	Keyring    *license.Keyring // portal keys, to check the portal's signed answer
+	Keyring    func() *license.Keyring // portal keys trusted now, read at each dial: a key revoked while a tunnel lasts is refused at its next dial
 	PBXID      string
 	CommandID  string           // the ssh.open command that opened the tunnel
 	Now        func() time.Time // the licence clock
@@ -57,6 +57,10 @@ func Dial(ctx context.Context, cfg DialConfig) (*Session, error) {
 	if cfg.Signer == nil || cfg.Keyring == nil || cfg.Now == nil || cfg.PBXID == "" || cfg.CommandID == "" {
 		return nil, errors.New("tunnel: dial needs a signer, a keyring, a clock, a PBX and a command id")
 	}
+	kr := cfg.Keyring()
+	if kr == nil {
+		return nil, errors.New("tunnel: no portal keyring is trusted")
+	}
 	nonce, err := newNonce()
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Session, error) {
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
-		return nil, refusal(resp, err, cfg.Keyring, nonce, cfg.PBXID)
+		return nil, refusal(resp, err, kr, nonce, cfg.PBXID)
 	}
 	fail := func(err error) (*Session, error) {
 		ws.Close(websocket.StatusPolicyViolation, "refused")
@@ -87,7 +91,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Session, error) {
 	if ws.Subprotocol() != protocol.TunnelSubprotocol {
 		return fail(fmt.Errorf("the portal speaks WebSocket subprotocol %q, not %q", ws.Subprotocol(), protocol.TunnelSubprotocol))
 	}
-	answer, err := CheckAnswer(resp.Header.Get(protocol.TunnelHeader), cfg.Keyring, nonce, cfg.PBXID)
+	answer, err := CheckAnswer(resp.Header.Get(protocol.TunnelHeader), kr, nonce, cfg.PBXID)
 	if err != nil {
 		return fail(err)
 	}

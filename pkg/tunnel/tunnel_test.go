@@ -33,7 +33,8 @@ type rig struct {
 	cfg      DialConfig
 	// answer, when set, replaces the portal's answer to a request.
 	answer   func(req *protocol.TunnelRequest) protocol.Answer
-	attempts atomic.Int32 // upgrades seen, refused ones included
+	attempts atomic.Int32                    // upgrades seen, refused ones included
+	keyring  atomic.Pointer[license.Keyring] // what the agent trusts now
 }
 
 func newRig(t testing.TB) *rig {
@@ -53,8 +54,9 @@ func newRig(t testing.TB) *rig {
 	r := &rig{t: t, portal: portal, device: dev.Public(), sessions: make(chan *PortalSession, 4)}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)
+	r.keyring.Store(kr)
 	r.cfg = DialConfig{
-		URL: r.srv.URL + protocol.PathTunnel, Signer: dev, Keyring: kr,
+		URL: r.srv.URL + protocol.PathTunnel, Signer: dev, Keyring: r.keyring.Load,
 		PBXID: testPBX, CommandID: "cmd-open-1",
 		Now: func() time.Time { return portalNow },
 	}
@@ -356,6 +358,34 @@ func TestAgentRefusesAnswersItCannotTrust(t *testing.T) {
 				t.Fatalf("Dial: %v, want an error naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRevokedPortalKeyRefusedAtTheNextDial: the keyring is read at each
+// dial, so a portal key the agent stops trusting while a tunnel's TTL
+// lasts (a key announcement revoking it) no longer opens the tunnel when
+// the agent dials again.
+func TestRevokedPortalKeyRefusedAtTheNextDial(t *testing.T) {
+	r := newRig(t)
+	s, err := Dial(t.Context(), r.cfg)
+	if err != nil {
+		t.Fatalf("first dial: %v", err)
+	}
+	s.Close()
+	other, err := license.GenerateSigner("portal-next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := license.NewKeyring(map[string]ed25519.PublicKey{other.KeyID(): other.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.keyring.Store(kr)
+	if s, err := Dial(t.Context(), r.cfg); err == nil {
+		s.Close()
+		t.Fatal("a dial after the portal's key was revoked was accepted")
+	} else if !strings.Contains(err.Error(), r.portal.KeyID()) {
+		t.Fatalf("Dial: %v, want an error naming the revoked key %q", err, r.portal.KeyID())
 	}
 }
 
