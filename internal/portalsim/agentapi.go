@@ -259,7 +259,7 @@ func (p *Portal) heartbeat(_ context.Context, body string, replayOld bool) (*rep
 		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)
 	}
 	var hb heartbeatIn
-	if typ == protocol.TypeCompactHeartbeat {
+	if typ == protocol.TypeCompactHeartbeat && !p.fullOnly {
 		hb, err = p.readCompactHeartbeat(body)
 	} else {
 		hb, err = p.readHeartbeat(body)
@@ -497,8 +497,10 @@ func (p *Portal) okReply(req protocol.Request, r *pbxRecord, lic string, now tim
 		Revision: r.License.Revision,
 		Digest:   protocol.Digest(lic),
 		Standing: standing,
-		Formats:  []string{protocol.TypeCompactHeartbeat},
 	}}
+	if !p.fullOnly {
+		rep.answer.Formats = []string{protocol.TypeCompactHeartbeat}
+	}
 	if r.Previous != nil {
 		prev := *r.Previous
 		rep.previous = &prev
