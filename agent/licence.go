@@ -38,8 +38,9 @@ type licence struct {
 	setupErr error         // a configuration problem (no portal keyring, no portal.url) that stops every exchange
 
 	// exchangeMu serialises exchanges with the portal, so an activation
-	// and a heartbeat never interleave their state changes.
+	// and a heartbeat never interleave their state changes. It guards wire.
 	exchangeMu sync.Mutex
+	wire       wireState
 
 	mu     sync.Mutex // guards the fields below
 	st     persisted
@@ -343,6 +344,9 @@ func (l *licence) loadAnswers() {
 	}
 	if l.st.Answer != "" {
 		ans, err := protocol.VerifyKeptAnswer(l.st.Answer, kr, doc.PBX.ID)
+		if l.st.AnswerTo != "" {
+			ans, err = protocol.VerifySame(l.st.Answer, kr, l.st.AnswerTo, doc.PBX.ID)
+		}
 		switch {
 		case err != nil:
 			l.env.log.Warn("the kept portal answer does not verify; the last success counts from the licence's issue time", "err", err)
@@ -351,6 +355,9 @@ func (l *licence) loadAnswers() {
 				"answer_revision", ans.Revision, "held_revision", doc.Revision)
 		default:
 			l.ans.lastOK = ans.Time
+			// What the portal reads, as it last said, signed; what it
+			// acknowledged is not known after a start.
+			l.wire = wireState{compact: ans.Same || slices.Contains(ans.Formats, protocol.TypeCompactHeartbeat)}
 		}
 	}
 	// The licence clock was at least where the portal signed: a mark moved
@@ -409,25 +416,39 @@ func (l *licence) ensureDevice() (*license.Signer, error) {
 // disagree: the portal's signed time is adopted and the request signed
 // again and retried once, at once.
 func (l *licence) signedExchange(ctx context.Context, path, typ, pbxID string, build func(protocol.Request) any) (*protocol.Answer, error) {
+	ans, _, err := l.signedExchangeWith(ctx, path, pbxID, false, func(device *license.Signer, r protocol.Request) (string, error) {
+		return device.Sign(typ, build(r))
+	})
+	return ans, err
+}
+
+// signedExchangeWith is signedExchange for a request that sign signs
+// itself; compact is a compact heartbeat, whose time is in whole seconds.
+// It returns the request the answer answers, as sent.
+func (l *licence) signedExchangeWith(ctx context.Context, path, pbxID string, compact bool,
+	sign func(*license.Signer, protocol.Request) (string, error)) (*protocol.Answer, string, error) {
 	l.mu.Lock()
 	device := l.device
 	l.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		meta := protocol.Request{Time: l.clock.Now(), Nonce: newNonce()}
-		body, err := device.Sign(typ, build(meta))
-		if err != nil {
-			return nil, err
+		if compact {
+			meta.Time = meta.Time.Truncate(time.Second)
 		}
-		ans, err := l.portal.exchange(ctx, path, body, meta.Nonce, pbxID)
+		body, err := sign(device, meta)
 		if err != nil {
-			return nil, err
+			return nil, "", err
+		}
+		ans, err := l.portal.exchange(ctx, path, outgoing{body: body, nonce: meta.Nonce, pbxID: pbxID, compact: compact})
+		if err != nil {
+			return nil, "", err
 		}
 		l.clock.AdoptPortal(ans.Time)
 		if ans.Status != protocol.StatusStale {
-			return ans, nil
+			return ans, body, nil
 		}
 		if attempt > 0 {
-			return nil, fmt.Errorf("the portal found the request stale twice (portal time %s)", ans.Time.Format(time.RFC3339))
+			return nil, "", fmt.Errorf("the portal found the request stale twice (portal time %s)", ans.Time.Format(time.RFC3339))
 		}
 		l.env.log.Warn("portal found the request stale; adopted its time and signed again",
 			"portal_time", ans.Time, "request_time", meta.Time)
@@ -549,6 +570,7 @@ func (l *licence) activate(ctx context.Context, raw string, then func()) error {
 		Interval: ans.Interval, State: l.st.State, Fingerprint: fingerprint,
 	}, doc)
 	if err == nil {
+		l.wire = wireState{compact: slices.Contains(ans.Formats, protocol.TypeCompactHeartbeat)}
 		l.ans.lastOK, l.ans.refusedAt, l.ans.restored, l.ans.lastError = ans.Time, time.Time{}, false, ""
 		if merr := l.mark.restart(l.clock.Mark(), doc.Revision, l.st.Chain.Seq); merr != nil {
 			l.env.log.Error("writing the licence clock's mark", "err", merr)
@@ -624,16 +646,18 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	state := l.verdictLocked(now).State
 	l.mu.Unlock()
 
-	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: held.Revision, Digest: held.Digest, Fetch: fetch,
-		Link: link.Digest, Seq: link.Seq, State: string(state), AgentVersion: l.env.version, Results: l.peers.results()}
+	report := heartbeatReport{state: string(state), version: l.env.version, results: l.peers.results()}
 	if used := l.peers.usage(); used != nil { // usage only once counted
-		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
+		report.counted, report.usage, report.overuse = true, used, admission.Overuse(doc, used)
 	}
 	began := time.Now() // an exchange's duration, for the metric: the machine's monotonic clock
-	ans, err := l.signedExchange(ctx, protocol.PathHeartbeat, protocol.TypeHeartbeat, doc.PBX.ID, func(r protocol.Request) any {
-		req.Request = r
-		return req
-	})
+	compact := l.wire.compact
+	ans, sent, err := l.sendHeartbeat(ctx, doc.PBX.ID, compact, held, link, report, fetch)
+	if compact && formatRefused(err) {
+		l.env.log.Warn("the portal refused a compact heartbeat; sending full ones until it says it reads them", "err", err)
+		l.wire.compact = false
+		ans, sent, err = l.sendHeartbeat(ctx, doc.PBX.ID, false, held, link, report, fetch)
+	}
 	if err == nil {
 		err = ans.CheckEcho(link)
 	}
@@ -642,6 +666,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		return false, err
 	}
 	l.peers.heartbeat(answerResult(ans.Status), time.Since(began))
+	l.wire.learn(ans, report)
 
 	// Verify a new licence before taking the lock: verification is the
 	// slow part, and the status endpoint must not wait on it.
@@ -696,7 +721,9 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		return false, fmt.Errorf("unexpected answer status %q", ans.Status)
 	}
 
-	st.Interval = ans.Interval
+	if !ans.Same { // a "same" answer keeps the interval last stated
+		st.Interval = ans.Interval
+	}
 	newDoc := l.doc
 	accepted := false
 	switch {
@@ -711,7 +738,10 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	}
 	matched = ans.Matches(protocol.HeldLicence(newDoc.Revision, st.License))
 	if matched {
-		st.Answer, st.Refused = ans.Compact, ""
+		st.Answer, st.AnswerTo, st.Refused = ans.Compact, "", ""
+		if ans.Same {
+			st.AnswerTo = sent // the "same" answer says what it says by echoing it
+		}
 	}
 	if err := l.commitLocked(st, newDoc); err != nil {
 		if accepted {
@@ -745,6 +775,26 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 			"held_revision", newDoc.Revision, "current_revision", ans.Revision, "standing", ans.Standing)
 	}
 	return matched, nil
+}
+
+// sendHeartbeat signs and sends one heartbeat, compact or full, and
+// returns the verified answer and the request it answers.
+func (l *licence) sendHeartbeat(ctx context.Context, pbxID string, compact bool, held protocol.Held, link protocol.Link,
+	report heartbeatReport, fetch bool) (*protocol.Answer, string, error) {
+	return l.signedExchangeWith(ctx, protocol.PathHeartbeat, pbxID, compact, func(device *license.Signer, r protocol.Request) (string, error) {
+		if compact {
+			h := protocol.CompactHeartbeat{Request: r, Held: held, Link: link, Report: l.wire.changes(report, fetch)}
+			payload, err := h.MarshalBinary()
+			if err != nil {
+				return "", err
+			}
+			return device.SignRaw(protocol.TypeCompactHeartbeat, payload)
+		}
+		return device.Sign(protocol.TypeHeartbeat, protocol.HeartbeatRequest{Request: r, PBXID: pbxID,
+			Revision: held.Revision, Digest: held.Digest, Fetch: fetch, Link: link.Digest, Seq: link.Seq,
+			State: report.state, Usage: report.usage, Overuse: report.overuse, AgentVersion: report.version,
+			Results: report.results})
+	})
 }
 
 // commitLocked saves st (with the licence clock's mark) and only then
