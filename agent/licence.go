@@ -18,6 +18,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/identity"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/slotfile"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
 
@@ -31,6 +32,7 @@ type licence struct {
 	peers licencePeers // what an exchange reports of the other components
 
 	store    *state.File[persisted]
+	beats    *slotfile.File // the heartbeat record (beat.go); nil: every save goes to store
 	clock    *license.Clock
 	mark     *clockMark    // the clock's mark record (clockmark.go)
 	trust    *trust        // the portal keys trusted, revocations applied (trust.go)
@@ -101,6 +103,7 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	case info.Recovered:
 		log.Warn("state recovered from the previous good copy", "reason", info.RecoveredReason)
 	}
+	beats := openBeats(cfg.StateDir, &st, log)
 	markRemoved = st.ClockMark && !fileExists(filepath.Join(cfg.StateDir, clockMarkFile))
 	mark, clk, err := openClockMark(cfg.StateDir, env.root, src, st.HighWater, log)
 	if err != nil {
@@ -132,7 +135,7 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
 		return nil, false, err
 	}
-	l = &licence{env: env, store: store, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr, st: st}
+	l = &licence{env: env, store: store, beats: beats, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr, st: st}
 	if setupErr != nil {
 		l.ans.lastError = setupErr.Error()
 	}
@@ -491,7 +494,7 @@ func (l *licence) acceptLicense(compact, pbxID string, first bool) (*license.Doc
 }
 
 // saveLocked persists the state with the licence clock's mark. Callers hold l.mu.
-func (l *licence) saveLocked() error { return l.commitLocked(l.st, l.doc) }
+func (l *licence) saveLocked() error { return l.saveStateLocked(l.st, l.doc) }
 
 // document returns the licence held, nil when none.
 func (l *licence) document() *license.Document {
@@ -803,6 +806,25 @@ func (l *licence) sendHeartbeat(ctx context.Context, pbxID string, compact bool,
 // Callers hold l.mu.
 func (l *licence) commitLocked(st persisted, doc *license.Document) error {
 	st.HighWater, st.ClockMark = l.clock.Now(), true // loadLicence made the mark record before any save
+	if l.beats != nil && doc == l.doc && onlyBeat(l.st, st) {
+		st.Gen = l.st.Gen + 1
+		err := l.saveBeat(st)
+		if err == nil {
+			l.st = st
+			return nil
+		}
+		if !errors.Is(err, slotfile.ErrTooLarge) {
+			l.env.log.Warn("writing the heartbeat record; saving the state file instead", "err", err)
+		}
+	}
+	return l.saveStateLocked(st, doc)
+}
+
+// saveStateLocked saves st to the state file, whatever changed: a caller
+// that changed l.st itself saves it so. Callers hold l.mu.
+func (l *licence) saveStateLocked(st persisted, doc *license.Document) error {
+	st.HighWater, st.ClockMark = l.clock.Now(), true
+	st.Gen = l.st.Gen + 1
 	if err := l.store.Save(st); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
@@ -821,7 +843,7 @@ func (l *licence) recordError(err error) {
 func (l *licence) persistClock() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.saveLocked()
+	return l.commitLocked(l.st, l.doc) // in place when only the mark changed
 }
 
 // writeClockMark writes the licence clock's mark now.

@@ -62,4 +62,8 @@ type persisted struct {
 	// reason (a decrease, or users created beyond the licence), so an
 	// edit of it grants nothing. Reset at each activation.
 	Decreases license.Decreases `json:"decreases,omitempty"`
+	// Gen counts the saves of the state, to the state file or to the
+	// heartbeat record (beat.go): the newer of the two holds the chain
+	// link and the answer.
+	Gen uint64 `json:"gen,omitempty"`
 }

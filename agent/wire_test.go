@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/slotfile"
 )
 
 // wireMITM stands on the network between agents and the portal, without
@@ -323,11 +326,34 @@ func TestSameAnswerKeptAcrossRestart(t *testing.T) {
 
 	// The owner swaps the kept request for another one signed with the
 	// device key: the portal's echo no longer matches.
-	editState(t, r.cfg.StateDir, func(m map[string]any) {
-		m["answer_to"] = strings.Replace(to, to[40:44], "AAAA", 1)
-	})
+	editBeat(t, r.cfg.StateDir, func(b *beat) { b.AnswerTo = strings.Replace(to, to[40:44], "AAAA", 1) })
 	c := r.newAgent(t)
 	if got := c.Status().Heartbeat.LastSuccess; got != nil && got.Equal(*want) {
 		t.Errorf("an edited kept request still vouches for the last success %v", got)
+	}
+}
+
+// editBeat rewrites the heartbeat record as the owner could.
+func editBeat(t *testing.T, dir string, edit func(*beat)) {
+	t.Helper()
+	f, err := slotfile.Open(filepath.Join(dir, beatFileName), beatMagic, beatSlotSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := f.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b beat
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	edit(&b)
+	if data, err = json.Marshal(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Write(data); err != nil {
+		t.Fatal(err)
 	}
 }
