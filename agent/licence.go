@@ -346,9 +346,12 @@ func (l *licence) loadAnswers() {
 		return
 	}
 	if l.st.Answer != "" {
-		ans, err := protocol.VerifyKeptAnswer(l.st.Answer, kr, doc.PBX.ID)
-		if l.st.AnswerTo != "" {
+		var ans *protocol.Answer
+		var err error
+		if l.st.AnswerTo != "" { // a "same" answer, checked with the request it echoes
 			ans, err = protocol.VerifySame(l.st.Answer, kr, l.st.AnswerTo, doc.PBX.ID)
+		} else {
+			ans, err = protocol.VerifyKeptAnswer(l.st.Answer, kr, doc.PBX.ID)
 		}
 		switch {
 		case err != nil:
@@ -802,8 +805,9 @@ func (l *licence) sendHeartbeat(ctx context.Context, pbxID string, compact bool,
 
 // commitLocked saves st (with the licence clock's mark) and only then
 // makes it, and doc, the agent's: a state the folder does not hold is
-// never acted on, so nothing is granted that a restart would forget.
-// Callers hold l.mu.
+// never acted on, so nothing is granted that a restart would forget. What
+// an unchanged heartbeat changes goes to the heartbeat record, in place
+// (beat.go); anything else to the state file. Callers hold l.mu.
 func (l *licence) commitLocked(st persisted, doc *license.Document) error {
 	st.HighWater, st.ClockMark = l.clock.Now(), true // loadLicence made the mark record before any save
 	if l.beats != nil && doc == l.doc && onlyBeat(l.st, st) {
