@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,4 +167,40 @@ func readState(t *testing.T, dir string) persisted {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// BenchmarkHeartbeatSave compares the two ways an unchanged heartbeat's
+// outcome (a new chain link and answer) can reach the disk: the state
+// file replaced (a new file, two syncs, a rename) and the heartbeat
+// record rewritten in place (one pwrite, one fdatasync).
+func BenchmarkHeartbeatSave(b *testing.B) {
+	r := newRig(b)
+	key := r.createPBX(b, "bench.example", license.Counts{license.UCPremium: 5})
+	a, err := New(r.cfg, slog.New(slog.DiscardHandler), Options{Time: r.time, Root: r.root})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := a.Activate(context.Background(), key); err != nil {
+		b.Fatal(err)
+	}
+	l := a.lic
+	for _, bb := range []struct {
+		name string
+		save func(persisted, *license.Document) error
+	}{
+		{"state file", l.saveStateLocked},
+		{"heartbeat record", l.commitLocked},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			for b.Loop() {
+				st := l.st
+				st.Chain.Seq++
+				if err := bb.save(st, l.doc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
