@@ -357,3 +357,42 @@ func editBeat(t *testing.T, dir string, edit func(*beat)) {
 		t.Fatal(err)
 	}
 }
+
+// TestWireChanges: a compact heartbeat reports what differs from what the
+// portal last acknowledged, tells "none" ({}) from "unchanged" (absent),
+// and always carries the results not yet acknowledged.
+func TestWireChanges(t *testing.T) {
+	ten := license.Counts{license.UCPremium: 10}
+	acked := heartbeatReport{state: "active", version: "1.0", counted: true, usage: ten}
+	results := []protocol.CommandResult{{ID: "cmd-1", State: "done"}}
+	for _, tt := range []struct {
+		name  string
+		acked *heartbeatReport
+		now   heartbeatReport
+		fetch bool
+		want  string // the report as JSON
+	}{
+		{"nothing acknowledged since the start", nil, acked, false,
+			`{"s":"active","u":{"uc-premium":10},"o":{},"v":"1.0"}`},
+		{"unchanged", &acked, acked, false, `{}`},
+		{"not counted yet", nil, heartbeatReport{state: "active", version: "1.0"}, false, `{"s":"active","v":"1.0"}`},
+		{"a new count", &acked, heartbeatReport{state: "active", version: "1.0", counted: true, usage: license.Counts{license.UCPremium: 11},
+			overuse: license.Counts{license.UCPremium: 1}}, false, `{"u":{"uc-premium":11},"o":{"uc-premium":1}}`},
+		{"no users any more", &acked, heartbeatReport{state: "active", version: "1.0", counted: true}, false, `{"u":{}}`},
+		{"a new state and version", &acked, heartbeatReport{state: "lapsed", version: "1.1", counted: true, usage: ten}, false,
+			`{"s":"lapsed","v":"1.1"}`},
+		{"results and fetch", &acked, heartbeatReport{state: "active", version: "1.0", counted: true, usage: ten, results: results}, true,
+			`{"f":true,"x":[{"id":"cmd-1","state":"done","at":"0001-01-01T00:00:00Z"}]}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := wireState{compact: true, acked: tt.acked}
+			got, err := json.Marshal(w.changes(tt.now, tt.fetch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("report %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
