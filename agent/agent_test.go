@@ -46,8 +46,15 @@ type rig struct {
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	data := t.TempDir()
-	p, err := portalsim.New(portalsim.Config{DataDir: data})
+	return newRigWith(t, portalsim.Config{})
+}
+
+// newRigWith is newRig with a portal configured as pc says (its DataDir
+// is the rig's).
+func newRigWith(t testing.TB, pc portalsim.Config) *rig {
+	t.Helper()
+	pc.DataDir = t.TempDir()
+	p, err := portalsim.New(pc)
 	if err != nil {
 		t.Fatal(err)
 	}

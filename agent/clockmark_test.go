@@ -197,8 +197,14 @@ func TestClockMarkRecognisesRestoredState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
 			a := r.activated(t, nil)
-			statePath := filepath.Join(r.cfg.StateDir, stateFileName)
+			// The owner's backup of the state folder: the state file and
+			// the heartbeat record.
+			statePath, beatPath := filepath.Join(r.cfg.StateDir, stateFileName), filepath.Join(r.cfg.StateDir, beatFileName)
 			backup, err := os.ReadFile(statePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			beatBackup, err := os.ReadFile(beatPath)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -217,6 +223,9 @@ func TestClockMarkRecognisesRestoredState(t *testing.T) {
 				t.Errorf("the current state file: %s; want active", got)
 			}
 			if err := os.WriteFile(statePath, backup, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(beatPath, beatBackup, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			restored := r.newAgent(t)

@@ -78,7 +78,7 @@ func FuzzPortalExchange(f *testing.F) {
 		next.mu.Lock()
 		next.status, next.retryAfter, next.body = status, retryAfter, body
 		next.mu.Unlock()
-		ans, err := pc.exchange(context.Background(), protocol.PathHeartbeat, "body", "n1", "pbx-1")
+		ans, err := pc.exchange(context.Background(), protocol.PathHeartbeat, outgoing{body: "body", nonce: "n1", pbxID: "pbx-1"})
 		var re *refusedError
 		var le *license.Error
 		switch {

@@ -19,6 +19,7 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/offline"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+	"github.com/pbx-agent/pbx-agent/pkg/slotfile"
 	"github.com/pbx-agent/pbx-agent/pkg/state"
 )
 
@@ -32,6 +33,7 @@ type licence struct {
 	peers licencePeers // what an exchange reports of the other components
 
 	store    *state.File[persisted]
+	beats    *slotfile.File // the heartbeat record (beat.go); nil: every save goes to store
 	clock    *license.Clock
 	mark     *clockMark    // the clock's mark record (clockmark.go)
 	trust    *trust        // the portal keys trusted, revocations applied (trust.go)
@@ -42,8 +44,9 @@ type licence struct {
 	fileSetupErr error
 
 	// exchangeMu serialises exchanges with the portal, so an activation
-	// and a heartbeat never interleave their state changes.
+	// and a heartbeat never interleave their state changes. It guards wire.
 	exchangeMu sync.Mutex
+	wire       wireState
 
 	mu     sync.Mutex // guards the fields below
 	st     persisted
@@ -105,6 +108,7 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	case info.Recovered:
 		log.Warn("state recovered from the previous good copy", "reason", info.RecoveredReason)
 	}
+	beats := openBeats(cfg.StateDir, &st, log)
 	markRemoved = st.ClockMark && !fileExists(filepath.Join(cfg.StateDir, clockMarkFile))
 	mark, clk, err := openClockMark(cfg.StateDir, env.root, src, st.HighWater, log)
 	if err != nil {
@@ -136,7 +140,7 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	if tr, err = loadTrust(kr, cfg.StateDir); err != nil {
 		return nil, false, err
 	}
-	l = &licence{env: env, store: store, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr,
+	l = &licence{env: env, store: store, beats: beats, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr,
 		fileSetupErr: setup.fileSetupErr(), st: st}
 	if setupErr != nil {
 		l.ans.lastError = setupErr.Error()
@@ -349,7 +353,13 @@ func (l *licence) loadAnswers() {
 		return
 	}
 	if l.st.Answer != "" {
-		ans, err := protocol.VerifyKeptAnswer(l.st.Answer, kr, doc.PBX.ID)
+		var ans *protocol.Answer
+		var err error
+		if l.st.AnswerTo != "" { // a "same" answer, checked with the request it echoes
+			ans, err = protocol.VerifySame(l.st.Answer, kr, l.st.AnswerTo, doc.PBX.ID)
+		} else {
+			ans, err = protocol.VerifyKeptAnswer(l.st.Answer, kr, doc.PBX.ID)
+		}
 		switch {
 		case err != nil:
 			l.env.log.Warn("the kept portal answer does not verify; the last success counts from the licence's issue time", "err", err)
@@ -358,6 +368,9 @@ func (l *licence) loadAnswers() {
 				"answer_revision", ans.Revision, "held_revision", doc.Revision)
 		default:
 			l.ans.lastOK = ans.Time
+			// What the portal reads, as it last said, signed; what it
+			// acknowledged is not known after a start.
+			l.wire = wireState{compact: ans.Same || slices.Contains(ans.Formats, protocol.TypeCompactHeartbeat)}
 		}
 	}
 	// The licence clock was at least where the portal signed: a mark moved
@@ -420,25 +433,39 @@ func (l *licence) ensureDevice() (*license.Signer, error) {
 // disagree: the portal's signed time is adopted and the request signed
 // again and retried once, at once.
 func (l *licence) signedExchange(ctx context.Context, path, typ, pbxID string, build func(protocol.Request) any) (*protocol.Answer, error) {
+	ans, _, err := l.signedExchangeWith(ctx, path, pbxID, false, func(device *license.Signer, r protocol.Request) (string, error) {
+		return device.Sign(typ, build(r))
+	})
+	return ans, err
+}
+
+// signedExchangeWith is signedExchange for a request that sign signs
+// itself; compact is a compact heartbeat, whose time is in whole seconds.
+// It returns the request the answer answers, as sent.
+func (l *licence) signedExchangeWith(ctx context.Context, path, pbxID string, compact bool,
+	sign func(*license.Signer, protocol.Request) (string, error)) (*protocol.Answer, string, error) {
 	l.mu.Lock()
 	device := l.device
 	l.mu.Unlock()
 	for attempt := 0; ; attempt++ {
 		meta := protocol.Request{Time: l.clock.Now(), Nonce: newNonce()}
-		body, err := device.Sign(typ, build(meta))
-		if err != nil {
-			return nil, err
+		if compact {
+			meta.Time = meta.Time.Truncate(time.Second)
 		}
-		ans, err := l.portal.exchange(ctx, path, body, meta.Nonce, pbxID)
+		body, err := sign(device, meta)
 		if err != nil {
-			return nil, err
+			return nil, "", err
+		}
+		ans, err := l.portal.exchange(ctx, path, outgoing{body: body, nonce: meta.Nonce, pbxID: pbxID, compact: compact})
+		if err != nil {
+			return nil, "", err
 		}
 		l.clock.AdoptPortal(ans.Time)
 		if ans.Status != protocol.StatusStale {
-			return ans, nil
+			return ans, body, nil
 		}
 		if attempt > 0 {
-			return nil, fmt.Errorf("the portal found the request stale twice (portal time %s)", ans.Time.Format(time.RFC3339))
+			return nil, "", fmt.Errorf("the portal found the request stale twice (portal time %s)", ans.Time.Format(time.RFC3339))
 		}
 		l.env.log.Warn("portal found the request stale; adopted its time and signed again",
 			"portal_time", ans.Time, "request_time", meta.Time)
@@ -481,7 +508,7 @@ func (l *licence) acceptLicense(compact, pbxID string, first bool) (*license.Doc
 }
 
 // saveLocked persists the state with the licence clock's mark. Callers hold l.mu.
-func (l *licence) saveLocked() error { return l.commitLocked(l.st, l.doc) }
+func (l *licence) saveLocked() error { return l.saveStateLocked(l.st, l.doc) }
 
 // document returns the licence held, nil when none.
 func (l *licence) document() *license.Document {
@@ -560,6 +587,7 @@ func (l *licence) activate(ctx context.Context, raw string, then func()) error {
 		Interval: ans.Interval, State: l.st.State, Fingerprint: fingerprint,
 	}, doc)
 	if err == nil {
+		l.wire = wireState{compact: slices.Contains(ans.Formats, protocol.TypeCompactHeartbeat)}
 		l.ans.lastOK, l.ans.refusedAt, l.ans.restored, l.ans.lastError = ans.Time, time.Time{}, false, ""
 		if merr := l.mark.restart(l.clock.Mark(), doc.Revision, l.st.Chain.Seq); merr != nil {
 			l.env.log.Error("writing the licence clock's mark", "err", merr)
@@ -635,16 +663,18 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	state := l.verdictLocked(now).State
 	l.mu.Unlock()
 
-	req := protocol.HeartbeatRequest{PBXID: doc.PBX.ID, Revision: held.Revision, Digest: held.Digest, Fetch: fetch,
-		Link: link.Digest, Seq: link.Seq, State: string(state), AgentVersion: l.env.version, Results: l.peers.results()}
+	report := heartbeatReport{state: string(state), version: l.env.version, results: l.peers.results()}
 	if used := l.peers.usage(); used != nil { // usage only once counted
-		req.Usage, req.Overuse = used, admission.Overuse(doc, used)
+		report.counted, report.usage, report.overuse = true, used, admission.Overuse(doc, used)
 	}
 	began := time.Now() // an exchange's duration, for the metric: the machine's monotonic clock
-	ans, err := l.signedExchange(ctx, protocol.PathHeartbeat, protocol.TypeHeartbeat, doc.PBX.ID, func(r protocol.Request) any {
-		req.Request = r
-		return req
-	})
+	compact := l.wire.compact
+	ans, sent, err := l.sendHeartbeat(ctx, doc.PBX.ID, compact, held, link, report, fetch)
+	if compact && formatRefused(err) {
+		l.env.log.Warn("the portal refused a compact heartbeat; sending full ones until it says it reads them", "err", err)
+		l.wire.compact = false
+		ans, sent, err = l.sendHeartbeat(ctx, doc.PBX.ID, false, held, link, report, fetch)
+	}
 	if err == nil {
 		err = ans.CheckEcho(link)
 	}
@@ -653,6 +683,7 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		return false, err
 	}
 	l.peers.heartbeat(answerResult(ans.Status), time.Since(began))
+	l.wire.learn(ans, report)
 
 	// Verify a new licence before taking the lock: verification is the
 	// slow part, and the status endpoint must not wait on it.
@@ -707,7 +738,9 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 		return false, fmt.Errorf("unexpected answer status %q", ans.Status)
 	}
 
-	st.Interval = ans.Interval
+	if !ans.Same { // a "same" answer keeps the interval last stated
+		st.Interval = ans.Interval
+	}
 	newDoc := l.doc
 	accepted := false
 	switch {
@@ -722,7 +755,10 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	}
 	matched = ans.Matches(protocol.HeldLicence(newDoc.Revision, st.License))
 	if matched {
-		st.Answer, st.Refused = ans.Compact, ""
+		st.Answer, st.AnswerTo, st.Refused = ans.Compact, "", ""
+		if ans.Same {
+			st.AnswerTo = sent // the "same" answer says what it says by echoing it
+		}
 	}
 	if err := l.commitLocked(st, newDoc); err != nil {
 		if accepted {
@@ -758,12 +794,52 @@ func (l *licence) heartbeatOnce(ctx context.Context, fetch bool) (matched bool, 
 	return matched, nil
 }
 
+// sendHeartbeat signs and sends one heartbeat, compact or full, and
+// returns the verified answer and the request it answers.
+func (l *licence) sendHeartbeat(ctx context.Context, pbxID string, compact bool, held protocol.Held, link protocol.Link,
+	report heartbeatReport, fetch bool) (*protocol.Answer, string, error) {
+	return l.signedExchangeWith(ctx, protocol.PathHeartbeat, pbxID, compact, func(device *license.Signer, r protocol.Request) (string, error) {
+		if compact {
+			h := protocol.CompactHeartbeat{Request: r, Held: held, Link: link, Report: l.wire.changes(report, fetch)}
+			payload, err := h.MarshalBinary()
+			if err != nil {
+				return "", err
+			}
+			return device.SignRaw(protocol.TypeCompactHeartbeat, payload)
+		}
+		return device.Sign(protocol.TypeHeartbeat, protocol.HeartbeatRequest{Request: r, PBXID: pbxID,
+			Revision: held.Revision, Digest: held.Digest, Fetch: fetch, Link: link.Digest, Seq: link.Seq,
+			State: report.state, Usage: report.usage, Overuse: report.overuse, AgentVersion: report.version,
+			Results: report.results})
+	})
+}
+
 // commitLocked saves st (with the licence clock's mark) and only then
 // makes it, and doc, the agent's: a state the folder does not hold is
-// never acted on, so nothing is granted that a restart would forget.
-// Callers hold l.mu.
+// never acted on, so nothing is granted that a restart would forget. What
+// an unchanged heartbeat changes goes to the heartbeat record, in place
+// (beat.go); anything else to the state file. Callers hold l.mu.
 func (l *licence) commitLocked(st persisted, doc *license.Document) error {
 	st.HighWater, st.ClockMark = l.clock.Now(), true // loadLicence made the mark record before any save
+	if l.beats != nil && doc == l.doc && onlyBeat(l.st, st) {
+		st.Gen = l.st.Gen + 1
+		err := l.saveBeat(st)
+		if err == nil {
+			l.st = st
+			return nil
+		}
+		if !errors.Is(err, slotfile.ErrTooLarge) {
+			l.env.log.Warn("writing the heartbeat record; saving the state file instead", "err", err)
+		}
+	}
+	return l.saveStateLocked(st, doc)
+}
+
+// saveStateLocked saves st to the state file, whatever changed: a caller
+// that changed l.st itself saves it so. Callers hold l.mu.
+func (l *licence) saveStateLocked(st persisted, doc *license.Document) error {
+	st.HighWater, st.ClockMark = l.clock.Now(), true
+	st.Gen = l.st.Gen + 1
 	if err := l.store.Save(st); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
@@ -782,7 +858,7 @@ func (l *licence) recordError(err error) {
 func (l *licence) persistClock() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.saveLocked()
+	return l.commitLocked(l.st, l.doc) // in place when only the mark changed
 }
 
 // writeClockMark writes the licence clock's mark now.

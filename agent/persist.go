@@ -32,6 +32,10 @@ type persisted struct {
 	// Empty after an upgrade from a state without it: the licence's issue
 	// time stands in until the next answer.
 	Answer string `json:"answer,omitempty"`
+	// AnswerTo is the compact heartbeat that Answer answers when Answer is
+	// a "same" answer: the answer echoes its digest and states what it
+	// says, so the two verify together.
+	AnswerTo string `json:"answer_to,omitempty"`
 	// Chain is this appliance's end of the heartbeat chain: the digest of
 	// the last answer accepted and how many were. Saved before the next
 	// request is sent, as every accepted answer is saved.
@@ -60,4 +64,8 @@ type persisted struct {
 	Decreases license.Decreases `json:"decreases,omitempty"`
 	// Offline is the file exchange of an air-gapped PBX (offline.go).
 	Offline offlineState `json:"offline,omitzero"`
+	// Gen counts the saves of the state, to the state file or to the
+	// heartbeat record (beat.go): the newer of the two holds the chain
+	// link and the answer.
+	Gen uint64 `json:"gen,omitempty"`
 }

@@ -70,7 +70,8 @@ func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent str
 	// The request carries only the headers the protocol needs: the media
 	// type of the signed body, and the agent's version for the portal's
 	// logs. No Accept: the protocol fixes what the portal answers, a
-	// signed body with 200 and a JSON refusal otherwise.
+	// signed body with 200 and a JSON refusal otherwise. A compact
+	// heartbeat carries neither (bareHeaders).
 	// Retries stay with the heartbeat loop, not resty: every attempt must be
 	// signed afresh with a new nonce, and a resent body is a replay the
 	// portal rightly refuses.
@@ -88,8 +89,24 @@ func newPortalClient(cfg PortalConfig, kr func() *license.Keyring, userAgent str
 		SetResponseBodyLimit(protocol.MaxBodySize).
 		SetHeader("User-Agent", userAgent).
 		SetHeader("Content-Type", protocol.ContentType).
+		SetPreRequestHook(bareHeaders).
 		SetLogger(discardLogger{})
 	return &portalClient{http: c, keyring: kr}, nil
+}
+
+// bareKey marks the context of a request sent with no header but those
+// HTTP needs (Host, Content-Length).
+type bareKey struct{}
+
+// bareHeaders strips a compact heartbeat of the headers resty and the
+// client would add: its "typ" says what the body is, and the agent's
+// version is in the body when it changes. An empty User-Agent, not an
+// absent one, keeps Go's transport from adding its own.
+func bareHeaders(_ *resty.Client, r *http.Request) error {
+	if bare, _ := r.Context().Value(bareKey{}).(bool); bare {
+		r.Header = http.Header{"User-Agent": {""}}
+	}
+	return nil
 }
 
 // portalTransport is the transport of every request to the portal, the
@@ -199,10 +216,24 @@ func checkPortalURL(raw string) error {
 	return fmt.Errorf("config portal.url %q: use an https URL", raw)
 }
 
-// exchange posts a signed request and returns the verified answer. The
-// answer must echo nonce and, when pbxID is known, name that PBX.
-func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID string) (*protocol.Answer, error) {
-	resp, err := p.http.R().SetContext(ctx).SetBody(body).Post(path)
+// outgoing is a signed request and what its answer must match.
+type outgoing struct {
+	body  string // the compact JWS as sent
+	nonce string // the answer must echo it
+	pbxID string // the answer must name it, when known
+	// compact: the body is a compact heartbeat, sent with bare headers;
+	// the portal may answer it with a "same" answer.
+	compact bool
+}
+
+// exchange posts a signed request and returns the verified answer: a full
+// answer that echoes the nonce and, when the PBX is known, names it, or,
+// to a compact heartbeat, a "same" answer that echoes the request.
+func (p *portalClient) exchange(ctx context.Context, path string, out outgoing) (*protocol.Answer, error) {
+	if out.compact {
+		ctx = context.WithValue(ctx, bareKey{}, true)
+	}
+	resp, err := p.http.R().SetContext(ctx).SetBody(out.body).Post(path)
 	if err != nil {
 		return nil, &unreachableError{err}
 	}
@@ -214,7 +245,15 @@ func (p *portalClient) exchange(ctx context.Context, path, body, nonce, pbxID st
 		_ = json.Unmarshal(resp.Body(), &re.body) // a body that is not JSON leaves the status to speak
 		return nil, re
 	}
-	a, err := protocol.VerifyAnswer(string(resp.Body()), p.keyring(), nonce, pbxID)
+	answer := string(resp.Body())
+	var a *protocol.Answer
+	if _, typ, _ := license.PeekHeader(answer); typ == protocol.TypeSame && out.compact {
+		a, err = protocol.VerifySame(answer, p.keyring(), out.body, out.pbxID)
+	} else {
+		// Anything else, a "same" answer to a full request included, is
+		// checked as a full answer, which refuses its type.
+		a, err = protocol.VerifyAnswer(answer, p.keyring(), out.nonce, out.pbxID)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("refusing the portal's answer: %w", err)
 	}

@@ -244,7 +244,7 @@ func TestRetryAfterDateOnThePortalsClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.exchange(context.Background(), protocol.PathHeartbeat, "body", "nonce", "pbx-1")
+	_, err = c.exchange(context.Background(), protocol.PathHeartbeat, outgoing{body: "body", nonce: "nonce", pbxID: "pbx-1"})
 	var re *refusedError
 	if !errors.As(err, &re) || re.retryAfter != 90*time.Second {
 		t.Fatalf("exchange: %v (%+v); want a refusal asking for 90 s", err, re)

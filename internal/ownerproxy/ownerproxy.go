@@ -82,6 +82,9 @@ func resign(body []byte, o Options, path string) []byte {
 		return body
 	}
 	payload, ok := payloadOf(string(body))
+	if ok && typ == protocol.TypeCompactHeartbeat {
+		return resignCompact(body, payload, dev, o, path)
+	}
 	var claims map[string]any
 	if !ok || json.Unmarshal(payload, &claims) != nil {
 		return body
@@ -103,4 +106,37 @@ func payloadOf(compact string) ([]byte, bool) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(parts[1])
 	return b, err == nil
+}
+
+// resignCompact rewrites a compact heartbeat through the claims of a full
+// one (revision, digest, fetch) and signs it again.
+func resignCompact(body, payload []byte, dev *license.Signer, o Options, path string) []byte {
+	h, err := protocol.ParseCompactHeartbeat(payload)
+	if err != nil {
+		return body
+	}
+	claims := map[string]any{"revision": h.Held.Revision, "digest": h.Held.Digest}
+	if h.Report.Fetch {
+		claims["fetch"] = true
+	}
+	if o.Rewrite != nil {
+		o.Rewrite(path, claims)
+	}
+	switch rev := claims["revision"].(type) {
+	case int:
+		h.Held.Revision = int64(rev)
+	case int64:
+		h.Held.Revision = rev
+	}
+	h.Held.Digest, _ = claims["digest"].(string)
+	h.Report.Fetch, _ = claims["fetch"].(bool)
+	b, err := h.MarshalBinary()
+	if err != nil {
+		return body
+	}
+	signed, err := dev.SignRaw(protocol.TypeCompactHeartbeat, b)
+	if err != nil {
+		return body
+	}
+	return []byte(signed)
 }

@@ -30,6 +30,9 @@ type reply struct {
 	// signed is the answer already signed by the handler, which chains it;
 	// empty for the wrapper to sign.
 	signed string
+	// bare answers a compact heartbeat: only the headers HTTP needs
+	// (Content-Length), as the agent reads the body by its "typ".
+	bare bool
 }
 
 // agentFunc verifies and handles one agent request body, returning the
@@ -88,17 +91,29 @@ func (p *Portal) agent(name string, fn agentFunc) http.Handler {
 			}
 		}
 		out = f.damage(out)
-		w.Header().Set("Content-Type", protocol.ContentType)
-		w.Header().Set("Cache-Control", "no-store")
+		if rep.bare {
+			// nil, not absent: Go's server would add a Date and sniff a
+			// Content-Type. A POST's answer is not cached without
+			// Cache-Control anyway.
+			w.Header()["Date"] = nil
+			w.Header()["Content-Type"] = nil
+		} else {
+			w.Header().Set("Content-Type", protocol.ContentType)
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		w.WriteHeader(http.StatusOK)
 		io.WriteString(w, out)
 	})
 }
 
-// readBody reads a signed request body: the right media type, at most
+// readBody reads a signed request body: the right media type, or none
+// (a compact heartbeat sends none: its "typ" says what it is), at most
 // protocol.MaxBodySize bytes.
 func readBody(w http.ResponseWriter, r *http.Request) (string, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if _, present := r.Header["Content-Type"]; !present {
+		err, mt = nil, protocol.ContentType
+	}
 	if err != nil || mt != protocol.ContentType {
 		return "", &apiError{status: http.StatusUnsupportedMediaType, code: protocol.CodeBadRequest,
 			msg: fmt.Sprintf("the body must be a compact JWS sent as %s", protocol.ContentType)}
@@ -225,6 +240,7 @@ func (p *Portal) activate(_ context.Context, body string, replayOld bool) (*repl
 		}
 		r.Chain.Restart(rep.signed)
 		r.Cloned = nil
+		r.StatedInterval = rep.answer.Interval
 		p.markDirty()
 		return nil
 	})
@@ -234,99 +250,236 @@ func (p *Portal) activate(_ context.Context, body string, replayOld bool) (*repl
 // heartbeat records an appliance's report and answers with the PBX's
 // current licence revision, digest and standing, signed. What the request
 // claims to hold decides only whether the licence itself is left out (the
-// appliance already has it); the agent checks the signed statement.
+// appliance already has it); the agent checks the signed statement. A
+// compact heartbeat (protocol.TypeCompactHeartbeat) that the portal has
+// nothing to add to gets a "same" answer (protocol.TypeSame).
 func (p *Portal) heartbeat(_ context.Context, body string, replayOld bool) (*reply, error) {
-	var req protocol.HeartbeatRequest
-	kid, err := p.verifyDeviceRequest(body, protocol.TypeHeartbeat, &req, &req.Request) // commands.go
+	_, typ, err := license.PeekHeader(body)
+	if err != nil {
+		return nil, errBadRequest("the request is not a valid compact JWS: %v", err)
+	}
+	var hb heartbeatIn
+	if typ == protocol.TypeCompactHeartbeat && !p.fullOnly {
+		hb, err = p.readCompactHeartbeat(body)
+	} else {
+		hb, err = p.readHeartbeat(body)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if err := req.Usage.Validate(); err != nil {
-		return nil, errBadRequest("usage: %v", err)
+	if hb.usage != nil {
+		if err := hb.usage.Validate(); err != nil {
+			return nil, errBadRequest("usage: %v", err)
+		}
 	}
-	if err := req.Overuse.Validate(); err != nil {
-		return nil, errBadRequest("overuse: %v", err)
+	if hb.overuse != nil {
+		if err := hb.overuse.Validate(); err != nil {
+			return nil, errBadRequest("overuse: %v", err)
+		}
 	}
-	if len(req.Results) > protocol.MaxResults {
-		return nil, errBadRequest("%d results, more than %d", len(req.Results), protocol.MaxResults)
+	if len(hb.results) > protocol.MaxResults {
+		return nil, errBadRequest("%d results, more than %d", len(hb.results), protocol.MaxResults)
 	}
 
 	var rep *reply
 	err = p.update(func(now time.Time) error {
-		if stale(req.Time, now) {
-			rep = p.staleReply(req.Request, req.PBXID, now)
-			return nil
-		}
-		if err := p.useNonce(kid, req.Nonce, now); err != nil {
-			return err
-		}
-		r := p.byID[req.PBXID]
-		if r != nil {
-			p.settle(r, now)
-		}
-		bound := r != nil && r.Device != nil && r.Device.DeviceID == kid
-		switch {
-		case !bound && r != nil && r.formerDevice(kid):
-			p.log.Info("told a former appliance its PBX was re-bound", "pbx", r.Name, "device", kid)
-			rep = p.goneReply(req.Request, r.ID, protocol.GoneRebound, now)
-			return nil
-		case !bound:
-			return &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
-				msg: fmt.Sprintf("appliance %q holds no PBX %q", kid, req.PBXID)}
-		case r.deleted():
-			p.log.Info("told an appliance its PBX was deleted", "pbx", r.Name, "device", kid)
-			rep = p.goneReply(req.Request, r.ID, protocol.GoneDeleted, now)
-			return nil
-		}
-		sent := protocol.Link{Digest: req.Link, Seq: req.Seq}
-		verdict := r.Chain.Judge(req.Link)
-		if verdict == protocol.LinkCloned && r.Cloned == nil {
-			t := now
-			r.Cloned = &t
-			p.markDirty()
-			p.log.Warn("two copies of one appliance: both advance the heartbeat chain; refused until the partner re-binds or resyncs the PBX",
-				"pbx", r.Name, "device", kid, "seq", req.Seq)
-		}
-		if r.Cloned != nil {
-			rep = &reply{answer: protocol.Answer{Status: protocol.StatusRefused, Reason: protocol.RefusedCloned,
-				Time: now, Nonce: req.Nonce, PBXID: r.ID, Link: sent.Digest, Seq: sent.Seq}}
-			return nil
-		}
-		t := now
-		r.LastHeartbeat = &t
-		r.LastUsage = req.Usage
-		r.LastOveruse = req.Overuse
-		r.LastState = req.State
-		r.AgentVersion = req.AgentVersion
-		r.Device.AgentVersion = req.AgentVersion
-		p.markDirty()
-		lic, err := p.signLicense(r.License)
-		if err != nil {
-			return err
-		}
-		rep = p.okReply(req.Request, r, lic, now)
-		rep.answer.Link, rep.answer.Seq = sent.Digest, sent.Seq
-		rep.answer.Acked = p.recordResultsLocked(r, req.Results, now)
-		rep.answer.Commands = p.commandsForLocked(r, now)
-		if req.Fetch || req.Revision != r.License.Revision || req.Digest != rep.answer.Digest {
-			rep.answer.License = lic
-		}
-		forked := verdict == protocol.LinkForked
-		if forked {
-			rep.answer.Chain = protocol.ChainReanchored
-			r.LastFork = &ForkRecord{At: now, ApplianceSeq: req.Seq, PortalSeq: r.Chain.HeadSeq}
-			p.log.Warn("heartbeat chain forked: the appliance came back with a state from the past (rolled back, restored or reverted); re-anchored",
-				"pbx", r.Name, "device", kid, "appliance_seq", req.Seq, "portal_seq", r.Chain.HeadSeq)
-		}
-		if rep.signed, err = p.signAnswer(rep, replayOld); err != nil {
-			return err
-		}
-		r.Chain.Advance(sent, rep.signed, forked)
-		p.log.Debug("heartbeat", "pbx", r.Name, "state", req.State, "revision_held", req.Revision,
-			"licence_sent", rep.answer.License != "", "seq", req.Seq)
-		return nil
+		var err error
+		rep, err = p.heartbeatLocked(hb, replayOld, now)
+		return err
 	})
+	if rep != nil {
+		rep.bare = hb.compact != ""
+	}
 	return rep, err
+}
+
+// heartbeatIn is a heartbeat request, full or compact, as the portal acts
+// on it.
+type heartbeatIn struct {
+	req     protocol.Request
+	kid     string // the device key that signed it
+	pbxID   string // as a full request names it; a compact one names none
+	held    protocol.Held
+	link    protocol.Link
+	fetch   bool
+	results []protocol.CommandResult
+	// What the appliance reports; nil (or "") in a compact request when
+	// unchanged since the last heartbeat acknowledged.
+	usage, overuse *license.Counts
+	state, version *string
+	// compact is the compact request as received, which a "same" answer
+	// echoes; empty for a full request.
+	compact string
+}
+
+// readHeartbeat verifies a full heartbeat (protocol.TypeHeartbeat).
+func (p *Portal) readHeartbeat(body string) (heartbeatIn, error) {
+	var req protocol.HeartbeatRequest
+	kid, err := p.verifyDeviceRequest(body, protocol.TypeHeartbeat, &req, &req.Request) // commands.go
+	if err != nil {
+		return heartbeatIn{}, err
+	}
+	// A full heartbeat reports everything: absent usage is "not counted".
+	return heartbeatIn{req: req.Request, kid: kid, pbxID: req.PBXID,
+		held: protocol.Held{Revision: req.Revision, Digest: req.Digest}, link: protocol.Link{Digest: req.Link, Seq: req.Seq},
+		fetch: req.Fetch, results: req.Results, usage: &req.Usage, overuse: &req.Overuse,
+		state: &req.State, version: &req.AgentVersion}, nil
+}
+
+// readCompactHeartbeat verifies a compact heartbeat and finds the PBX by
+// the device key that signed it.
+func (p *Portal) readCompactHeartbeat(body string) (heartbeatIn, error) {
+	kid, _, err := license.PeekHeader(body)
+	if err != nil {
+		return heartbeatIn{}, errBadRequest("the request is not a valid compact JWS: %v", err)
+	}
+	p.mu.Lock()
+	dev := p.devices[kid]
+	pbxID, ambiguous := p.pbxOfDeviceLocked(kid)
+	p.mu.Unlock()
+	if dev == nil {
+		return heartbeatIn{}, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
+			msg: fmt.Sprintf("the portal knows no appliance with device key %q: activate first", kid)}
+	}
+	h, err := protocol.VerifyCompactHeartbeat(body, dev)
+	if err != nil {
+		return heartbeatIn{}, requestError(err, kid)
+	}
+	if ambiguous {
+		return heartbeatIn{}, errBadRequest("device key %q is bound to more than one PBX, so a compact heartbeat does not say which: send a full heartbeat (%s)",
+			kid, protocol.TypeHeartbeat)
+	}
+	hb := heartbeatIn{req: h.Request, kid: kid, pbxID: pbxID, held: h.Held, link: h.Link, fetch: h.Report.Fetch,
+		results: h.Report.Results, usage: h.Report.Usage, overuse: h.Report.Overuse, compact: body}
+	if h.Report.State != "" {
+		hb.state = &h.Report.State
+	}
+	if h.Report.AgentVersion != "" {
+		hb.version = &h.Report.AgentVersion
+	}
+	return hb, checkRequest(hb.req)
+}
+
+// pbxOfDeviceLocked is the PBX a device key speaks for: the one it is
+// bound to, else the one it was bound to before a re-bind (which is told
+// its PBX is gone). ambiguous when it is bound to several. Callers hold
+// p.mu.
+func (p *Portal) pbxOfDeviceLocked(kid string) (id string, ambiguous bool) {
+	var bound, former []string
+	for _, r := range p.byID {
+		switch {
+		case r.Device != nil && r.Device.DeviceID == kid:
+			bound = append(bound, r.ID)
+		case r.formerDevice(kid):
+			former = append(former, r.ID)
+		}
+	}
+	switch {
+	case len(bound) == 1:
+		return bound[0], false
+	case len(bound) > 1:
+		return "", true
+	case len(former) > 0:
+		return slices.Min(former), false
+	}
+	return "", false
+}
+
+// heartbeatLocked acts on a verified heartbeat. Callers hold p.mu, through
+// p.update.
+func (p *Portal) heartbeatLocked(hb heartbeatIn, replayOld bool, now time.Time) (*reply, error) {
+	req, kid := hb.req, hb.kid
+	if stale(req.Time, now) {
+		return p.staleReply(req, hb.pbxID, now), nil
+	}
+	if err := p.useNonce(kid, req.Nonce, now); err != nil {
+		return nil, err
+	}
+	r := p.byID[hb.pbxID]
+	if r != nil {
+		p.settle(r, now)
+	}
+	bound := r != nil && r.Device != nil && r.Device.DeviceID == kid
+	switch {
+	case !bound && r != nil && r.formerDevice(kid):
+		p.log.Info("told a former appliance its PBX was re-bound", "pbx", r.Name, "device", kid)
+		return p.goneReply(req, r.ID, protocol.GoneRebound, now), nil
+	case !bound:
+		return nil, &apiError{status: http.StatusUnauthorized, code: protocol.CodeUnknownDevice,
+			msg: fmt.Sprintf("appliance %q holds no PBX %q", kid, hb.pbxID)}
+	case r.deleted():
+		p.log.Info("told an appliance its PBX was deleted", "pbx", r.Name, "device", kid)
+		return p.goneReply(req, r.ID, protocol.GoneDeleted, now), nil
+	}
+	sent := hb.link
+	verdict := r.Chain.Judge(sent.Digest)
+	if verdict == protocol.LinkCloned && r.Cloned == nil {
+		t := now
+		r.Cloned = &t
+		p.markDirty()
+		p.log.Warn("two copies of one appliance: both advance the heartbeat chain; refused until the partner re-binds or resyncs the PBX",
+			"pbx", r.Name, "device", kid, "seq", sent.Seq)
+	}
+	if r.Cloned != nil {
+		return &reply{answer: protocol.Answer{Status: protocol.StatusRefused, Reason: protocol.RefusedCloned,
+			Time: now, Nonce: req.Nonce, PBXID: r.ID, Link: sent.Digest, Seq: sent.Seq}}, nil
+	}
+	t := now
+	r.LastHeartbeat = &t
+	if hb.usage != nil {
+		r.LastUsage = *hb.usage
+	}
+	if hb.overuse != nil {
+		r.LastOveruse = *hb.overuse
+	}
+	if hb.state != nil {
+		r.LastState = *hb.state
+	}
+	if hb.version != nil {
+		r.AgentVersion = *hb.version
+		r.Device.AgentVersion = *hb.version
+	}
+	p.markDirty()
+	lic, err := p.signLicense(r.License)
+	if err != nil {
+		return nil, err
+	}
+	rep := p.okReply(req, r, lic, now)
+	rep.answer.Link, rep.answer.Seq = sent.Digest, sent.Seq
+	rep.answer.Acked = p.recordResultsLocked(r, hb.results, now)
+	rep.answer.Commands = p.commandsForLocked(r, now)
+	if hb.fetch || hb.held.Revision != r.License.Revision || hb.held.Digest != rep.answer.Digest {
+		rep.answer.License = lic
+	}
+	forked := verdict == protocol.LinkForked
+	if forked {
+		rep.answer.Chain = protocol.ChainReanchored
+		r.LastFork = &ForkRecord{At: now, ApplianceSeq: sent.Seq, PortalSeq: r.Chain.HeadSeq}
+		p.log.Warn("heartbeat chain forked: the appliance came back with a state from the past (rolled back, restored or reverted); re-anchored",
+			"pbx", r.Name, "device", kid, "appliance_seq", sent.Seq, "portal_seq", r.Chain.HeadSeq)
+	}
+	if hb.compact != "" && same(rep.answer, r) && !replayOld {
+		rep.signed, err = protocol.SignSame(p.signer, now, hb.compact)
+	} else {
+		rep.signed, err = p.signAnswer(rep, replayOld)
+		r.StatedInterval = rep.answer.Interval
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.Chain.Advance(sent, rep.signed, forked)
+	p.log.Debug("heartbeat", "pbx", r.Name, "state", r.LastState, "revision_held", hb.held.Revision,
+		"licence_sent", rep.answer.License != "", "seq", sent.Seq, "compact", hb.compact != "")
+	return rep, nil
+}
+
+// same reports whether an ok answer to a compact heartbeat says nothing
+// the request did not: no licence, command, acknowledgement or chain
+// note, an active standing, and the interval last stated to the
+// appliance. A "same" answer then stands for it.
+func same(a protocol.Answer, r *pbxRecord) bool {
+	return a.Status == protocol.StatusOK && a.License == "" && len(a.Commands) == 0 && len(a.Acked) == 0 &&
+		a.Chain == "" && !a.Pending && a.Standing == protocol.StandingActive && a.Interval == r.StatedInterval
 }
 
 // okReply is an ok answer stating the PBX's current licence, lic signed.
@@ -345,6 +498,9 @@ func (p *Portal) okReply(req protocol.Request, r *pbxRecord, lic string, now tim
 		Digest:   protocol.Digest(lic),
 		Standing: standing,
 	}}
+	if !p.fullOnly {
+		rep.answer.Formats = []string{protocol.TypeCompactHeartbeat}
+	}
 	if r.Previous != nil {
 		prev := *r.Previous
 		rep.previous = &prev

@@ -59,6 +59,11 @@ type Config struct {
 	// Zero leaves it to the agent's default (10 minutes). Tests shorten it
 	// to see an outage in seconds.
 	HeartbeatTolerance time.Duration
+	// FullHeartbeatsOnly makes the portal answer as one from before the
+	// compact heartbeat: its answers list no formats, and it refuses a
+	// compact heartbeat (400) as a request of an unknown type. Tests of
+	// the agent against such a portal set it.
+	FullHeartbeatsOnly bool
 }
 
 // Portal is the simulated portal: an http.Handler over a persisted store.
@@ -71,6 +76,7 @@ type Portal struct {
 	keyTTL   time.Duration
 	// tolerance is Config.HeartbeatTolerance for new licences.
 	tolerance license.Seconds
+	fullOnly  bool // Config.FullHeartbeatsOnly
 
 	signer  *license.Signer
 	keyring *license.Keyring // the portal's own key, to verify PBX keys
@@ -148,6 +154,7 @@ func open(cfg Config, unlock func() error) (*Portal, error) {
 		realNow:   cfg.Now,
 		keyTTL:    cfg.KeyTTL,
 		tolerance: license.Seconds(cfg.HeartbeatTolerance / time.Second),
+		fullOnly:  cfg.FullHeartbeatsOnly,
 		unlock:    unlock,
 		done:      make(chan struct{}),
 		rng:       cfg.Rand,

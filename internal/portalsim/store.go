@@ -53,6 +53,9 @@ type pbxRecord struct {
 	LastOveruse   license.Counts `json:"last_overuse,omitempty"`
 	LastState     string         `json:"last_state,omitempty"`
 	AgentVersion  string         `json:"agent_version,omitempty"`
+	// StatedInterval is the heartbeat interval the last full ok answer
+	// stated to the bound appliance: a "same" answer leaves it as it is.
+	StatedInterval license.Seconds `json:"stated_interval,omitempty"`
 
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 

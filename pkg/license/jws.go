@@ -57,6 +57,12 @@ func (s *Signer) Sign(typ string, claims any) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing %s: %w", typ, err)
 	}
+	return s.SignRaw(typ, payload)
+}
+
+// SignRaw signs payload as it is, JSON or not, as a compact JWS of type
+// typ: for the binary bodies of the compact heartbeat.
+func (s *Signer) SignRaw(typ string, payload []byte) (string, error) {
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
 	signer, err := jose.NewSigner(jose.SigningKey{
 		Algorithm: jose.EdDSA,
@@ -86,6 +92,23 @@ type Verified struct {
 // algorithm, type, signer, signature. go-jose then parses with the algorithm
 // list pinned and verifies, so the precise checks are never the only guard.
 func (k *Keyring) Verify(compact, typ, doc string) (Verified, error) {
+	v, err := k.VerifyRaw(compact, typ, doc)
+	if err != nil {
+		return Verified{}, err
+	}
+	// Every signed payload is JSON that every reader must read alike: no
+	// duplicate or case-variant member names at any depth. The decoders
+	// check again against their own field names.
+	if err := strictjson.Check(v.Payload, nil); err != nil {
+		return Verified{}, &Error{Doc: doc, Kind: ErrInvalid, Detail: "its signed content is not strict JSON: " + err.Error()}
+	}
+	return v, nil
+}
+
+// VerifyRaw is Verify for a document whose payload is not JSON (the
+// binary bodies of the compact heartbeat): every check of the envelope,
+// none of the content, which its own decoder reads strictly.
+func (k *Keyring) VerifyRaw(compact, typ, doc string) (Verified, error) {
 	hdr, err := inspectCompact(compact, doc)
 	if err != nil {
 		return Verified{}, err
@@ -109,12 +132,6 @@ func (k *Keyring) Verify(compact, typ, doc string) (Verified, error) {
 	if err != nil {
 		return Verified{}, &Error{Doc: doc, Kind: ErrBadSignature,
 			Detail: "the signature does not match the content", Fix: "it was altered after the portal signed it"}
-	}
-	// Every signed payload is JSON that every reader must read alike: no
-	// duplicate or case-variant member names at any depth. The decoders
-	// check again against their own field names.
-	if err := strictjson.Check(payload, nil); err != nil {
-		return Verified{}, &Error{Doc: doc, Kind: ErrInvalid, Detail: "its signed content is not strict JSON: " + err.Error()}
 	}
 	return Verified{Payload: payload, KeyID: hdr.KeyID}, nil
 }

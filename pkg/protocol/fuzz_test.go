@@ -263,6 +263,41 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"second-value": portalSigned(t, TypeCommand, commandJSON(t, cmd)+`{"id":"cmd-2"}`),
 		"pbx-id-case":  portalSigned(t, TypeCommand, strings.Replace(commandJSON(t, cmd), `"pbx_id"`, `"PBX_ID"`, 1)),
 	})
+	dev := deviceSigner(t, "device-1")
+	hb2 := compactFixture()
+	hb2Signed := signCompact(t, dev, hb2)
+	hb2Payload := mustMarshal(t, hb2)
+	usage := license.Counts{license.UCPremium: 4}
+	withReport := hb2
+	withReport.Report = Report{State: "active", Usage: &usage, AgentVersion: "1.2.0"}
+	noLink := hb2
+	noLink.Link = Link{}
+	writeSeeds(t, "FuzzVerifyCompactHeartbeat", map[string]string{
+		"unchanged":         hb2Signed,
+		"report":            signCompact(t, dev, withReport),
+		"chain-not-started": signCompact(t, dev, noLink),
+		"full-heartbeat":    mustSign(t, dev, TypeHeartbeat, hb),
+		"other-device":      signCompact(t, deviceSigner(t, "device-2"), hb2),
+		"truncated":         hb2Signed[:len(hb2Signed)-10],
+		"time-not-shortest": mustSignRaw(t, dev, TypeCompactHeartbeat, append([]byte{hb2Payload[0] | 0x80, hb2Payload[1] | 0x80,
+			hb2Payload[2] | 0x80, hb2Payload[3] | 0x80, hb2Payload[4] | 0x80, 0}, hb2Payload[5:]...)),
+		"report-case-variant": mustSignRaw(t, dev, TypeCompactHeartbeat, append(slices.Clone(hb2Payload), `{"s":"active","S":"lapsed"}`...)),
+		"trailing-bytes":      mustSignRaw(t, dev, TypeCompactHeartbeat, append(slices.Clone(hb2Payload), 0, 1)),
+	})
+	next := hb2
+	next.Nonce = b64(9)
+	echo := Echo(hb2Signed)
+	writeSeeds(t, "FuzzVerifySame", map[string]string{
+		"same":             mustSame(t, portal, hb2Signed),
+		"replayed":         mustSame(t, portal, signCompact(t, dev, next)),
+		"other-appliance":  mustSame(t, portal, signCompact(t, deviceSigner(t, "device-2"), hb2)),
+		"stripped-echo":    mustSignRaw(t, portal, TypeSame, sameBytes(fuzzNow, echo)[:5]),
+		"byte-after-echo":  mustSignRaw(t, portal, TypeSame, append(sameBytes(fuzzNow, echo), 0)),
+		"full-answer-type": mustSignRaw(t, portal, TypeAnswer, sameBytes(fuzzNow, echo)),
+		"untrusted":        mustSame(t, other, hb2Signed),
+		"full-answer":      okAns,
+		"signed-by-device": mustSignRaw(t, dev, TypeSame, sameBytes(fuzzNow, echo)),
+	})
 	writeSeeds(t, "FuzzParseRetryAfter", map[string]string{
 		"seconds": "120", "date": "Fri, 27 Nov 2026 12:05:00 GMT", "past": "Thu, 26 Nov 2026 12:05:00 GMT", "junk": "1.5",
 	})

@@ -172,7 +172,15 @@ type Answer struct {
 	// Pending, in an answer to a wait, says the portal has something for
 	// the PBX: a command or a newer licence. The agent heartbeats at once.
 	Pending bool `json:"pending,omitempty"`
+	// Formats are the request types the portal accepts beyond the full
+	// ones, in an ok answer: TypeCompactHeartbeat when it reads compact
+	// heartbeats (compact.go). An agent sends them only to a portal that
+	// said so in a signed answer.
+	Formats []string `json:"formats,omitempty"`
 
+	// Same says the answer was a "same" answer (TypeSame), read as the
+	// full answer it stands for; set by verification, not signed.
+	Same bool `json:"-"`
 	// Compact is the signed answer as received; set by verification, not
 	// signed. Its Digest is the next link of the heartbeat chain.
 	Compact string `json:"-"`
