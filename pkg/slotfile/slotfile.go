@@ -41,6 +41,13 @@ var ErrEmpty = errors.New("the record was never written")
 // ErrTooLarge is returned by Write for data that does not fit a slot.
 var ErrTooLarge = errors.New("the data does not fit the record's slot")
 
+// ErrReplaced is returned by Write when the file at the record's path is
+// no longer the one written: removed or replaced while in use.
+var ErrReplaced = errors.New("removed or replaced while in use")
+
+// ErrNotRecord is returned by Open for a file of another size or kind.
+var ErrNotRecord = errors.New("not a record of this kind")
+
 // File is an open record. Its methods are safe for concurrent use.
 type File struct {
 	path     string
@@ -73,7 +80,11 @@ func Open(path, magic string, slotSize int) (*File, error) {
 	}
 	fi, err := f.Stat()
 	if err == nil && (!fi.Mode().IsRegular() || fi.Size() != int64(2*slotSize)) {
-		err = fmt.Errorf("it is not a record of %d bytes: move it away, and a new one is made", 2*slotSize)
+		err = fmt.Errorf("%w (%v, %d bytes, want a %d-byte file): move it away, and a new one is made",
+			ErrNotRecord, fi.Mode().Type(), fi.Size(), 2*slotSize)
+	}
+	if err == nil && fi.Mode().Perm() != 0o600 {
+		err = f.Chmod(0o600) // only its writer reads and writes it
 	}
 	if err != nil {
 		f.Close()
@@ -193,7 +204,7 @@ func (r *File) Write(data []byte) error {
 		return fmt.Errorf("checking %s: %w", r.path, err)
 	}
 	if now, err := os.Stat(r.path); err != nil || !os.SameFile(held, now) {
-		return fmt.Errorf("%s was removed or replaced while in use", r.path)
+		return fmt.Errorf("%s was %w", r.path, ErrReplaced)
 	}
 	return nil
 }
