@@ -110,12 +110,35 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
+// FuzzParseShortRequest reads the short form of an activation request,
+// as a phone scanned it from the appliance's QR code.
+func FuzzParseShortRequest(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range seeds(f, fx)["FuzzParseShortRequest"] {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		r, err := ParseShortRequest(input)
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		if r.KeyRef == nil || r.KeyRef.ID == "" || r.Key != "" || !r.Model.Valid() || r.DeviceID() == "" || r.Nonce == "" {
+			t.Fatalf("accepted an invalid short request: %+v", r)
+		}
+		if r.KeyRef.Proves(KeyDigest("some other key")) {
+			t.Fatalf("the proof of key %q holds for a key never used", r.KeyRef.ID)
+		}
+	})
+}
+
 // seeds are the starting points of each target: valid files, armoured and
 // bare, and the mistakes and attacks a carried file meets.
 func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 	lic := must(t)(SignLicence(fx.portal, fx.file("nonce-activate", protocol.Link{})))
 	rep := must(t)(SignReport(fx.device, fx.report(protocol.Link{Digest: protocol.Digest(lic), Seq: 1})))
 	req := must(t)(SignRequest(fx.device, fx.request()))
+	short := must(t)(SignShortRequest(fx.device, fx.request(), "key-0123456789abcdef"))
 	dupNonce := func(compact string) string { // a second "nonce" member after the signed one
 		parts := strings.Split(compact, ".")
 		return parts[0] + "." + parts[1] + "x." + parts[2]
@@ -140,6 +163,14 @@ func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 			"armoured": Armour(KindRequest, nil, req),
 			"bare":     req,
 			"report":   rep,
+			"short":    short,
+		},
+		"FuzzParseShortRequest": {
+			"short":     short,
+			"wrapped":   strings.ToLower(short[:40]) + "\n" + short[40:],
+			"truncated": short[:len(short)-20],
+			"full":      req,
+			"overrides": must(t)(SignShortRequest(fx.device, overridden(fx.request()), "key-0123456789abcdef")),
 		},
 	}
 }
