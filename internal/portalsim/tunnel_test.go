@@ -60,7 +60,7 @@ func (r *tunnelRig) queue(t *testing.T, ssh *protocol.SSHOpen) string {
 // dial opens the appliance's end of the tunnel for command id.
 func (r *tunnelRig) dial(ctx context.Context, id string) (*tunnel.Session, error) {
 	return tunnel.Dial(ctx, tunnel.DialConfig{
-		URL: r.f.srv.URL + protocol.PathTunnel, Signer: r.a.signer, Keyring: r.f.keyring(),
+		URL: r.f.srv.URL + protocol.PathTunnel, Signer: r.a.signer, Keyring: r.f.keyring,
 		PBXID: r.a.pbxID, CommandID: id, Now: r.f.portal.Now,
 	})
 }
@@ -163,7 +163,7 @@ func TestTunnelRefusals(t *testing.T) {
 		id := r.queue(t, &protocol.SSHOpen{TTL: 3600, Tunnel: true})
 		stranger := newTestAgent(r.f, license.ModelVM)
 		_, err := tunnel.Dial(t.Context(), tunnel.DialConfig{
-			URL: r.f.srv.URL + protocol.PathTunnel, Signer: stranger.signer, Keyring: r.f.keyring(),
+			URL: r.f.srv.URL + protocol.PathTunnel, Signer: stranger.signer, Keyring: r.f.keyring,
 			PBXID: r.a.pbxID, CommandID: id, Now: r.f.portal.Now,
 		})
 		if err == nil || !strings.Contains(err.Error(), protocol.CodeUnknownDevice) {
