@@ -96,7 +96,7 @@ func TestCLITunnel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := tunnel.Dial(t.Context(), tunnel.DialConfig{URL: url + protocol.PathTunnel, Signer: dev, Keyring: kr,
+	sess, err := tunnel.Dial(t.Context(), tunnel.DialConfig{URL: url + protocol.PathTunnel, Signer: dev, Keyring: func() *license.Keyring { return kr },
 		PBXID: pbxID, CommandID: id, Now: func() time.Time { return realNow }})
 	if err != nil {
 		t.Fatalf("dialling the tunnel: %v", err)
