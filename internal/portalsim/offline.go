@@ -96,11 +96,7 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	compact, err := offline.Unarmour(in.File, offline.KindRequest)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
-	}
-	req, err := offline.ParseRequest(compact)
+	req, err := parseOfflineRequest(in.File)
 	if err != nil {
 		return nil, errBadRequest("%v", err)
 	}
@@ -112,17 +108,10 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 			out = offlineLicenceOut(rec, *is, true, false)
 			return nil
 		}
-		key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
-		if err != nil {
-			return errBadRequest("the key in the request: %v", err)
+		if err := p.checkRequestKey(rec, req, now); err != nil {
+			return err
 		}
 		switch {
-		case key.PBX.ID != rec.ID:
-			return errBadRequest("the request carries the key of PBX %q (%s), not of %q: carry it to that PBX's page", key.PBX.Name, key.PBX.ID, rec.Name)
-		case rec.deleted():
-			return errDeleted(rec)
-		case key.ID != rec.KeyID:
-			return errBadRequest("this key of PBX %q has been replaced by a newer one: use the newest key, or %s", rec.Name, license.NewKeyFix(key.PBX))
 		case rec.Device != nil && rec.Device.DeviceID != kid:
 			return &apiError{status: http.StatusConflict, code: protocol.CodeBoundElsewhere,
 				msg: fmt.Sprintf("PBX %q is bound to another appliance since %s; a hardware replacement needs the portal to re-bind it (pbx-portal-sim pbx rebind %s)",
@@ -147,6 +136,77 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 		return nil
 	})
 	return out, err
+}
+
+// parseOfflineRequest reads an activation request as carried: the file,
+// armoured or bare, or the short form its QR code carries.
+func parseOfflineRequest(text string) (*offline.Request, error) {
+	if offline.IsShortRequest(text) {
+		return offline.ParseShortRequest(text)
+	}
+	compact, err := offline.Unarmour(text, offline.KindRequest)
+	if err != nil {
+		return nil, err
+	}
+	return offline.ParseRequest(compact)
+}
+
+// checkRequestKey checks the PBX key an activation request carries, or
+// names and proves (the short form), against the key rec holds now: a key
+// of another PBX, one replaced by a newer one, an expired one or one for
+// another model activates nothing.
+func (p *Portal) checkRequestKey(rec *pbxRecord, req *offline.Request, now time.Time) error {
+	if req.KeyRef != nil {
+		return p.checkKeyRef(rec, req, now)
+	}
+	key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
+	if err != nil {
+		return errBadRequest("the key in the request: %v", err)
+	}
+	switch {
+	case key.PBX.ID != rec.ID:
+		return errBadRequest("the request carries the key of PBX %q (%s), not of %q: carry it to that PBX's page", key.PBX.Name, key.PBX.ID, rec.Name)
+	case rec.deleted():
+		return errDeleted(rec)
+	case key.ID != rec.KeyID:
+		return errBadRequest("this key of PBX %q has been replaced by a newer one: use the newest key, or %s", rec.Name, license.NewKeyFix(key.PBX))
+	}
+	return nil
+}
+
+// checkKeyRef checks the key a short request names by its id against the
+// keys the portal issued, and its proof against the digest kept of it.
+func (p *Portal) checkKeyRef(rec *pbxRecord, req *offline.Request, now time.Time) error {
+	ref := req.KeyRef
+	if ref.ID != rec.KeyID {
+		for _, o := range p.st.PBXs {
+			if o != rec && (o.KeyID == ref.ID || slices.Contains(o.FormerKeyIDs, ref.ID)) {
+				return errBadRequest("the request names key %s of PBX %q (%s), not a key of %q: carry it to that PBX's page", ref.ID, o.Name, o.ID, rec.Name)
+			}
+		}
+		if slices.Contains(rec.FormerKeyIDs, ref.ID) {
+			return errBadRequest("key %s of PBX %q has been replaced by a newer one: use the newest key, or %s", ref.ID, rec.Name, license.NewKeyFix(rec.License.PBX))
+		}
+		return errBadRequest("the request names key %s, which this portal never issued: the appliance was given the key of another portal, "+
+			"or the code was altered; check the key on the appliance (pbx-agent key inspect)", ref.ID)
+	}
+	switch {
+	case rec.deleted():
+		return errDeleted(rec)
+	case len(rec.KeyDigest) == 0:
+		return errBadRequest("the portal kept no digest of the key of PBX %q, issued before it read short requests: "+
+			"carry the request file (pbx-agent activate --offline --out FILE) instead of the QR code, or %s", rec.Name, license.NewKeyFix(rec.License.PBX))
+	case !ref.Proves(rec.KeyDigest):
+		return errBadRequest("the request names key %s of PBX %q, but its proof of that key does not match the key the portal issued: "+
+			"it was not made with that key on the appliance that signed it (made from a photograph of another appliance's code, or altered); "+
+			"make a new request on the appliance holding the key", ref.ID, rec.Name)
+	case !now.Before(rec.KeyExpiresAt):
+		return errBadRequest("the key in the request: PBX key expired: it expired at %s; %s", rec.KeyExpiresAt.UTC().Format(time.RFC3339), license.NewKeyFix(rec.License.PBX))
+	case req.Model != rec.License.PBX.Model:
+		return errBadRequest("the key in the request: PBX key for the wrong model: it is for a %s, but this appliance is a %s; create the PBX on the portal as a %s, or set identity.model if detection is wrong",
+			rec.License.PBX.Model, req.Model, req.Model)
+	}
+	return nil
 }
 
 // offlineRenew answers the usage report the body carries with a renewed
