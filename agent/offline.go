@@ -93,17 +93,21 @@ func (l *licence) offlineRequest(raw string) (apitype.OfflineFile, error) {
 		return apitype.OfflineFile{}, err
 	}
 	l.mu.Lock()
-	held, st := l.doc, l.st
+	held, st, device := l.doc, l.st, l.device
 	deleted := l.verdictLocked(now).State == license.Deleted
 	l.mu.Unlock()
 	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
 		return apitype.OfflineFile{}, fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX",
 			apitype.ErrRefusedLocally, held.PBX.ID, held.PBX.Name)
 	}
-	if st.Offline.Request != "" && st.Offline.RequestKey == key.ID {
-		return apitype.OfflineFile{File: armourRequest(st.Offline.Request, key.PBX), Again: true}, nil
+	if st.Offline.Request != "" && st.Offline.RequestKey == key.ID && device != nil {
+		out := apitype.OfflineFile{File: armourRequest(st.Offline.Request, key.PBX), Again: true}
+		if req, err := offline.ParseRequest(st.Offline.Request); err == nil {
+			out.Short = l.shortRequest(device, *req, key.ID)
+		}
+		return out, nil
 	}
-	device, err := l.ensureDevice()
+	device, err = l.ensureDevice()
 	if err != nil {
 		return apitype.OfflineFile{}, err
 	}
@@ -129,7 +133,19 @@ func (l *licence) offlineRequest(raw string) (apitype.OfflineFile, error) {
 	}
 	l.env.audit(l.clock.Now(), auditOfflineRequest, map[string]any{"pbx": key.PBX.ID, "name": key.PBX.Name, "device": device.KeyID()})
 	l.env.log.Info("offline activation request written", "pbx", key.PBX.ID, "name", key.PBX.Name)
-	return apitype.OfflineFile{File: armourRequest(signed, key.PBX)}, nil
+	return apitype.OfflineFile{File: armourRequest(signed, key.PBX), Short: l.shortRequest(device, req, key.ID)}, nil
+}
+
+// shortRequest is the short form of req for a QR code, or "" when it
+// cannot be made (a field too long): the file is then the only form.
+// Signing is deterministic, so a request written again has the same one.
+func (l *licence) shortRequest(device *license.Signer, req offline.Request, keyID string) string {
+	short, err := offline.SignShortRequest(device, req, keyID)
+	if err != nil {
+		l.env.log.Warn("no QR code for the activation request: the file alone is carried", "err", err)
+		return ""
+	}
+	return short
 }
 
 // identityOverrides are the identity keys set by configuration, reported

@@ -35,6 +35,10 @@ type OfflineFile struct {
 	// Again: the file was written before and not yet answered; this is the
 	// same one, so the portal answers it with the same licence file.
 	Again bool `json:"again,omitempty"`
+	// Short is the short form of an activation request, for a QR code: the
+	// same request naming the PBX key by its id and a proof instead of
+	// carrying it. Absent for a report.
+	Short string `json:"short,omitempty"`
 }
 
 // OfflineFileRequest is the body of POST /v1/offline/licence.
