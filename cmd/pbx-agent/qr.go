@@ -57,7 +57,7 @@ func qrWidth(code *qr.QrCode) int { return code.Size() + 2*qrQuietZone }
 // dark modules are drawn black on white, whatever the terminal's theme.
 // Without colour, the light modules and the quiet zone are drawn instead,
 // in the terminal's (light) text colour on its (dark) background: the
-// usual terminal, and phones read a code inverted as well.
+// usual terminal, and most phone cameras read a code inverted too.
 func renderQR(code *qr.QrCode, colour bool) string {
 	n := code.Size()
 	ink := func(x, y int) bool {
