@@ -112,6 +112,7 @@ func requestQR(short string, columns int, colour bool) (string, error) {
 		return "", fmt.Errorf("the QR code needs %d columns and this terminal has %d: widen it to show the code", w, columns)
 	}
 	return renderQR(code, colour) +
-		"Scan the code to carry the request to the portal: it names the PBX key and proves this\n" +
-		"appliance holds it, without the key (safe to photograph). Or carry the request file.\n", nil
+		"Scan the code to carry the request to the portal: it names the PBX key and\n" +
+		"proves this appliance holds it, without the key (safe to photograph).\n" +
+		"Or carry the request file.\n", nil
 }

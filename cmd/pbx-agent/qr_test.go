@@ -153,6 +153,11 @@ func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 		if !ok || !strings.HasSuffix(rest, request) || !strings.Contains(rest, "without the key") {
 			t.Fatalf("terminal output:\n%s", out)
 		}
+		for _, line := range strings.Split(rest, "\n") {
+			if utf8.RuneCountInString(line) > 80 {
+				t.Errorf("a line of %d columns on an 80-column terminal: %q", utf8.RuneCountInString(line), line)
+			}
+		}
 		if got := decodeDrawn(t, drawn); got != short {
 			t.Errorf("the code on the terminal reads %q, want %q", got, short)
 		}
