@@ -132,6 +132,25 @@ func FuzzParseShortRequest(f *testing.F) {
 	})
 }
 
+// FuzzParseShortReport reads the short form of a usage report, as a
+// phone scanned it from the appliance's QR code.
+func FuzzParseShortReport(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range seeds(f, fx)["FuzzParseShortReport"] {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		r, err := ParseShortReport(input, fx.device.Public())
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		if r.PBXID == "" || r.Revision < 1 || r.Usage.Validate() != nil || r.Peak.Validate() != nil || r.Device != fx.device.KeyID() {
+			t.Fatalf("accepted an invalid report: %+v", r)
+		}
+	})
+}
+
 // seeds are the starting points of each target: valid files, armoured and
 // bare, and the mistakes and attacks a carried file meets.
 func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
@@ -139,6 +158,7 @@ func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 	rep := must(t)(SignReport(fx.device, fx.report(protocol.Link{Digest: protocol.Digest(lic), Seq: 1})))
 	req := must(t)(SignRequest(fx.device, fx.request()))
 	short := must(t)(SignShortRequest(fx.device, fx.request(), "key-0123456789abcdef"))
+	shortRep := must(t)(SignShortReport(fx.device, fx.report(protocol.Link{Digest: protocol.Digest(lic), Seq: 1})))
 	dupNonce := func(compact string) string { // a second "nonce" member after the signed one
 		parts := strings.Split(compact, ".")
 		return parts[0] + "." + parts[1] + "x." + parts[2]
@@ -171,6 +191,14 @@ func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 			"truncated": short[:len(short)-20],
 			"full":      req,
 			"overrides": must(t)(SignShortRequest(fx.device, overridden(fx.request()), "key-0123456789abcdef")),
+			"report":    shortRep,
+		},
+		"FuzzParseShortReport": {
+			"short":        shortRep,
+			"wrapped":      strings.ToLower(shortRep[:40]) + "\n" + shortRep[40:],
+			"truncated":    shortRep[:len(shortRep)-20],
+			"other-device": must(t)(SignShortReport(fx.other, fx.report(protocol.Link{}))),
+			"request":      short,
 		},
 	}
 }

@@ -218,6 +218,7 @@ type shortReader struct {
 	buf []byte
 	off int
 	err error
+	bad string // a field read whole but invalid, said as it is
 }
 
 var errShortEnd = errors.New("the short form stops early")

@@ -2,11 +2,14 @@ package offline
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
 const testKeyID = "key-0123456789abcdef"
@@ -146,5 +149,104 @@ func TestSignShortRequestRefusesWhatItCannotCarry(t *testing.T) {
 		if _, err := SignShortRequest(fx.device, r, testKeyID); err == nil {
 			t.Errorf("%s: signed", name)
 		}
+	}
+}
+
+func TestShortReportRoundTrip(t *testing.T) {
+	fx := newFixture(t)
+	rep := fx.report(protocol.Link{Digest: protocol.Digest("a licence file"), Seq: 3})
+	rep.Nonce, rep.AgentVersion = base64.RawURLEncoding.EncodeToString(make([]byte, 16)), "1.4.2-rc.1+g0123abcd"
+	rep.Usage = license.Counts{license.UCPremium: 4, license.PBXBasic: 120, license.UCEssential: 0}
+	rep.Overuse = license.Counts{license.PBXBasic: 20}
+	text := must(t)(SignShortReport(fx.device, rep))
+	if again := must(t)(SignShortReport(fx.device, rep)); again != text {
+		t.Fatalf("the same report gave two short forms")
+	}
+	if len(text) > 480 {
+		t.Errorf("short form is %d characters, want at most 480 (a version-13 QR code)", len(text))
+	}
+	r, err := ParseShortReport(strings.ToLower(text[:30])+"\n"+text[30:], fx.device.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Version, rep.Version = 0, 0
+	rep.Device = fx.device.KeyID()
+	if !r.Time.Equal(rep.Time) {
+		t.Errorf("time %v, want %v", r.Time, rep.Time)
+	}
+	r.Time = rep.Time
+	if fmt.Sprintf("%+v", *r) != fmt.Sprintf("%+v", rep) {
+		t.Errorf("read back\n%+v\nwant\n%+v", *r, rep)
+	}
+	// Another appliance's device key does not verify it.
+	if _, err := ParseShortReport(text, fx.other.Public()); !errors.Is(err, license.ErrBadSignature) {
+		t.Errorf("verified with another device key: %v", err)
+	}
+}
+
+func TestShortReportRefusals(t *testing.T) {
+	fx := newFixture(t)
+	signed := func(build func(w *shortWriter)) string {
+		var w shortWriter
+		build(&w)
+		return ReportPrefix + shortEncoding.EncodeToString(append(w.buf, fx.device.SignMessage(append([]byte(shortReportContext), w.buf...))...))
+	}
+	head := func(w *shortWriter) {
+		w.buf = append(w.buf, shortVersion)
+		w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(testNow.Unix()))
+		w.str("nonce")
+		w.str("pbx-42")
+		w.buf = binary.BigEndian.AppendUint64(w.buf, 7)
+		w.str("digest")
+		w.str("")
+		w.buf = binary.BigEndian.AppendUint64(w.buf, 0)
+		w.str("active")
+	}
+	text := must(t)(SignShortReport(fx.device, fx.report(protocol.Link{})))
+	for _, tc := range []struct {
+		name, input string
+		want        error
+		words       string
+	}{
+		{"a request", must(t)(SignShortRequest(fx.device, fx.request(), testKeyID)), license.ErrWrongType, "does not begin with PBX-REPORT:"},
+		{"truncated", text[:len(text)-8], license.ErrTruncated, "stops early"},
+		{"a profile twice", signed(func(w *shortWriter) {
+			head(w)
+			w.buf = append(w.buf, 2)
+			w.str("uc-premium")
+			w.buf = binary.AppendUvarint(w.buf, 1)
+			w.str("uc-premium")
+			w.buf = binary.AppendUvarint(w.buf, 9)
+			w.buf = append(w.buf, 0, 0)
+			w.str("1.0")
+		}), license.ErrInvalid, "profile uc-premium twice"},
+		{"an unknown profile", signed(func(w *shortWriter) {
+			head(w)
+			w.buf = append(w.buf, 1)
+			w.str("uc-gold")
+			w.buf = binary.AppendUvarint(w.buf, 1)
+			w.buf = append(w.buf, 0, 0)
+			w.str("1.0")
+		}), license.ErrInvalid, `unknown profile "uc-gold"`},
+		{"no licence held", signed(func(w *shortWriter) {
+			w.buf = append(w.buf, shortVersion)
+			w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(testNow.Unix()))
+			w.str("nonce")
+			w.str("pbx-42")
+			w.buf = binary.BigEndian.AppendUint64(w.buf, 0)
+			w.str("")
+			w.str("")
+			w.buf = binary.BigEndian.AppendUint64(w.buf, 0)
+			w.str("active")
+			w.buf = append(w.buf, 0, 0, 0)
+			w.str("1.0")
+		}), license.ErrInvalid, "names no licence held"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseShortReport(tc.input, fx.device.Public())
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.words) {
+				t.Errorf("err = %v, want %v saying %q", err, tc.want, tc.words)
+			}
+		})
 	}
 }

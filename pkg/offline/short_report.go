@@ -1,0 +1,175 @@
+package offline
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/protocol"
+)
+
+// The short form of a usage report is the same report for a QR code, as
+// the short request is (short.go): binary fields in base32 after
+// ReportPrefix, signed by the device key. It names no device: the portal
+// verifies it with the key of the appliance the PBX is bound to. It holds
+// no secret: usage, the chain position and the licence held.
+//
+//	version        1 byte (shortVersion)
+//	time           8 bytes, Unix seconds
+//	nonce, PBX id  strings
+//	revision       8 bytes
+//	digest, link   strings
+//	sequence       8 bytes
+//	state          string
+//	usage, peak, overuse   counts: 1 byte of entries, each a profile string and a uvarint
+//	agent version  string
+//	signature      64 bytes: Ed25519(device key, shortReportContext ‖ the fields above)
+
+// ReportPrefix begins the short form of a usage report.
+const ReportPrefix = "PBX-REPORT:"
+
+const shortReportContext = "pbx-agent offline report short form v1\x00"
+
+// SignShortReport writes the short form of r signed by the device key.
+// The same report gives the same text every time.
+func SignShortReport(dev *license.Signer, r Report) (string, error) {
+	var w shortWriter
+	w.buf = append(w.buf, shortVersion)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(r.Time.Unix()))
+	w.str(r.Nonce)
+	w.str(r.PBXID)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(r.Revision))
+	w.str(r.Digest)
+	w.str(r.Link)
+	w.buf = binary.BigEndian.AppendUint64(w.buf, r.Seq)
+	w.str(r.State)
+	for _, c := range []license.Counts{r.Usage, r.Peak, r.Overuse} {
+		w.counts(c)
+	}
+	w.str(r.AgentVersion)
+	if w.err != nil {
+		return "", fmt.Errorf("writing the short form of the usage report: %w", w.err)
+	}
+	sig := dev.SignMessage(append([]byte(shortReportContext), w.buf...))
+	return ReportPrefix + shortEncoding.EncodeToString(append(w.buf, sig...)), nil
+}
+
+// counts writes c in the order of its profiles' names, so one report
+// always gives one text.
+func (w *shortWriter) counts(c license.Counts) {
+	if len(c) > 255 {
+		w.err = fmt.Errorf("%d profiles: more than 255", len(c))
+		return
+	}
+	w.buf = append(w.buf, byte(len(c)))
+	for _, p := range slices.Sorted(func(yield func(license.Profile) bool) {
+		for p := range c {
+			if !yield(p) {
+				return
+			}
+		}
+	}) {
+		if c[p] < 0 {
+			w.err = fmt.Errorf("profile %s: negative count %d", p, c[p])
+			return
+		}
+		w.str(string(p))
+		w.buf = binary.AppendUvarint(w.buf, uint64(c[p]))
+	}
+}
+
+// IsShortReport reports whether text, as carried, is the short form of
+// a usage report rather than a report file.
+func IsShortReport(text string) bool {
+	t := strings.TrimSpace(text)
+	return len(t) >= len(ReportPrefix) && strings.EqualFold(t[:len(ReportPrefix)], ReportPrefix)
+}
+
+// ParseShortReport verifies the short form of a usage report with the
+// device key dev and checks its content, as ParseReport does a report
+// file. Line breaks, spaces and lower case are undone. Refusals are
+// *license.Error values.
+func ParseShortReport(text string, dev ed25519.PublicKey) (*Report, error) {
+	const doc = docReport + " (short form)"
+	t := strings.Join(strings.Fields(text), "")
+	if !IsShortReport(t) {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrWrongType, Detail: "it does not begin with " + ReportPrefix}
+	}
+	raw, err := shortEncoding.DecodeString(strings.ToUpper(t[len(ReportPrefix):]))
+	if err != nil {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrCorrupted, Detail: fmt.Sprintf("it is not base32 text: %v", err),
+			Fix: "scan the QR code again, or carry the report file instead"}
+	}
+	rd := shortReader{buf: raw}
+	if v := rd.byte(); rd.err == nil && v != shortVersion {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrInvalid,
+			Detail: fmt.Sprintf("short form version %d is not the one this program reads (%d)", v, shortVersion),
+			Fix:    "carry the report file instead, or upgrade the portal tools"}
+	}
+	r := Report{Version: Version, Time: time.Unix(int64(rd.uint64()), 0).UTC(), Nonce: rd.str(), PBXID: rd.str()}
+	r.Revision = int64(rd.uint64())
+	r.Digest, r.Link = rd.str(), rd.str()
+	r.Seq = rd.uint64()
+	r.State = rd.str()
+	r.Usage, r.Peak, r.Overuse = rd.counts(), rd.counts(), rd.counts()
+	r.AgentVersion = rd.str()
+	signed := raw[:min(rd.off, len(raw))]
+	sig := rd.bytes(ed25519.SignatureSize)
+	switch {
+	case rd.bad != "":
+		return nil, invalid(doc, "%s", rd.bad)
+	case rd.err != nil:
+		return nil, &license.Error{Doc: doc, Kind: license.ErrTruncated, Detail: fmt.Sprintf("it stops early (%d bytes)", len(raw)),
+			Fix: "scan the whole QR code again, or carry the report file instead"}
+	case len(raw) != rd.off:
+		return nil, invalid(doc, "%d bytes follow its signature", len(raw)-rd.off)
+	}
+	if !ed25519.Verify(dev, append([]byte(shortReportContext), signed...), sig) {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrBadSignature,
+			Detail: fmt.Sprintf("it is not signed by device key %q", protocol.DeviceKeyID(dev)),
+			Fix:    "it was made by another appliance, or altered on the way"}
+	}
+	if err := r.validate(doc); err != nil {
+		return nil, err
+	}
+	r.Device = protocol.DeviceKeyID(dev)
+	return &r, nil
+}
+
+// counts reads what shortWriter.counts wrote; nil for no entries, as a
+// report file omits them.
+func (rd *shortReader) counts() license.Counts {
+	n := int(rd.byte())
+	if n == 0 {
+		return nil
+	}
+	c := license.Counts{}
+	for range n {
+		p := license.Profile(rd.str())
+		if rd.err != nil {
+			return nil
+		}
+		v, size := binary.Uvarint(rd.buf[rd.off:])
+		_, dup := c[p]
+		switch {
+		case size == 0:
+			rd.err = errShortEnd
+			return nil
+		case size < 0 || v > 1<<31:
+			rd.bad = fmt.Sprintf("profile %s: count out of range", p)
+		case dup:
+			rd.bad = fmt.Sprintf("profile %s twice", p)
+		}
+		if rd.bad != "" {
+			rd.err = errShortEnd
+			return nil
+		}
+		rd.off += size
+		c[p] = int(v)
+	}
+	return c
+}
