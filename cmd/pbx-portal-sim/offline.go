@@ -39,8 +39,9 @@ func newPBXOfflineCmds(e *env, client clientFunc) []*cobra.Command {
 	renew := &cobra.Command{
 		Use:   "offline-renew NAME < REPORT",
 		Short: "Answer an air-gapped PBX's usage report with a renewed licence file",
-		Long: "Read the usage report an air-gapped PBX wrote (pbx-agent report --offline) on standard\n" +
-			"input, record its usage, and print the renewed licence file on standard output. The\n" +
+		Long: "Read the usage report an air-gapped PBX wrote (pbx-agent report --offline), the file\n" +
+			"or the short form its QR code carries (PBX-REPORT:...), on standard input, record its\n" +
+			"usage, and print the renewed licence file on standard output. The\n" +
 			"report must continue the PBX's chain: one linking to a file the portal never issued\n" +
 			"is refused, naming the link; one from a state older than the last file is recorded\n" +
 			"as a fork (shown by pbx show). The same report again gets the same file.",

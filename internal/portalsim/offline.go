@@ -1,6 +1,8 @@
 package portalsim
 
 import (
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -216,17 +218,32 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	compact, err := offline.Unarmour(in.File, offline.KindReport)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
-	}
-	kid, err := offline.ReportDevice(compact)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
+	short := offline.IsShortReport(in.File)
+	var compact, kid string
+	if short {
+		// Its shape is checked now, its signature once the PBX's
+		// appliance is known: it names no device.
+		_, err := offline.ParseShortReport(in.File, make(ed25519.PublicKey, ed25519.PublicKeySize))
+		if !errors.Is(err, license.ErrBadSignature) {
+			return nil, errBadRequest("%v", err)
+		}
+	} else {
+		var err error
+		if compact, err = offline.Unarmour(in.File, offline.KindReport); err != nil {
+			return nil, errBadRequest("%v", err)
+		}
+		if kid, err = offline.ReportDevice(compact); err != nil {
+			return nil, errBadRequest("%v", err)
+		}
 	}
 	var out OfflineLicence
-	err = p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
+	err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
+		if short {
+			kid = shortReportDevice(rec, in.File)
+		}
 		switch {
+		case kid == "":
+			return errConflict("PBX %q is bound to no appliance: activate it (pbx offline-activate) before renewing it", rec.Name)
 		case (rec.Device == nil || rec.Device.DeviceID != kid) && rec.formerDevice(kid):
 			return errConflict("PBX %q was re-bound away from appliance %s: that appliance holds it no longer", rec.Name, kid)
 		case rec.Device == nil || rec.Device.DeviceID != kid:
@@ -235,7 +252,11 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 		case rec.deleted():
 			return errDeleted(rec)
 		}
-		rep, err := offline.ParseReport(compact, rec.Device.PublicKey)
+		parse := func() (*offline.Report, error) { return offline.ParseReport(compact, rec.Device.PublicKey) }
+		if short {
+			parse = func() (*offline.Report, error) { return offline.ParseShortReport(in.File, rec.Device.PublicKey) }
+		}
+		rep, err := parse()
 		if err != nil {
 			return errBadRequest("%v", err)
 		}
@@ -270,6 +291,27 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 		return nil
 	})
 	return out, err
+}
+
+// shortReportDevice is the appliance whose device key signed the short
+// report text: the one rec is bound to, or one it was re-bound away from.
+// A report none of them signed is the bound one's to refuse, precisely;
+// "" when rec is bound to none.
+func shortReportDevice(rec *pbxRecord, text string) string {
+	if rec.Device != nil {
+		if _, err := offline.ParseShortReport(text, rec.Device.PublicKey); err == nil {
+			return rec.Device.DeviceID
+		}
+	}
+	for _, b := range rec.Former {
+		if _, err := offline.ParseShortReport(text, b.PublicKey); err == nil {
+			return b.DeviceID
+		}
+	}
+	if rec.Device != nil {
+		return rec.Device.DeviceID
+	}
+	return ""
 }
 
 // judgeOfflineLink checks the link a report carries against the chain. A

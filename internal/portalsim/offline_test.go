@@ -267,3 +267,58 @@ func TestOfflineShortRequestRefusals(t *testing.T) {
 		t.Fatalf("a refused request bound the PBX to %s", v.Device.ID)
 	}
 }
+
+// shortReport is the short form of the appliance's usage report, as its
+// QR code carries it.
+func (a *testAgent) shortReport(nonce string, revision int64) string {
+	a.f.t.Helper()
+	s, err := offline.SignShortReport(a.signer, offline.Report{Time: a.f.portal.Now(), Nonce: nonce, PBXID: a.pbxID,
+		Revision: revision, Digest: digestOrEmpty(a.held[revision]), Link: a.link.Digest, Seq: a.link.Seq, State: "active",
+		Usage: license.Counts{license.UCPremium: 2}, Peak: license.Counts{license.UCPremium: 5}, AgentVersion: "test"})
+	if err != nil {
+		a.f.t.Fatal(err)
+	}
+	return s
+}
+
+// TestOfflineShortReport: the short form of a usage report renews as the
+// file does; the same report again gets the same file; one signed by
+// another appliance, or by the appliance the PBX was re-bound away from,
+// is refused saying so.
+func TestOfflineShortReport(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	pbx, key := f.createPBX("air.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 10})
+	a := newTestAgent(f, license.ModelVM)
+	out, err := f.admin.OfflineActivate(ctx, "air.example", a.offlineRequest(key, "n-act"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.install(out, "n-act")
+
+	report := a.shortReport("n-rep", 1)
+	renewed, err := f.admin.OfflineRenew(ctx, "air.example", report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := f.admin.OfflineRenew(ctx, "air.example", report); err != nil || !again.Replayed || again.File != renewed.File {
+		t.Fatalf("the same short report again: %v", err)
+	}
+	a.install(renewed, "n-rep")
+	if v := f.show(pbx.ID); v.LastPeak[license.UCPremium] != 5 || v.ChainForks != 0 {
+		t.Fatalf("the report's usage not recorded or the chain forked: %+v", v)
+	}
+
+	other := newTestAgent(f, license.ModelVM)
+	other.pbxID, other.link, other.held = a.pbxID, a.link, a.held
+	_, err = f.admin.OfflineRenew(ctx, "air.example", other.shortReport("n-other", 1))
+	adminRefusal(t, err, "it is not signed by device key \""+a.kid()+"\"")
+
+	if _, err := f.admin.Rebind(ctx, "air.example"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.admin.OfflineRenew(ctx, "air.example", a.shortReport("n-after-rebind", 1))
+	adminRefusal(t, err, "was re-bound away from appliance "+a.kid())
+	_, err = f.admin.OfflineRenew(ctx, "air.example", offline.ReportPrefix+"NOT-BASE32!")
+	adminRefusal(t, err, "not base32")
+}

@@ -128,7 +128,7 @@ func ParseShortReport(text string, dev ed25519.PublicKey) (*Report, error) {
 	case len(raw) != rd.off:
 		return nil, invalid(doc, "%d bytes follow its signature", len(raw)-rd.off)
 	}
-	if !ed25519.Verify(dev, append([]byte(shortReportContext), signed...), sig) {
+	if len(dev) != ed25519.PublicKeySize || !ed25519.Verify(dev, append([]byte(shortReportContext), signed...), sig) {
 		return nil, &license.Error{Doc: doc, Kind: license.ErrBadSignature,
 			Detail: fmt.Sprintf("it is not signed by device key %q", protocol.DeviceKeyID(dev)),
 			Fix:    "it was made by another appliance, or altered on the way"}
