@@ -298,7 +298,11 @@ func (l *licence) offlineReport() (apitype.OfflineFile, error) {
 		return apitype.OfflineFile{}, ErrNotActivated
 	}
 	if st.Offline.Report != "" {
-		return apitype.OfflineFile{File: armourReport(st.Offline.Report, doc.PBX), Again: true}, nil
+		out := apitype.OfflineFile{File: armourReport(st.Offline.Report, doc.PBX), Again: true}
+		if rep, err := offline.ParseReport(st.Offline.Report, device.Public()); err == nil {
+			out.Short = l.shortReport(device, *rep)
+		}
+		return out, nil
 	}
 	rep := offline.Report{Time: now, Nonce: newNonce(), PBXID: doc.PBX.ID, Revision: doc.Revision,
 		Digest: protocol.Digest(st.License), Link: st.Chain.Digest, Seq: st.Chain.Seq,
@@ -320,7 +324,18 @@ func (l *licence) offlineReport() (apitype.OfflineFile, error) {
 	}
 	l.env.audit(now, auditOfflineReport, map[string]any{"pbx": doc.PBX.ID, "seq": rep.Seq, "usage": rep.Usage.String(), "peak": rep.Peak.String()})
 	l.env.log.Info("offline usage report written", "pbx", doc.PBX.ID, "seq", rep.Seq)
-	return apitype.OfflineFile{File: armourReport(signed, doc.PBX)}, nil
+	return apitype.OfflineFile{File: armourReport(signed, doc.PBX), Short: l.shortReport(device, rep)}, nil
+}
+
+// shortReport is the short form of rep for a QR code, or "" when it
+// cannot be made: the file is then the only form.
+func (l *licence) shortReport(device *license.Signer, rep offline.Report) string {
+	short, err := offline.SignShortReport(device, rep)
+	if err != nil {
+		l.env.log.Warn("no QR code for the usage report: the file alone is carried", "err", err)
+		return ""
+	}
+	return short
 }
 
 func armourReport(compact string, pbx license.PBX) string {
