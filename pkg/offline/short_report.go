@@ -25,7 +25,7 @@ import (
 //	digest, link   strings
 //	sequence       8 bytes
 //	state          string
-//	usage, peak, overuse   counts: 1 byte of entries, each a profile string and a uvarint
+//	usage, peak, overuse   counts: 1 byte, bit i set for shortProfiles[i] counted, then each count as a uvarint
 //	agent version  string
 //	signature      64 bytes: Ed25519(device key, shortReportContext ‖ the fields above)
 
@@ -58,28 +58,34 @@ func SignShortReport(dev *license.Signer, r Report) (string, error) {
 	return ReportPrefix + shortEncoding.EncodeToString(append(w.buf, sig...)), nil
 }
 
-// counts writes c in the order of its profiles' names, so one report
-// always gives one text.
+// shortProfiles are the profiles a short report counts, by their bit in
+// its counts' first byte: fixed for this version of the format, as a
+// profile's name would take ten times the room.
+var shortProfiles = []license.Profile{license.PBXBasic, license.UCEssential, license.UCBusiness,
+	license.UCPremium, license.UCWizyconf, license.PBXService}
+
+// counts writes which profiles c counts, then their counts in the order
+// of shortProfiles, so one report always gives one text.
 func (w *shortWriter) counts(c license.Counts) {
-	if len(c) > 255 {
-		w.err = fmt.Errorf("%d profiles: more than 255", len(c))
-		return
-	}
-	w.buf = append(w.buf, byte(len(c)))
-	for _, p := range slices.Sorted(func(yield func(license.Profile) bool) {
-		for p := range c {
-			if !yield(p) {
+	var mask byte
+	var values []byte
+	for i, p := range shortProfiles {
+		if n, ok := c[p]; ok {
+			if n < 0 {
+				w.err = fmt.Errorf("profile %s: negative count %d", p, n)
 				return
 			}
+			mask |= 1 << i
+			values = binary.AppendUvarint(values, uint64(n))
 		}
-	}) {
-		if c[p] < 0 {
-			w.err = fmt.Errorf("profile %s: negative count %d", p, c[p])
+	}
+	for p := range c {
+		if !slices.Contains(shortProfiles, p) {
+			w.err = fmt.Errorf("profile %q has no place in the short form", p)
 			return
 		}
-		w.str(string(p))
-		w.buf = binary.AppendUvarint(w.buf, uint64(c[p]))
 	}
+	w.buf = append(append(w.buf, mask), values...)
 }
 
 // IsShortReport reports whether text, as carried, is the short form of
@@ -140,32 +146,29 @@ func ParseShortReport(text string, dev ed25519.PublicKey) (*Report, error) {
 	return &r, nil
 }
 
-// counts reads what shortWriter.counts wrote; nil for no entries, as a
+// counts reads what shortWriter.counts wrote; nil for no profile, as a
 // report file omits them.
 func (rd *shortReader) counts() license.Counts {
-	n := int(rd.byte())
-	if n == 0 {
+	mask := rd.byte()
+	if rd.err != nil || mask == 0 {
+		return nil
+	}
+	if mask>>len(shortProfiles) != 0 {
+		rd.bad, rd.err = fmt.Sprintf("unknown profile bits %#x in its counts", mask), errShortEnd
 		return nil
 	}
 	c := license.Counts{}
-	for range n {
-		p := license.Profile(rd.str())
-		if rd.err != nil {
-			return nil
+	for i, p := range shortProfiles {
+		if mask&(1<<i) == 0 {
+			continue
 		}
 		v, size := binary.Uvarint(rd.buf[rd.off:])
-		_, dup := c[p]
 		switch {
 		case size == 0:
 			rd.err = errShortEnd
 			return nil
 		case size < 0 || v > 1<<31:
-			rd.bad = fmt.Sprintf("profile %s: count out of range", p)
-		case dup:
-			rd.bad = fmt.Sprintf("profile %s twice", p)
-		}
-		if rd.bad != "" {
-			rd.err = errShortEnd
+			rd.bad, rd.err = fmt.Sprintf("profile %s: count out of range", p), errShortEnd
 			return nil
 		}
 		rd.off += size

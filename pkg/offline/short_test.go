@@ -210,24 +210,17 @@ func TestShortReportRefusals(t *testing.T) {
 	}{
 		{"a request", must(t)(SignShortRequest(fx.device, fx.request(), testKeyID)), license.ErrWrongType, "does not begin with PBX-REPORT:"},
 		{"truncated", text[:len(text)-8], license.ErrTruncated, "stops early"},
-		{"a profile twice", signed(func(w *shortWriter) {
+		{"an unknown profile bit", signed(func(w *shortWriter) {
 			head(w)
-			w.buf = append(w.buf, 2)
-			w.str("uc-premium")
-			w.buf = binary.AppendUvarint(w.buf, 1)
-			w.str("uc-premium")
-			w.buf = binary.AppendUvarint(w.buf, 9)
+			w.buf = append(w.buf, 1<<6, 1, 0, 0)
+			w.str("1.0")
+		}), license.ErrInvalid, "unknown profile bits 0x40"},
+		{"a count out of range", signed(func(w *shortWriter) {
+			head(w)
+			w.buf = binary.AppendUvarint(append(w.buf, 1), 1<<40)
 			w.buf = append(w.buf, 0, 0)
 			w.str("1.0")
-		}), license.ErrInvalid, "profile uc-premium twice"},
-		{"an unknown profile", signed(func(w *shortWriter) {
-			head(w)
-			w.buf = append(w.buf, 1)
-			w.str("uc-gold")
-			w.buf = binary.AppendUvarint(w.buf, 1)
-			w.buf = append(w.buf, 0, 0)
-			w.str("1.0")
-		}), license.ErrInvalid, `unknown profile "uc-gold"`},
+		}), license.ErrInvalid, "profile pbx-basic: count out of range"},
 		{"no licence held", signed(func(w *shortWriter) {
 			w.buf = append(w.buf, shortVersion)
 			w.buf = binary.BigEndian.AppendUint64(w.buf, uint64(testNow.Unix()))
@@ -248,5 +241,14 @@ func TestShortReportRefusals(t *testing.T) {
 				t.Errorf("err = %v, want %v saying %q", err, tc.want, tc.words)
 			}
 		})
+	}
+}
+
+func TestSignShortReportRefusesAProfileItHasNoPlaceFor(t *testing.T) {
+	fx := newFixture(t)
+	rep := fx.report(protocol.Link{})
+	rep.Usage = license.Counts{"uc-gold": 1}
+	if _, err := SignShortReport(fx.device, rep); err == nil || !strings.Contains(err.Error(), `"uc-gold" has no place`) {
+		t.Fatalf("err = %v", err)
 	}
 }
