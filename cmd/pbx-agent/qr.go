@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The activation request is shown as a QR code on a terminal, for a
-// phone to carry to the portal: its short form, which names the PBX key
-// instead of holding it. go-qr gives the module matrix with no image
+// The activation request and the usage report are shown as QR codes on
+// a terminal, for a phone to carry to the portal: their short forms (the
+// request's names the PBX key instead of holding it). go-qr gives the module matrix with no image
 // dependency; the code is drawn with half blocks, two module rows a
 // line, so a version-13 code with its quiet zone is 77 columns by 39
 // lines.
@@ -100,10 +100,19 @@ func terminalColumns(f *os.File) int {
 	return int(ws.Col)
 }
 
-// requestQR is what a terminal shows for the short form of a request:
-// the code and a line on what it carries, or, when the code cannot be
+// Notes under a code, within 80 columns.
+const (
+	requestQRNote = "Scan the code to carry the request to the portal: it names the PBX key and\n" +
+		"proves this appliance holds it, without the key (safe to photograph).\n" +
+		"Or carry the request file.\n"
+	reportQRNote = "Scan the code to carry the usage report to the portal, or carry the\n" +
+		"report file.\n"
+)
+
+// carriedQR is what a terminal shows for the short form of a file to
+// carry: the code and the note under it, or, when the code cannot be
 // drawn here, why, so the admin carries the file instead.
-func requestQR(short string, columns int, colour bool) (string, error) {
+func carriedQR(short, note string, columns int, colour bool) (string, error) {
 	code, err := encodeQR(short)
 	if err != nil {
 		return "", err
@@ -111,8 +120,5 @@ func requestQR(short string, columns int, colour bool) (string, error) {
 	if w := qrWidth(code); w > columns {
 		return "", fmt.Errorf("the QR code needs %d columns and this terminal has %d: widen it to show the code", w, columns)
 	}
-	return renderQR(code, colour) +
-		"Scan the code to carry the request to the portal: it names the PBX key and\n" +
-		"proves this appliance holds it, without the key (safe to photograph).\n" +
-		"Or carry the request file.\n", nil
+	return renderQR(code, colour) + note, nil
 }

@@ -24,16 +24,41 @@ import (
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
-// shortRequest is a short form as long as the daemon makes them.
-func shortRequest(t *testing.T) string {
+func testDevice(t *testing.T) *license.Signer {
 	t.Helper()
 	seed := sha256.Sum256([]byte("qr test device"))
 	priv := ed25519.NewKeyFromSeed(seed[:])
-	pub := priv.Public().(ed25519.PublicKey)
-	dev, err := license.NewSigner(protocol.DeviceKeyID(pub), priv)
+	dev, err := license.NewSigner(protocol.DeviceKeyID(priv.Public().(ed25519.PublicKey)), priv)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dev
+}
+
+// shortReport is the short form of a usage report with every profile
+// counted: the longest a report gets.
+func shortReport(t *testing.T) string {
+	t.Helper()
+	all := license.Counts{}
+	for _, p := range license.Profiles() {
+		all[p.ID] = 1000 + len(all)
+	}
+	s, err := offline.SignShortReport(testDevice(t), offline.Report{
+		Time: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC), Nonce: "AAAAAAAAAAAAAAAAAAAAAA", PBXID: "pbx-0123456789ab",
+		Revision: 12, Digest: strings.Repeat("d", 22), Link: strings.Repeat("l", 22), Seq: 40, State: "active",
+		Usage: all, Peak: all, Overuse: all, AgentVersion: "1.4.2-rc.1+g0123abcd",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// shortRequest is a short form as long as the daemon makes them.
+func shortRequest(t *testing.T) string {
+	t.Helper()
+	dev := testDevice(t)
+	pub := dev.Public()
 	s, err := offline.SignShortRequest(dev, offline.Request{
 		Time: time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC), Nonce: "AAAAAAAAAAAAAAAAAAAAAA", Key: "eyJ.the.key",
 		DeviceKey: pub, Fingerprint: strings.Repeat("f", 43), Model: license.ModelHW, Serial: "SN-0123456789",
@@ -81,7 +106,12 @@ func decodeDrawn(t *testing.T, drawn string) string {
 }
 
 func TestRenderQRDecodes(t *testing.T) {
-	short := shortRequest(t)
+	for name, short := range map[string]string{"request": shortRequest(t), "report": shortReport(t)} {
+		t.Run(name, func(t *testing.T) { testRenderQRDecodes(t, short) })
+	}
+}
+
+func testRenderQRDecodes(t *testing.T, short string) {
 	code, err := encodeQR(short)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +119,7 @@ func TestRenderQRDecodes(t *testing.T) {
 	if v := (code.Size() - 17) / 4; v > qrMaxVersion {
 		t.Fatalf("version %d", v)
 	}
+	t.Logf("%d characters: version %d, %d columns", len(short), (code.Size()-17)/4, qrWidth(code))
 	for _, colour := range []bool{true, false} {
 		drawn := renderQR(code, colour)
 		for i, line := range strings.Split(strings.TrimRight(drawn, "\n"), "\n") {
@@ -111,9 +142,9 @@ func TestEncodeQRTooLong(t *testing.T) {
 	}
 }
 
-// TestActivateOfflineShowsQROnTerminal: on a terminal, the request is
-// shown as a QR code of its short form, then as the file; to a pipe or
-// a file, the request file alone, byte for byte.
+// TestActivateOfflineShowsQROnTerminal: on a terminal, the request (and
+// the report) is shown as a QR code of its short form, then as the file;
+// to a pipe or a file, the file alone, byte for byte.
 func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 	f := newFixture(t)
 	fb, sock := daemon(t)
@@ -127,7 +158,7 @@ func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 	}
 	args := []string{"--config", config, "--socket", sock, "activate", "--offline"}
 
-	onTerminal := func(t *testing.T, columns uint16) (stdout, stderr string) {
+	onTerminal := func(t *testing.T, columns uint16, args ...string) (stdout, stderr string) {
 		t.Helper()
 		ptmx, tty := openPTYPair(t)
 		if err := unix.IoctlSetWinsize(int(tty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: columns, Row: 50}); err != nil {
@@ -148,7 +179,7 @@ func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 	}
 
 	t.Run("terminal", func(t *testing.T) {
-		out, _ := onTerminal(t, 80)
+		out, _ := onTerminal(t, 80, args...)
 		drawn, rest, ok := strings.Cut(out, "Scan the code")
 		if !ok || !strings.HasSuffix(rest, request) || !strings.Contains(rest, "without the key") {
 			t.Fatalf("terminal output:\n%s", out)
@@ -163,7 +194,7 @@ func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 		}
 	})
 	t.Run("narrow terminal", func(t *testing.T) {
-		out, errs := onTerminal(t, 60)
+		out, errs := onTerminal(t, 60, args...)
 		if out != request || !strings.Contains(errs, "no QR code: the QR code needs 73 columns and this terminal has 60") {
 			t.Fatalf("stdout %q, stderr %q", out, errs)
 		}
@@ -171,5 +202,20 @@ func TestActivateOfflineShowsQROnTerminal(t *testing.T) {
 	t.Run("pipe", func(t *testing.T) {
 		r := run(t, valid, "--socket", sock, "activate", "--offline")
 		wantResult(t, r, 0, request, "carry the activation request")
+	})
+	t.Run("report", func(t *testing.T) {
+		const report = "-----BEGIN PBX OFFLINE USAGE REPORT-----\nabc\n-----END PBX OFFLINE USAGE REPORT-----\n"
+		short := shortReport(t)
+		fb.SetOfflineFile(apitype.OfflineFile{File: report, Short: short}, nil)
+		out, _ := onTerminal(t, 80, "--config", config, "--socket", sock, "report", "--offline")
+		drawn, rest, ok := strings.Cut(out, "Scan the code to carry the usage report")
+		if !ok || !strings.HasSuffix(rest, report) {
+			t.Fatalf("terminal output:\n%s", out)
+		}
+		if got := decodeDrawn(t, drawn); got != short {
+			t.Errorf("the code on the terminal reads %q, want %q", got, short)
+		}
+		r := run(t, "", "--socket", sock, "report", "--offline")
+		wantResult(t, r, 0, report, "carry the usage report")
 	})
 }
