@@ -111,7 +111,8 @@ func scanQR(t *testing.T, out string) string {
 // the appliance's console; a phone scans the code drawn there (no key in
 // it) and carries its text to the portal; the licence file it answers
 // with installs. The request file written beside it is the same request:
-// the portal answers it with the same licence file.
+// the portal answers it with the same licence file. A day on, the usage
+// report's code renews it the same way.
 func TestAirGappedActivationByQRCode(t *testing.T) {
 	p := startPortal(t, t.TempDir(), freeAddr(t))
 	key := p.admin("pbx", "create", "--name", "qr.example", "--model", "WPBX-VM", "--term", "monthly", "--users", "uc-premium=10")
@@ -147,5 +148,22 @@ func TestAirGappedActivationByQRCode(t *testing.T) {
 	}
 	if again := p.carry(t, string(request), "offline-activate", "qr.example"); again.code != 0 || again.stdout != r.stdout {
 		t.Fatalf("the request file of the same request: exit %d, same file %v: %s", again.code, again.stdout == r.stdout, again.stderr)
+	}
+
+	// A renewal by the usage report's code.
+	horizon := *a.status().Offline.Horizon
+	p.admin("clock", "advance", "1d")
+	out, _ = a.cliOnTerminal("", "report", "--offline")
+	scanned = scanQR(t, out)
+	if !strings.HasPrefix(scanned, "PBX-REPORT:") {
+		t.Fatalf("the report's code holds %q", scanned)
+	}
+	r = p.carry(t, scanned, "offline-renew", "qr.example")
+	if r.code != 0 {
+		t.Fatalf("offline-renew with the scanned code: exit %d: %s", r.code, r.stderr)
+	}
+	install(t, a, r.stdout, 0, "")
+	if s := a.status(); s.State != "active" || s.Offline.Outstanding != "" || !s.Offline.Horizon.After(horizon) {
+		t.Fatalf("after renewal by QR code: state %s, offline %+v", s.State, s.Offline)
 	}
 }
