@@ -224,7 +224,7 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 		// Its shape is checked now, its signature once the PBX's
 		// appliance is known: it names no device.
 		_, err := offline.ParseShortReport(in.File, make(ed25519.PublicKey, ed25519.PublicKeySize))
-		if !errors.Is(err, license.ErrBadSignature) {
+		if err != nil && !errors.Is(err, license.ErrBadSignature) {
 			return nil, errBadRequest("%v", err)
 		}
 	} else {
