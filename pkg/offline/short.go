@@ -145,25 +145,68 @@ func (w *shortWriter) str(s string) {
 	w.buf = append(w.buf, s...)
 }
 
-// IsShortRequest reports whether text, as carried, is a short request
+// IsShortRequest reports whether text, as carried, holds a short request
 // rather than a request file.
-func IsShortRequest(text string) bool {
-	t := strings.TrimSpace(text)
-	return len(t) >= len(ShortPrefix) && strings.EqualFold(t[:len(ShortPrefix)], ShortPrefix)
+func IsShortRequest(text string) bool { return findShort(text, ShortPrefix) >= 0 }
+
+// findShort is where prefix begins in text, in any case, or -1; never in
+// an armoured file, whose blocks are read as files.
+func findShort(text, prefix string) int {
+	if strings.Contains(text, "-----BEGIN ") {
+		return -1
+	}
+	for i := 0; i+len(prefix) <= len(text); i++ {
+		if strings.EqualFold(text[i:i+len(prefix)], prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// shortText is the short form of the given prefix within text, as a mail
+// or a note may hold it: from the prefix, the base32 text on its line and
+// on the lines after it, undoing line breaks, indentation, "> " quoting
+// and lower case, up to a blank line or a line of other text (words, or
+// other characters). ok is false when text holds no such prefix.
+func shortText(text, prefix string) (encoded string, ok bool) {
+	i := findShort(text, prefix)
+	if i < 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for n, line := range strings.Split(text[i+len(prefix):], "\n") {
+		line = strings.TrimSpace(line)
+		for strings.HasPrefix(line, ">") && n > 0 { // quoted in a mail reply
+			line = strings.TrimSpace(line[1:])
+		}
+		words := strings.Fields(line)
+		line = strings.ToUpper(strings.Join(words, ""))
+		switch {
+		case n == 0 && len(words) == 0: // the code starts on the next line
+			continue
+		case len(words) != 1 || strings.Trim(line, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "":
+			if n == 0 { // other text right after the prefix: decoding says what is wrong
+				b.WriteString(line)
+			}
+			return b.String(), true
+		}
+		b.WriteString(line)
+	}
+	return b.String(), true
 }
 
 // ParseShortRequest verifies a short request with the device key it
 // carries and checks its content. The Request has no Key but a KeyRef:
-// the portal checks it against the digest of the key it issued. Line
-// breaks, spaces and lower case, as a phone or a mail may add, are
-// undone. Refusals are *license.Error values.
+// the portal checks it against the digest of the key it issued. Text
+// around it, line breaks, spaces and lower case, as a phone or a mail may
+// add, are undone (shortText). Refusals are *license.Error values.
 func ParseShortRequest(text string) (*Request, error) {
 	const doc = docRequest + " (short form)"
-	t := strings.Join(strings.Fields(text), "")
-	if !IsShortRequest(t) {
-		return nil, &license.Error{Doc: doc, Kind: license.ErrWrongType, Detail: "it does not begin with " + ShortPrefix}
+	encoded, ok := shortText(text, ShortPrefix)
+	if !ok {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrWrongType, Detail: "it holds no " + ShortPrefix + " text"}
 	}
-	raw, err := shortEncoding.DecodeString(strings.ToUpper(t[len(ShortPrefix):]))
+	raw, err := shortEncoding.DecodeString(encoded)
 	if err != nil {
 		return nil, &license.Error{Doc: doc, Kind: license.ErrCorrupted, Detail: fmt.Sprintf("it is not base32 text: %v", err),
 			Fix: "scan the QR code again, or carry the request file instead"}

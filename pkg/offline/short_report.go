@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
@@ -88,24 +87,21 @@ func (w *shortWriter) counts(c license.Counts) {
 	w.buf = append(append(w.buf, mask), values...)
 }
 
-// IsShortReport reports whether text, as carried, is the short form of
-// a usage report rather than a report file.
-func IsShortReport(text string) bool {
-	t := strings.TrimSpace(text)
-	return len(t) >= len(ReportPrefix) && strings.EqualFold(t[:len(ReportPrefix)], ReportPrefix)
-}
+// IsShortReport reports whether text, as carried, holds the short form
+// of a usage report rather than a report file.
+func IsShortReport(text string) bool { return findShort(text, ReportPrefix) >= 0 }
 
 // ParseShortReport verifies the short form of a usage report with the
 // device key dev and checks its content, as ParseReport does a report
-// file. Line breaks, spaces and lower case are undone. Refusals are
-// *license.Error values.
+// file. Text around it, line breaks, spaces and lower case are undone,
+// as for a short request. Refusals are *license.Error values.
 func ParseShortReport(text string, dev ed25519.PublicKey) (*Report, error) {
 	const doc = docReport + " (short form)"
-	t := strings.Join(strings.Fields(text), "")
-	if !IsShortReport(t) {
-		return nil, &license.Error{Doc: doc, Kind: license.ErrWrongType, Detail: "it does not begin with " + ReportPrefix}
+	encoded, ok := shortText(text, ReportPrefix)
+	if !ok {
+		return nil, &license.Error{Doc: doc, Kind: license.ErrWrongType, Detail: "it holds no " + ReportPrefix + " text"}
 	}
-	raw, err := shortEncoding.DecodeString(strings.ToUpper(t[len(ReportPrefix):]))
+	raw, err := shortEncoding.DecodeString(encoded)
 	if err != nil {
 		return nil, &license.Error{Doc: doc, Kind: license.ErrCorrupted, Detail: fmt.Sprintf("it is not base32 text: %v", err),
 			Fix: "scan the QR code again, or carry the report file instead"}

@@ -108,6 +108,38 @@ func TestShortRequestPhotographed(t *testing.T) {
 	}
 }
 
+// TestShortFormInMail: a short form pasted into a mail, wrapped, quoted
+// in a reply, between other text, reads as it was written.
+func TestShortFormInMail(t *testing.T) {
+	fx := newFixture(t)
+	text := must(t)(SignShortRequest(fx.device, realistic(fx), testKeyID))
+	wrap := func(s, indent string) string {
+		var b strings.Builder
+		for len(s) > 60 {
+			b.WriteString(indent + s[:60] + "\n")
+			s = s[60:]
+		}
+		return b.String() + indent + s + "\n"
+	}
+	for name, mail := range map[string]string{
+		"wrapped":         "Hello,\n\nhere is the code of the PBX:\n\n" + wrap(text, "") + "\nRegards,\nAnna\n",
+		"quoted":          "> On Monday, Anna wrote:\n> \n" + wrap(text, "> ") + "> \n> Regards,\n",
+		"lower case":      "code: " + strings.ToLower(text) + "\r\n\r\nthanks",
+		"on its own line": "PBX-ACTIVATE:\n" + wrap(text[len(ShortPrefix):], ""),
+		"a line of text":  wrap(text, "  ") + "Sent from my phone\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := ParseShortRequest(mail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.KeyRef.ID != testKeyID || r.DeviceID() != fx.device.KeyID() {
+				t.Errorf("read %+v", r)
+			}
+		})
+	}
+}
+
 func TestShortRequestRefusals(t *testing.T) {
 	fx := newFixture(t)
 	text := must(t)(SignShortRequest(fx.device, realistic(fx), testKeyID))
@@ -119,8 +151,10 @@ func TestShortRequestRefusals(t *testing.T) {
 		want        error
 		words       string
 	}{
-		{"empty", "", license.ErrWrongType, "does not begin with PBX-ACTIVATE:"},
-		{"a request file", must(t)(SignRequest(fx.device, fx.request())), license.ErrWrongType, "does not begin"},
+		{"empty", "", license.ErrWrongType, "it holds no PBX-ACTIVATE: text"},
+		{"a request file", must(t)(SignRequest(fx.device, fx.request())), license.ErrWrongType, "holds no PBX-ACTIVATE:"},
+		{"an armoured file around it", Armour(KindRequest, nil, text), license.ErrWrongType, "holds no PBX-ACTIVATE:"},
+		{"text on its line", text + " (scanned today)", license.ErrCorrupted, "not base32"},
 		{"not base32", ShortPrefix + "ABC!DEF", license.ErrCorrupted, "not base32"},
 		{"truncated", text[:len(text)-10], license.ErrTruncated, "stops early"},
 		{"trailing bytes", ShortPrefix + shortEncoding.EncodeToString(append(raw, 0, 0, 0, 0, 0)), license.ErrInvalid, "5 bytes follow"},
@@ -208,7 +242,7 @@ func TestShortReportRefusals(t *testing.T) {
 		want        error
 		words       string
 	}{
-		{"a request", must(t)(SignShortRequest(fx.device, fx.request(), testKeyID)), license.ErrWrongType, "does not begin with PBX-REPORT:"},
+		{"a request", must(t)(SignShortRequest(fx.device, fx.request(), testKeyID)), license.ErrWrongType, "holds no PBX-REPORT: text"},
 		{"truncated", text[:len(text)-8], license.ErrTruncated, "stops early"},
 		{"an unknown profile bit", signed(func(w *shortWriter) {
 			head(w)
