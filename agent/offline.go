@@ -93,17 +93,21 @@ func (l *licence) offlineRequest(raw string) (apitype.OfflineFile, error) {
 		return apitype.OfflineFile{}, err
 	}
 	l.mu.Lock()
-	held, st := l.doc, l.st
+	held, st, device := l.doc, l.st, l.device
 	deleted := l.verdictLocked(now).State == license.Deleted
 	l.mu.Unlock()
 	if held != nil && !deleted && held.PBX.ID != key.PBX.ID {
 		return apitype.OfflineFile{}, fmt.Errorf("%w: this appliance already holds PBX %s (%s); it can hold one PBX",
 			apitype.ErrRefusedLocally, held.PBX.ID, held.PBX.Name)
 	}
-	if st.Offline.Request != "" && st.Offline.RequestKey == key.ID {
-		return apitype.OfflineFile{File: armourRequest(st.Offline.Request, key.PBX), Again: true}, nil
+	if st.Offline.Request != "" && st.Offline.RequestKey == key.ID && device != nil {
+		out := apitype.OfflineFile{File: armourRequest(st.Offline.Request, key.PBX), Again: true}
+		if req, err := offline.ParseRequest(st.Offline.Request); err == nil {
+			out.Short = l.shortRequest(device, *req, key.ID)
+		}
+		return out, nil
 	}
-	device, err := l.ensureDevice()
+	device, err = l.ensureDevice()
 	if err != nil {
 		return apitype.OfflineFile{}, err
 	}
@@ -129,7 +133,19 @@ func (l *licence) offlineRequest(raw string) (apitype.OfflineFile, error) {
 	}
 	l.env.audit(l.clock.Now(), auditOfflineRequest, map[string]any{"pbx": key.PBX.ID, "name": key.PBX.Name, "device": device.KeyID()})
 	l.env.log.Info("offline activation request written", "pbx", key.PBX.ID, "name", key.PBX.Name)
-	return apitype.OfflineFile{File: armourRequest(signed, key.PBX)}, nil
+	return apitype.OfflineFile{File: armourRequest(signed, key.PBX), Short: l.shortRequest(device, req, key.ID)}, nil
+}
+
+// shortRequest is the short form of req for a QR code, or "" when it
+// cannot be made (a field too long): the file is then the only form.
+// Signing is deterministic, so a request written again has the same one.
+func (l *licence) shortRequest(device *license.Signer, req offline.Request, keyID string) string {
+	short, err := offline.SignShortRequest(device, req, keyID)
+	if err != nil {
+		l.env.log.Warn("no QR code for the activation request: the file alone is carried", "err", err)
+		return ""
+	}
+	return short
 }
 
 // identityOverrides are the identity keys set by configuration, reported
@@ -282,7 +298,11 @@ func (l *licence) offlineReport() (apitype.OfflineFile, error) {
 		return apitype.OfflineFile{}, ErrNotActivated
 	}
 	if st.Offline.Report != "" {
-		return apitype.OfflineFile{File: armourReport(st.Offline.Report, doc.PBX), Again: true}, nil
+		out := apitype.OfflineFile{File: armourReport(st.Offline.Report, doc.PBX), Again: true}
+		if rep, err := offline.ParseReport(st.Offline.Report, device.Public()); err == nil {
+			out.Short = l.shortReport(device, *rep)
+		}
+		return out, nil
 	}
 	rep := offline.Report{Time: now, Nonce: newNonce(), PBXID: doc.PBX.ID, Revision: doc.Revision,
 		Digest: protocol.Digest(st.License), Link: st.Chain.Digest, Seq: st.Chain.Seq,
@@ -304,7 +324,18 @@ func (l *licence) offlineReport() (apitype.OfflineFile, error) {
 	}
 	l.env.audit(now, auditOfflineReport, map[string]any{"pbx": doc.PBX.ID, "seq": rep.Seq, "usage": rep.Usage.String(), "peak": rep.Peak.String()})
 	l.env.log.Info("offline usage report written", "pbx", doc.PBX.ID, "seq", rep.Seq)
-	return apitype.OfflineFile{File: armourReport(signed, doc.PBX)}, nil
+	return apitype.OfflineFile{File: armourReport(signed, doc.PBX), Short: l.shortReport(device, rep)}, nil
+}
+
+// shortReport is the short form of rep for a QR code, or "" when it
+// cannot be made: the file is then the only form.
+func (l *licence) shortReport(device *license.Signer, rep offline.Report) string {
+	short, err := offline.SignShortReport(device, rep)
+	if err != nil {
+		l.env.log.Warn("no QR code for the usage report: the file alone is carried", "err", err)
+		return ""
+	}
+	return short
 }
 
 func armourReport(compact string, pbx license.PBX) string {

@@ -277,3 +277,62 @@ func TestOnlineThenAirGappedThenOnline(t *testing.T) {
 		t.Fatalf("moving between online and offline forked the chain %d times", p.ChainForks)
 	}
 }
+
+// TestAirGappedActivationByQRCode: the short form of the request, as its
+// QR code carries it, activates the PBX, and the short form of a usage
+// report renews it; each written again has the same short form, and the
+// portal answers the short form and the file of one with one file.
+func TestAirGappedActivationByQRCode(t *testing.T) {
+	r := airGapped(t)
+	ctx := context.Background()
+	key := r.createPBX(t, "air.example", license.Counts{license.UCPremium: 10})
+	a := r.newAgent(t)
+
+	req, err := a.OfflineRequest(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !offline.IsShortRequest(req.Short) || strings.Contains(req.Short, key) {
+		t.Fatalf("short form %q: want a PBX-ACTIVATE: text without the key", req.Short)
+	}
+	again, err := a.OfflineRequest(ctx, key)
+	if err != nil || again.Short != req.Short {
+		t.Fatalf("the request written again has another short form:\n%s\n%s (%v)", req.Short, again.Short, err)
+	}
+	file, err := r.admin.OfflineActivate(ctx, "air.example", req.Short)
+	if err != nil {
+		t.Fatalf("the portal refused the short form: %v", err)
+	}
+	if err := a.InstallLicenceFile(ctx, file.File); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Status(); s.State != "active" || s.Mode != apitype.ModeAirGapped {
+		t.Fatalf("after activation by QR code: state %s, mode %q", s.State, s.Mode)
+	}
+	if byFile, err := r.admin.OfflineActivate(ctx, "air.example", req.File); err != nil || byFile.File != file.File {
+		t.Fatalf("the file of the same request must get the same licence file: %v", err)
+	}
+
+	// Ten days on, a renewal by the usage report's QR code.
+	r.carry(t, 10*24*time.Hour)
+	rep, err := a.OfflineReport(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.OfflineReport(ctx); err != nil || !offline.IsShortReport(rep.Short) || again.Short != rep.Short {
+		t.Fatalf("the report written again has another short form:\n%s\n%s (%v)", rep.Short, again.Short, err)
+	}
+	renewed, err := r.admin.OfflineRenew(ctx, "air.example", rep.Short)
+	if err != nil {
+		t.Fatalf("the portal refused the short report: %v", err)
+	}
+	if err := a.InstallLicenceFile(ctx, renewed.File); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Status(); s.State != "active" || !s.Offline.Horizon.Equal(renewed.Horizon) || !renewed.Horizon.After(file.Horizon) {
+		t.Fatalf("after renewal by QR code: state %s, offline %+v", s.State, s.Offline)
+	}
+	if byFile, err := r.admin.OfflineRenew(ctx, "air.example", rep.File); err != nil || byFile.File != renewed.File {
+		t.Fatalf("the file of the same report must get the same licence file: %v", err)
+	}
+}

@@ -25,7 +25,8 @@ func newActivateCmd(a *app) *cobra.Command {
 			"holds another PBX), 4 when the portal cannot be reached.\n\n" +
 			"An air-gapped PBX, which never reaches its portal, is activated by files (docs/offline.md):\n" +
 			"--offline writes the activation request to carry to the portal (to standard output, or --out;\n" +
-			"it holds the key: keep it private), and --licence-file installs the licence file the portal\n" +
+			"it holds the key: keep it private; on a terminal it is also shown as a QR code of its short\n" +
+			"form, which names the key without holding it), and --licence-file installs the licence file the portal\n" +
 			"answers with, or a renewed one. A licence file that is not this appliance's, is older than the\n" +
 			"one installed or answers nothing outstanding is refused with exit 2.",
 		Example: "  pbx-agent activate < key.txt\n" +

@@ -32,11 +32,28 @@ func (a *app) offlineRequest(ctx context.Context, keyFile, out string) error {
 		apitype.OfflineRequestBody{Key: license.NormalizeKey(raw)}, &f); err != nil {
 		return exitFor(err)
 	}
+	a.showQR(f.Short, requestQRNote)
 	if err := a.writeCarried(out, f.File); err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stderr, carryNote("activation request", "the request written before, not answered yet", out, f.Again))
 	return nil
+}
+
+// showQR draws the short form of a file to carry as a QR code, with note
+// under it, when stdout is a terminal; a pipe or a file gets the file
+// alone, as ever.
+func (a *app) showQR(short, note string) {
+	tty, ok := a.stdout.(*os.File)
+	if !ok || !isTerminal(tty) || short == "" {
+		return
+	}
+	shown, err := carriedQR(short, note, terminalColumns(tty), a.colour())
+	if err != nil {
+		fmt.Fprintf(a.stderr, "pbx-agent: no QR code: %v; carry the file\n", err)
+		return
+	}
+	io.WriteString(a.stdout, shown)
 }
 
 // carryNote is the one line on stderr after a file to carry was written.

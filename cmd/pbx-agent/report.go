@@ -20,7 +20,8 @@ func newReportCmd(a *app) *cobra.Command {
 			"counted now, the peak since the last licence file installed, and the link to that file. Carry\n" +
 			"it to the portal, which answers with a renewed licence file (pbx-agent activate --licence-file).\n" +
 			"Until a file answering it is installed, the same report is written again, so a report lost on\n" +
-			"the way is simply carried again. A PBX in touch with its portal reports with every heartbeat.",
+			"the way is simply carried again. On a terminal the report is also shown as a QR code of its\n" +
+			"short form, for a phone to carry. A PBX in touch with its portal reports with every heartbeat.",
 		Example: "  pbx-agent report --offline --out report.txt",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,6 +45,7 @@ func (a *app) offlineReport(ctx context.Context, out string) error {
 	if err := c.do(ctx, "POST", "/v1/offline/report", nil, &f); err != nil {
 		return exitFor(err)
 	}
+	a.showQR(f.Short, reportQRNote)
 	if err := a.writeCarried(out, f.File); err != nil {
 		return err
 	}

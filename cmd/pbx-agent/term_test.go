@@ -13,6 +13,14 @@ import (
 // the test where the machine has none.
 func openPTY(t *testing.T) *os.File {
 	t.Helper()
+	_, tty := openPTYPair(t)
+	return tty
+}
+
+// openPTYPair opens a pseudo-terminal and returns its controlling side,
+// which reads what is written to the terminal side, and its terminal side.
+func openPTYPair(t *testing.T) (ptmx, tty *os.File) {
+	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Skipf("no pseudo-terminal here: %v", err)
@@ -28,9 +36,9 @@ func openPTY(t *testing.T) *os.File {
 	if errno != 0 {
 		t.Skipf("TIOCGPTPEER: %v", errno)
 	}
-	tty := os.NewFile(pts, "pts")
+	tty = os.NewFile(pts, "pts")
 	t.Cleanup(func() { tty.Close() })
-	return tty
+	return ptmx, tty
 }
 
 func TestIsTerminal(t *testing.T) {

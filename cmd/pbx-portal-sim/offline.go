@@ -21,13 +21,15 @@ func newPBXOfflineCmds(e *env, client clientFunc) []*cobra.Command {
 		Use:   "offline-activate NAME < REQUEST",
 		Short: "Answer an air-gapped PBX's activation request with a licence file",
 		Long: "Read the activation request an air-gapped PBX wrote (pbx-agent activate --offline),\n" +
-			"armoured or bare, on standard input; bind the PBX to that appliance as an online\n" +
+			"armoured or bare, or the short form its QR code carries (PBX-ACTIVATE:...), on\n" +
+			"standard input; bind the PBX to that appliance as an online\n" +
 			"activation does; and print the offline licence file to carry back on standard\n" +
 			"output (install it with pbx-agent activate --licence-file FILE). The file holds\n" +
 			"until its horizon, the PBX's offline grace from now (pbx licenses --offline-grace).\n" +
 			"The same request again gets the same file.",
-		Example: "  pbx-portal-sim pbx offline-activate acme.example < request.txt > licence.txt",
-		Args:    cobra.ExactArgs(1),
+		Example: "  pbx-portal-sim pbx offline-activate acme.example < request.txt > licence.txt\n" +
+			"  echo 'PBX-ACTIVATE:AEAAAAA...' | pbx-portal-sim pbx offline-activate acme.example > licence.txt",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return offlineExchange(cmd.Context(), e, "request", func(ctx context.Context, in string) (*portalsim.OfflineLicence, error) {
 				return client().OfflineActivate(ctx, args[0], in)
@@ -37,8 +39,9 @@ func newPBXOfflineCmds(e *env, client clientFunc) []*cobra.Command {
 	renew := &cobra.Command{
 		Use:   "offline-renew NAME < REPORT",
 		Short: "Answer an air-gapped PBX's usage report with a renewed licence file",
-		Long: "Read the usage report an air-gapped PBX wrote (pbx-agent report --offline) on standard\n" +
-			"input, record its usage, and print the renewed licence file on standard output. The\n" +
+		Long: "Read the usage report an air-gapped PBX wrote (pbx-agent report --offline), the file\n" +
+			"or the short form its QR code carries (PBX-REPORT:...), on standard input, record its\n" +
+			"usage, and print the renewed licence file on standard output. The\n" +
 			"report must continue the PBX's chain: one linking to a file the portal never issued\n" +
 			"is refused, naming the link; one from a state older than the last file is recorded\n" +
 			"as a fork (shown by pbx show). The same report again gets the same file.",

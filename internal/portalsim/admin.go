@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/offline"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
@@ -230,6 +231,7 @@ func (p *Portal) createPBX(r *http.Request) (any, error) {
 			CreatedAt:    now,
 			KeyID:        key.ID,
 			KeyExpiresAt: key.ExpiresAt,
+			KeyDigest:    offline.KeyDigest(signed),
 			License:      newLicense(info, term, in.Profiles, now),
 		}
 		rec.License.HeartbeatTolerance = p.tolerance

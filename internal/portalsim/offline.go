@@ -1,6 +1,8 @@
 package portalsim
 
 import (
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -96,11 +98,7 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	compact, err := offline.Unarmour(in.File, offline.KindRequest)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
-	}
-	req, err := offline.ParseRequest(compact)
+	req, err := parseOfflineRequest(in.File)
 	if err != nil {
 		return nil, errBadRequest("%v", err)
 	}
@@ -112,17 +110,10 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 			out = offlineLicenceOut(rec, *is, true, false)
 			return nil
 		}
-		key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
-		if err != nil {
-			return errBadRequest("the key in the request: %v", err)
+		if err := p.checkRequestKey(rec, req, now); err != nil {
+			return err
 		}
 		switch {
-		case key.PBX.ID != rec.ID:
-			return errBadRequest("the request carries the key of PBX %q (%s), not of %q: carry it to that PBX's page", key.PBX.Name, key.PBX.ID, rec.Name)
-		case rec.deleted():
-			return errDeleted(rec)
-		case key.ID != rec.KeyID:
-			return errBadRequest("this key of PBX %q has been replaced by a newer one: use the newest key, or %s", rec.Name, license.NewKeyFix(key.PBX))
 		case rec.Device != nil && rec.Device.DeviceID != kid:
 			return &apiError{status: http.StatusConflict, code: protocol.CodeBoundElsewhere,
 				msg: fmt.Sprintf("PBX %q is bound to another appliance since %s; a hardware replacement needs the portal to re-bind it (pbx-portal-sim pbx rebind %s)",
@@ -149,6 +140,77 @@ func (p *Portal) offlineActivate(r *http.Request) (any, error) {
 	return out, err
 }
 
+// parseOfflineRequest reads an activation request as carried: the file,
+// armoured or bare, or the short form its QR code carries.
+func parseOfflineRequest(text string) (*offline.Request, error) {
+	if offline.IsShortRequest(text) {
+		return offline.ParseShortRequest(text)
+	}
+	compact, err := offline.Unarmour(text, offline.KindRequest)
+	if err != nil {
+		return nil, err
+	}
+	return offline.ParseRequest(compact)
+}
+
+// checkRequestKey checks the PBX key an activation request carries, or
+// names and proves (the short form), against the key rec holds now: a key
+// of another PBX, one replaced by a newer one, an expired one or one for
+// another model activates nothing.
+func (p *Portal) checkRequestKey(rec *pbxRecord, req *offline.Request, now time.Time) error {
+	if req.KeyRef != nil {
+		return p.checkKeyRef(rec, req, now)
+	}
+	key, err := license.ParseKey(req.Key, p.keyring, license.KeyCheck{Now: now, Model: req.Model})
+	if err != nil {
+		return errBadRequest("the key in the request: %v", err)
+	}
+	switch {
+	case key.PBX.ID != rec.ID:
+		return errBadRequest("the request carries the key of PBX %q (%s), not of %q: carry it to that PBX's page", key.PBX.Name, key.PBX.ID, rec.Name)
+	case rec.deleted():
+		return errDeleted(rec)
+	case key.ID != rec.KeyID:
+		return errBadRequest("this key of PBX %q has been replaced by a newer one: use the newest key, or %s", rec.Name, license.NewKeyFix(key.PBX))
+	}
+	return nil
+}
+
+// checkKeyRef checks the key a short request names by its id against the
+// keys the portal issued, and its proof against the digest kept of it.
+func (p *Portal) checkKeyRef(rec *pbxRecord, req *offline.Request, now time.Time) error {
+	ref := req.KeyRef
+	if ref.ID != rec.KeyID {
+		for _, o := range p.st.PBXs {
+			if o != rec && (o.KeyID == ref.ID || slices.Contains(o.FormerKeyIDs, ref.ID)) {
+				return errBadRequest("the request names key %s of PBX %q (%s), not a key of %q: carry it to that PBX's page", ref.ID, o.Name, o.ID, rec.Name)
+			}
+		}
+		if slices.Contains(rec.FormerKeyIDs, ref.ID) {
+			return errBadRequest("key %s of PBX %q has been replaced by a newer one: use the newest key, or %s", ref.ID, rec.Name, license.NewKeyFix(rec.License.PBX))
+		}
+		return errBadRequest("the request names key %s, which this portal never issued: the appliance was given the key of another portal, "+
+			"or the code was altered; check the key on the appliance (pbx-agent key inspect)", ref.ID)
+	}
+	switch {
+	case rec.deleted():
+		return errDeleted(rec)
+	case len(rec.KeyDigest) == 0:
+		return errBadRequest("the portal kept no digest of the key of PBX %q, issued before it read short requests: "+
+			"carry the request file (pbx-agent activate --offline --out FILE) instead of the QR code, or %s", rec.Name, license.NewKeyFix(rec.License.PBX))
+	case !ref.Proves(rec.KeyDigest):
+		return errBadRequest("the request names key %s of PBX %q, but its proof of that key does not match the key the portal issued: "+
+			"it was not made with that key on the appliance that signed it (made from a photograph of another appliance's code, or altered); "+
+			"make a new request on the appliance holding the key", ref.ID, rec.Name)
+	case !now.Before(rec.KeyExpiresAt):
+		return errBadRequest("the key in the request: PBX key expired: it expired at %s; %s", rec.KeyExpiresAt.UTC().Format(time.RFC3339), license.NewKeyFix(rec.License.PBX))
+	case req.Model != rec.License.PBX.Model:
+		return errBadRequest("the key in the request: PBX key for the wrong model: it is for a %s, but this appliance is a %s; create the PBX on the portal as a %s, or set identity.model if detection is wrong",
+			rec.License.PBX.Model, req.Model, req.Model)
+	}
+	return nil
+}
+
 // offlineRenew answers the usage report the body carries with a renewed
 // licence file, after checking that it continues the PBX's chain.
 func (p *Portal) offlineRenew(r *http.Request) (any, error) {
@@ -156,17 +218,32 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	compact, err := offline.Unarmour(in.File, offline.KindReport)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
-	}
-	kid, err := offline.ReportDevice(compact)
-	if err != nil {
-		return nil, errBadRequest("%v", err)
+	short := offline.IsShortReport(in.File)
+	var compact, kid string
+	if short {
+		// Its shape is checked now, its signature once the PBX's
+		// appliance is known: it names no device.
+		_, err := offline.ParseShortReport(in.File, make(ed25519.PublicKey, ed25519.PublicKeySize))
+		if err != nil && !errors.Is(err, license.ErrBadSignature) {
+			return nil, errBadRequest("%v", err)
+		}
+	} else {
+		var err error
+		if compact, err = offline.Unarmour(in.File, offline.KindReport); err != nil {
+			return nil, errBadRequest("%v", err)
+		}
+		if kid, err = offline.ReportDevice(compact); err != nil {
+			return nil, errBadRequest("%v", err)
+		}
 	}
 	var out OfflineLicence
-	err = p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
+	err := p.updatePBX(r, false, func(rec *pbxRecord, now time.Time) error {
+		if short {
+			kid = shortReportDevice(rec, in.File)
+		}
 		switch {
+		case kid == "":
+			return errConflict("PBX %q is bound to no appliance: activate it (pbx offline-activate) before renewing it", rec.Name)
 		case (rec.Device == nil || rec.Device.DeviceID != kid) && rec.formerDevice(kid):
 			return errConflict("PBX %q was re-bound away from appliance %s: that appliance holds it no longer", rec.Name, kid)
 		case rec.Device == nil || rec.Device.DeviceID != kid:
@@ -175,7 +252,11 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 		case rec.deleted():
 			return errDeleted(rec)
 		}
-		rep, err := offline.ParseReport(compact, rec.Device.PublicKey)
+		parse := func() (*offline.Report, error) { return offline.ParseReport(compact, rec.Device.PublicKey) }
+		if short {
+			parse = func() (*offline.Report, error) { return offline.ParseShortReport(in.File, rec.Device.PublicKey) }
+		}
+		rep, err := parse()
 		if err != nil {
 			return errBadRequest("%v", err)
 		}
@@ -210,6 +291,27 @@ func (p *Portal) offlineRenew(r *http.Request) (any, error) {
 		return nil
 	})
 	return out, err
+}
+
+// shortReportDevice is the appliance whose device key signed the short
+// report text: the one rec is bound to, or one it was re-bound away from.
+// A report none of them signed is the bound one's to refuse, precisely;
+// "" when rec is bound to none.
+func shortReportDevice(rec *pbxRecord, text string) string {
+	if rec.Device != nil {
+		if _, err := offline.ParseShortReport(text, rec.Device.PublicKey); err == nil {
+			return rec.Device.DeviceID
+		}
+	}
+	for _, b := range rec.Former {
+		if _, err := offline.ParseShortReport(text, b.PublicKey); err == nil {
+			return b.DeviceID
+		}
+	}
+	if rec.Device != nil {
+		return rec.Device.DeviceID
+	}
+	return ""
 }
 
 // judgeOfflineLink checks the link a report carries against the chain. A

@@ -178,3 +178,147 @@ func TestOfflineRenewalRefusals(t *testing.T) {
 	_, err = f.admin.OfflineRenew(ctx, pbx.Name, a.offlineReport("n-4", 1))
 	adminRefusal(t, err, "was re-bound away from appliance "+a.kid())
 }
+
+// shortRequest is the short form of the appliance's activation request,
+// as its QR code carries it, naming the key keyID and proving it with key.
+func (a *testAgent) shortRequest(key, keyID, nonce string) string {
+	a.f.t.Helper()
+	s, err := offline.SignShortRequest(a.signer, offline.Request{Time: a.f.portal.Now(), Nonce: nonce, Key: key,
+		DeviceKey: a.pub, Fingerprint: "fp-" + a.kid(), Model: a.model, AgentVersion: "test"}, keyID)
+	if err != nil {
+		a.f.t.Fatal(err)
+	}
+	return s
+}
+
+func keyID(t *testing.T, f *fixture, key string) string {
+	t.Helper()
+	k, err := license.ParseKey(key, f.keyring(), license.KeyCheck{Now: f.portal.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
+}
+
+// TestOfflineShortRequest: the short form a QR code carries activates as
+// the request file does, and the file with the same nonce is the same
+// request: either gets the same licence file.
+func TestOfflineShortRequest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	pbx, key := f.createPBX("air.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 10})
+	a := newTestAgent(f, license.ModelVM)
+
+	out, err := f.admin.OfflineActivate(ctx, "air.example", a.shortRequest(key, keyID(t, f, key), "n-act"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.install(out, "n-act")
+	if v := f.show(pbx.ID); v.Device == nil || v.Device.ID != a.kid() {
+		t.Fatalf("PBX not bound to the appliance: %+v", v.Device)
+	}
+	full, err := f.admin.OfflineActivate(ctx, "air.example", a.offlineRequest(key, "n-act"))
+	if err != nil || !full.Replayed || full.File != out.File {
+		t.Fatalf("the request file of the same request: replayed %v, same file %v, %v", full.Replayed, full.File == out.File, err)
+	}
+}
+
+// TestOfflineShortRequestRefusals: the refusals of a short request name
+// the key and say why it activates nothing.
+func TestOfflineShortRequestRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, key := f.createPBX("air.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 10})
+	_, otherKey := f.createPBX("other.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 1})
+	_, oldKey := f.createPBX("rekeyed.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 1})
+	if _, err := f.admin.IssueKey(ctx, "rekeyed.example", 0); err != nil {
+		t.Fatal(err)
+	}
+	a, thief := newTestAgent(f, license.ModelVM), newTestAgent(f, license.ModelVM)
+	id := keyID(t, f, key)
+	for _, tc := range []struct {
+		name, pbx, request, want string
+	}{
+		// Whoever photographed the code knows the key's id, not the key:
+		// their own appliance's request cannot prove it.
+		{"photographed by another appliance", "air.example", thief.shortRequest("a guess at the key", id, "n-1"),
+			"its proof of that key does not match the key the portal issued"},
+		{"never issued", "air.example", a.shortRequest(key, "key-ffffffffffffffff", "n-2"),
+			"names key key-ffffffffffffffff, which this portal never issued"},
+		{"another PBX's key", "air.example", a.shortRequest(otherKey, keyID(t, f, otherKey), "n-3"),
+			`of PBX "other.example"`},
+		{"a replaced key", "rekeyed.example", a.shortRequest(oldKey, keyID(t, f, oldKey), "n-4"),
+			"has been replaced by a newer one"},
+		{"another model", "air.example", newTestAgent(f, license.ModelHW).shortRequest(key, id, "n-5"),
+			"it is for a WPBX-VM, but this appliance is a WPBX-HW"},
+		{"not base32", "air.example", offline.ShortPrefix + "NOT-BASE32!", "not base32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.admin.OfflineActivate(ctx, tc.pbx, tc.request)
+			adminRefusal(t, err, tc.want)
+		})
+	}
+	t.Run("expired", func(t *testing.T) {
+		f.clock.Add(DefaultKeyTTL)
+		_, err := f.admin.OfflineActivate(ctx, "air.example", a.shortRequest(key, id, "n-6"))
+		adminRefusal(t, err, "expired at")
+	})
+	if v := f.show("air.example"); v.Device != nil {
+		t.Fatalf("a refused request bound the PBX to %s", v.Device.ID)
+	}
+}
+
+// shortReport is the short form of the appliance's usage report, as its
+// QR code carries it.
+func (a *testAgent) shortReport(nonce string, revision int64) string {
+	a.f.t.Helper()
+	s, err := offline.SignShortReport(a.signer, offline.Report{Time: a.f.portal.Now(), Nonce: nonce, PBXID: a.pbxID,
+		Revision: revision, Digest: digestOrEmpty(a.held[revision]), Link: a.link.Digest, Seq: a.link.Seq, State: "active",
+		Usage: license.Counts{license.UCPremium: 2}, Peak: license.Counts{license.UCPremium: 5}, AgentVersion: "test"})
+	if err != nil {
+		a.f.t.Fatal(err)
+	}
+	return s
+}
+
+// TestOfflineShortReport: the short form of a usage report renews as the
+// file does; the same report again gets the same file; one signed by
+// another appliance, or by the appliance the PBX was re-bound away from,
+// is refused saying so.
+func TestOfflineShortReport(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	pbx, key := f.createPBX("air.example", license.ModelVM, license.Monthly, license.Counts{license.UCPremium: 10})
+	a := newTestAgent(f, license.ModelVM)
+	out, err := f.admin.OfflineActivate(ctx, "air.example", a.offlineRequest(key, "n-act"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.install(out, "n-act")
+
+	report := a.shortReport("n-rep", 1)
+	renewed, err := f.admin.OfflineRenew(ctx, "air.example", report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := f.admin.OfflineRenew(ctx, "air.example", report); err != nil || !again.Replayed || again.File != renewed.File {
+		t.Fatalf("the same short report again: %v", err)
+	}
+	a.install(renewed, "n-rep")
+	if v := f.show(pbx.ID); v.LastPeak[license.UCPremium] != 5 || v.ChainForks != 0 {
+		t.Fatalf("the report's usage not recorded or the chain forked: %+v", v)
+	}
+
+	other := newTestAgent(f, license.ModelVM)
+	other.pbxID, other.link, other.held = a.pbxID, a.link, a.held
+	_, err = f.admin.OfflineRenew(ctx, "air.example", other.shortReport("n-other", 1))
+	adminRefusal(t, err, "it is not signed by device key \""+a.kid()+"\"")
+
+	if _, err := f.admin.Rebind(ctx, "air.example"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.admin.OfflineRenew(ctx, "air.example", a.shortReport("n-after-rebind", 1))
+	adminRefusal(t, err, "was re-bound away from appliance "+a.kid())
+	_, err = f.admin.OfflineRenew(ctx, "air.example", offline.ReportPrefix+"NOT-BASE32!")
+	adminRefusal(t, err, "not base32")
+}

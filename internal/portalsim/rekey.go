@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pbx-agent/pbx-agent/pkg/license"
+	"github.com/pbx-agent/pbx-agent/pkg/offline"
 )
 
 // KeyRequest is the optional body of POST /admin/v1/pbxs/{ref}/key.
@@ -78,7 +79,8 @@ func (p *Portal) issueKeyLocked(rec *pbxRecord, now time.Time, ttl time.Duration
 		return "", fmt.Errorf("signing the PBX key: %w", err)
 	}
 	previous := rec.KeyID
-	rec.KeyID, rec.KeyExpiresAt = key.ID, key.ExpiresAt
+	rec.FormerKeyIDs = append(rec.FormerKeyIDs, previous)
+	rec.KeyID, rec.KeyExpiresAt, rec.KeyDigest = key.ID, key.ExpiresAt, offline.KeyDigest(signed)
 	p.markDirty()
 	p.log.Info("PBX key issued; the previous one no longer activates", "pbx", rec.Name, "key_id", key.ID,
 		"previous_key_id", previous, "expires", key.ExpiresAt)

@@ -30,6 +30,11 @@ type pbxRecord struct {
 	CreatedAt    time.Time `json:"created_at"`
 	KeyID        string    `json:"key_id"` // jti of the current PBX key
 	KeyExpiresAt time.Time `json:"key_expires_at"`
+	// KeyDigest is offline.KeyDigest of the current key, which checks the
+	// proof of a short activation request (a QR code); FormerKeyIDs are the
+	// keys it replaced, named in a refusal.
+	KeyDigest    []byte   `json:"key_digest,omitempty"`
+	FormerKeyIDs []string `json:"former_key_ids,omitempty"`
 
 	// License is the current licence, unsigned; it is signed as it stands
 	// (its iat is when the revision was made), so every copy of one

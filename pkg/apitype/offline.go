@@ -35,6 +35,10 @@ type OfflineFile struct {
 	// Again: the file was written before and not yet answered; this is the
 	// same one, so the portal answers it with the same licence file.
 	Again bool `json:"again,omitempty"`
+	// Short is the same file in its short form, for a QR code; an
+	// activation request's names the PBX key by its id and a proof
+	// instead of carrying it.
+	Short string `json:"short,omitempty"`
 }
 
 // OfflineFileRequest is the body of POST /v1/offline/licence.

@@ -51,6 +51,12 @@ func (s *Signer) KeyID() string { return s.kid }
 // Public returns the public key to put in a keyring.
 func (s *Signer) Public() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
 
+// SignMessage signs msg with Ed25519 as it is, without an envelope, for a
+// format too small for a JWS (a QR code). The format's message must begin
+// with a context string of its own, so a signature never passes for one
+// of another format.
+func (s *Signer) SignMessage(msg []byte) []byte { return ed25519.Sign(s.priv, msg) }
+
 // Sign marshals claims to JSON and signs it as a compact JWS of type typ.
 func (s *Signer) Sign(typ string, claims any) (string, error) {
 	payload, err := json.Marshal(claims)

@@ -110,12 +110,55 @@ func FuzzParseRequest(f *testing.F) {
 	})
 }
 
+// FuzzParseShortRequest reads the short form of an activation request,
+// as a phone scanned it from the appliance's QR code.
+func FuzzParseShortRequest(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range seeds(f, fx)["FuzzParseShortRequest"] {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		r, err := ParseShortRequest(input)
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		if r.KeyRef == nil || r.KeyRef.ID == "" || r.Key != "" || !r.Model.Valid() || r.DeviceID() == "" || r.Nonce == "" {
+			t.Fatalf("accepted an invalid short request: %+v", r)
+		}
+		if r.KeyRef.Proves(KeyDigest("some other key")) {
+			t.Fatalf("the proof of key %q holds for a key never used", r.KeyRef.ID)
+		}
+	})
+}
+
+// FuzzParseShortReport reads the short form of a usage report, as a
+// phone scanned it from the appliance's QR code.
+func FuzzParseShortReport(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range seeds(f, fx)["FuzzParseShortReport"] {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		r, err := ParseShortReport(input, fx.device.Public())
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		if r.PBXID == "" || r.Revision < 1 || r.Usage.Validate() != nil || r.Peak.Validate() != nil || r.Device != fx.device.KeyID() {
+			t.Fatalf("accepted an invalid report: %+v", r)
+		}
+	})
+}
+
 // seeds are the starting points of each target: valid files, armoured and
 // bare, and the mistakes and attacks a carried file meets.
 func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 	lic := must(t)(SignLicence(fx.portal, fx.file("nonce-activate", protocol.Link{})))
 	rep := must(t)(SignReport(fx.device, fx.report(protocol.Link{Digest: protocol.Digest(lic), Seq: 1})))
 	req := must(t)(SignRequest(fx.device, fx.request()))
+	short := must(t)(SignShortRequest(fx.device, fx.request(), "key-0123456789abcdef"))
+	shortRep := must(t)(SignShortReport(fx.device, fx.report(protocol.Link{Digest: protocol.Digest(lic), Seq: 1})))
 	dupNonce := func(compact string) string { // a second "nonce" member after the signed one
 		parts := strings.Split(compact, ".")
 		return parts[0] + "." + parts[1] + "x." + parts[2]
@@ -140,6 +183,22 @@ func seeds(t testing.TB, fx *fixture) map[string]map[string]string {
 			"armoured": Armour(KindRequest, nil, req),
 			"bare":     req,
 			"report":   rep,
+			"short":    short,
+		},
+		"FuzzParseShortRequest": {
+			"short":     short,
+			"wrapped":   strings.ToLower(short[:40]) + "\n" + short[40:],
+			"truncated": short[:len(short)-20],
+			"full":      req,
+			"overrides": must(t)(SignShortRequest(fx.device, overridden(fx.request()), "key-0123456789abcdef")),
+			"report":    shortRep,
+		},
+		"FuzzParseShortReport": {
+			"short":        shortRep,
+			"wrapped":      strings.ToLower(shortRep[:40]) + "\n" + shortRep[40:],
+			"truncated":    shortRep[:len(shortRep)-20],
+			"other-device": must(t)(SignShortReport(fx.other, fx.report(protocol.Link{}))),
+			"request":      short,
 		},
 	}
 }

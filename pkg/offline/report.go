@@ -64,34 +64,34 @@ func ParseReport(compact string, dev ed25519.PublicKey) (*Report, error) {
 	if err := verifyDevice(compact, TypeReport, docReport, dev, &r); err != nil {
 		return nil, err
 	}
-	if err := r.validate(); err != nil {
+	if err := r.validate(docReport); err != nil {
 		return nil, err
 	}
 	r.Device, r.Compact = protocol.DeviceKeyID(dev), compact
 	return &r, nil
 }
 
-func (r *Report) validate() error {
-	if err := checkVersion(docReport, r.Version); err != nil {
+func (r *Report) validate(doc string) error {
+	if err := checkVersion(doc, r.Version); err != nil {
 		return err
 	}
 	switch {
 	case r.PBXID == "":
-		return invalid(docReport, "it names no PBX")
+		return invalid(doc, "it names no PBX")
 	case r.Revision < 1 || r.Digest == "":
-		return invalid(docReport, "it names no licence held (revision %d, digest %q)", r.Revision, r.Digest)
+		return invalid(doc, "it names no licence held (revision %d, digest %q)", r.Revision, r.Digest)
 	case (r.Link == "") != (r.Seq == 0):
-		return invalid(docReport, "link %q and sequence %d: a chain position has both or neither", r.Link, r.Seq)
+		return invalid(doc, "link %q and sequence %d: a chain position has both or neither", r.Link, r.Seq)
 	}
-	if err := checkNonce(docReport, r.Nonce); err != nil {
+	if err := checkNonce(doc, r.Nonce); err != nil {
 		return err
 	}
-	if err := checkTime(docReport, "ts", r.Time); err != nil {
+	if err := checkTime(doc, "ts", r.Time); err != nil {
 		return err
 	}
 	for name, c := range map[string]license.Counts{"usage": r.Usage, "peak": r.Peak, "overuse": r.Overuse} {
 		if err := c.Validate(); err != nil {
-			return invalid(docReport, "%s: %v", name, err)
+			return invalid(doc, "%s: %v", name, err)
 		}
 	}
 	return nil

@@ -29,6 +29,9 @@ type Request struct {
 
 	// Compact is the signed request as read; set by ParseRequest, not signed.
 	Compact string `json:"-"`
+	// KeyRef names the key instead of Key in a short request; set by
+	// ParseShortRequest.
+	KeyRef *KeyRef `json:"-"`
 }
 
 // SignRequest signs r with the device key dev, whose public half it must carry.
@@ -61,29 +64,29 @@ func ParseRequest(compact string) (*Request, error) {
 	if err := verifyDevice(compact, TypeRequest, docRequest, claim.DeviceKey, &r); err != nil {
 		return nil, err
 	}
-	if err := r.validate(); err != nil {
+	if err := r.validate(docRequest); err != nil {
 		return nil, err
 	}
 	r.Compact = compact
 	return &r, nil
 }
 
-func (r *Request) validate() error {
-	if err := checkVersion(docRequest, r.Version); err != nil {
+func (r *Request) validate(doc string) error {
+	if err := checkVersion(doc, r.Version); err != nil {
 		return err
 	}
 	switch {
-	case r.Key == "":
-		return invalid(docRequest, "it carries no PBX key")
+	case r.Key == "" && r.KeyRef == nil:
+		return invalid(doc, "it carries no PBX key")
 	case r.Fingerprint == "":
-		return invalid(docRequest, "it carries no appliance fingerprint")
+		return invalid(doc, "it carries no appliance fingerprint")
 	case !r.Model.Valid():
-		return invalid(docRequest, "unknown appliance model %q", r.Model)
+		return invalid(doc, "unknown appliance model %q", r.Model)
 	}
-	if err := checkNonce(docRequest, r.Nonce); err != nil {
+	if err := checkNonce(doc, r.Nonce); err != nil {
 		return err
 	}
-	return checkTime(docRequest, "ts", r.Time)
+	return checkTime(doc, "ts", r.Time)
 }
 
 // DeviceID names the appliance that signed the request.
