@@ -188,11 +188,14 @@ make_wms_repo() {
 }
 
 start_portal() {
+	sim_argv=("$work/pbx-portal-sim" --portal "http://$portal_addr")
 	"$work/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 2s 2> "$work/portal.log" &
 	portal_pid=$!
 	eventually 10 sim clock || die "the portal did not start: $(cat "$work/portal.log")"
 }
-sim() { "$work/pbx-portal-sim" --portal "http://$portal_addr" "$@"; }
+# sim runs the portal's admin commands; sim_argv is also support's relay.
+sim_argv=()
+sim() { "${sim_argv[@]}" "$@"; }
 
 # mount_root mounts the container's root: an overlay of the cached root file
 # system on the host, so the cache stays untouched and what the rig installs
@@ -760,6 +763,127 @@ ssh_ttl_with_agent_dead() {
 	eventually 40 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
 }
 
+# ── support SSH through the portal's tunnel (pbx-agent-sshd-tunnel@<ttl>) ──
+
+# tunnel_ssh runs ssh on the host as support does: through the portal's
+# relay (pbx-portal-sim tunnel as its ProxyCommand), with the key the portal
+# pushed, and knowing the appliance's host key. The caller gives the
+# destination, pbx-support@e2e.example.
+tunnel_ssh() {
+	ssh -F /dev/null -i "$work/tunnel_key" -o IdentitiesOnly=yes -o BatchMode=yes \
+		-o ProxyCommand="$(printf '%q ' "${sim_argv[@]}") tunnel e2e.example" \
+		-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts" -o ConnectTimeout=10 "$@"
+}
+
+# tunnel_open TTL queues a tunnelled ssh-open with support's key, waits for
+# the agent's result and prints the command's id.
+tunnel_open() {
+	sim command e2e.example ssh-open --tunnel --ttl "$1" --pubkey "$work/tunnel_key.pub" --wait 30s > "$work/tunnel-open.json" ||
+		{ cat "$work/tunnel-open.json"; return 1; }
+	grep -q '"state": "done"' "$work/tunnel-open.json" || { cat "$work/tunnel-open.json"; return 1; }
+	sed -n 's/^  "id": "\(cmd-[^"]*\)",$/\1/p' "$work/tunnel-open.json"
+}
+tunnel_connected() { ct pbx-agent status --json | grep -q '"connected": true'; }
+tunnel_sessions() { ct pbx-agent status --json | grep -q "\"sessions\": $1,"; }
+support_shells() { ct pgrep -u pbx-support -x sleep; }
+no_support_shells() { ! ct pgrep -u pbx-support -x sleep; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+audit_has() { ct pbx-agent audit | grep -Eq "$1"; }
+
+# listeners PORT prints the addresses the container listens on at PORT, in
+# the kernel's hex from its /proc/net/tcp and tcp6 (127.0.0.1 is 0100007F).
+listeners() {
+	ct cat /proc/net/tcp /proc/net/tcp6 |
+		awk -v port="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == port { print substr($2, 1, length($2) - 5) }'
+}
+
+# tunnel_from_portal: the relay refuses while no tunnel is open; the
+# portal's ssh-open --tunnel makes the agent start the loopback sshd's unit
+# over D-Bus (polkit) and dial the portal; only 127.0.0.1:222 listens for
+# it. Support logs in from the host through the portal's relay with the
+# pushed key, and meets the appliance's host key; ssh -W is refused by the
+# unit's sshd. ssh status, the status JSON and the audit log show the
+# tunnel and its sessions.
+tunnel_from_portal() {
+	local id
+	ssh-keygen -q -t ed25519 -N "" -C support@e2e -f "$work/tunnel_key"
+	echo "e2e.example $(ct cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)" > "$work/known_hosts"
+	if sim tunnel e2e.example < /dev/null 2> "$work/refused"; then echo "the relay ran with no tunnel open"; return 1; fi
+	grep -q 'no tunnel is open' "$work/refused"
+	id=$(tunnel_open 600s)
+	ct systemctl is-active --quiet pbx-agent-sshd-tunnel@600.service
+	eventually 20 tunnel_connected
+	[ "$(listeners 222)" = 0100007F ] || { echo "port 222 listens on: $(listeners 222)"; return 1; }
+	[ -z "$(listeners 2222)" ] || { echo "port 2222 listens in tunnel mode: $(listeners 2222)"; return 1; }
+	tunnel_ssh pbx-support@e2e.example 'id -un; hostname' > "$work/tunnel-id"
+	[ "$(cat "$work/tunnel-id")" = "$(printf 'pbx-support\npbx-e2e')" ] || { cat "$work/tunnel-id"; return 1; }
+	# The unit's sshd forwards nothing: not to the agent's own HTTP port.
+	if tunnel_ssh -W 127.0.0.1:9731 pbx-support@e2e.example < /dev/null > "$work/forward" 2>&1; then
+		echo "ssh -W reached 127.0.0.1:9731 through the tunnel"; cat "$work/forward"; return 1
+	fi
+	grep -q 'forwarding failed' "$work/forward" || { cat "$work/forward"; return 1; }
+	ct pbx-agent status --json > "$work/status.json"
+	grep -q '"tunnel": {' "$work/status.json" && grep -q "\"command\": \"$id\"" "$work/status.json" ||
+		{ cat "$work/status.json"; return 1; }
+	eventually 10 tunnel_sessions 0
+	ct pbx-agent ssh status > "$work/ssh-status"
+	grep -q "^SSH: open through the portal's tunnel (sshd on 127.0.0.1:222), until " "$work/ssh-status" &&
+		grep -q '^  tunnel connected · 0 sessions open, 2 in all' "$work/ssh-status" || { cat "$work/ssh-status"; return 1; }
+	audit_has "ssh +action=open command=$id port=222 tunnel=true"
+	eventually 10 audit_has "ssh.session +action=start command=$id"
+	eventually 10 audit_has "ssh.session +action=end bytes_in=[1-9][0-9]* bytes_out=[1-9][0-9]* command=$id"
+}
+
+# tunnel_agent_killed: a session is open through the tunnel when SIGKILL
+# takes the agent. The relay dies with it, so the session ends; systemd
+# restarts the agent, which closes the loopback sshd left behind, ending
+# what ran in it; the relay refuses until the portal opens a new tunnel.
+tunnel_agent_killed() {
+	local id session pid
+	id=$(tunnel_open 600s)
+	eventually 20 tunnel_connected
+	tunnel_ssh pbx-support@e2e.example 'exec sleep 300' &
+	session=$!
+	eventually 20 support_shells
+	eventually 10 tunnel_sessions 1
+	pid=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct systemctl kill --signal=SIGKILL pbx-agent.service
+	eventually 10 gone "$session"
+	eventually 30 sh -c "p=\$(nsenter -t $container_pid -m -p -- systemctl show -P MainPID pbx-agent.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]"
+	eventually 20 inactive pbx-agent-sshd-tunnel@600.service
+	eventually 10 no_support_shells
+	eventually 10 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
+	audit_has 'ssh +action=close .*why="its tunnel ended with the agent that opened it"'
+	if sim tunnel e2e.example < /dev/null 2>/dev/null; then echo "the relay still reaches the appliance"; return 1; fi
+	echo "session through $id ended with agent $pid; the restarted agent closed its sshd"
+}
+
+# tunnel_ttl_with_agent_down: the agent killed and kept down while a
+# session is open: the session's client goes with the relay, but its shell
+# runs on in the loopback sshd's unit until the TTL ends the unit, with no
+# agent to stop it (systemd runs no stop job: its journal has no
+# "Stopping"); started again, the agent reports SSH closed.
+tunnel_ttl_with_agent_down() {
+	local unit=pbx-agent-sshd-tunnel@12.service session
+	tunnel_open 12s > /dev/null
+	eventually 20 tunnel_connected
+	tunnel_ssh pbx-support@e2e.example 'exec sleep 300' &
+	session=$!
+	eventually 20 support_shells
+	ct systemctl kill --signal=SIGKILL pbx-agent.service
+	ct systemctl stop pbx-agent.service
+	eventually 10 gone "$session"
+	ct systemctl is-active --quiet "$unit" || { echo "$unit ended before its TTL"; return 1; }
+	support_shells
+	eventually 30 inactive "$unit"
+	no_support_shells
+	ct journalctl -u "$unit" --no-pager > "$work/tunnel-unit.log"
+	if grep -q "Stopping $unit" "$work/tunnel-unit.log"; then echo "$unit was stopped, not ended by its TTL"; cat "$work/tunnel-unit.log"; return 1; fi
+	grep -q "$unit: Deactivated successfully" "$work/tunnel-unit.log"
+	ct systemctl start pbx-agent.service
+	eventually 20 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
+}
+
 # ── WMS upgrades (the root helper unit, started as pbx-agent through polkit) ──
 
 # wms_from_a_local_repository: the repository inside the container, its
@@ -888,6 +1012,9 @@ step "admission: the group asks on the socket; outsiders and TCP refused" admiss
 step "ssh-open from the portal: sshd on 2222, the pushed key logs in" ssh_open_from_portal
 step "ssh-close from the portal ends an open session" ssh_close_ends_session
 step "the TTL closes SSH with the agent killed in between" ssh_ttl_with_agent_dead
+step "tunnel: ssh-open --tunnel, sshd on 127.0.0.1:222 alone; support logs in from the host through the portal" tunnel_from_portal
+step "tunnel: SIGKILL ends the session with the relay; the restarted agent closes sshd" tunnel_agent_killed
+step "tunnel: the TTL ends sshd and what runs in it with the agent down" tunnel_ttl_with_agent_down
 step "licences to zero, 6 days on: the agent stops the telephony unit" licence_zero_stops_telephony
 reboot_container
 step "after a reboot the agent stops the telephony unit again" telephony_stays_stopped_after_reboot
