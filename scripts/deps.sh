@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Debian packages a target needs: `deps.sh demo` for make demo,
-# `deps.sh` (check) for the build and tests. Go itself is expected at
-# /usr/local/go or on PATH (Debian 12's is too old).
+# `deps.sh` (check) for the build and tests, `deps.sh e2e` for the
+# real-appliance rig. Go itself is expected at /usr/local/go or on PATH
+# (Debian 12's is too old).
 #
 # Nothing is installed behind the operator's back: a missing package is
 # named first, then installed when run as root (as CI, or an admin setting
@@ -19,8 +20,15 @@ check)
 	# man page tests read the package as Debian's tools do.
 	packages=(git ca-certificates openssh-client openssh-server lintian dpkg-dev groff-base)
 	;;
+e2e)
+	# The real-appliance rig (scripts/e2e.sh, as root): the container
+	# (debootstrap, systemd-nspawn), its network of its own (iproute2 and
+	# nftables), the portal's test CA (openssl), support's ssh client, the
+	# package's checks (lintian) and the signed WMS repository (gnupg).
+	packages=(debootstrap systemd-container iproute2 nftables openssl openssh-client lintian gnupg bc)
+	;;
 *)
-	echo "usage: $0 [demo|check]" >&2
+	echo "usage: $0 [demo|check|e2e]" >&2
 	exit 2
 	;;
 esac

@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
 # The real-appliance rig: boot a Debian 12 container with systemd as PID 1
-# (systemd-nspawn -b, on the host's network), install the pbx-agent .deb,
-# and exercise it through systemd, D-Bus and polkit for real, against the
-# reference portal running on the host's loopback.
+# (systemd-nspawn -b), install the pbx-agent .deb, and exercise it through
+# systemd, D-Bus and polkit for real, against the reference portal running
+# on the host.
 #
-# Needs root. Installs debootstrap and systemd-container when missing, and
+# The container sits on a network of its own, as an appliance behind a
+# site's NAT does: it connects out to the portal (HTTPS, with a test CA the
+# agent pins), and nothing on the host can connect in (see make_network).
+#
+# Needs root. Installs what it uses when missing (scripts/deps.sh e2e), and
 # caches the container's root file system (PBX_E2E_CACHE, default
 # /var/cache/pbx-agent-e2e); the container runs on a throwaway overlay,
 # mounted on the host so that it survives a reboot of the container.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
-# One rig at a time on a machine: the container's name, its cache and the
-# portal's port are shared.
+# One rig at a time on a machine: the container's name, its cache, its
+# network and the portal's port are shared.
 exec 9>/run/lock/pbx-agent-e2e.lock
 flock 9
 cache=${PBX_E2E_CACHE:-/var/cache/pbx-agent-e2e}
 mirror=${PBX_E2E_MIRROR:-http://deb.debian.org/debian}
 work=$(mktemp -d /tmp/pbx-e2e.XXXXXX)
 rootfs=$cache/rootfs
-portal_addr=127.0.0.1:${PBX_E2E_PORTAL_PORT:-18780}
-nspawn_pid= container_pid= portal_pid= root_mounted= root_kid=
+# The container's network (PBX_E2E_NET, a free /24): the host, where the
+# portal listens, is .1 on the bridge; the container is .2 on its veth.
+net=${PBX_E2E_NET:-10.231.72}
+bridge=pbx-e2e0 firewall=pbx_e2e
+host_ip=$net.1 ct_ip=$net.2
+portal_addr=$host_ip:${PBX_E2E_PORTAL_PORT:-18780}
+portal_url=https://$portal_addr
+nspawn_pid= container_pid= portal_pid= root_mounted= root_kid= net_made=
+# sim runs the portal's admin commands, trusting its test CA; it is also
+# support's relay into the appliance.
+sim_argv=(env SSL_CERT_FILE="$work/dist/portal-ca.pem" "$work/pbx-portal-sim" --portal "$portal_url")
 steps=() failed=0
 
 log() { printf '\033[1m[e2e]\033[0m %s\n' "$*"; }
@@ -34,6 +47,7 @@ teardown() {
 	fi
 	[ -n "$portal_pid" ] && kill "$portal_pid" 2>/dev/null
 	wait 2>/dev/null
+	[ -z "$net_made" ] || remove_network
 	if [ -n "$root_mounted" ] && ! umount "$work/root" 2>/dev/null; then
 		umount -l "$work/root" 2>/dev/null
 		rm -rf "$work/dist" "$work/portal" # not the overlay: rm would go through it
@@ -99,17 +113,7 @@ eventually() {
 
 require() {
 	[ "$(id -u)" -eq 0 ] || die "the rig needs root (systemd-nspawn)"
-	local missing=()
-	command -v debootstrap >/dev/null || missing+=(debootstrap)
-	command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-	command -v bc >/dev/null || missing+=(bc)
-	command -v lintian >/dev/null || missing+=(lintian)
-	command -v gpg >/dev/null || missing+=(gnupg)
-	if [ ${#missing[@]} -gt 0 ]; then
-		log "installing ${missing[*]}"
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
-			die "cannot install ${missing[*]}"
-	fi
+	scripts/deps.sh e2e || die "the rig's Debian packages are missing"
 }
 
 make_rootfs() {
@@ -187,12 +191,83 @@ make_wms_repo() {
 	GNUPGHOME=$gnupg gpgconf --kill all 2>/dev/null || true
 }
 
+# make_network gives the container a network of its own, as an appliance
+# behind a site's NAT has: a bridge on the host holding the portal's
+# address, which nspawn's veth pair joins at every boot (the bridge, and so
+# the portal's listener, outlive a reboot of the container), and an
+# nftables table refusing every new connection from the host into it,
+# whatever the address family. The container connects out to the portal;
+# nothing connects in. No default route: the portal is all it reaches.
+make_network() {
+	# A rig killed before its teardown leaves its bridge and table.
+	ip link del "$bridge" 2>/dev/null
+	nft delete table inet "$firewall" 2>/dev/null
+	if ip -4 addr show to "$net.0/24" | grep -q inet || ip -4 route show to match "$ct_ip" | grep -qv '^default'; then
+		die "the host already uses $net.0/24: set PBX_E2E_NET to a free /24 prefix (for example PBX_E2E_NET=10.231.73)"
+	fi
+	net_made=1
+	ip link add "$bridge" type bridge && ip addr add "$host_ip/24" dev "$bridge" && ip link set "$bridge" up ||
+		die "cannot make the container's bridge $bridge"
+	nft -f - <<NFT || die "cannot load the container's firewall (nftables)"
+table inet $firewall {
+	chain into_container {
+		type filter hook output priority filter; policy accept;
+		oifname "$bridge" ct state new meta l4proto tcp counter reject with tcp reset
+		oifname "$bridge" ct state new reject
+	}
+	chain forward_into_container {
+		type filter hook forward priority filter; policy accept;
+		oifname "$bridge" ct state new meta l4proto tcp reject with tcp reset
+		oifname "$bridge" ct state new reject
+	}
+}
+NFT
+}
+
+remove_network() {
+	ip link del "$bridge" 2>/dev/null
+	nft delete table inet "$firewall" 2>/dev/null
+}
+
+# refused_into_container is the number of TCP connections from the host
+# the firewall has refused (a reset refuses at once; an ICMP error would
+# take the host a second).
+refused_into_container() { nft list chain inet "$firewall" into_container | sed -n 's/.* counter packets \([0-9]*\) .*/\1/p'; }
+
+# address_container gives the container's end of its veth pair its address
+# (from the host: the container has no ip tool and runs no networkd).
+address_container() {
+	nsenter -t "$container_pid" -n ip addr add "$ct_ip/24" dev host0 &&
+		nsenter -t "$container_pid" -n ip link set host0 up ||
+		die "cannot address the container's host0: $(nsenter -t "$container_pid" -n ip -br link 2>&1)"
+}
+
+# make_portal_cert makes a throwaway CA and the portal's certificate for
+# its address; the agent pins the CA (portal.ca_file), as a site whose
+# portal has a private CA does, and the container trusts nothing else.
+make_portal_cert() {
+	local ca=$work/ca
+	mkdir -m 0700 "$ca"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=pbx-agent e2e portal CA' \
+		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+		-keyout "$ca/ca.key" -out "$work/dist/portal-ca.pem" 2>/dev/null &&
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$host_ip" \
+			-keyout "$ca/portal.key" -out "$ca/portal.csr" 2>/dev/null &&
+		openssl x509 -req -in "$ca/portal.csr" -CA "$work/dist/portal-ca.pem" -CAkey "$ca/ca.key" \
+			-set_serial "0x$(openssl rand -hex 8)" -days 2 -out "$ca/portal.pem" \
+			-extfile <(printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$host_ip") 2>/dev/null ||
+		die "openssl could not make the portal's certificate"
+}
+
 start_portal() {
-	"$work/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 2s 2> "$work/portal.log" &
+	"$work/pbx-portal-sim" serve --listen "$portal_addr" --data "$work/portal" --interval 2s \
+		--tls-cert "$work/ca/portal.pem" --tls-key "$work/ca/portal.key" 2> "$work/portal.log" &
 	portal_pid=$!
 	eventually 10 sim clock || die "the portal did not start: $(cat "$work/portal.log")"
 }
-sim() { "$work/pbx-portal-sim" --portal "http://$portal_addr" "$@"; }
+sim() { "${sim_argv[@]}" "$@"; }
+# sim_shows PATTERN: the portal's view of the PBX matches PATTERN.
+sim_shows() { sim pbx show e2e.example | grep -q "$1"; }
 
 # mount_root mounts the container's root: an overlay of the cached root file
 # system on the host, so the cache stays untouched and what the rig installs
@@ -209,7 +284,7 @@ boot() {
 	log "booting the container"
 	container_pid=
 	systemd-nspawn --quiet --register=no --keep-unit --console=passive \
-		--machine=pbx-e2e -D "$work/root" \
+		--machine=pbx-e2e -D "$work/root" --network-bridge="$bridge" \
 		--bind-ro="$work/dist:/mnt/dist" \
 		-b > "$work/nspawn.log" 2>&1 &
 	nspawn_pid=$!
@@ -225,6 +300,7 @@ boot() {
 		sleep 0.1
 	done
 	[ -n "$container_pid" ] || die "no systemd in the container"
+	address_container
 	local state
 	eventually 30 ct test -S /run/systemd/private || die "the container's systemd never listened: $(cat "$work/nspawn.log")"
 	state=$(ct timeout 60 systemctl is-system-running --wait 2>"$work/boot.err")
@@ -239,9 +315,11 @@ boot() {
 
 install_first() {
 	ct dpkg -i /mnt/dist/pbx-agent-1.deb
+	ct install -m 0644 /mnt/dist/portal-ca.pem /etc/pbx-agent/portal-ca.pem
 	ct sh -c "cat > /etc/pbx-agent/agent.yaml" <<YAML
 portal:
-  url: http://$portal_addr
+  url: $portal_url
+  ca_file: /etc/pbx-agent/portal-ca.pem
 identity:
   model: WPBX-VM
 heartbeat:
@@ -310,6 +388,36 @@ activate() {
 	ct pbx-agent activate < "$work/key"
 	ct pbx-agent status --json | grep -q '"state": "active"'
 	status_exit_is 0
+}
+
+# host_connects PORT: the host opens a TCP connection to the container's
+# address at PORT.
+host_connects() { timeout 5 bash -c "exec 3<>/dev/tcp/$ct_ip/$1" 2>/dev/null; }
+
+# refused_from_host PORT: the host cannot connect to the container's
+# address at PORT, and the firewall's counter shows the firewall refused.
+refused_from_host() {
+	local before
+	before=$(refused_into_container)
+	if host_connects "$1"; then echo "the host connected to $ct_ip:$1"; return 1; fi
+	[ "$(refused_into_container)" -gt "$before" ] || { echo "$ct_ip:$1 failed, but not by the firewall"; return 1; }
+}
+
+# network_of_its_own: the container has its address and a route to its
+# network alone; the agent, just activated, reached the portal on it over
+# HTTPS, trusting the pinned CA (the container has no other). The
+# container's own sshd listens on every address at port 22, yet the host
+# cannot connect to it: the firewall refuses.
+network_of_its_own() {
+	nsenter -t "$container_pid" -n ip -4 -br addr show dev host0 | grep -q " $ct_ip/24"
+	nsenter -t "$container_pid" -n ip -4 route > "$work/routes"
+	if grep -q '^default' "$work/routes"; then echo "the container has a default route:"; cat "$work/routes"; return 1; fi
+	ct grep -qx "  url: $portal_url" /etc/pbx-agent/agent.yaml
+	ct pbx-agent status --json | grep -q '"last_success": "'
+	if ct test -e /etc/ssl/certs/ca-certificates.crt; then echo "the container trusts system CAs"; return 1; fi
+	# Every address: 0.0.0.0, or :: (which takes IPv4 too).
+	listeners 22 | grep -Eqx '0+' || { echo "the container's sshd does not listen on port 22: $(listeners 22)"; return 1; }
+	refused_from_host 22
 }
 
 # metrics_under_the_unit scrapes GET /metrics on listen.http inside the
@@ -686,7 +794,7 @@ licence_back_restarts_telephony() {
 	inactive pbx-licence-stopped.target
 	ct pbx-agent status --json | grep -q '"state": "active"'
 	eventually 15 status_has '^  UC-Premium +1 +5 +0 +4'
-	eventually 15 sh -c "'$work/pbx-portal-sim' --portal http://$portal_addr pbx show e2e.example | grep -q 'over-use.*uc-premium=4'"
+	eventually 15 sim_shows 'over-use.*uc-premium=4'
 	ct pbx-agent audit | grep -q 'overuse'
 	if ct_as admin pbx-agent check uc-premium 2> "$work/denied"; then echo "admitted while over-used"; return 1; fi
 	grep -q 'UC-Premium is over-used: 5 users for 1 licence, 4 of them without a licence' "$work/denied"
@@ -722,6 +830,9 @@ ssh_open_from_portal() {
 	fp=$(ct ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | awk '{print $2}')
 	grep -q "$fp" "$work/ssh-open.json" || { echo "host key $fp not reported"; cat "$work/ssh-open.json"; return 1; }
 	ct pbx-agent ssh status | grep -q 'open on port 2222'
+	# Behind the site's NAT, the port serves no one outside.
+	listeners 2222 | grep -qx 00000000 || { echo "sshd on 2222 listens on: $(listeners 2222)"; return 1; }
+	refused_from_host 2222
 	# The copy sshd reads is root's, readable by pbx-support alone.
 	[ "$(ct stat -c '%U %G %a' /run/pbx-agent-sshd/authorized_keys)" = "root pbx-support 640" ]
 }
@@ -758,6 +869,131 @@ ssh_ttl_with_agent_dead() {
 	ct systemctl start pbx-agent.service
 	eventually 20 ct pbx-agent ssh status
 	eventually 40 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
+}
+
+# ── support SSH through the portal's tunnel (pbx-agent-sshd-tunnel@<ttl>) ──
+
+# tunnel_ssh runs ssh on the host as support does: through the portal's
+# relay (pbx-portal-sim tunnel as its ProxyCommand), with the key the portal
+# pushed, and knowing the appliance's host key. The caller gives the
+# destination, pbx-support@e2e.example.
+tunnel_ssh() {
+	ssh -F /dev/null -i "$work/tunnel_key" -o IdentitiesOnly=yes -o BatchMode=yes \
+		-o ProxyCommand="$(printf '%q ' "${sim_argv[@]}") tunnel e2e.example" \
+		-o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work/known_hosts" -o ConnectTimeout=10 "$@"
+}
+
+# tunnel_open TTL queues a tunnelled ssh-open with support's key, waits for
+# the agent's result and prints the command's id.
+tunnel_open() {
+	sim command e2e.example ssh-open --tunnel --ttl "$1" --pubkey "$work/tunnel_key.pub" --wait 30s > "$work/tunnel-open.json" ||
+		{ cat "$work/tunnel-open.json"; return 1; }
+	grep -q '"state": "done"' "$work/tunnel-open.json" || { cat "$work/tunnel-open.json"; return 1; }
+	sed -n 's/^  "id": "\(cmd-[^"]*\)",$/\1/p' "$work/tunnel-open.json"
+}
+tunnel_connected() { ct pbx-agent status --json | grep -q '"connected": true'; }
+tunnel_sessions() { ct pbx-agent status --json | grep -q "\"sessions\": $1,"; }
+support_shells() { ct pgrep -u pbx-support -x sleep; }
+no_support_shells() { ! ct pgrep -u pbx-support -x sleep; }
+gone() { ! kill -0 "$1" 2>/dev/null; }
+audit_has() { ct pbx-agent audit | grep -Eq "$1"; }
+
+# listeners PORT prints the addresses the container listens on at PORT, in
+# the kernel's hex from its /proc/net/tcp and tcp6 (127.0.0.1 is 0100007F).
+listeners() {
+	ct cat /proc/net/tcp /proc/net/tcp6 |
+		awk -v port="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == port { print substr($2, 1, length($2) - 5) }'
+}
+
+# tunnel_from_portal: the relay refuses while no tunnel is open; the
+# portal's ssh-open --tunnel makes the agent start the loopback sshd's unit
+# over D-Bus (polkit) and dial the portal; only 127.0.0.1:222 listens for
+# it. Support logs in from the host through the portal's relay with the
+# pushed key, and meets the appliance's host key, while the host cannot
+# connect to the container on 222 or 2222; ssh -W is refused by the
+# unit's sshd. ssh status, the status JSON and the audit log show the
+# tunnel and its sessions.
+tunnel_from_portal() {
+	local id
+	ssh-keygen -q -t ed25519 -N "" -C support@e2e -f "$work/tunnel_key"
+	echo "e2e.example $(ct cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)" > "$work/known_hosts"
+	if sim tunnel e2e.example < /dev/null 2> "$work/refused"; then echo "the relay ran with no tunnel open"; return 1; fi
+	grep -q 'no tunnel is open' "$work/refused"
+	id=$(tunnel_open 600s)
+	ct systemctl is-active --quiet pbx-agent-sshd-tunnel@600.service
+	eventually 20 tunnel_connected
+	[ "$(listeners 222)" = 0100007F ] || { echo "port 222 listens on: $(listeners 222)"; return 1; }
+	[ -z "$(listeners 2222)" ] || { echo "port 2222 listens in tunnel mode: $(listeners 2222)"; return 1; }
+	# Support logs in through the portal while the host cannot connect in.
+	tunnel_ssh pbx-support@e2e.example 'id -un; hostname' > "$work/tunnel-id"
+	refused_from_host 222
+	refused_from_host 2222
+	[ "$(cat "$work/tunnel-id")" = "$(printf 'pbx-support\npbx-e2e')" ] || { cat "$work/tunnel-id"; return 1; }
+	# The unit's sshd forwards nothing: not to the agent's own HTTP port.
+	if tunnel_ssh -W 127.0.0.1:9731 pbx-support@e2e.example < /dev/null > "$work/forward" 2>&1; then
+		echo "ssh -W reached 127.0.0.1:9731 through the tunnel"; cat "$work/forward"; return 1
+	fi
+	grep -q 'forwarding failed' "$work/forward" || { cat "$work/forward"; return 1; }
+	ct pbx-agent status --json > "$work/status.json"
+	grep -q '"tunnel": {' "$work/status.json" && grep -q "\"command\": \"$id\"" "$work/status.json" ||
+		{ cat "$work/status.json"; return 1; }
+	eventually 10 tunnel_sessions 0
+	ct pbx-agent ssh status > "$work/ssh-status"
+	grep -q "^SSH: open through the portal's tunnel (sshd on 127.0.0.1:222), until " "$work/ssh-status" &&
+		grep -q '^  tunnel connected · 0 sessions open, 2 in all' "$work/ssh-status" || { cat "$work/ssh-status"; return 1; }
+	audit_has "ssh +action=open command=$id port=222 tunnel=true"
+	eventually 10 audit_has "ssh.session +action=start command=$id"
+	eventually 10 audit_has "ssh.session +action=end bytes_in=[1-9][0-9]* bytes_out=[1-9][0-9]* command=$id"
+}
+
+# tunnel_agent_killed: a session is open through the tunnel when SIGKILL
+# takes the agent. The relay dies with it, so the session ends; systemd
+# restarts the agent, which closes the loopback sshd left behind, ending
+# what ran in it; the relay refuses until the portal opens a new tunnel.
+tunnel_agent_killed() {
+	local id session pid
+	id=$(tunnel_open 600s)
+	eventually 20 tunnel_connected
+	tunnel_ssh pbx-support@e2e.example 'exec sleep 300' &
+	session=$!
+	eventually 20 support_shells
+	eventually 10 tunnel_sessions 1
+	pid=$(ct systemctl show -P MainPID pbx-agent.service)
+	ct systemctl kill --signal=SIGKILL pbx-agent.service
+	eventually 10 gone "$session"
+	eventually 30 sh -c "p=\$(nsenter -t $container_pid -m -p -- systemctl show -P MainPID pbx-agent.service); [ \"\$p\" != 0 ] && [ \"\$p\" != $pid ]"
+	eventually 20 inactive pbx-agent-sshd-tunnel@600.service
+	eventually 10 no_support_shells
+	eventually 10 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
+	audit_has 'ssh +action=close .*why="its tunnel ended with the agent that opened it"'
+	if sim tunnel e2e.example < /dev/null 2>/dev/null; then echo "the relay still reaches the appliance"; return 1; fi
+	echo "session through $id ended with agent $pid; the restarted agent closed its sshd"
+}
+
+# tunnel_ttl_with_agent_down: the agent killed and kept down while a
+# session is open: the session's client goes with the relay, but its shell
+# runs on in the loopback sshd's unit until the TTL ends the unit, with no
+# agent to stop it (systemd runs no stop job: its journal has no
+# "Stopping"); started again, the agent reports SSH closed.
+tunnel_ttl_with_agent_down() {
+	local unit=pbx-agent-sshd-tunnel@12.service session
+	tunnel_open 12s > /dev/null
+	eventually 20 tunnel_connected
+	tunnel_ssh pbx-support@e2e.example 'exec sleep 300' &
+	session=$!
+	eventually 20 support_shells
+	ct systemctl kill --signal=SIGKILL pbx-agent.service
+	ct systemctl stop pbx-agent.service
+	eventually 10 gone "$session"
+	ct systemctl is-active --quiet "$unit" || { echo "$unit ended before its TTL"; return 1; }
+	support_shells
+	eventually 30 inactive "$unit"
+	no_support_shells
+	ct journalctl -u "$unit" --no-pager > "$work/tunnel-unit.log"
+	if grep -q "Stopping $unit" "$work/tunnel-unit.log"; then echo "$unit was stopped, not ended by its TTL"; cat "$work/tunnel-unit.log"; return 1; fi
+	grep -q "$unit: Deactivated successfully" "$work/tunnel-unit.log"
+	ct systemctl start pbx-agent.service
+	eventually 20 sh -c "nsenter -t $container_pid -m -u -i -n -p -C -- pbx-agent ssh status | grep -q 'SSH: closed'"
 }
 
 # ── WMS upgrades (the root helper unit, started as pbx-agent through polkit) ──
@@ -862,6 +1098,8 @@ wms_purged() {
 require
 build
 make_rootfs
+make_network
+make_portal_cert
 start_portal
 mount_root
 boot
@@ -871,6 +1109,7 @@ step "config check: the installed file OK; two typos both listed" config_check
 step "active as pbx-agent, watchdog armed, licence-active target up" service_hardened_and_watched
 step "a release build: the portal's key is its embedded root, none configured" trust_is_embedded
 step "activate with a key from the portal on the host" activate
+step "network: the portal reached over HTTPS with the pinned CA; the host cannot connect in" network_of_its_own
 step "metrics: served under the hardened unit; rules installed" metrics_under_the_unit
 step "journal: levels as priorities (journalctl -p err, -p warning), attributes as fields" journal_priorities
 step "status: root and the pbx-agent group read, others refused" status_by_group
@@ -885,9 +1124,12 @@ step "WMS: a bad upgrade pushed by the portal, rolled back from the kept .deb an
 step "enforcement: users counted every second; a stand-in telephony unit attached" enforcement_configured
 step "users: a WAL database written by another user, read on a read-only view" users_from_a_wal_database
 step "admission: the group asks on the socket; outsiders and TCP refused" admission_through_the_socket
-step "ssh-open from the portal: sshd on 2222, the pushed key logs in" ssh_open_from_portal
+step "ssh-open from the portal: sshd on 2222, the pushed key logs in; the host cannot reach it" ssh_open_from_portal
 step "ssh-close from the portal ends an open session" ssh_close_ends_session
 step "the TTL closes SSH with the agent killed in between" ssh_ttl_with_agent_dead
+step "tunnel: ssh-open --tunnel, sshd on 127.0.0.1:222 alone; support logs in from the host through the portal" tunnel_from_portal
+step "tunnel: SIGKILL ends the session with the relay; the restarted agent closes sshd" tunnel_agent_killed
+step "tunnel: the TTL ends sshd and what runs in it with the agent down" tunnel_ttl_with_agent_down
 step "licences to zero, 6 days on: the agent stops the telephony unit" licence_zero_stops_telephony
 reboot_container
 step "after a reboot the agent stops the telephony unit again" telephony_stays_stopped_after_reboot
