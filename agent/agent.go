@@ -99,6 +99,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 	if src == nil {
 		src = clock.System()
 	}
+	deviceKey := loadDeviceKey(cfg.StateDir) // licence.go: beside what follows
 	a := &Agent{
 		cfg: cfg, log: log, clk: src,
 		hb: newHBSchedule(cfg.Heartbeat.Interval),
@@ -132,7 +133,7 @@ func New(cfg Config, log *slog.Logger, opts Options) (*Agent, error) {
 		},
 		heartbeat: a.metrics.Heartbeat,
 	}
-	if err := lic.finish(markRemoved); err != nil {
+	if err := lic.finish(markRemoved, deviceKey); err != nil {
 		return nil, err
 	}
 	return a, nil

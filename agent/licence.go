@@ -157,11 +157,32 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 	return l, markRemoved, nil
 }
 
-// finish loads the device key and checks the state against this machine
-// and the clock's mark record (checkMachine, checkRestoredState): the last
-// step of New, once the audit log is open.
-func (l *licence) finish(markRemoved bool) error {
-	device, err := license.LoadSigner(filepath.Join(l.env.stateDir, deviceKeyFile))
+// loadDeviceKey starts loading the device key and returns the wait for
+// it. Most of a load is Ed25519's one-time set-up of its precomputed
+// tables (about a millisecond), which needs nothing else of the start:
+// it runs beside the state's load and verification, on another core
+// where there is one, and New waits for it in finish.
+func loadDeviceKey(stateDir string) func() (*license.Signer, error) {
+	type loaded struct {
+		s   *license.Signer
+		err error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		s, err := license.LoadSigner(filepath.Join(stateDir, deviceKeyFile))
+		done <- loaded{s, err}
+	}()
+	return func() (*license.Signer, error) {
+		r := <-done
+		return r.s, r.err
+	}
+}
+
+// finish takes the device key (loadDeviceKey) and checks the state
+// against this machine and the clock's mark record (checkMachine,
+// checkRestoredState): the last step of New, once the audit log is open.
+func (l *licence) finish(markRemoved bool, deviceKey func() (*license.Signer, error)) error {
+	device, err := deviceKey()
 	switch {
 	case err == nil:
 		l.device = device
