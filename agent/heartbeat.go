@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/protocol"
 )
 
@@ -106,6 +107,12 @@ func (a *Agent) Refresh(ctx context.Context) error {
 	}
 	select {
 	case err := <-reply:
+		if errors.Is(err, ErrNotActivated) && a.State() == license.Deleted {
+			// The PBX was deleted, by the portal's answer or by its
+			// countdown ending on the licence clock, whichever came first:
+			// either way, deleted is where the refresh leaves it.
+			return nil
+		}
 		return err
 	case <-ctx.Done():
 		return ctx.Err()

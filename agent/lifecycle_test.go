@@ -393,6 +393,33 @@ func TestWipedDuringAHeartbeat(t *testing.T) {
 	}
 }
 
+// TestRefreshOfADeletedPBX: a refresh finds the PBX deleted, whether its
+// countdown ended on the licence clock before the refresh or the portal's
+// answer said so. Either way the refresh leaves it deleted, and says so
+// rather than "not activated".
+func TestRefreshOfADeletedPBX(t *testing.T) {
+	r := newRig(t)
+	r.setPortalClock(t, "2027-03-10T10:00:00Z")
+	a := r.activated(t, nil)
+	ctx := context.Background()
+	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
+	if err := a.heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deleteAt := *a.Status().Deadlines.DeleteAt
+	a.lic.clock.AdoptPortal(deleteAt.Add(time.Minute)) // as a long-poll's answer would
+	if v := a.record(); v.State != license.Deleted {
+		t.Fatalf("past delete_at: %s", v.State)
+	}
+	runAgent(t, a)
+	if err := a.Refresh(ctx); err != nil {
+		t.Errorf("Refresh of a PBX deleted by its countdown: %v, want nil", err)
+	}
+	if s := a.Status(); s.State != "deleted" {
+		t.Errorf("after the refresh: %s", s.State)
+	}
+}
+
 // TestSuspendedLapsesThenStops: the portal suspends the licence: lapsed at
 // once, stopped after the lapse grace, active again when lifted.
 func TestSuspendedLapsesThenStops(t *testing.T) {
