@@ -191,20 +191,22 @@ func Echo(request string) [DigestBytes]byte {
 }
 
 // SignSame signs the "same" answer to request, the compact heartbeat as
-// received, at the portal's time now (whole seconds are kept).
+// received, at the portal's time now, to the millisecond: the agent's
+// licence clock takes it, and whole seconds would set that clock back by
+// up to a second at every unchanged heartbeat.
 func SignSame(s *license.Signer, now time.Time, request string) (string, error) {
 	if now.Unix() <= 0 {
 		return "", fmt.Errorf("same answer: time %v before 1970", now)
 	}
 	echo := Echo(request)
-	b := binary.AppendUvarint(nil, uint64(now.Unix()))
+	b := binary.AppendUvarint(nil, uint64(now.UnixMilli()))
 	return s.SignRaw(TypeSame, append(b, echo[:]...))
 }
 
 // ParseSame decodes the payload of a "same" answer strictly.
 func ParseSame(payload []byte) (t time.Time, echo [DigestBytes]byte, err error) {
 	r := reader{b: payload, doc: "same answer"}
-	secs := r.uvarint("time")
+	ms := r.uvarint("time")
 	raw := r.raw128("echo")
 	switch {
 	case r.err != nil:
@@ -212,7 +214,7 @@ func ParseSame(payload []byte) (t time.Time, echo [DigestBytes]byte, err error) 
 	case len(r.b) > 0:
 		return time.Time{}, echo, fmt.Errorf("same answer: %d bytes after the echo", len(r.b))
 	}
-	if t, err = unixSeconds("time", secs); err != nil {
+	if t, err = unixMillis("time", ms); err != nil {
 		return time.Time{}, echo, fmt.Errorf("same answer: %w", err)
 	}
 	return t, [DigestBytes]byte(raw), nil
@@ -283,6 +285,18 @@ func splitPayload(compact string) string {
 	_, rest, _ := strings.Cut(compact, ".")
 	payload, _, _ := strings.Cut(rest, ".")
 	return payload
+}
+
+// unixMillis is unixSeconds for a time in Unix milliseconds.
+func unixMillis(name string, ms uint64) (time.Time, error) {
+	if ms == 0 || ms > math.MaxInt64 {
+		return time.Time{}, fmt.Errorf("%s %d out of range", name, ms)
+	}
+	t := time.UnixMilli(int64(ms)).UTC()
+	if err := license.CheckTime(name, t); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
 }
 
 // unixSeconds turns a decoded time into a time in the range every signed
