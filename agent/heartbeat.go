@@ -50,7 +50,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		err := a.heartbeat(ctx)
 		var delay time.Duration
 		switch {
-		case err == nil, errors.Is(err, ErrNotActivated):
+		case err == nil, errors.Is(err, ErrNotActivated), errors.Is(err, errNoPortal):
 			failures = 0
 			delay = a.schedule().Next(failures, 0, rand.Float64())
 		default:

@@ -39,6 +39,7 @@ type licence struct {
 	trust    *trust        // the portal keys trusted, revocations applied (trust.go)
 	portal   *portalClient // nil when setupErr says why
 	setupErr error         // a configuration problem (no portal keyring, no portal.url) that stops every exchange
+	noPortal bool          // no portal.url at all: an air-gapped PBX has no portal to reach
 	// fileSetupErr is what stops the file exchange of an air-gapped PBX
 	// (offline.go): setupErr without portal.url, which such a PBX lacks.
 	fileSetupErr error
@@ -141,7 +142,7 @@ func loadLicence(cfg Config, env licenceEnv, src clock.Clock) (l *licence, markR
 		return nil, false, err
 	}
 	l = &licence{env: env, store: store, beats: beats, clock: clk, mark: mark, trust: tr, portal: portal, setupErr: setupErr,
-		fileSetupErr: setup.fileSetupErr(), st: st}
+		noPortal: cfg.Portal.URL == "", fileSetupErr: setup.fileSetupErr(), st: st}
 	if setupErr != nil {
 		l.ans.lastError = setupErr.Error()
 	}
@@ -647,6 +648,9 @@ func (l *licence) exchangeHeartbeat(ctx context.Context) error {
 		return ErrNotActivated
 	}
 	if l.setupErr != nil {
+		if l.noPortal && l.airGapped() {
+			return errNoPortal // by design: nothing failed, nothing to count
+		}
 		l.peers.heartbeat(metrics.HeartbeatUnreachable, 0) // no exchange: not timed
 		return l.setupErr
 	}

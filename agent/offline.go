@@ -405,6 +405,20 @@ func (l *licence) loadOffline() {
 	l.ans.offline = f
 }
 
+// errNoPortal is a heartbeat's outcome on an air-gapped PBX with no
+// portal.url: no exchange is made, and none failed, so the heartbeat loop
+// neither backs off nor warns, and the heartbeat metrics count nothing; a
+// refresh asked for by hand says why.
+var errNoPortal = fmt.Errorf("%w: no portal.url is set, so this air-gapped PBX makes no heartbeat: "+
+	"renew it by file (pbx-agent report --offline)", apitype.ErrUnreachable)
+
+// airGapped reports whether a licence file rules the lifecycle.
+func (l *licence) airGapped() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.airGappedLocked() != nil
+}
+
 // airGappedLocked is the licence file that rules the lifecycle: the one
 // installed, while the licence held is the one it carried and no portal
 // answer came after it. Callers hold l.mu.

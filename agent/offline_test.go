@@ -5,12 +5,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pbx-agent/pbx-agent/internal/logbuf"
 	"github.com/pbx-agent/pbx-agent/internal/portalsim"
 	"github.com/pbx-agent/pbx-agent/pkg/apitype"
+	"github.com/pbx-agent/pbx-agent/pkg/clock/clocktest"
 	"github.com/pbx-agent/pbx-agent/pkg/license"
 	"github.com/pbx-agent/pbx-agent/pkg/offline"
 )
@@ -334,5 +337,74 @@ func TestAirGappedActivationByQRCode(t *testing.T) {
 	}
 	if byFile, err := r.admin.OfflineRenew(ctx, "air.example", rep.File); err != nil || byFile.File != renewed.File {
 		t.Fatalf("the file of the same report must get the same licence file: %v", err)
+	}
+}
+
+// TestAirGappedMakesNoHeartbeat: with no portal.url, a PBX activated by
+// file has no portal to reach. Its heartbeat loop keeps the interval
+// rather than backing off, logs no failure and counts none (a failing
+// heartbeat would raise PBXHeartbeatFailing on every air-gapped PBX); a
+// refresh asked for by hand says why.
+func TestAirGappedMakesNoHeartbeat(t *testing.T) {
+	r := airGapped(t)
+	fake := clocktest.NewFake(r.time.wall, time.Hour)
+	var logs logbuf.Buffer
+	a, err := New(r.cfg, slog.New(slog.NewTextHandler(&logs, nil)), Options{Time: fake, Root: r.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	activateByFile(t, r, a, "air.example", r.createPBX(t, "air.example", license.Counts{license.UCPremium: 10}))
+	for _, c := range []chan struct{}{a.hb.resched, a.hb.waitWake} { // as activatedOnFake
+		select {
+		case <-c:
+		default:
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	loopCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.heartbeatLoop(loopCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	step := func() time.Duration {
+		t.Helper()
+		if err := fake.WaitArmed(ctx, 1); err != nil {
+			t.Fatalf("the heartbeat loop armed no timer: %v", err)
+		}
+		d, ok := fake.NextDue()
+		if !ok {
+			t.Fatal("no timer armed")
+		}
+		return d
+	}
+	interval := a.interval()
+	lo, hi := interval-interval/10, interval+interval/10
+	d := step()
+	for n := 1; n <= 3; n++ {
+		fake.Advance(d)
+		if d = step(); !within(d, lo, hi) {
+			t.Fatalf("heartbeat %d: next in %v, want the interval %v..%v, not a backoff", n, d, lo, hi)
+		}
+	}
+	if s := a.Status(); s.Heartbeat.Failures != 0 || s.Heartbeat.LastError != "" {
+		t.Errorf("the status shows heartbeat failures: %+v", s.Heartbeat)
+	}
+	if strings.Contains(logs.String(), "heartbeat failed") {
+		t.Errorf("the log reports heartbeats failing:\n%s", logs.String())
+	}
+	body := scrape(t, a)
+	for _, line := range []string{
+		`pbx_agent_heartbeats_total{result="unreachable"} 0`,
+		`pbx_license_air_gapped 1`,
+	} {
+		if !hasLine(body, line) {
+			t.Errorf("no line %q in /metrics", line)
+		}
+	}
+
+	err = a.Refresh(ctx)
+	if !errors.Is(err, apitype.ErrUnreachable) || !strings.Contains(err.Error(), "pbx-agent report --offline") {
+		t.Errorf("refresh of an air-gapped PBX: %v; want unreachable, saying to renew by file", err)
 	}
 }

@@ -7,6 +7,9 @@
 # The container sits on a network of its own, as an appliance behind a
 # site's NAT does: it connects out to the portal (HTTPS, with a test CA the
 # agent pins), and nothing on the host can connect in (see make_network).
+# Before the purge, it is cut off every network and runs as an air-gapped
+# PBX, activated and renewed by files the host carries in and out through
+# its file system.
 #
 # Needs root. Installs what it uses when missing (scripts/deps.sh e2e), and
 # caches the container's root file system (PBX_E2E_CACHE, default
@@ -1093,6 +1096,120 @@ wms_purged() {
 	[ "$(wms_status)" = "hi $wms_v2" ] || { echo "dpkg-query: $(wms_status)"; return 1; }
 }
 
+# ── an air-gapped PBX: no network at all, files carried by hand ──────────
+
+# The admin's USB stick: a folder of the container that the host writes and
+# reads through the container's root file system, the only way in or out
+# once the network is cut.
+usb=/root/usb
+# carry_in FILE NAME puts the host's FILE on the stick as NAME; carry_out
+# NAME FILE takes NAME off it to the host's FILE.
+carry_in() { install -D -m 0600 "$1" "$work/root$usb/$2"; }
+carry_out() { cp "$work/root$usb/$1" "$2"; }
+
+# portal_reachable: a TCP connection from inside the container to the
+# portal's port opens.
+portal_reachable() { ct bash -c "exec 3<>/dev/tcp/$host_ip/${portal_addr##*:}"; }
+
+# json_field NAME FILE prints the first value of "NAME" in a status
+# document (a number, or a string without its quotes).
+json_field() { sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2" | head -1; }
+
+# air_gapped_cut_off: the portal, reachable from inside a moment before, is
+# not once the container's one link is down and its address gone (set from
+# the host: the container has no ip tool); no route is left but loopback's.
+# The agent gets the configuration of an air-gapped PBX (no portal.url) and
+# a fresh state, and systemd starts it again: unactivated, it makes no
+# heartbeat.
+air_gapped_cut_off() {
+	portal_reachable || { echo "the portal was not reachable from the container before the cut"; return 1; }
+	nsenter -t "$container_pid" -n ip addr flush dev host0
+	nsenter -t "$container_pid" -n ip link set host0 down
+	nsenter -t "$container_pid" -n ip route show table all > "$work/routes"
+	if grep -v ' dev lo ' "$work/routes"; then echo "routes left beside loopback's"; return 1; fi
+	nsenter -t "$container_pid" -n ip -br addr > "$work/addrs"
+	if grep -v '^lo ' "$work/addrs" | grep -E '[0-9a-f:.]+/[0-9]+'; then echo "addresses left beside loopback's"; return 1; fi
+	if portal_reachable 2> "$work/unreachable"; then echo "the container still reaches the portal"; return 1; fi
+	grep -q 'Network is unreachable' "$work/unreachable" || { cat "$work/unreachable"; return 1; }
+	ct systemctl stop pbx-agent.service
+	ct find /var/lib/pbx-agent -mindepth 1 -delete
+	ct sed -i '/^  url: /d' /etc/pbx-agent/agent.yaml
+	if ct grep -n '^  url:' /etc/pbx-agent/agent.yaml; then echo "portal.url left in the configuration"; return 1; fi
+	ct systemctl start pbx-agent.service
+	eventually 10 status_json
+	status_exit_is 10 # unactivated
+	status_json > "$work/status.json"
+	if grep -q '"last_success"\|"mode"' "$work/status.json"; then cat "$work/status.json"; return 1; fi
+}
+
+# air_gapped_activated_by_files: a new PBX on the portal; its key carried
+# in; the daemon writes the activation request (0600: it holds the key),
+# carried out; the portal answers it with a licence file, carried in and
+# installed. The PBX is active and air-gapped, telephony running. With no
+# portal, a refresh says to renew by file, and no heartbeat fails: none is
+# logged as failing nor counted, so no alert fires for an air-gapped PBX.
+air_gapped_activated_by_files() {
+	local since rc=0
+	since=$(ct date +%s)
+	sim pbx create --name air.example --model WPBX-VM --term monthly --users uc-premium=10 --users pbx-basic=3 > "$work/air-key"
+	ct install -d -m 0700 "$usb"
+	carry_in "$work/air-key" key.txt
+	ct pbx-agent activate --offline --key-file "$usb/key.txt" --out "$usb/request.txt"
+	[ "$(ct stat -c '%U %a' "$usb/request.txt")" = "root 600" ] || { ct stat "$usb/request.txt"; return 1; }
+	carry_out request.txt "$work/air-request"
+	sim pbx offline-activate air.example < "$work/air-request" > "$work/air-licence-1"
+	carry_in "$work/air-licence-1" licence-1.txt
+	ct pbx-agent activate --licence-file "$usb/licence-1.txt" > "$work/installed"
+	grep -q '^Installed the licence file of PBX air.example (pbx-[^)]*): active; valid until ' "$work/installed" || { cat "$work/installed"; return 1; }
+	ct pbx-agent status --json > "$work/status.json"
+	grep -q '"state": "active"' "$work/status.json" && grep -q '"mode": "air-gapped"' "$work/status.json" &&
+		grep -q '"horizon": "' "$work/status.json" || { cat "$work/status.json"; return 1; }
+	status_exit_is 0
+	ct pbx-agent status | grep -q '^Air-gapped *licence file valid until '
+	sim pbx show air.example > "$work/air-show"
+	grep -q '^status: *bound$' "$work/air-show" && grep -q '^device: *dev-[^,]*, WPBX-VM, bound ' "$work/air-show" || { cat "$work/air-show"; return 1; }
+	ct systemctl is-active pbx-telephony-standin.service
+	ct pbx-agent refresh > "$work/refresh" 2>&1 || rc=$?
+	[ "$rc" = 4 ] && grep -q 'renew it by file (pbx-agent report --offline)' "$work/refresh" ||
+		{ echo "refresh: exit $rc; want 4, saying to renew by file"; cat "$work/refresh"; return 1; }
+	if ct journalctl -u pbx-agent.service --since "@$since" --no-pager | grep 'heartbeat failed'; then return 1; fi
+	ct bash -c 'exec 3<>/dev/tcp/127.0.0.1/9731 && printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' > "$work/metrics"
+	grep -q '^pbx_license_air_gapped 1$' "$work/metrics"
+	grep '^pbx_agent_heartbeats_total{' "$work/metrics" > "$work/heartbeats"
+	if grep -v '} 0$' "$work/heartbeats"; then echo "heartbeats counted"; return 1; fi
+}
+
+# air_gapped_renewed_by_files: two days on, the portal adds licences; the
+# usage report, carried out, brings the peak of users counted to the portal;
+# its answer, carried in, moves the revision and the horizon. The first
+# licence file, installed again, is refused as older, and changes nothing.
+air_gapped_renewed_by_files() {
+	local rev1 rev2 horizon1 horizon2 rc=0
+	eventually 15 status_has '^  UC-Premium +10 +5 '
+	ct pbx-agent status --json > "$work/status.json"
+	rev1=$(json_field revision "$work/status.json") horizon1=$(json_field horizon "$work/status.json")
+	sim clock advance 2d
+	sim pbx licenses air.example uc-premium=12
+	ct pbx-agent report --offline --out "$usb/report.txt"
+	carry_out report.txt "$work/air-report"
+	sim pbx offline-renew air.example < "$work/air-report" > "$work/air-licence-2"
+	sim pbx show air.example --json | tr -d ' \n' | grep -q '"last_peak":{[^}]*"uc-premium":5'
+	carry_in "$work/air-licence-2" licence-2.txt
+	ct pbx-agent activate --licence-file "$usb/licence-2.txt"
+	ct pbx-agent status --json > "$work/status.json"
+	rev2=$(json_field revision "$work/status.json") horizon2=$(json_field horizon "$work/status.json")
+	[ "$rev2" -gt "$rev1" ] || { echo "revision $rev1 then $rev2"; return 1; }
+	[ "$(date -d "$horizon2" +%s)" -gt "$(date -d "$horizon1" +%s)" ] || { echo "horizon $horizon1 then $horizon2"; return 1; }
+	grep -q '"mode": "air-gapped"' "$work/status.json"
+	status_has '^  UC-Premium +12 +5 '
+	ct pbx-agent activate --licence-file "$usb/licence-1.txt" 2> "$work/refused" || rc=$?
+	[ "$rc" = 2 ] || { echo "the older file: exit $rc, want 2"; cat "$work/refused"; return 1; }
+	grep -q "this file is older than the one installed (revision $rev1 < $rev2)" "$work/refused" || { cat "$work/refused"; return 1; }
+	ct pbx-agent status --json > "$work/status.json"
+	[ "$(json_field revision "$work/status.json")" = "$rev2" ] || { echo "the refused file changed the revision"; return 1; }
+	echo "revision $rev1 -> $rev2, horizon $horizon1 -> $horizon2"
+}
+
 # ── main ───────────────────────────────────────────────────────────────────
 
 require
@@ -1136,6 +1253,9 @@ step "after a reboot the agent stops the telephony unit again" telephony_stays_s
 step "a licence added back: telephony runs again; over-use reported" licence_back_restarts_telephony
 step "slow telephony stop" slow_telephony_stop
 step "upgrade to a newer .deb keeps the licence" upgrade_keeps_licence
+step "air-gapped: every network cut; no portal.url, a fresh state, restarted by systemd" air_gapped_cut_off
+step "air-gapped: activated by a request carried out and a licence file carried in" air_gapped_activated_by_files
+step "air-gapped: renewed by a usage report; the older licence file refused" air_gapped_renewed_by_files
 step "purge leaves no unit, state or configuration, and keeps the users" purge_leaves_nothing
 step "WMS: purge removes the helper's results and apt source; the WMS stays" wms_purged
 
