@@ -423,12 +423,13 @@ func (l *licence) verifyLicense(compact string) (*license.Document, error) {
 // verdictLocked evaluates the lifecycle at now. Callers hold l.mu.
 func (l *licence) verdictLocked(now time.Time) license.Verdict {
 	doc, last := l.doc, l.ans.lastOK
-	if f := l.airGappedLocked(); f != nil { // offline.go
+	f := l.airGappedLocked() // offline.go
+	if f != nil {
 		doc, last = airGappedFacts(doc, f)
 	}
 	return license.Evaluate(license.Facts{Now: now, Doc: doc, LastSuccess: last, Gone: l.st.Gone,
 		GoneAt: l.st.GoneAt, Rebound: l.st.Gone == goneReason(protocol.GoneRebound),
-		RefusedSince: l.ans.refusedAt, Restored: l.ans.restored})
+		RefusedSince: l.ans.refusedAt, Restored: l.ans.restored, ByFile: f != nil})
 }
 
 // ensureDevice returns the device key, making and saving one (0600) on

@@ -64,7 +64,7 @@ func Cases() []Case {
 		// for 30: the lifecycle counts from the file's time to its horizon.
 		{"air-gapped", build(license.Facts{Now: Now, Doc: doc(counts, func(d *license.Document) {
 			d.HeartbeatTolerance, d.OfflineGrace = license.Seconds(30*day/time.Second), license.Seconds(30*day/time.Second)
-		}), LastSuccess: Now.Add(-10 * day)}, used, airGappedExtras)},
+		}), LastSuccess: Now.Add(-10 * day), ByFile: true}, used, airGappedExtras)},
 		{"lapsed", build(license.Facts{Now: Now, Doc: doc(counts), LastSuccess: Now.Add(-33 * day)}, used, lapsedExtras)},
 		{"suspended", build(license.Facts{Now: Now, Doc: suspended, LastSuccess: recent}, used, nil)},
 		{"stopping", build(license.Facts{Now: Now, Doc: zero(Now.Add(-2*day - 3*time.Hour)), LastSuccess: recent}, used, nil)},

@@ -40,6 +40,10 @@ type Facts struct {
 	// this appliance has held (a state file restored from a backup). The
 	// PBX lapses until the portal's next answer sets it right.
 	Restored bool
+	// ByFile: an air-gapped PBX, licensed by a file the portal signed.
+	// LastSuccess is then the file's signed time and Doc's tolerance and
+	// grace run to the file's horizon; only the wording differs.
+	ByFile bool
 }
 
 // Verdict is the state with the deadlines that apply, a short phrase and
@@ -176,6 +180,11 @@ func Evaluate(f Facts) Verdict {
 		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("The portal suspended this licence on %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless the portal lifts the suspension first.",
 			stamp(lapseFrom), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
+	case lapsing && !now.Before(lapseFrom) && f.ByFile:
+		v.State, v.Reason = Lapsed, "the licence file's horizon passed"
+		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
+		v.Summary = fmt.Sprintf("The licence file the portal signed on %s ran out at %s: existing users keep working but no new users are admitted, and telephony stops at %s (%s) unless a new licence file is installed first.",
+			stamp(last), stamp(v.OfflineGraceEnd), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
 	case lapsing && !now.Before(lapseFrom):
 		v.State, v.Reason = Lapsed, "offline grace exhausted"
 		v.WhatNext = "no new users; telephony stops " + in(v.LapseGraceEnd)
@@ -186,6 +195,11 @@ func Evaluate(f Facts) Verdict {
 		v.WhatNext = "new users refused " + in(v.OfflineGraceEnd) + ", telephony stops " + in(v.LapseGraceEnd)
 		v.Summary = fmt.Sprintf("The portal has not been reached since %s: the PBX runs normally until %s (%s), then admits no new users, and telephony stops at %s (%s) unless the portal is reached first.",
 			stamp(last), stamp(v.OfflineGraceEnd), Relative(v.OfflineGraceEnd, now), stamp(v.LapseGraceEnd), Relative(v.LapseGraceEnd, now))
+	case f.ByFile:
+		v.State, v.Reason = Active, "licensed by a file from the portal"
+		v.WhatNext = "licensed by a file from the portal until " + stamp(v.OfflineGraceEnd)
+		v.Summary = fmt.Sprintf("Licensed by a file the portal signed on %s, good until %s (%s): install the next licence file before then.",
+			stamp(last), stamp(v.OfflineGraceEnd), Relative(v.OfflineGraceEnd, now))
 	default:
 		v.State, v.Reason = Active, "licensed, the portal reached"
 		v.WhatNext = "licensed by the portal"

@@ -257,3 +257,36 @@ func TestRelative(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateByFile: an air-gapped PBX's verdict says its licence came by
+// file and what renews it, not that the portal was reached: the same
+// deadlines, in its own words.
+func TestEvaluateByFile(t *testing.T) {
+	doc := testDocument()
+	span := Seconds(30 * day / time.Second)
+	doc.HeartbeatTolerance, doc.OfflineGrace = span, span
+	signed := testNow
+	horizon := signed.Add(30 * day)
+
+	v := Evaluate(Facts{Now: signed.Add(10 * day), Doc: &doc, LastSuccess: signed, ByFile: true})
+	if v.State != Active || !v.OfflineGraceEnd.Equal(horizon) {
+		t.Fatalf("within the horizon: %s, grace end %v; want active until %v", v.State, v.OfflineGraceEnd, horizon)
+	}
+	for _, want := range []string{"a file the portal signed", "install the next licence file"} {
+		if !strings.Contains(v.Summary, want) {
+			t.Errorf("summary %q does not say %q", v.Summary, want)
+		}
+	}
+	if strings.Contains(v.Summary+v.WhatNext+v.Reason, "reached") {
+		t.Errorf("an air-gapped PBX's verdict speaks of the portal reached: %+v", v)
+	}
+
+	v = Evaluate(Facts{Now: horizon.Add(time.Hour), Doc: &doc, LastSuccess: signed, ByFile: true})
+	if v.State != Lapsed || !strings.Contains(v.Summary, "unless a new licence file is installed") || strings.Contains(v.Summary, "reached") {
+		t.Errorf("past the horizon: %s %q", v.State, v.Summary)
+	}
+	// The same facts online are the portal's words: nothing else changes.
+	if on := Evaluate(Facts{Now: horizon.Add(time.Hour), Doc: &doc, LastSuccess: signed}); on.State != v.State || !on.LapseGraceEnd.Equal(v.LapseGraceEnd) {
+		t.Errorf("online %s until %v, by file %s until %v: the deadlines differ", on.State, on.LapseGraceEnd, v.State, v.LapseGraceEnd)
+	}
+}
