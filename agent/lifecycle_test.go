@@ -286,19 +286,27 @@ func TestZeroLicencesInProcess(t *testing.T) {
 	}
 }
 
+// zeroCountdown is an activated agent whose every licence went to zero on
+// 2027-03-10 and whose heartbeat has taken it: the countdown runs, and
+// deleteAt is its signed end.
+func zeroCountdown(t *testing.T) (r *rig, a *Agent, deleteAt time.Time) {
+	t.Helper()
+	r = newRig(t)
+	r.setPortalClock(t, "2027-03-10T10:00:00Z")
+	a = r.activated(t, nil)
+	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
+	if err := a.heartbeat(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r, a, *a.Status().Deadlines.DeleteAt
+}
+
 // TestDeletionWaitsForThePortalsTime: past delete_at on a clock the portal
 // did not set, the agent is deleted in state but keeps the signed licence;
 // the portal's own time wipes it.
 func TestDeletionWaitsForThePortalsTime(t *testing.T) {
-	r := newRig(t)
-	r.setPortalClock(t, "2027-03-10T10:00:00Z")
-	a := r.activated(t, nil)
+	r, a, deleteAt := zeroCountdown(t)
 	ctx := context.Background()
-	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
-	if err := a.heartbeat(ctx); err != nil {
-		t.Fatal(err)
-	}
-	deleteAt := *a.Status().Deadlines.DeleteAt
 	r.faults(t, 1)
 	// The local clock runs past delete_at with the portal unreachable.
 	r.time.run(deleteAt.Sub(a.lic.clock.Now()) + day)
@@ -360,15 +368,8 @@ func TestDeletionTimeIsTheSignedDeleteAt(t *testing.T) {
 // for a licence it no longer holds, and the heartbeat reports the PBX
 // not activated.
 func TestWipedDuringAHeartbeat(t *testing.T) {
-	r := newRig(t)
-	r.setPortalClock(t, "2027-03-10T10:00:00Z")
-	a := r.activated(t, nil)
+	r, a, deleteAt := zeroCountdown(t)
 	ctx := context.Background()
-	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
-	if err := a.heartbeat(ctx); err != nil {
-		t.Fatal(err)
-	}
-	deleteAt := *a.Status().Deadlines.DeleteAt
 
 	portal := r.server.Config.Handler
 	var heartbeats atomic.Int32
@@ -398,15 +399,8 @@ func TestWipedDuringAHeartbeat(t *testing.T) {
 // answer said so. Either way the refresh leaves it deleted, and says so
 // rather than "not activated".
 func TestRefreshOfADeletedPBX(t *testing.T) {
-	r := newRig(t)
-	r.setPortalClock(t, "2027-03-10T10:00:00Z")
-	a := r.activated(t, nil)
+	_, a, deleteAt := zeroCountdown(t)
 	ctx := context.Background()
-	r.licences(t, license.Counts{license.UCPremium: 0, license.PBXBasic: 0})
-	if err := a.heartbeat(ctx); err != nil {
-		t.Fatal(err)
-	}
-	deleteAt := *a.Status().Deadlines.DeleteAt
 	a.lic.clock.AdoptPortal(deleteAt.Add(time.Minute)) // as a long-poll's answer would
 	if v := a.record(); v.State != license.Deleted {
 		t.Fatalf("past delete_at: %s", v.State)
