@@ -581,6 +581,8 @@ func (l *limitListener) closeIdlest() bool {
 		}
 		return o
 	}
+	// Ages on the machine's monotonic clock, as connState records them: a
+	// socket's wait is this process's matter, not the licence's.
 	victim := oldest(l.pending, time.Now().Add(-slowAfter))
 	if victim == nil {
 		victim = oldest(l.idle, time.Now().Add(time.Hour))
